@@ -1,0 +1,1 @@
+"""aiobucket: asyncio-native object storage."""

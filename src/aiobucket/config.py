@@ -1,0 +1,299 @@
+"""Where buckets live: a mapping from bucket name to a provider URL, kept out of code.
+
+Resolution order for a bucket name:
+1. an active override (``aiobucket.testing`` uses this for per-test isolation);
+2. ``configure(...)`` from code;
+3. the TOML file named by ``AIOBUCKET_CONFIG``;
+4. the default: the local filesystem under ``./.aiobucket/<bucket name>``.
+
+TOML format::
+
+    default = "file:///srv/objects"          # optional: where unlisted buckets live
+
+    [buckets.profile-pictures]
+    url = "s3://cloud-name?region=eu-west-1&endpoint=http://127.0.0.1:8333"
+    key_prefix = "pp/"                        # optional
+    public_base_url = "https://cdn.example.com/pp/"   # optional
+    part_size = 8388608                       # optional, bytes
+    concurrency = 8                           # optional, parts in flight
+    # any other key is passed to the provider, e.g. access_key_id, secret_access_key_env
+
+A bucket may also be a plain string: ``profile-pictures = "memory://"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .errors import InvalidArgument
+from .keys import validate_prefix
+
+if TYPE_CHECKING:
+    from .providers.base import Provider
+    from .types import BucketConfig
+
+    Factory = Callable[["BucketSettings", str, BucketConfig], Provider]
+
+__all__ = [
+    "BucketSettings",
+    "configure",
+    "load_config_file",
+    "register_provider",
+    "resolve",
+]
+
+DEFAULT_ROOT = ".aiobucket"
+ENV_VAR = "AIOBUCKET_CONFIG"
+
+_KNOWN_FIELDS = ("url", "key_prefix", "public_base_url", "part_size", "concurrency")
+
+# Provider modules are imported on first use so `import aiobucket` stays cheap.
+_PROVIDERS: dict[str, str | Factory] = {
+    "memory": "aiobucket.providers.memory:create",
+    "file": "aiobucket.providers.local:create",
+    "s3": "aiobucket.providers.s3:create",
+    "gs": "aiobucket.providers.gcs:create",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSettings:
+    """The resolved configuration of one bucket."""
+
+    url: str
+    key_prefix: str = ""
+    public_base_url: str | None = None
+    part_size: int | None = None
+    concurrency: int | None = None
+    options: Mapping[str, object] = field(default_factory=dict)
+    """Provider-specific settings from the config (credentials, timeouts, ...)."""
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+
+def register_provider(scheme: str, factory: str | Factory) -> None:
+    """Route ``scheme://`` URLs to a provider factory (a callable or "module:attr")."""
+    _PROVIDERS[scheme] = factory
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.generation = 0
+        self.code: dict[str, BucketSettings] = {}
+        self.code_default: str | None = None
+        self.file: dict[str, BucketSettings] | None = None
+        self.file_default: str | None = None
+        self.overrides: list[tuple[dict[str, BucketSettings], str | None]] = []
+
+    def bump(self) -> None:
+        self.generation += 1
+
+
+_state = _State()
+
+
+def generation() -> int:
+    """Changes whenever the configuration changes; providers are cached per generation."""
+    return _state.generation
+
+
+def _settings(name: str, value: object) -> BucketSettings:
+    if isinstance(value, BucketSettings):
+        settings = value
+    elif isinstance(value, str):
+        settings = BucketSettings(url=value)
+    elif isinstance(value, Mapping):
+        if "url" not in value:
+            raise InvalidArgument(f"bucket {name!r}: config needs a 'url'")
+        known = {k: value[k] for k in _KNOWN_FIELDS if k in value}
+        options = {k: v for k, v in value.items() if k not in _KNOWN_FIELDS}
+        try:
+            settings = BucketSettings(**known, options=MappingProxyType(options))
+        except TypeError as exc:
+            raise InvalidArgument(f"bucket {name!r}: bad config: {exc}") from None
+    else:
+        raise InvalidArgument(
+            f"bucket {name!r}: config must be a URL string or a table with 'url', "
+            f"got {type(value).__name__}"
+        )
+    _check(name, settings)
+    return settings
+
+
+def _check(name: str, s: BucketSettings) -> None:
+    if not isinstance(s.url, str) or "://" not in s.url:
+        raise InvalidArgument(
+            f"bucket {name!r}: url {s.url!r} is not a URL; use memory://, file:///abs/path, "
+            "s3://cloud-name or gs://cloud-name"
+        )
+    if s.scheme not in _PROVIDERS:
+        raise InvalidArgument(
+            f"bucket {name!r}: unknown scheme {s.scheme!r} in {s.url!r}; "
+            f"known: {', '.join(sorted(_PROVIDERS))}"
+        )
+    if s.scheme == "file" and not urlsplit(s.url).path.startswith("/"):
+        raise InvalidArgument(f"bucket {name!r}: file URL {s.url!r} needs an absolute path")
+    try:
+        validate_prefix(s.key_prefix)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"bucket {name!r}: key_prefix: {exc.message}") from None
+    for fld in ("part_size", "concurrency"):
+        v = getattr(s, fld)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise InvalidArgument(f"bucket {name!r}: {fld} must be a positive int, got {v!r}")
+    if s.public_base_url is not None and not isinstance(s.public_base_url, str):
+        raise InvalidArgument(f"bucket {name!r}: public_base_url must be a str")
+
+
+def _parse_tables(
+    buckets: Mapping[str, object] | None, default: str | None
+) -> tuple[dict[str, BucketSettings], str | None]:
+    if buckets is not None and not isinstance(buckets, Mapping):
+        raise InvalidArgument("configure(buckets=...) takes a mapping of bucket name to URL")
+    parsed = {name: _settings(name, v) for name, v in (buckets or {}).items()}
+    if default is not None:
+        _check("<default>", BucketSettings(url=default))
+    return parsed, default
+
+
+def configure(
+    buckets: Mapping[str, object] | None = None, *, default: str | None = None
+) -> None:
+    """Set bucket locations from code, replacing any earlier ``configure`` call.
+
+    ``buckets`` maps names to a URL, a mapping as in the TOML file, or a
+    BucketSettings. ``default`` is where unlisted buckets live.
+    """
+    parsed, default = _parse_tables(buckets, default)
+    with _state.lock:
+        _state.code, _state.code_default = parsed, default
+        _state.bump()
+
+
+def load_config_file(path: str | os.PathLike[str]) -> tuple[dict[str, BucketSettings], str | None]:
+    """Parse a TOML config file; errors name the file."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read config file {os.fspath(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"config file {os.fspath(path)!r} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"default", "buckets"}
+    if unknown:
+        raise InvalidArgument(
+            f"config file {os.fspath(path)!r}: unknown top-level keys {sorted(unknown)}; "
+            "expected 'default' and [buckets.NAME] tables"
+        )
+    default = data.get("default")
+    if default is not None and not isinstance(default, str):
+        raise InvalidArgument(f"config file {os.fspath(path)!r}: 'default' must be a URL string")
+    return _parse_tables(data.get("buckets", {}), default)
+
+
+def _file_config() -> tuple[dict[str, BucketSettings], str | None]:
+    if _state.file is None:
+        path = os.environ.get(ENV_VAR)
+        _state.file, _state.file_default = load_config_file(path) if path else ({}, None)
+    return _state.file, _state.file_default
+
+
+def _from_default(url: str, name: str) -> BucketSettings:
+    # file: each bucket is a directory under the root; other schemes use the
+    # bucket name as the cloud/store name when the URL leaves it out.
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        root = Path(parts.path) / name
+        return BucketSettings(url=f"file://{root}" + (f"?{parts.query}" if parts.query else ""))
+    if not parts.netloc:
+        return BucketSettings(url=parts._replace(netloc=name).geturl())
+    return BucketSettings(url=url)
+
+
+def resolve(name: str) -> BucketSettings:
+    """Where bucket ``name`` lives right now."""
+    with _state.lock:
+        for table, default in reversed(_state.overrides):
+            if name in table:
+                return table[name]
+            if default is not None:
+                return _from_default(default, name)
+        if name in _state.code:
+            return _state.code[name]
+        file_table, file_default = _file_config()
+        if name in file_table:
+            return file_table[name]
+        default = _state.code_default or file_default
+        if default is None:
+            default = f"file://{Path(DEFAULT_ROOT).resolve()}"
+        return _from_default(default, name)
+
+
+def configured_buckets() -> dict[str, BucketSettings]:
+    """Every bucket named in configuration (code, file, overrides)."""
+    with _state.lock:
+        out = dict(_file_config()[0])
+        out.update(_state.code)
+        for table, _ in _state.overrides:
+            out.update(table)
+        return out
+
+
+@contextmanager
+def override(
+    buckets: Mapping[str, object] | None = None, *, default: str | None = None
+) -> Iterator[None]:
+    """Temporarily route buckets elsewhere; nests, and restores on exit."""
+    entry = _parse_tables(buckets, default)
+    with _state.lock:
+        _state.overrides.append(entry)
+        _state.bump()
+    try:
+        yield
+    finally:
+        with _state.lock:
+            _state.overrides.remove(entry)
+            _state.bump()
+
+
+def reset() -> None:
+    """Forget configure() and the cached config file (the file is re-read on next use)."""
+    with _state.lock:
+        _state.code, _state.code_default = {}, None
+        _state.file = _state.file_default = None
+        _state.bump()
+
+
+def build_provider(name: str, settings: BucketSettings, bucket_config: BucketConfig) -> Provider:
+    factory = _PROVIDERS[settings.scheme]
+    if isinstance(factory, str):
+        module_name, _, attr = factory.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if (exc.name or "").startswith("aiobucket"):
+                raise InvalidArgument(
+                    f"bucket {name!r}: {settings.scheme}:// is not available in this version"
+                ) from exc
+            extra = {"s3": "s3", "gs": "gcs"}.get(settings.scheme, "all")
+            raise InvalidArgument(
+                f"bucket {name!r}: {settings.scheme}:// needs an optional dependency "
+                f"({exc.name}); install aiobucket[{extra}]"
+            ) from exc
+        factory = getattr(module, attr)
+    fn: Callable[[BucketSettings, str, BucketConfig], Any] = factory
+    provider: Provider = fn(settings, name, bucket_config)
+    return provider

@@ -1,0 +1,127 @@
+"""Plain values passed to and returned from the API. All frozen."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from .errors import InvalidArgument
+
+__all__ = [
+    "BucketConfig",
+    "ListEntry",
+    "ObjectAttrs",
+    "Preconditions",
+    "Query",
+    "UploadAttrs",
+]
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class BucketConfig:
+    """What the code says about a bucket. Where it lives is configuration, not code."""
+
+    versioned: bool = False
+    """Keep every write as a new version (S3 VersionId, GCS generation)."""
+    public: bool = False
+    """Objects may be served at ``public_url(key)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadAttrs:
+    content_type: str | None = None
+    """Guessed from the key's extension when left out, else application/octet-stream."""
+    cache_control: str | None = None
+    content_disposition: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """User metadata; keys are case-insensitive on S3, so use lower case."""
+
+    def __post_init__(self) -> None:
+        for name in ("content_type", "cache_control", "content_disposition"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidArgument(f"UploadAttrs.{name} must be a str, got {type(value).__name__}")
+        if not isinstance(self.metadata, Mapping):
+            raise InvalidArgument("UploadAttrs.metadata must be a dict[str, str]")
+        for k, v in self.metadata.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise InvalidArgument("UploadAttrs.metadata keys and values must be str")
+            if not k or not k.isascii() or not k.isprintable() or any(c in k for c in " :"):
+                raise InvalidArgument(
+                    f"metadata key {k!r} must be non-empty printable ASCII without spaces or ':'"
+                )
+        # Freeze a private copy so later changes to the caller's dict do not leak in.
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+
+
+@dataclass(frozen=True, slots=True)
+class Preconditions:
+    """Conditions the write must meet, checked atomically by the backend."""
+
+    not_exists: bool = False
+    """Succeed only if no object exists at the key."""
+    if_match: str | None = None
+    """Succeed only if the current object's ETag equals this (quotes optional)."""
+
+    def __post_init__(self) -> None:
+        if self.if_match is not None:
+            if not isinstance(self.if_match, str) or not self.if_match.strip('"'):
+                raise InvalidArgument("Preconditions.if_match must be a non-empty ETag string")
+            object.__setattr__(self, "if_match", self.if_match.strip('"'))
+        if self.not_exists and self.if_match is not None:
+            raise InvalidArgument("Preconditions: not_exists and if_match cannot both be set")
+
+    def __bool__(self) -> bool:
+        return self.not_exists or self.if_match is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What to list: keys under ``prefix``, at most ``limit`` entries."""
+
+    prefix: str = ""
+    limit: int | None = None
+    delimiter: str | None = None
+    """Group keys by this separator (usually "/") into prefix entries, like folders."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, str):
+            raise InvalidArgument(f"Query.prefix must be a str, got {type(self.prefix).__name__}")
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0
+        ):
+            raise InvalidArgument(f"Query.limit must be a non-negative int or None, got {self.limit!r}")
+        if self.delimiter is not None and (not isinstance(self.delimiter, str) or not self.delimiter):
+            raise InvalidArgument("Query.delimiter must be a non-empty str or None")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectAttrs:
+    name: str
+    size: int
+    etag: str
+    """Unquoted entity tag: an MD5 hex on memory and local, the server's value elsewhere."""
+    content_type: str = "application/octet-stream"
+    version: str | None = None
+    """Set on versioned buckets (S3 VersionId, GCS generation); None otherwise."""
+    cache_control: str | None = None
+    content_disposition: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    name: str
+    size: int = 0
+    etag: str = ""
+    version: str | None = None
+    last_modified: datetime | None = None
+    is_latest: bool = True
+    """For version listings: whether this version is the object's current one."""
+    is_prefix: bool = False
+    """For delimiter listings: this entry is a common prefix ("folder"), not an object."""
