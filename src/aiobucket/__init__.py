@@ -1,1 +1,86 @@
-"""aiobucket: asyncio-native object storage."""
+"""aiobucket: asyncio-native object storage.
+
+One typed API over S3, Google Cloud Storage, S3-compatible stores, the local
+filesystem and memory. Declare buckets at module level; configuration decides
+where they live.
+"""
+
+from . import tracing
+from ._runtime import aclose, lifespan
+from .bucket import Bucket
+from .config import BucketSettings, configure, register_provider
+from .errors import (
+    BackendError,
+    BucketError,
+    ConnectionLost,
+    InvalidArgument,
+    NotSupported,
+    ObjectChanged,
+    ObjectNotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    UploadAborted,
+    WriterClosed,
+)
+from .listing import ListItem
+from .providers.base import Capabilities
+from .reader import Reader
+from .refs import (
+    Attrser,
+    BucketRef,
+    Downloader,
+    Lister,
+    PublicURLer,
+    ReadWriter,
+    Remover,
+    SignedDownloader,
+    SignedUploader,
+    Uploader,
+)
+from .types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, Query, UploadAttrs
+from .writer import Writer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attrser",
+    "BackendError",
+    "Bucket",
+    "BucketConfig",
+    "BucketError",
+    "BucketRef",
+    "BucketSettings",
+    "Capabilities",
+    "ConnectionLost",
+    "Downloader",
+    "InvalidArgument",
+    "ListEntry",
+    "ListItem",
+    "Lister",
+    "NotSupported",
+    "ObjectAttrs",
+    "ObjectChanged",
+    "ObjectNotFound",
+    "PermissionDenied",
+    "PreconditionFailed",
+    "Preconditions",
+    "PublicURLer",
+    "Query",
+    "RangeNotSatisfiable",
+    "ReadWriter",
+    "Reader",
+    "Remover",
+    "SignedDownloader",
+    "SignedUploader",
+    "UploadAborted",
+    "UploadAttrs",
+    "Uploader",
+    "Writer",
+    "WriterClosed",
+    "aclose",
+    "configure",
+    "lifespan",
+    "register_provider",
+    "tracing",
+]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from . import config
-from .errors import InvalidArgument
+from .errors import BackendError, BucketError, InvalidArgument
 from .providers.base import Provider
 from .providers.prefixed import PrefixedProvider
 from .types import BucketConfig
@@ -54,3 +56,27 @@ async def aclose() -> None:
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+def map_error(exc: BaseException, bucket: str, key: str | None) -> BaseException:
+    """Give an aiobucket error its context; wrap anything else that is an Exception.
+
+    CancelledError and other BaseExceptions pass through untouched: they are
+    control flow, not storage failures.
+    """
+    if isinstance(exc, BucketError):
+        return exc.with_context(bucket=bucket, key=key)
+    if isinstance(exc, Exception):
+        err = BackendError(f"unexpected {type(exc).__name__}: {exc}", bucket=bucket, key=key)
+        err.__cause__ = exc
+        return err
+    return exc
+
+
+@asynccontextmanager
+async def lifespan(app: object = None) -> AsyncIterator[None]:
+    """Close aiobucket's clients when an app shuts down: ``FastAPI(lifespan=aiobucket.lifespan)``."""
+    try:
+        yield
+    finally:
+        await aclose()

@@ -1,0 +1,220 @@
+"""The streaming download reader.
+
+It opens lazily on first use, never holds more than one chunk beyond what the
+caller asked for, always releases the response body (at EOF, on error, on
+cancellation and on ``aclose``), and resumes once if the connection drops
+mid-body, pinned to the object's etag so two versions are never spliced.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from . import _runtime
+from ._aio import run_to_completion
+from .errors import ConnectionLost, InvalidArgument, ObjectChanged, PreconditionFailed
+from .providers.base import Body, GetOptions, Provider
+from .tracing import Span, start_span
+from .types import ObjectAttrs
+
+if TYPE_CHECKING:
+    from .bucket import Bucket
+
+__all__ = ["Reader"]
+
+
+class _Empty:
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Reader:
+    """Returned by ``Bucket.download``. Read with ``read(n)`` or ``async for chunk in reader``."""
+
+    def __init__(
+        self, bucket: Bucket, key: str, version: str | None, offset: int, length: int | None
+    ) -> None:
+        self._bucket = bucket
+        self.key = key
+        self._version = version
+        self._offset = offset
+        self._length = length
+        self._provider: Provider | None = None
+        self._attrs: ObjectAttrs | None = None
+        self._body: Body | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._pending = b""  # read but not yet handed out
+        self._received = 0  # bytes of the range received so far
+        self._resumed = False
+        self._eof = False
+        self._closed = False
+        self._span: Span | None = None
+
+    # -- public API ---------------------------------------------------------
+
+    async def attrs(self) -> ObjectAttrs:
+        """The object's attributes (of the whole object, not the range). Opens the reader."""
+        if self._attrs is None:
+            await self._open()
+        assert self._attrs is not None
+        return self._attrs
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all that is left when ``n`` < 0); b"" at the end."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise InvalidArgument(f"read() takes an int, got {type(n).__name__}", key=self.key)
+        if n < 0:
+            parts = [self._take(-1)]
+            while (chunk := await self._next_chunk()) != b"":
+                parts.append(chunk)
+            return b"".join(parts)
+        if n == 0:
+            return b""
+        if not self._pending:
+            self._pending = await self._next_chunk()
+        return self._take(n)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = self._take(-1) or await self._next_chunk()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        """Release the response body. Safe to call more than once."""
+        await self._finish(None)
+
+    async def __aenter__(self) -> Self:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._finish(exc)
+
+    def __del__(self) -> None:
+        if self._body is not None and not self._closed:
+            warnings.warn(
+                f"aiobucket Reader for {self.key!r} was neither exhausted nor closed; "
+                "use 'async with bucket.download(...)' or call aclose()",
+                ResourceWarning,
+                stacklevel=1,
+            )
+
+    # -- internals ----------------------------------------------------------
+
+    def _take(self, n: int) -> bytes:
+        if n < 0 or n >= len(self._pending):
+            out, self._pending = self._pending, b""
+        else:
+            out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+    async def _open(self) -> None:
+        if self._closed:
+            raise InvalidArgument(
+                "the reader is closed; call download() again", bucket=self._bucket.name, key=self.key
+            )
+        if self._body is not None:
+            return
+        self._span = start_span(
+            "download", self._bucket.name, self.key, version=self._version, offset=self._offset or None
+        )
+        try:
+            self._provider, _ = _runtime.provider_for(self._bucket.name, self._bucket.config)
+            if self._length == 0:
+                self._attrs = await self._provider.head(self.key, self._version)
+                self._body = _Empty()
+            else:
+                opts = GetOptions(version=self._version, offset=self._offset, length=self._length)
+                self._attrs, self._body = await self._provider.get(self.key, opts)
+        except BaseException as exc:
+            err = _runtime.map_error(exc, self._bucket.name, self.key)
+            self._closed = True
+            self._span.end(err)
+            if err is exc:
+                raise
+            raise err from exc
+        self._span.set(size=self._attrs.size, version=self._attrs.version)
+        self._chunks = aiter(self._body)
+
+    async def _next_chunk(self) -> bytes:
+        """The next non-empty chunk, or b"" at the end (which closes the reader)."""
+        if self._eof:
+            return b""
+        await self._open()
+        assert self._chunks is not None
+        try:
+            while True:
+                try:
+                    chunk = await anext(self._chunks)
+                except StopAsyncIteration:
+                    self._eof = True
+                    await self._finish(None)
+                    return b""
+                except ConnectionLost:
+                    if self._resumed:
+                        raise
+                    self._resumed = True
+                    await self._resume()
+                    continue
+                if chunk:
+                    self._received += len(chunk)
+                    if self._span is not None:
+                        self._span.add("bytes", len(chunk))
+                    return bytes(chunk)
+        except BaseException as exc:
+            err = _runtime.map_error(exc, self._bucket.name, self.key)
+            await self._finish(err)
+            if err is exc:
+                raise
+            raise err from exc
+
+    async def _resume(self) -> None:
+        """Reopen after a dropped connection, from where we were, pinned to the same object."""
+        assert self._provider is not None and self._attrs is not None and self._body is not None
+        body, self._body = self._body, None
+        await run_to_completion(body.aclose())
+        length = None if self._length is None else self._length - self._received
+        opts = GetOptions(
+            version=self._attrs.version or self._version,
+            offset=self._offset + self._received,
+            length=length,
+            if_match=self._attrs.etag,
+        )
+        try:
+            _, self._body = await self._provider.get(self.key, opts)
+        except PreconditionFailed as exc:
+            raise ObjectChanged(
+                "the object changed while it was being read; download it again",
+                bucket=self._bucket.name,
+                key=self.key,
+            ) from exc
+        self._chunks = aiter(self._body)
+        if self._span is not None:
+            self._span.set(resumed=True)
+
+    async def _finish(self, error: BaseException | None) -> None:
+        if self._closed and self._body is None:
+            return
+        self._closed = True
+        body, self._body = self._body, None
+        self._chunks = None
+        try:
+            if body is not None:
+                await run_to_completion(body.aclose())
+        finally:
+            if self._span is not None:
+                self._span.set(complete=self._eof)
+                self._span.end(error)

@@ -1,0 +1,140 @@
+"""Permission Protocols and bucket refs: a bucket narrowed to what a caller may do.
+
+``bucket.ref(Downloader)`` returns an object that type checkers see as a
+Downloader and that raises PermissionDenied for anything else. Combine
+permissions with a Protocol of your own::
+
+    class AvatarStore(Downloader, Uploader, Protocol): ...
+    store = ProfilePictures.ref(AvatarStore)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import InvalidArgument, PermissionDenied
+
+if TYPE_CHECKING:
+    from .listing import ListItem
+    from .reader import Reader
+    from .types import ObjectAttrs, Preconditions, Query, UploadAttrs
+    from .writer import Writer
+
+__all__ = [
+    "Attrser",
+    "BucketRef",
+    "Downloader",
+    "Lister",
+    "PublicURLer",
+    "ReadWriter",
+    "Remover",
+    "SignedDownloader",
+    "SignedUploader",
+    "Uploader",
+]
+
+TTL = timedelta | float
+
+
+class Uploader(Protocol):
+    def upload(
+        self,
+        key: str,
+        *,
+        attrs: UploadAttrs | None = None,
+        preconditions: Preconditions | None = None,
+        part_size: int | None = None,
+        concurrency: int | None = None,
+    ) -> Writer: ...
+
+
+class Downloader(Protocol):
+    def download(
+        self, key: str, *, version: str | None = None, offset: int = 0, length: int | None = None
+    ) -> Reader: ...
+
+
+class Lister(Protocol):
+    def list(self, query: Query | None = None) -> AsyncIterator[ListItem]: ...
+
+    def list_versions(self, query: Query | None = None) -> AsyncIterator[ListItem]: ...
+
+
+class Attrser(Protocol):
+    async def attrs(self, key: str, *, version: str | None = None) -> ObjectAttrs: ...
+
+    async def exists(self, key: str, *, version: str | None = None) -> bool: ...
+
+
+class Remover(Protocol):
+    async def remove(self, key: str, *, version: str | None = None) -> None: ...
+
+
+class SignedUploader(Protocol):
+    async def signed_upload_url(self, key: str, *, ttl: TTL = ...) -> str: ...
+
+
+class SignedDownloader(Protocol):
+    async def signed_download_url(
+        self, key: str, *, ttl: TTL = ..., version: str | None = None
+    ) -> str: ...
+
+
+class PublicURLer(Protocol):
+    def public_url(self, key: str) -> str: ...
+
+
+class ReadWriter(
+    Uploader, Downloader, Lister, Attrser, Remover, SignedUploader, SignedDownloader, Protocol
+):
+    """Every permission except PublicURLer."""
+
+
+def permitted(perm: type) -> frozenset[str]:
+    """The method names a permission Protocol (or a combination of them) allows."""
+    names: set[str] = set()
+    for cls in getattr(perm, "__mro__", ()):
+        if cls is Protocol or not getattr(cls, "_is_protocol", False):
+            continue
+        names.update(n for n in vars(cls) if not n.startswith("_"))
+    if not names:
+        raise InvalidArgument(
+            f"ref() takes a permission Protocol such as Downloader or ReadWriter, got {perm!r}"
+        )
+    return frozenset(names)
+
+
+class BucketRef:
+    """A bucket seen through a set of permissions."""
+
+    __slots__ = ("_allowed", "_bucket", "_perm")
+
+    def __init__(self, bucket: Any, perm: type) -> None:
+        allowed = permitted(perm)
+        unknown = sorted(n for n in allowed if not callable(getattr(type(bucket), n, None)))
+        if unknown:
+            raise InvalidArgument(f"ref(): {perm.__name__} declares methods buckets do not have: {unknown}")
+        self._bucket = bucket
+        self._allowed = allowed
+        self._perm = perm
+
+    @property
+    def name(self) -> str:
+        name: str = self._bucket.name
+        return name
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr in self._allowed:
+            return getattr(self._bucket, attr)
+        if not attr.startswith("_") and callable(getattr(type(self._bucket), attr, None)):
+            raise PermissionDenied(
+                f"{attr}() is not permitted by this {self._perm.__name__} ref; "
+                f"take a ref with a Protocol that includes it",
+                bucket=self.name,
+            )
+        raise AttributeError(attr)
+
+    def __repr__(self) -> str:
+        return f"<BucketRef {self.name!r} as {self._perm.__name__}>"

@@ -1,0 +1,135 @@
+"""Tracing of every operation: OpenTelemetry spans when installed, plus plain listeners.
+
+A span ends when the operation really ends: a download when its reader is
+closed or exhausted, a list when its iterator stops. OpenTelemetry is imported
+on the first span, never by ``import aiobucket``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Span", "TraceEvent", "add_listener", "remove_listener", "start_span"]
+
+Phase = Literal["start", "end"]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    operation: str
+    """upload, download, list, list_versions, remove, attrs, exists, copy, signed_url ..."""
+    bucket: str
+    key: str | None
+    phase: Phase
+    attributes: Mapping[str, object] = field(default_factory=dict)
+    error: BaseException | None = None
+    duration: float | None = None
+    """Seconds from start to end (end events only)."""
+
+
+Listener = Callable[[TraceEvent], None]
+_listeners: list[Listener] = []
+_otel_tracer: Any = None
+_otel_checked = False
+
+
+def add_listener(listener: Listener) -> Callable[[], None]:
+    """Call ``listener`` with every start and end event; returns a function that removes it."""
+    _listeners.append(listener)
+    return lambda: remove_listener(listener)
+
+
+def remove_listener(listener: Listener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def _tracer() -> Any:
+    global _otel_tracer, _otel_checked
+    if not _otel_checked:
+        _otel_checked = True
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _otel_tracer = None
+        else:
+            _otel_tracer = trace.get_tracer("aiobucket")
+    return _otel_tracer
+
+
+def _emit(event: TraceEvent) -> None:
+    for listener in _listeners:
+        try:
+            listener(event)
+        except Exception:  # a broken listener must not break storage operations
+            import logging
+
+            logging.getLogger("aiobucket").exception("trace listener failed")
+
+
+class Span:
+    """One operation in flight. ``end()`` is idempotent; only the first call counts."""
+
+    __slots__ = ("_otel", "_start", "attributes", "bucket", "ended", "key", "operation")
+
+    def __init__(self, operation: str, bucket: str, key: str | None, attributes: dict[str, object]) -> None:
+        self.operation = operation
+        self.bucket = bucket
+        self.key = key
+        self.attributes = attributes
+        self.ended = False
+        self._start = time.perf_counter()
+        tracer = _tracer()
+        self._otel: Any = None
+        if tracer is not None:
+            attrs = {"aiobucket.bucket": bucket, **_otel_attrs(attributes)}
+            if key is not None:
+                attrs["aiobucket.key"] = key
+            self._otel = tracer.start_span(f"aiobucket.{operation}", attributes=attrs)
+        if _listeners:
+            _emit(TraceEvent(operation, bucket, key, "start", dict(attributes)))
+
+    def set(self, **attributes: object) -> None:
+        self.attributes.update(attributes)
+
+    def add(self, name: str, amount: int) -> None:
+        """Add to a counter attribute such as bytes or items."""
+        current = self.attributes.get(name, 0)
+        self.attributes[name] = (current if isinstance(current, int) else 0) + amount
+
+    def end(self, error: BaseException | None = None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        duration = time.perf_counter() - self._start
+        if self._otel is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            self._otel.set_attributes(_otel_attrs(self.attributes))
+            if error is not None:
+                self._otel.set_attribute("error.type", type(error).__name__)
+                self._otel.record_exception(error)
+                self._otel.set_status(Status(StatusCode.ERROR, str(error)))
+            self._otel.end()
+        if _listeners:
+            _emit(
+                TraceEvent(
+                    self.operation, self.bucket, self.key, "end", dict(self.attributes), error, duration
+                )
+            )
+
+
+def _otel_attrs(attributes: Mapping[str, object]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in attributes.items():
+        if v is None:
+            continue
+        out[f"aiobucket.{k}"] = v if isinstance(v, str | bool | int | float) else str(v)
+    return out
+
+
+def start_span(operation: str, bucket: str, key: str | None = None, **attributes: object) -> Span:
+    return Span(operation, bucket, key, {k: v for k, v in attributes.items() if v is not None})

@@ -1,0 +1,330 @@
+"""The streaming upload writer: semantics decided once, for every backend.
+
+A stream is cut into parts of ``part_size``. An object that fits in one part
+goes out as a single ``put``; anything larger becomes a multipart upload with
+up to ``concurrency`` parts in flight, so memory stays bounded by about
+part_size x (concurrency + 1). Any failure, exception or cancellation aborts:
+in-flight parts are cancelled and the upload is thrown away, shielded from
+further cancellation. Committing (put or complete) is shielded too, so a
+commit is never left half done: a cancellation that arrives while it runs is
+re-raised once it has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import mimetypes
+import warnings
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from . import _runtime
+from ._aio import run_to_completion
+from .errors import BucketError, InvalidArgument, UploadAborted, WriterClosed
+from .providers.base import Capabilities, MultipartUpload, Part, Provider, PutOptions
+from .tracing import Span, start_span
+from .types import ObjectAttrs, Preconditions, UploadAttrs
+
+if TYPE_CHECKING:
+    from .bucket import Bucket
+
+__all__ = ["Writer"]
+
+
+class _State(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+    ABORTED = "aborted"
+
+
+def _positive(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgument(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+class Writer:
+    """Returned by ``Bucket.upload``. Does no I/O until the first write or close."""
+
+    def __init__(
+        self,
+        bucket: Bucket,
+        key: str,
+        attrs: UploadAttrs | None,
+        preconditions: Preconditions | None,
+        part_size: int | None,
+        concurrency: int | None,
+    ) -> None:
+        if attrs is not None and not isinstance(attrs, UploadAttrs):
+            raise InvalidArgument(f"attrs must be UploadAttrs, got {type(attrs).__name__}", key=key)
+        if preconditions is not None and not isinstance(preconditions, Preconditions):
+            raise InvalidArgument(
+                f"preconditions must be Preconditions, got {type(preconditions).__name__}", key=key
+            )
+        self._bucket = bucket
+        self.key = key
+        self._attrs_in = attrs or UploadAttrs()
+        self._pre = preconditions or Preconditions()
+        self._part_size_arg = _positive("part_size", part_size)
+        self._concurrency_arg = _positive("concurrency", concurrency)
+        self._state = _State.OPEN
+        self._result: ObjectAttrs | None = None
+        self._error: BaseException | None = None
+        self._user_aborted = False
+        self._busy = False
+        self._buf = bytearray()
+        self._size = 0
+        # Set up on first I/O:
+        self._provider: Provider | None = None
+        self._caps = Capabilities()
+        self._part_size = 0
+        self._concurrency = 1
+        self._span: Span | None = None
+        self._upload: MultipartUpload | None = None
+        self._next_part = 1
+        self._parts: list[Part] = []
+        self._tasks: set[asyncio.Task[Part]] = set()
+        self._cleanup: asyncio.Future[None] | None = None
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the upload was committed or aborted."""
+        return self._state is not _State.OPEN
+
+    @property
+    def bytes_written(self) -> int:
+        return self._size
+
+    async def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Buffer ``data``; full parts are uploaded as they fill. Returns len(data)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidArgument(
+                f"write() takes bytes, bytearray or memoryview, got {type(data).__name__}; "
+                "encode str first",
+                bucket=self._bucket.name,
+                key=self.key,
+            )
+        self._enter("write")
+        try:
+            self._start()
+            n = len(data) if not isinstance(data, memoryview) else data.nbytes
+            self._buf += data
+            self._size += n
+            ps = self._part_size
+            # Cut a part only once more data follows it, so a stream of exactly
+            # one part still goes out as a single put.
+            while len(self._buf) > ps:
+                part = bytes(memoryview(self._buf)[:ps])
+                del self._buf[:ps]
+                await self._send_part(part)
+            return n
+        except BaseException as exc:
+            await self._fail(exc)
+            err = _runtime.map_error(exc, self._bucket.name, self.key)
+            if err is exc:
+                raise
+            raise err from exc
+        finally:
+            self._busy = False
+
+    async def close(self) -> ObjectAttrs:
+        """Commit the upload and return the stored object's attributes.
+
+        Calling it again returns the same attributes; after an abort it raises
+        the abort's error.
+        """
+        if self._state is _State.CLOSED and self._result is not None:
+            return self._result
+        self._enter("close")
+        try:
+            self._start()
+            assert self._provider is not None
+            if self._upload is None:
+                data, self._buf = bytes(self._buf), bytearray()
+                result = await run_to_completion(self._provider.put(self.key, data, self._opts()))
+            else:
+                if self._buf:
+                    data, self._buf = bytes(self._buf), bytearray()
+                    await self._send_part(data)
+                await self._drain(0)
+                self._parts.sort(key=lambda p: p.number)
+                result = await run_to_completion(self._upload.complete(self._parts))
+        except BaseException as exc:
+            await self._fail(exc)
+            err = _runtime.map_error(exc, self._bucket.name, self.key)
+            if err is exc:
+                raise
+            raise err from exc
+        finally:
+            self._busy = False
+        self._state = _State.CLOSED
+        self._result = result
+        self._upload = None
+        if self._span is not None:
+            self._span.set(size=result.size, version=result.version, parts=len(self._parts) or 1)
+            self._span.end()
+        return result
+
+    async def abort(self, error: BaseException | None = None) -> None:
+        """Discard the upload. Later write() and close() raise ``error`` (or UploadAborted)."""
+        if self._state is _State.CLOSED:
+            raise WriterClosed(
+                "cannot abort: the upload was already committed; use remove() to delete it",
+                bucket=self._bucket.name,
+                key=self.key,
+            )
+        if self._state is _State.OPEN:
+            self._user_aborted = True
+            self._error = error or UploadAborted(
+                "upload aborted by abort()", bucket=self._bucket.name, key=self.key
+            )
+        await self._abort_shielded()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            if not (self._state is _State.ABORTED and self._user_aborted):
+                await self.close()
+            return
+        if self._state is _State.OPEN:
+            await self._fail(exc)
+
+    def __del__(self) -> None:
+        if self._state is _State.OPEN and self._provider is not None:
+            warnings.warn(
+                f"aiobucket Writer for {self.key!r} was never closed or aborted; "
+                "use 'async with bucket.upload(...)'",
+                ResourceWarning,
+                stacklevel=1,
+            )
+
+    # -- internals ----------------------------------------------------------
+
+    def _enter(self, op: str) -> None:
+        if self._state is _State.ABORTED:
+            assert self._error is not None
+            raise self._error
+        if self._state is _State.CLOSED:
+            raise WriterClosed(
+                f"cannot {op}: the upload was already closed; start a new upload",
+                bucket=self._bucket.name,
+                key=self.key,
+            )
+        if self._busy:
+            raise InvalidArgument(
+                f"cannot {op}: another write or close on this writer is still running; "
+                "await each call before the next",
+                bucket=self._bucket.name,
+                key=self.key,
+            )
+        self._busy = True
+
+    def _start(self) -> None:
+        """First I/O: resolve the provider, sizes and the trace span."""
+        if self._provider is not None:
+            return
+        provider, settings = _runtime.provider_for(self._bucket.name, self._bucket.config)
+        caps = provider.capabilities
+        part_size = self._part_size_arg or settings.part_size or caps.default_part_size
+        if part_size < caps.min_part_size or part_size % caps.part_size_multiple:
+            raise InvalidArgument(
+                f"part_size {part_size} does not suit this backend: it must be at least "
+                f"{caps.min_part_size} and a multiple of {caps.part_size_multiple}",
+                bucket=self._bucket.name,
+                key=self.key,
+            )
+        self._caps = caps
+        self._part_size = part_size
+        self._concurrency = self._concurrency_arg or settings.concurrency or caps.default_concurrency
+        if not caps.parallel_parts:
+            self._concurrency = 1
+        self._provider = provider
+        self._span = start_span("upload", self._bucket.name, self.key, part_size=part_size)
+
+    def _opts(self) -> PutOptions:
+        a = self._attrs_in
+        content_type = a.content_type or mimetypes.guess_type(self.key)[0] or "application/octet-stream"
+        return PutOptions(
+            content_type=content_type,
+            cache_control=a.cache_control,
+            content_disposition=a.content_disposition,
+            metadata=a.metadata,
+            preconditions=self._pre,
+        )
+
+    async def _send_part(self, data: bytes) -> None:
+        assert self._provider is not None
+        if self._next_part > self._caps.max_parts:
+            raise InvalidArgument(
+                f"the stream needs more than {self._caps.max_parts} parts of {self._part_size} bytes; "
+                "pass a larger part_size to upload()",
+                bucket=self._bucket.name,
+                key=self.key,
+            )
+        if self._upload is None:
+            self._upload = await self._provider.start_multipart(self.key, self._opts())
+        number, self._next_part = self._next_part, self._next_part + 1
+        if self._concurrency == 1:
+            self._parts.append(await self._upload.put_part(number, data))
+            return
+        await self._drain(self._concurrency - 1)
+        self._tasks.add(asyncio.ensure_future(self._upload.put_part(number, data)))
+
+    async def _drain(self, max_in_flight: int) -> None:
+        """Wait until at most ``max_in_flight`` parts are uploading; raise the first failure."""
+        while len(self._tasks) > max_in_flight:
+            done, self._tasks = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                self._parts.append(task.result())
+
+    async def _fail(self, exc: BaseException) -> None:
+        """Abort because of ``exc``; remember an error that later calls re-raise."""
+        if self._state is not _State.OPEN:
+            return
+        if isinstance(exc, BucketError):
+            self._error = exc.with_context(bucket=self._bucket.name, key=self.key)
+        else:
+            err = UploadAborted(
+                f"upload aborted by {type(exc).__name__}", bucket=self._bucket.name, key=self.key
+            )
+            err.__cause__ = exc
+            self._error = err
+        await self._abort_shielded(exc)
+
+    async def _abort_shielded(self, cause: BaseException | None = None) -> None:
+        self._state = _State.ABORTED
+        self._buf = bytearray()
+        if self._cleanup is None:
+            self._cleanup = asyncio.ensure_future(self._cleanup_upload())
+            if self._span is not None:
+                self._span.end(cause or self._error)
+        await run_to_completion(self._cleanup)
+
+    async def _cleanup_upload(self) -> None:
+        tasks, self._tasks = self._tasks, set()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+            for task in tasks:
+                if not task.cancelled():
+                    task.exception()  # retrieved: the abort reason takes precedence
+        upload, self._upload = self._upload, None
+        if upload is not None:
+            try:
+                await upload.abort()
+            except Exception as exc:  # the upload is already failing; report, don't mask
+                warnings.warn(
+                    f"aiobucket: aborting the multipart upload of {self.key!r} failed: {exc!r}",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
