@@ -18,6 +18,8 @@ async def run_to_completion(work: Awaitable[T]) -> T:
     re-raises the CancelledError: cancellation is delayed, never swallowed.
     """
     task = asyncio.ensure_future(work)
+    if task.get_name().startswith("Task-"):
+        task.set_name("aiobucket-shielded")
     caller_cancelled: asyncio.CancelledError | None = None
     while not task.done():
         try:

@@ -96,7 +96,7 @@ class _State:
         self.code_default: str | None = None
         self.file: dict[str, BucketSettings] | None = None
         self.file_default: str | None = None
-        self.overrides: list[tuple[dict[str, BucketSettings], str | None]] = []
+        self.overrides: list[Callable[[str], BucketSettings | None]] = []
 
     def bump(self) -> None:
         self.generation += 1
@@ -226,11 +226,10 @@ def _from_default(url: str, name: str) -> BucketSettings:
 def resolve(name: str) -> BucketSettings:
     """Where bucket ``name`` lives right now."""
     with _state.lock:
-        for table, default in reversed(_state.overrides):
-            if name in table:
-                return table[name]
-            if default is not None:
-                return _from_default(default, name)
+        for route in reversed(_state.overrides):
+            found = route(name)
+            if found is not None:
+                return found
         if name in _state.code:
             return _state.code[name]
         file_table, file_default = _file_config()
@@ -247,8 +246,6 @@ def configured_buckets() -> dict[str, BucketSettings]:
     with _state.lock:
         out = dict(_file_config()[0])
         out.update(_state.code)
-        for table, _ in _state.overrides:
-            out.update(table)
         return out
 
 
@@ -257,16 +254,34 @@ def override(
     buckets: Mapping[str, object] | None = None, *, default: str | None = None
 ) -> Iterator[None]:
     """Temporarily route buckets elsewhere; nests, and restores on exit."""
-    entry = _parse_tables(buckets, default)
+    table, default = _parse_tables(buckets, default)
+
+    def route(name: str) -> BucketSettings | None:
+        if name in table:
+            return table[name]
+        return None if default is None else _from_default(default, name)
+
+    with routed(route):
+        yield
+
+
+@contextmanager
+def routed(route: Callable[[str], BucketSettings | None]) -> Iterator[None]:
+    """Temporarily let ``route(name)`` decide where buckets live (None: ask the next layer)."""
     with _state.lock:
-        _state.overrides.append(entry)
+        _state.overrides.append(route)
         _state.bump()
     try:
         yield
     finally:
         with _state.lock:
-            _state.overrides.remove(entry)
+            _state.overrides.remove(route)
             _state.bump()
+
+
+def settings_from(name: str, value: object) -> BucketSettings:
+    """Validate one bucket's settings given as in configure() (URL, mapping or BucketSettings)."""
+    return _settings(name, value)
 
 
 def reset() -> None:

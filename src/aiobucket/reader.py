@@ -104,7 +104,7 @@ class Reader:
         await self._finish(exc)
 
     def __del__(self) -> None:
-        if self._body is not None and not self._closed:
+        if getattr(self, "_body", None) is not None and not self._closed:
             warnings.warn(
                 f"aiobucket Reader for {self.key!r} was neither exhausted nor closed; "
                 "use 'async with bucket.download(...)' or call aclose()",

@@ -5,9 +5,14 @@ goes out as a single ``put``; anything larger becomes a multipart upload with
 up to ``concurrency`` parts in flight, so memory stays bounded by about
 part_size x (concurrency + 1). Any failure, exception or cancellation aborts:
 in-flight parts are cancelled and the upload is thrown away, shielded from
-further cancellation. Committing (put or complete) is shielded too, so a
-commit is never left half done: a cancellation that arrives while it runs is
-re-raised once it has finished.
+further cancellation.
+
+The commit (the single put, or completing the multipart upload) is the point
+of no return. A cancellation that arrives before it aborts the upload; one that
+arrives while the commit is on the wire cannot un-send it, so the commit is
+awaited to the end (never left half done) and the CancelledError is re-raised
+afterwards: the object is then stored whole. Either way no partial object is
+ever visible.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ if TYPE_CHECKING:
     from .bucket import Bucket
 
 __all__ = ["Writer"]
+
+TASK_NAME = "aiobucket-upload"  # every task the writer starts, so tests can prove none leak
 
 
 class _State(enum.Enum):
@@ -144,6 +151,8 @@ class Writer:
         try:
             self._start()
             assert self._provider is not None
+            # A cancellation already pending must abort, not race the commit.
+            await asyncio.sleep(0)
             if self._upload is None:
                 data, self._buf = bytes(self._buf), bytearray()
                 result = await run_to_completion(self._provider.put(self.key, data, self._opts()))
@@ -199,7 +208,8 @@ class Writer:
             await self._fail(exc)
 
     def __del__(self) -> None:
-        if self._state is _State.OPEN and self._provider is not None:
+        # getattr: __init__ may have raised before setting anything.
+        if getattr(self, "_state", None) is _State.OPEN and getattr(self, "_provider", None) is not None:
             warnings.warn(
                 f"aiobucket Writer for {self.key!r} was never closed or aborted; "
                 "use 'async with bucket.upload(...)'",
@@ -271,13 +281,24 @@ class Writer:
                 key=self.key,
             )
         if self._upload is None:
-            self._upload = await self._provider.start_multipart(self.key, self._opts())
+            await self._start_multipart(self._provider)
         number, self._next_part = self._next_part, self._next_part + 1
         if self._concurrency == 1:
             self._parts.append(await self._upload.put_part(number, data))
             return
         await self._drain(self._concurrency - 1)
-        self._tasks.add(asyncio.ensure_future(self._upload.put_part(number, data)))
+        self._tasks.add(asyncio.create_task(self._upload.put_part(number, data), name=TASK_NAME))
+
+    async def _start_multipart(self, provider: Provider) -> None:
+        """Start the upload to completion even if cancelled, so abort() can find it:
+        an upload cancelled mid-start would otherwise be orphaned on the server."""
+        task = asyncio.create_task(provider.start_multipart(self.key, self._opts()), name=TASK_NAME)
+        try:
+            self._upload = await run_to_completion(task)
+        except asyncio.CancelledError:
+            if not task.cancelled() and task.exception() is None:
+                self._upload = task.result()
+            raise
 
     async def _drain(self, max_in_flight: int) -> None:
         """Wait until at most ``max_in_flight`` parts are uploading; raise the first failure."""
@@ -304,7 +325,7 @@ class Writer:
         self._state = _State.ABORTED
         self._buf = bytearray()
         if self._cleanup is None:
-            self._cleanup = asyncio.ensure_future(self._cleanup_upload())
+            self._cleanup = asyncio.create_task(self._cleanup_upload(), name=TASK_NAME)
             if self._span is not None:
                 self._span.end(cause or self._error)
         await run_to_completion(self._cleanup)

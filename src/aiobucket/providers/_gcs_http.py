@@ -44,7 +44,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-        return random.uniform(0, min(self.cap, self.base * (2**attempt)))  # noqa: S311
+        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,9 +289,7 @@ class GcsHttp:
             out = json.loads(raw)
         except ValueError as exc:
             raise BackendError(f"{what}: GCS sent a response that is not JSON", key=key) from exc
-        if not isinstance(out, dict):
-            raise BackendError(f"{what}: unexpected JSON from GCS", key=key)
-        return out
+        return out if isinstance(out, dict) else {}
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -154,16 +154,13 @@ class ResumableUpload:
         assert uri is not None
         start = self._offset
         end = start + len(chunk)
+        total = "*" if final_total is None else str(final_total)
         policy = p.http.settings.retry
         attempt = 0
         while True:
             sent_from = self._offset
-            view = memoryview(chunk)[sent_from - start :]
-            total = "*" if final_total is None else str(final_total)
-            if len(view):
-                content_range = f"bytes {sent_from}-{end - 1}/{total}"
-            else:
-                content_range = f"bytes */{total}"
+            data = chunk if sent_from == start else chunk[sent_from - start :]
+            content_range = f"bytes {sent_from}-{end - 1}/{total}" if data else f"bytes */{total}"
             headers = {
                 "Content-Range": content_range,
                 # GCS ignores it on chunk PUTs; some emulators take the object's type from it.
@@ -171,10 +168,10 @@ class ResumableUpload:
             }
             try:
                 resp = await p.http.request(
-                    "PUT", uri, key=self._key, idempotent=False, headers=headers,
-                    data=view.tobytes() if sent_from != start else chunk,
+                    "PUT", uri, key=self._key, idempotent=False, headers=headers, data=data,
                     ok=(200, 201, 308), stream=True, what="upload chunk",
                 )
+                status, resource = await self._read(resp)
             except HttpError as exc:
                 if exc.status not in RETRYABLE_STATUS or attempt + 1 >= policy.attempts:
                     raise self._chunk_error(exc) from exc
@@ -183,7 +180,26 @@ class ResumableUpload:
                 if attempt + 1 >= policy.attempts:
                     raise
             else:
-                return await self._finish_put(resp, end, final_total)
+                if status != 308:
+                    self._offset = end
+                    if final_total is None:
+                        raise BackendError("GCS finished the upload before the last chunk", key=self._key)
+                    return resource
+                if not start <= self._offset <= end:
+                    raise BackendError(
+                        f"GCS reports {self._offset} bytes committed, outside the chunk {start}-{end}",
+                        key=self._key,
+                    )
+                if self._offset == end and final_total is None:
+                    return None
+                # The server kept less than we sent (or wants the final total):
+                # resend from its offset.
+                attempt += 1
+                if attempt >= policy.attempts:
+                    raise BackendError(
+                        f"GCS keeps committing only {self._offset} of {end} bytes", key=self._key
+                    )
+                continue
             await asyncio.sleep(policy.delay(attempt))
             attempt += 1
             resource = await self._query(final_total)
@@ -198,9 +214,8 @@ class ResumableUpload:
             if self._offset == end and final_total is None:
                 return None
 
-    async def _finish_put(
-        self, resp: aiohttp.ClientResponse, end: int, final_total: int | None
-    ) -> dict[str, Any] | None:
+    async def _read(self, resp: aiohttp.ClientResponse) -> tuple[int, dict[str, Any] | None]:
+        """Read a chunk or query response: 308 updates the committed offset."""
         try:
             raw = await resp.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -208,29 +223,13 @@ class ResumableUpload:
         finally:
             resp.release()
         if resp.status == 308:
-            committed = _committed(resp.headers.get("Range"))
-            if committed != end:
-                # The server kept less than we sent; the caller's loop is not
-                # involved here, so resend the tail right away.
-                self._offset = committed
-                return await self._resend_tail(end, final_total)
-            self._offset = end
-            if final_total is not None:
-                raise BackendError("GCS did not finish the upload after the last chunk", key=self._key)
-            return None
-        self._offset = end
-        if final_total is None:
-            raise BackendError("GCS finished the upload before the last chunk", key=self._key)
+            self._offset = _committed(resp.headers.get("Range"))
+            return 308, None
         try:
             out = json.loads(raw)
         except ValueError as exc:
             raise BackendError("GCS sent a non-JSON upload response", key=self._key) from exc
-        return out if isinstance(out, dict) else None
-
-    async def _resend_tail(self, end: int, final_total: int | None) -> dict[str, Any] | None:
-        raise BackendError(
-            f"GCS committed only {self._offset} of {end} bytes of a chunk", key=self._key
-        )
+        return resp.status, out if isinstance(out, dict) else {}
 
     async def _query(self, final_total: int | None) -> dict[str, Any] | None:
         """Ask the session how much it has; returns the resource if it already finished."""
@@ -245,20 +244,8 @@ class ResumableUpload:
             )
         except HttpError as exc:
             raise self._chunk_error(exc) from exc
-        try:
-            raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise connection_error(exc, p.http.api_root, "query upload offset", self._key) from exc
-        finally:
-            resp.release()
-        if resp.status == 308:
-            self._offset = _committed(resp.headers.get("Range"))
-            return None
-        try:
-            out = json.loads(raw)
-        except ValueError as exc:
-            raise BackendError("GCS sent a non-JSON upload response", key=self._key) from exc
-        return out if isinstance(out, dict) else {}
+        status, resource = await self._read(resp)
+        return None if status == 308 else resource
 
     def _chunk_error(self, exc: HttpError) -> Exception:
         if exc.status == 412:

@@ -79,7 +79,9 @@ def map_error(
             return PreconditionFailed(f"{op}: precondition failed ({code or status}: {message})", key=key)
         if conditional_write and (code in _NOT_FOUND or status == 404):
             # If-Match on a missing object: S3 answers 404; the contract says precondition.
-            return PreconditionFailed(f"{op}: precondition if_match failed: the object does not exist", key=key)
+            return PreconditionFailed(
+                f"{op}: precondition if_match failed: the object does not exist", key=key
+            )
         if code in _NOT_FOUND or status == 404:
             return ObjectNotFound(
                 "object not found" if version is None else "object version not found",
@@ -97,8 +99,16 @@ def map_error(
             return PermissionDenied(f"{op}: permission denied by S3 ({code or status}: {message})", key=key)
         if code in ("NotImplemented",) or status == 501:
             return NotSupported(f"{op}: not supported by this S3 server ({message})", key=key)
-        if code in ("EntityTooSmall", "EntityTooLarge", "InvalidPart", "InvalidPartOrder", "KeyTooLongError",
-                    "MetadataTooLarge", "InvalidArgument", "InvalidRequest"):
+        if code in (
+            "EntityTooSmall",
+            "EntityTooLarge",
+            "InvalidPart",
+            "InvalidPartOrder",
+            "KeyTooLongError",
+            "MetadataTooLarge",
+            "InvalidArgument",
+            "InvalidRequest",
+        ):
             return InvalidArgument(f"{op}: S3 rejected the request ({code}: {message})", key=key)
         return BackendError(f"{op}: S3 error {code or status}: {message}", key=key)
     if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):

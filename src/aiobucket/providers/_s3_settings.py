@@ -97,9 +97,7 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
     opts: Mapping[str, object] = settings.options
     unknown = sorted(set(opts) - set(OPTIONS))
     if unknown:
-        raise InvalidArgument(
-            f"{where}: unknown S3 option(s) {unknown}; known: {', '.join(OPTIONS)}"
-        )
+        raise InvalidArgument(f"{where}: unknown S3 option(s) {unknown}; known: {', '.join(OPTIONS)}")
     merged: dict[str, object] = {**opts, **query}
     bucket = parts.netloc or name
 

@@ -1,0 +1,85 @@
+"""Bad input gets a clear InvalidArgument before any I/O, and loses nothing."""
+
+from __future__ import annotations
+
+import pytest
+from conformance.conftest import get, names, put
+
+from aiobucket import InvalidArgument, Query, RangeNotSatisfiable
+
+pytestmark = pytest.mark.anyio
+
+BAD_KEYS = {
+    "empty": ("", "empty"),
+    "too long": ("é" * 513, "1026 bytes"),
+    "NUL": ("a\x00b", "control character"),
+    "newline": ("a\nb", "control character"),
+    "DEL": ("a\x7f", "control character"),
+    "C1": ("a\x85", "control character"),
+    "dotdot": ("a/../b", "'..' segment"),
+    "dot": ("./a", "'.' segment"),
+    "escape": ("../outside", "'..' segment"),
+    "leading slash": ("/etc/passwd", "start with '/'"),
+    "surrogate": ("a\ud800", "UTF-8"),
+    "bytes": (b"key", "must be a str"),
+    "int": (7, "must be a str"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_KEYS))
+async def test_bad_keys_are_rejected_everywhere(backend, case):
+    key, message = BAD_KEYS[case]
+    b = backend.bucket()
+    await put(b, "keep", b"precious")
+    calls = [
+        lambda: b.upload(key),
+        lambda: b.download(key),
+        lambda: b.public_url(key),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgument, match=message) as info:
+            call()
+        assert b.name in str(info.value)
+    for coro in (b.remove, b.attrs, b.exists, b.signed_download_url, b.signed_upload_url):
+        with pytest.raises(InvalidArgument, match=message):
+            await coro(key)
+    assert await names(b) == ["keep"]
+    assert await get(b, "keep") == b"precious"
+
+
+async def test_key_of_exactly_1024_bytes_works(backend):
+    b = backend.bucket()
+    key = "k/" + "x" * 1022
+    if backend.name not in ("memory", "local"):
+        key = "k/" + "x" * (1022 - len(b.name) - 1)  # room for the test's key prefix
+    await put(b, key, b"v")
+    assert await get(b, key) == b"v"
+    assert await names(b) == [key]
+
+
+async def test_bad_ranges(backend):
+    b = backend.bucket()
+    await put(b, "k", b"0123456789")
+    for kwargs in ({"offset": -1}, {"length": -1}, {"offset": "1"}, {"offset": True}):
+        with pytest.raises(InvalidArgument):
+            b.download("k", **kwargs)
+    with pytest.raises(RangeNotSatisfiable):
+        await get(b, "k", offset=10)
+    with pytest.raises(RangeNotSatisfiable):
+        await get(b, "k", offset=11, length=2)
+    assert await get(b, "k") == b"0123456789"
+
+
+async def test_bad_upload_arguments(backend):
+    b = backend.bucket()
+    with pytest.raises(InvalidArgument, match="part_size"):
+        b.upload("k", part_size=0)
+    with pytest.raises(InvalidArgument, match="concurrency"):
+        b.upload("k", concurrency=-2)
+    with pytest.raises(InvalidArgument, match="UploadAttrs"):
+        b.upload("k", attrs={"content_type": "x"})  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="metadata"):
+        b.upload("k", attrs=__import__("aiobucket").UploadAttrs(metadata={"bad key": "v"}))
+    with pytest.raises(InvalidArgument):
+        Query(prefix=5)  # type: ignore[arg-type]
+    assert await names(b) == []

@@ -1,0 +1,73 @@
+"""Preconditions: not_exists and if_match, on single puts and multipart uploads."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conformance.conftest import get, part_size_for, payload, put
+
+from aiobucket import InvalidArgument, PreconditionFailed, Preconditions
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+async def test_not_exists(backend, multipart):
+    b = backend.bucket()
+    ps = part_size_for(backend.supports(b))
+    data = payload(ps * 2 + 1 if multipart else 10)
+    await put(b, "k", data, preconditions=Preconditions(not_exists=True), part_size=ps)
+    with pytest.raises(PreconditionFailed) as info:
+        await put(b, "k", b"other", preconditions=Preconditions(not_exists=True), part_size=ps)
+    assert "k" in str(info.value)
+    assert await get(b, "k") == data
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+async def test_if_match(backend, multipart):
+    b = backend.bucket()
+    ps = part_size_for(backend.supports(b))
+    first = await put(b, "k", b"v1")
+    data = payload(ps * 2 + 1 if multipart else 10)
+    second = await put(b, "k", data, preconditions=Preconditions(if_match=first.etag), part_size=ps)
+    with pytest.raises(PreconditionFailed):
+        await put(b, "k", b"v3", preconditions=Preconditions(if_match=first.etag), part_size=ps)
+    assert await get(b, "k") == data
+    # Quoted etags are accepted too.
+    await put(b, "k", b"v4", preconditions=Preconditions(if_match=f'"{second.etag}"'))
+    assert await get(b, "k") == b"v4"
+
+
+async def test_if_match_on_missing_object_fails(backend):
+    b = backend.bucket()
+    with pytest.raises(PreconditionFailed):
+        await put(b, "missing", b"x", preconditions=Preconditions(if_match="0123456789abcdef"))
+    assert not await b.exists("missing")
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+async def test_not_exists_race_has_exactly_one_winner(backend, multipart):
+    b = backend.bucket()
+    ps = part_size_for(backend.supports(b))
+    n = 8
+
+    async def attempt(i: int) -> bool:
+        data = payload(ps + 100 if multipart else 100, seed=i)
+        try:
+            await put(b, "race", data, preconditions=Preconditions(not_exists=True), part_size=ps)
+        except PreconditionFailed:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt(i) for i in range(n)))
+    assert sum(results) == 1
+    winner = results.index(True)
+    assert await get(b, "race") == payload(ps + 100 if multipart else 100, seed=winner)
+
+
+def test_invalid_preconditions():
+    with pytest.raises(InvalidArgument):
+        Preconditions(not_exists=True, if_match="abc")
+    with pytest.raises(InvalidArgument):
+        Preconditions(if_match="")

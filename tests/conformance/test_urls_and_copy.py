@@ -1,0 +1,87 @@
+"""Public and signed URLs, and copy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from conformance.conftest import get, names, put
+
+from aiobucket import (
+    InvalidArgument,
+    NotSupported,
+    ObjectNotFound,
+    PreconditionFailed,
+    Preconditions,
+    UploadAttrs,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_public_url_needs_public_bucket_and_base_url(backend):
+    private = backend.bucket()
+    with pytest.raises(InvalidArgument, match="public"):
+        private.public_url("a b.jpg")
+    public = backend.bucket(public=True)
+    url = public.public_url("dir/a b.jpg")
+    assert url.startswith("https://cdn.example.test/")
+    assert url.endswith("dir/a%20b.jpg")
+
+
+async def test_signed_urls_follow_capability_and_ttl_rules(backend):
+    b = backend.bucket()
+    await put(b, "k", b"v")
+    for ttl in (timedelta(days=8), timedelta(0), -5):
+        with pytest.raises(InvalidArgument, match="ttl"):
+            await b.signed_download_url("k", ttl=ttl)
+    if backend.supports(b).signed_urls:
+        url = await b.signed_download_url("k", ttl=timedelta(minutes=5))
+        assert url.startswith("http")
+        assert await b.signed_upload_url("new") != url
+    else:
+        with pytest.raises(NotSupported):
+            await b.signed_download_url("k")
+        with pytest.raises(NotSupported):
+            await b.signed_upload_url("k")
+
+
+async def test_copy_keeps_attrs_by_default(backend):
+    b = backend.bucket()
+    src = await put(b, "src.txt", b"payload", attrs=UploadAttrs(content_type="text/x", metadata={"a": "1"}))
+    copied = await b.copy("src.txt", "dst.txt")
+    assert copied.name == "dst.txt"
+    assert copied.size == src.size
+    got = await b.attrs("dst.txt")
+    assert got.content_type == "text/x" and dict(got.metadata) == {"a": "1"}
+    assert await get(b, "dst.txt") == b"payload"
+    assert await get(b, "src.txt") == b"payload"
+
+
+async def test_copy_replaces_attrs_and_checks_preconditions(backend):
+    b = backend.bucket()
+    await put(b, "src", b"one", attrs=UploadAttrs(metadata={"a": "1"}))
+    await b.copy("src", "dst", attrs=UploadAttrs(content_type="text/plain", metadata={"b": "2"}))
+    got = await b.attrs("dst")
+    assert got.content_type == "text/plain" and dict(got.metadata) == {"b": "2"}
+    with pytest.raises(PreconditionFailed):
+        await b.copy("src", "dst", preconditions=Preconditions(not_exists=True))
+    with pytest.raises(ObjectNotFound):
+        await b.copy("missing", "dst2")
+    assert sorted(await names(b)) == ["dst", "src"]
+
+
+async def test_copy_a_version(backend):
+    b = backend.bucket(versioned=True)
+    v1 = await put(b, "src", b"one")
+    await put(b, "src", b"two")
+    await b.copy("src", "dst", version=v1.version)
+    assert await get(b, "dst") == b"one"
+
+
+async def test_copy_across_buckets_streams(backend):
+    src, dst = backend.bucket(), backend.bucket()
+    await put(src, "k", b"across", attrs=UploadAttrs(content_type="text/y"))
+    await src.copy("k", "k2", dst_bucket=dst)
+    assert await get(dst, "k2") == b"across"
+    assert (await dst.attrs("k2")).content_type == "text/y"
