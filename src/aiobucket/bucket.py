@@ -166,8 +166,16 @@ class Bucket:
 
     # -- refs ---------------------------------------------------------------
 
-    def ref(self, perm: type[P]) -> P:
-        """This bucket narrowed to a permission Protocol (Downloader, Uploader, ..., ReadWriter)."""
+    def ref(self, perm: Callable[..., P]) -> P:
+        """This bucket narrowed to a permission Protocol (Downloader, Uploader, ..., ReadWriter).
+
+        Typed as ``Callable[..., P]`` rather than ``type[P]`` because mypy refuses
+        Protocol classes where ``type[P]`` is expected.
+        """
+        if not isinstance(perm, type):
+            raise InvalidArgument(
+                f"ref() takes a permission Protocol such as Downloader, got {perm!r}", bucket=self.name
+            )
         return cast(P, BucketRef(self, perm))
 
     # -- internals ----------------------------------------------------------

@@ -280,16 +280,15 @@ class Writer:
                 bucket=self._bucket.name,
                 key=self.key,
             )
-        if self._upload is None:
-            await self._start_multipart(self._provider)
+        upload = self._upload or await self._start_multipart(self._provider)
         number, self._next_part = self._next_part, self._next_part + 1
         if self._concurrency == 1:
-            self._parts.append(await self._upload.put_part(number, data))
+            self._parts.append(await upload.put_part(number, data))
             return
         await self._drain(self._concurrency - 1)
-        self._tasks.add(asyncio.create_task(self._upload.put_part(number, data), name=TASK_NAME))
+        self._tasks.add(asyncio.create_task(upload.put_part(number, data), name=TASK_NAME))
 
-    async def _start_multipart(self, provider: Provider) -> None:
+    async def _start_multipart(self, provider: Provider) -> MultipartUpload:
         """Start the upload to completion even if cancelled, so abort() can find it:
         an upload cancelled mid-start would otherwise be orphaned on the server."""
         task = asyncio.create_task(provider.start_multipart(self.key, self._opts()), name=TASK_NAME)
@@ -299,6 +298,7 @@ class Writer:
             if not task.cancelled() and task.exception() is None:
                 self._upload = task.result()
             raise
+        return self._upload
 
     async def _drain(self, max_in_flight: int) -> None:
         """Wait until at most ``max_in_flight`` parts are uploading; raise the first failure."""
