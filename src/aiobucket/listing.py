@@ -7,6 +7,7 @@ iterator stops, whether it ran out, hit the limit, failed or was closed.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import _runtime
@@ -37,6 +38,9 @@ async def iterate(bucket: Bucket, query: Query, *, versions: bool) -> AsyncGener
                 query.prefix, delimiter=query.delimiter, versions=versions, limit=query.limit
             )
             async for entry in entries:
+                if not versions and entry.version is not None:
+                    # S3's ListObjectsV2 has no version ids; make every backend agree.
+                    entry = replace(entry, version=None)
                 count += 1
                 yield None, entry
                 if count == query.limit:

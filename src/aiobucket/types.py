@@ -120,6 +120,7 @@ class ListEntry:
     size: int = 0
     etag: str = ""
     version: str | None = None
+    """Set by list_versions(); None in plain listings (S3 does not report it there)."""
     last_modified: datetime | None = None
     is_latest: bool = True
     """For version listings: whether this version is the object's current one."""
