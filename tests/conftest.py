@@ -112,15 +112,15 @@ def _routing(be: Backend) -> Any:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Turn @pytest.mark.quirk("name") into a strict xfail on backends that declare it."""
+    """Turn @pytest.mark.quirk("name") into a strict xfail on the backends that declare it."""
     for item in items:
-        marker = item.get_closest_marker("quirk")
         callspec = getattr(item, "callspec", None)
-        if marker is None or callspec is None or "backend" not in callspec.params:
+        if callspec is None or callspec.params.get("backend") not in SERVER_MODULES:
             continue
-        name = callspec.params["backend"]
-        if name in SERVER_MODULES:
-            module = importlib.import_module(SERVER_MODULES[name])
-            reason = getattr(module, "QUIRKS", {}).get(marker.args[0])
+        module = importlib.import_module(SERVER_MODULES[callspec.params["backend"]])
+        declared = getattr(module, "QUIRKS", {})
+        for marker in item.iter_markers("quirk"):
+            reason = declared.get(marker.args[0])
             if reason:
                 item.add_marker(pytest.mark.xfail(strict=True, reason=f"quirk {marker.args[0]}: {reason}"))
+                break

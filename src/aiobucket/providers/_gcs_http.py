@@ -144,6 +144,12 @@ class GcsHttp:
                 timeout=timeout,
                 trace_configs=list(s.trace_configs) or None,
             )
+            # aiohttp silently re-sends an "idempotent" method (PUT, DELETE) once when a
+            # kept-alive connection drops. For a resumable chunk PUT that would resend
+            # bytes GCS may already have committed, and it hides failures from the
+            # retry policy here (which knows what is really idempotent), so turn it off.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
             try:
                 storage = Storage(service_file=s.service_file, session=session, api_root=s.endpoint)
             except Exception as exc:
