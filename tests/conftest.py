@@ -82,10 +82,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     name: str = request.param
     namespace = uuid.uuid4().hex
     quirks: dict[str, str] = {}
-    if name == "memory":
-        target: Callable[[bool], dict[str, Any]] = lambda versioned: {"url": f"memory://?ns={namespace}"}
-    elif name == "local":
-        target = lambda versioned: {"url": "file://" + str(tmp_path / "__pending__")}
+    if name in ("memory", "local"):
+        # memory: one private namespace per test; local: the URL is filled in per bucket.
+        url = f"memory://?ns={namespace}" if name == "memory" else "file:///placeholder"
+        target: Callable[[bool], dict[str, Any]] = lambda versioned: {"url": url}  # noqa: E731
     else:
         module = importlib.import_module(SERVER_MODULES[name])
         quirks = dict(getattr(module, "QUIRKS", {}))

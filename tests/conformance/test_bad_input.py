@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conformance.conftest import get, names, put
 
 from aiobucket import InvalidArgument, Query, RangeNotSatisfiable
+from conformance.conftest import get, names, put
 
 pytestmark = pytest.mark.anyio
 

@@ -12,9 +12,9 @@ import asyncio
 import random
 
 import pytest
-from conformance.conftest import get, leaked_tasks, part_size_for, payload, put
 
 import aiobucket
+from conformance.conftest import get, leaked_tasks, part_size_for, payload, put
 
 pytestmark = pytest.mark.anyio
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conformance.conftest import get, names, put
 
 from aiobucket import InvalidArgument, Query
+from conformance.conftest import get, names, put
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +66,7 @@ async def test_buckets_are_isolated(backend):
 async def test_breaking_out_early_is_fine(backend):
     b = backend.bucket()
     await _fill(b)
-    async for err, entry in b.list():
+    async for err, _entry in b.list():
         assert err is None
         break
     assert len(await names(b)) == len(KEYS)

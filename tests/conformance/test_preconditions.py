@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conformance.conftest import get, part_size_for, payload, put
 
 from aiobucket import InvalidArgument, PreconditionFailed, Preconditions
+from conformance.conftest import get, part_size_for, payload, put
 
 pytestmark = pytest.mark.anyio
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from conformance.conftest import get, part_size_for, payload, put
 
 pytestmark = pytest.mark.anyio

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conformance.conftest import get, part_size_for, payload, put
 
 from aiobucket import (
     InvalidArgument,
@@ -12,6 +11,7 @@ from aiobucket import (
     UploadAttrs,
     WriterClosed,
 )
+from conformance.conftest import get, part_size_for, payload, put
 
 pytestmark = pytest.mark.anyio
 
@@ -168,7 +168,7 @@ async def test_exception_inside_async_with_aborts(backend):
     with pytest.raises(ZeroDivisionError):
         async with b.upload("k", part_size=ps) as w:
             await w.write(payload(ps * 2 + 7))
-            1 / 0
+            raise ZeroDivisionError("user code failed")
     assert await get(b, "k") == b"old"
     with pytest.raises(UploadAborted) as info:
         await w.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conformance.conftest import get, names, put
 
 from aiobucket import (
     InvalidArgument,
@@ -15,6 +14,7 @@ from aiobucket import (
     Preconditions,
     UploadAttrs,
 )
+from conformance.conftest import get, names, put
 
 pytestmark = pytest.mark.anyio
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conformance.conftest import get, put
 
 from aiobucket import InvalidArgument, ObjectNotFound, Query
+from conformance.conftest import get, put
 
 pytestmark = pytest.mark.anyio
 
