@@ -28,6 +28,10 @@ async def run_to_completion(work: Awaitable[T]) -> T:
             if task.cancelled():
                 raise
             caller_cancelled = caller_cancelled or exc
+        except BaseException:
+            if caller_cancelled is None:
+                raise
+            # The work failed after the caller was cancelled: the cancel wins below.
     if caller_cancelled is not None:
         if not task.cancelled():
             task.exception()  # mark retrieved; the cancellation takes precedence

@@ -144,8 +144,11 @@ def _check(name: str, s: BucketSettings) -> None:
             f"bucket {name!r}: unknown scheme {s.scheme!r} in {s.url!r}; "
             f"known: {', '.join(sorted(_PROVIDERS))}"
         )
-    if s.scheme == "file" and not urlsplit(s.url).path.startswith("/"):
-        raise InvalidArgument(f"bucket {name!r}: file URL {s.url!r} needs an absolute path")
+    parts = urlsplit(s.url)
+    if s.scheme == "file" and (parts.netloc or not parts.path.startswith("/")):
+        raise InvalidArgument(
+            f"bucket {name!r}: file URL {s.url!r} needs an absolute path, like file:///srv/objects"
+        )
     try:
         validate_prefix(s.key_prefix)
     except InvalidArgument as exc:
@@ -299,7 +302,7 @@ def build_provider(name: str, settings: BucketSettings, bucket_config: BucketCon
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            if (exc.name or "").startswith("aiobucket"):
+            if exc.name == "aiobucket" or (exc.name or "").startswith("aiobucket."):
                 raise InvalidArgument(
                     f"bucket {name!r}: {settings.scheme}:// is not available in this version"
                 ) from exc
@@ -308,7 +311,12 @@ def build_provider(name: str, settings: BucketSettings, bucket_config: BucketCon
                 f"bucket {name!r}: {settings.scheme}:// needs an optional dependency "
                 f"({exc.name}); install aiobucket[{extra}]"
             ) from exc
-        factory = getattr(module, attr)
+        loaded = getattr(module, attr, None)
+        if loaded is None:
+            raise InvalidArgument(
+                f"bucket {name!r}: provider {factory!r} has no attribute {attr!r}"
+            )
+        factory = loaded
     fn: Callable[[BucketSettings, str, BucketConfig], Any] = factory
     provider: Provider = fn(settings, name, bucket_config)
     return provider

@@ -94,8 +94,13 @@ class ReadWriter(
 
 def permitted(perm: type) -> frozenset[str]:
     """The method names a permission Protocol (or a combination of them) allows."""
+    if not getattr(perm, "_is_protocol", False):
+        raise InvalidArgument(
+            f"ref() takes a permission Protocol such as Downloader or ReadWriter, got {perm!r}; "
+            "combine permissions with 'class Mine(Downloader, Uploader, Protocol): ...'"
+        )
     names: set[str] = set()
-    for cls in getattr(perm, "__mro__", ()):
+    for cls in perm.__mro__:
         if cls is Protocol or not getattr(cls, "_is_protocol", False):
             continue
         names.update(n for n in vars(cls) if not n.startswith("_"))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Self
 
 from . import _runtime
 from ._aio import run_to_completion
-from .errors import BucketError, InvalidArgument, UploadAborted, WriterClosed
+from .errors import InvalidArgument, UploadAborted, WriterClosed
 from .providers.base import Capabilities, MultipartUpload, Part, Provider, PutOptions
 from .tracing import Span, start_span
 from .types import ObjectAttrs, Preconditions, UploadAttrs
@@ -119,16 +119,17 @@ class Writer:
         self._enter("write")
         try:
             self._start()
-            n = len(data) if not isinstance(data, memoryview) else data.nbytes
-            self._buf += data
-            self._size += n
-            ps = self._part_size
-            # Cut a part only once more data follows it, so a stream of exactly
-            # one part still goes out as a single put.
-            while len(self._buf) > ps:
-                part = bytes(memoryview(self._buf)[:ps])
-                del self._buf[:ps]
-                await self._send_part(part)
+            view = memoryview(data).cast("B")
+            n, pos, ps = len(view), 0, self._part_size
+            while pos < n:
+                if len(self._buf) == ps:
+                    # Ship a full buffer only once more data follows it, so a
+                    # stream of exactly one part still goes out as a single put.
+                    await self._send_part()
+                take = min(ps - len(self._buf), n - pos)
+                self._buf += view[pos : pos + take]
+                pos += take
+                self._size += take
             return n
         except BaseException as exc:
             await self._fail(exc)
@@ -155,14 +156,22 @@ class Writer:
             await asyncio.sleep(0)
             if self._upload is None:
                 data, self._buf = bytes(self._buf), bytearray()
-                result = await run_to_completion(self._provider.put(self.key, data, self._opts()))
+                commit = self._provider.put(self.key, data, self._opts())
             else:
                 if self._buf:
-                    data, self._buf = bytes(self._buf), bytearray()
-                    await self._send_part(data)
+                    await self._send_part()
                 await self._drain(0)
                 self._parts.sort(key=lambda p: p.number)
-                result = await run_to_completion(self._upload.complete(self._parts))
+                commit = self._upload.complete(self._parts)
+            task = asyncio.create_task(commit, name=TASK_NAME)
+            try:
+                return self._committed(await run_to_completion(task))
+            except asyncio.CancelledError:
+                if not task.cancelled() and task.exception() is None:
+                    # Cancelled while the commit was on the wire: it is stored, so
+                    # record it as closed (never abort it) and let the cancel go on.
+                    self._committed(task.result())
+                raise
         except BaseException as exc:
             await self._fail(exc)
             err = _runtime.map_error(exc, self._bucket.name, self.key)
@@ -171,6 +180,8 @@ class Writer:
             raise err from exc
         finally:
             self._busy = False
+
+    def _committed(self, result: ObjectAttrs) -> ObjectAttrs:
         self._state = _State.CLOSED
         self._result = result
         self._upload = None
@@ -205,7 +216,7 @@ class Writer:
                 await self.close()
             return
         if self._state is _State.OPEN:
-            await self._fail(exc)
+            await self._fail(exc, in_user_code=True)
 
     def __del__(self) -> None:
         # getattr: __init__ may have raised before setting anything.
@@ -271,7 +282,9 @@ class Writer:
             preconditions=self._pre,
         )
 
-    async def _send_part(self, data: bytes) -> None:
+    async def _send_part(self) -> None:
+        """Upload the buffer as the next part, waiting for a free slot before taking
+        it, so at most ``concurrency`` parts plus one buffer are ever held."""
         assert self._provider is not None
         if self._next_part > self._caps.max_parts:
             raise InvalidArgument(
@@ -281,12 +294,13 @@ class Writer:
                 key=self.key,
             )
         upload = self._upload or await self._start_multipart(self._provider)
+        await self._drain(self._concurrency - 1)
+        data, self._buf = bytes(self._buf), bytearray()
         number, self._next_part = self._next_part, self._next_part + 1
         if self._concurrency == 1:
             self._parts.append(await upload.put_part(number, data))
-            return
-        await self._drain(self._concurrency - 1)
-        self._tasks.add(asyncio.create_task(upload.put_part(number, data), name=TASK_NAME))
+        else:
+            self._tasks.add(asyncio.create_task(upload.put_part(number, data), name=TASK_NAME))
 
     async def _start_multipart(self, provider: Provider) -> MultipartUpload:
         """Start the upload to completion even if cancelled, so abort() can find it:
@@ -304,15 +318,29 @@ class Writer:
         """Wait until at most ``max_in_flight`` parts are uploading; raise the first failure."""
         while len(self._tasks) > max_in_flight:
             done, self._tasks = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                self._parts.append(task.result())
+            failure: BaseException | None = None
+            for task in done:  # look at every finished task, so no exception goes unretrieved
+                exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+                if exc is None:
+                    self._parts.append(task.result())
+                elif failure is None:
+                    failure = exc
+            if failure is not None:
+                raise failure
 
-    async def _fail(self, exc: BaseException) -> None:
-        """Abort because of ``exc``; remember an error that later calls re-raise."""
+    async def _fail(self, exc: BaseException, *, in_user_code: bool = False) -> None:
+        """Abort because of ``exc``; remember an error that later calls re-raise.
+
+        A failure of our own write/close is re-raised as itself; an exception from
+        the user's ``async with`` body or a cancellation becomes UploadAborted.
+        """
         if self._state is not _State.OPEN:
             return
-        if isinstance(exc, BucketError):
-            self._error = exc.with_context(bucket=self._bucket.name, key=self.key)
+        if isinstance(exc, Exception) and not in_user_code:
+            # The same error write()/close() raise now, so one except clause catches both.
+            self._error = _runtime.map_error(exc, self._bucket.name, self.key)
+            if self._error is not exc:
+                self._error.__cause__ = exc
         else:
             err = UploadAborted(
                 f"upload aborted by {type(exc).__name__}", bucket=self._bucket.name, key=self.key

@@ -143,19 +143,21 @@ def _fsync_dir(path: Path) -> None:
 class _Body:
     def __init__(self, fh: AsyncBufferedReader, offset: int, length: int, key: str) -> None:
         self._fh = fh
-        self._offset = offset
+        self._pos = offset
         self._left = length
         self._key = key
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        # A stream: iterating again continues where the last iteration stopped.
         with _mapped("read failed", self._key):
-            if self._left and not self._closed:
-                await self._fh.seek(self._offset)
+            if self._left > 0 and not self._closed:
+                await self._fh.seek(self._pos)
             while self._left > 0 and not self._closed:
                 chunk = await self._fh.read(min(CHUNK, self._left))
                 if not chunk:
                     raise BackendError("blob file is shorter than its index entry", key=self._key)
+                self._pos += len(chunk)
                 self._left -= len(chunk)
                 yield chunk
 
@@ -281,8 +283,14 @@ class LocalProvider:
     async def _index(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self._locked, fn)
 
-    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def run(db: sqlite3.Connection) -> T:
+    def _tx(self, fn: Callable[[sqlite3.Connection], list[str]]) -> None:
+        """Run ``fn`` as one write transaction, then unlink the blobs it returned.
+
+        Runs in a worker thread from start to end: a cancelled caller stops
+        waiting but cannot interrupt it between the commit and the cleanup.
+        """
+
+        def run(db: sqlite3.Connection) -> list[str]:
             db.execute("BEGIN IMMEDIATE")  # takes the write lock up front: checks and writes are atomic
             try:
                 result = fn(db)
@@ -293,7 +301,8 @@ class LocalProvider:
                 raise
             return result
 
-        return await self._index(run)
+        # Nothing refers to these any more; failing to unlink only leaves invisible garbage.
+        _discard(*(self._blobs / b for b in self._locked(run)))
 
     def _find(self, db: sqlite3.Connection, key: str, version: str | None) -> tuple[Any, ...] | None:
         if version is None:
@@ -363,22 +372,17 @@ class LocalProvider:
             db.execute("DELETE FROM deleted WHERE key = ?", (key,))
             return old
 
-        committed = False
-        try:
-            with _mapped("write failed", key):
-                await anyio.to_thread.run_sync(place)
-                old = await self._tx(commit)
-                committed = True
-        finally:
-            if not committed:
+        def place_and_commit() -> None:
+            try:
+                place()
+                self._tx(commit)
+            except BaseException:
                 _discard(path)
-        await self._unlink_blobs(old)
-        return attrs
+                raise
 
-    async def _unlink_blobs(self, blobs: list[str]) -> None:
-        # After the commit nothing refers to them; failing here only leaves invisible garbage.
-        if blobs:
-            await anyio.to_thread.run_sync(functools.partial(_discard, *(self._blobs / b for b in blobs)))
+        with _mapped("write failed", key):
+            await anyio.to_thread.run_sync(place_and_commit)
+        return attrs
 
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
         await self._ready(key)
@@ -456,7 +460,7 @@ class LocalProvider:
             return gone
 
         with _mapped("delete failed", key):
-            await self._unlink_blobs(await self._tx(remove))
+            await anyio.to_thread.run_sync(self._tx, remove)
 
     async def list(
         self,

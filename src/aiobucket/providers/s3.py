@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import heapq
 import inspect
+import io
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -128,6 +129,60 @@ def _put_attrs(
     )
 
 
+class _BytesReader(io.RawIOBase):
+    """A seekable, read-only file over bytes that never copies them whole.
+
+    A large ``bytes`` body handed to aiohttp is written to the socket in one
+    call, and whatever the kernel does not take at once is copied into the
+    transport's buffer; a BytesIO body is copied by aiohttp's getbuffer(). Both
+    double the memory per in-flight part. This reader is streamed by aiohttp
+    in 256 KiB chunks with back-pressure, and botocore can rewind it to sign
+    the payload or to retry.
+    """
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        start, self._pos = self._pos, max(end, self._pos)
+        return bytes(self._view[start:end])
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
+def _body(data: bytes | bytearray | memoryview) -> bytes | _BytesReader:
+    """Small bodies go as bytes; large ones stream from a _BytesReader."""
+    if len(data) <= 256 * 1024:
+        return bytes(data)
+    return _BytesReader(data)
+
+
 def _object_params(opts: PutOptions) -> dict[str, Any]:
     params: dict[str, Any] = {"ContentType": opts.content_type}
     if opts.cache_control is not None:
@@ -208,10 +263,9 @@ class _Upload:
 
     async def put_part(self, number: int, data: bytes) -> Part:
         client = await self._p.client()
-        body = data if isinstance(data, bytes | bytearray) else bytes(data)
         with mapped(f"upload part {number}", self._p.bucket, self._key):
-            resp = await client.upload_part(**self._ids(), PartNumber=number, Body=body)
-        return Part(number, _unquote(resp["ETag"]), len(body))
+            resp = await client.upload_part(**self._ids(), PartNumber=number, Body=_body(data))
+        return Part(number, _unquote(resp["ETag"]), len(data))
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
         if not parts:
@@ -325,13 +379,13 @@ class S3Provider:
 
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
         client = await self.client()
-        body = data if isinstance(data, bytes | bytearray) else bytes(data)
+        size = len(data)
         pre = opts.preconditions
         with mapped("upload", self.bucket, key, conditional_write=pre.if_match is not None):
             resp = await client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, **_object_params(opts), **_conditions(pre)
+                Bucket=self.bucket, Key=key, Body=_body(data), **_object_params(opts), **_conditions(pre)
             )
-        return _put_attrs(key, opts, len(body), resp.get("ETag"), resp.get("VersionId"), _date(resp))
+        return _put_attrs(key, opts, size, resp.get("ETag"), resp.get("VersionId"), _date(resp))
 
     async def start_multipart(self, key: str, opts: PutOptions) -> _Upload:
         client = await self.client()

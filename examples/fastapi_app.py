@@ -1,0 +1,231 @@
+"""The profile-picture service with FastAPI: streaming uploads and downloads.
+
+    POST   /profile-picture/{user_id}   store the request body (any size, streamed)
+    GET    /profile-picture/{user_id}   serve it, with Range, ETag and If-None-Match
+    DELETE /profile-picture/{user_id}   remove it
+
+Run it (the bucket lives under ./.aiobucket/ unless AIOBUCKET_CONFIG says otherwise):
+
+    pip install aiobucket fastapi uvicorn
+    python examples/fastapi_app.py            # http://127.0.0.1:8000 (--port 0: any free port)
+
+    curl -T me.jpg -H 'Content-Type: image/jpeg' http://127.0.0.1:8000/profile-picture/42
+    curl -r 0-99 http://127.0.0.1:8000/profile-picture/42 | xxd | head
+
+Memory stays bounded however large the body: the request is streamed into the
+writer chunk by chunk, and the object is streamed back out chunk by chunk.
+In a real service the user id would come from authentication (a dependency
+such as ``Depends(current_user)``), not from the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import AsyncGenerator
+from email.utils import format_datetime
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
+
+import aiobucket
+from aiobucket import (
+    Bucket,
+    InvalidArgument,
+    ObjectAttrs,
+    ObjectNotFound,
+    RangeNotSatisfiable,
+    Reader,
+    UploadAttrs,
+)
+
+# Declared once, at module level. Declaring does no I/O; configuration decides where it lives.
+ProfilePictures = Bucket("profile-pictures")
+
+# Closes aiobucket's clients and file handles when the server shuts down.
+app = FastAPI(title="profile pictures", lifespan=aiobucket.lifespan)
+
+UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+def key_for(user_id: str) -> str:
+    return f"users/{user_id}"
+
+
+def attrs_json(attrs: ObjectAttrs) -> dict[str, object]:
+    return {
+        "name": attrs.name,
+        "size": attrs.size,
+        "etag": attrs.etag,
+        "content_type": attrs.content_type,
+        "last_modified": attrs.last_modified.isoformat() if attrs.last_modified else None,
+    }
+
+
+@app.exception_handler(ObjectNotFound)
+async def not_found(request: Request, exc: ObjectNotFound) -> JSONResponse:
+    return JSONResponse({"detail": "no profile picture"}, status_code=404)
+
+
+@app.exception_handler(InvalidArgument)
+async def invalid(request: Request, exc: InvalidArgument) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+@app.post("/profile-picture/{user_id}")
+async def upload_profile_picture(user_id: UserId, request: Request) -> Response:
+    content_type = request.headers.get("content-type") or "application/octet-stream"
+    writer = ProfilePictures.upload(key_for(user_id), attrs=UploadAttrs(content_type=content_type))
+    try:
+        # Leaving the block normally commits. If the body stream raises (the client
+        # disconnected: Starlette raises ClientDisconnect) or this task is cancelled,
+        # the exception passes through the block, which aborts the upload first: the
+        # parts sent so far are discarded and nothing is stored under the key (an
+        # existing picture stays as it was). Only a complete body is ever committed.
+        async with writer:
+            async for chunk in request.stream():  # chunks as they arrive; never the whole body
+                await writer.write(chunk)
+    except ClientDisconnect:
+        # Already aborted by the block. There is nobody left to answer; uvicorn drops this.
+        return Response(status_code=400)
+    attrs = await writer.close()  # committed by the block; close() again returns its attrs
+    return JSONResponse(attrs_json(attrs))
+
+
+@app.delete("/profile-picture/{user_id}", status_code=204)
+async def delete_profile_picture(user_id: UserId) -> Response:
+    await ProfilePictures.remove(key_for(user_id))  # ObjectNotFound -> 404
+    return Response(status_code=204)
+
+
+# -- download -----------------------------------------------------------------------
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+Range = tuple[int, int]
+
+
+class Unsatisfiable(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def byte_range(header: str | None, size: int) -> Range | None:
+    """The inclusive (first, last) byte positions a ``Range`` header asks for, or None
+    to send the whole object. Raises Unsatisfiable when no requested byte exists.
+
+    One range of ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n``; anything else (several
+    ranges, other units, garbage) is ignored, which RFC 9110 allows.
+    """
+    m = _RANGE.fullmatch(header.replace(" ", "")) if header else None
+    if m is None or m.groups() == ("", ""):
+        return None
+    first, last = m.groups()
+    if not first:  # suffix: the last n bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise Unsatisfiable(size)
+        return max(0, size - n), size - 1
+    start = int(first)
+    if last and int(last) < start:
+        return None  # invalid, so ignored
+    if start >= size:
+        raise Unsatisfiable(size)
+    return start, size - 1 if not last else min(int(last), size - 1)
+
+
+async def open_download(key: str, range_header: str | None) -> tuple[Reader, ObjectAttrs, Range | None]:
+    """Open a reader on the object, or on the byte range the client asked for.
+
+    A range needs the object's size first (``bytes=-n``, clamping the end), so it is
+    resolved against attrs(); the opened reader's etag then proves it is still the same
+    object. If it was replaced in between, resolve again.
+    """
+    for _ in range(3):
+        if range_header is None:
+            reader = ProfilePictures.download(key)
+            return reader, await reader.attrs(), None
+        head = await ProfilePictures.attrs(key)
+        rng = byte_range(range_header, head.size)
+        if rng is None:
+            range_header = None
+            continue
+        reader = ProfilePictures.download(key, offset=rng[0], length=rng[1] - rng[0] + 1)
+        try:
+            attrs = await reader.attrs()
+        except RangeNotSatisfiable:
+            continue  # it shrank meanwhile; the failed reader is closed already
+        if attrs.etag == head.etag:
+            return reader, attrs, rng
+        await reader.aclose()
+    raise HTTPException(503, "the picture is changing; try again")
+
+
+class ReaderResponse(StreamingResponse):
+    """Streams an aiobucket Reader and always closes it.
+
+    When the client disconnects, Starlette stops iterating the body but does not close
+    the iterator: the generator's ``finally`` would then run whenever the garbage
+    collector gets to it, and the reader's file handle or HTTP connection would linger
+    until then. Closing the generator here, however the response ends, runs that
+    ``finally`` and releases the reader at once.
+    """
+
+    def __init__(self, reader: Reader, status_code: int, headers: dict[str, str]) -> None:
+        self._chunks = self._stream(reader)
+        super().__init__(self._chunks, status_code=status_code, headers=headers)
+
+    @staticmethod
+    async def _stream(reader: Reader) -> AsyncGenerator[bytes, None]:
+        try:
+            async for chunk in reader:
+                yield chunk
+        finally:
+            await reader.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._chunks.aclose()
+
+
+@app.get("/profile-picture/{user_id}")
+async def serve_profile_picture(user_id: UserId, request: Request) -> Response:
+    key = key_for(user_id)
+    try:
+        reader, attrs, rng = await open_download(key, request.headers.get("range"))
+    except Unsatisfiable as exc:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
+
+    headers = {
+        "Content-Type": attrs.content_type,
+        "ETag": f'"{attrs.etag}"',
+        "Accept-Ranges": "bytes",
+    }
+    if attrs.last_modified is not None:
+        headers["Last-Modified"] = format_datetime(attrs.last_modified, usegmt=True)
+    if_none_match = request.headers.get("if-none-match", "")
+    if headers["ETag"] in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
+        await reader.aclose()
+        del headers["Content-Type"]
+        return Response(status_code=304, headers=headers)
+    if rng is None:
+        headers["Content-Length"] = str(attrs.size)
+        return ReaderResponse(reader, 200, headers)
+    first, last = rng
+    headers["Content-Length"] = str(last - first + 1)
+    headers["Content-Range"] = f"bytes {first}-{last}/{attrs.size}"
+    return ReaderResponse(reader, 206, headers)
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    args = parser.parse_args()
+    uvicorn.run(app, host=args.host, port=args.port)

@@ -1,0 +1,156 @@
+"""aiobucket._aio.run_to_completion: cancellation is delayed, never swallowed, never half done."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from aiobucket._aio import run_to_completion
+
+pytestmark = pytest.mark.anyio
+
+
+async def spin(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+class Work:
+    def __init__(self, result: Any = "done", error: BaseException | None = None) -> None:
+        self.release = asyncio.Event()
+        self.started = False
+        self.finished = False
+        self.result = result
+        self.error = error
+
+    async def __call__(self) -> Any:
+        self.started = True
+        await self.release.wait()
+        self.finished = True
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+async def test_returns_the_result() -> None:
+    work = Work(result=42)
+    work.release.set()
+    assert await run_to_completion(work()) == 42
+
+
+async def test_accepts_a_future_or_task() -> None:
+    work = Work(result="t")
+    task = asyncio.create_task(work(), name="mine")
+    work.release.set()
+    assert await run_to_completion(task) == "t"
+    assert task.get_name() == "mine"  # a caller's name is kept
+
+
+async def test_work_exception_propagates_when_not_cancelled() -> None:
+    err = ValueError("work failed")
+    work = Work(error=err)
+    work.release.set()
+    with pytest.raises(ValueError) as info:
+        await run_to_completion(work())
+    assert info.value is err
+
+
+@pytest.mark.parametrize("cancels", [1, 2, 3])
+async def test_work_finishes_though_the_caller_is_cancelled(cancels: int) -> None:
+    work = Work()
+    caller = asyncio.create_task(run_to_completion(work()))
+    await spin()
+    assert work.started
+    inner = [t for t in asyncio.all_tasks() if t.get_name() == "aiobucket-shielded"]
+    assert len(inner) == 1
+    for _ in range(cancels):
+        caller.cancel()
+        await spin()
+        assert not caller.done()  # still waiting for the work
+        assert not work.finished
+    work.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert work.finished
+    assert inner[0].done() and inner[0].result() == "done"
+    assert caller.cancelled()
+
+
+async def test_cancelled_caller_with_failing_work_raises_cancelled_and_retrieves_the_error() -> None:
+    unhandled: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    old = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, ctx: unhandled.append(ctx))
+    try:
+        work = Work(error=RuntimeError("late failure"))
+        caller = asyncio.create_task(run_to_completion(work()))
+        await spin()
+        caller.cancel()
+        await spin()
+        work.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert work.finished
+        del caller, work
+        import gc
+
+        gc.collect()
+        await spin()
+    finally:
+        loop.set_exception_handler(old)
+    assert unhandled == []  # no "Task exception was never retrieved"
+
+
+async def test_work_cancelled_itself_raises_cancelled() -> None:
+    async def self_cancelling() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await run_to_completion(self_cancelling())
+
+
+async def test_no_task_left_behind() -> None:
+    before = asyncio.all_tasks()
+    work = Work()
+    caller = asyncio.create_task(run_to_completion(work()))
+    await spin()
+    caller.cancel()
+    await spin()
+    work.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert asyncio.all_tasks() - before == set()
+
+
+async def test_cancel_scope_of_anyio_also_waits_for_the_work() -> None:
+    import anyio
+
+    work = Work()
+    with anyio.move_on_after(0) as scope:
+        # The deadline has already passed: the scope cancels at the first await.
+        release_soon = asyncio.get_running_loop().call_soon(work.release.set)
+        try:
+            await run_to_completion(work())
+        finally:
+            release_soon.cancel()
+    assert scope.cancelled_caught
+    assert work.finished
+
+
+def test_inside_asyncio_run() -> None:
+    async def main() -> tuple[bool, bool]:
+        work = Work()
+        caller = asyncio.create_task(run_to_completion(work()))
+        await spin()
+        caller.cancel()
+        await spin()
+        work.release.set()
+        try:
+            await caller
+        except asyncio.CancelledError:
+            return True, work.finished
+        return False, work.finished
+
+    assert asyncio.run(main()) == (True, True)
