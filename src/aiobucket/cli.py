@@ -439,8 +439,7 @@ async def _url(args: argparse.Namespace) -> int:
             raise UsageError("--ttl and --version need --signed")
         if not b.config.public:
             raise InvalidArgument(
-                "no public URL: the bucket has no public_base_url in its configuration "
-                "(or use --signed get)",
+                "no public URL: the bucket has no public_base_url in its configuration (or use --signed get)",
                 bucket=b.name,
             )
         _out(b.public_url(obj.key))

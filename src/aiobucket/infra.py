@@ -174,6 +174,8 @@ class _Analysis:
         self.modules: dict[str, _Module] = {}
         self.manifest = Manifest()
         self._resolving: set[tuple[str, str]] = set()
+        self._memo: dict[tuple[str, str], _Sym | None] = {}
+        self._packages: set[str] = set()  # every dotted prefix of a module name
 
     def warn(self, mod: _Module, node: ast.AST, message: str) -> None:
         self.manifest.warnings.append(Finding(mod.file, getattr(node, "lineno", 0), message))
@@ -181,6 +183,9 @@ class _Analysis:
     def run(self) -> Manifest:
         for path in _python_files(self.root):
             self._load(path)
+        for name in self.modules:
+            parts = name.split(".")
+            self._packages.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
         for mod in list(self._unique_modules()):
             self._declarations(mod)
         for mod in self._unique_modules():
@@ -223,7 +228,7 @@ class _Analysis:
             self.modules[".".join([self.root.resolve().name, *parts])] = mod
 
     def _is_module(self, name: str) -> bool:
-        return name in self.modules or any(m.startswith(name + ".") for m in self.modules)
+        return name in self._packages
 
     # -- declarations ---------------------------------------------------------
 
@@ -303,13 +308,17 @@ class _Analysis:
             sub = f"{module}.{name}"
             return _ModuleSym(sub) if self._is_module(sub) else None
         key = (module, name)
-        if key in self._resolving:
+        if key in self._memo:
+            return self._memo[key]
+        if key in self._resolving:  # an import cycle: nothing to find
             return None
         self._resolving.add(key)
         try:
-            return self.binding_symbol(mod, binding, name, [])
+            sym = self.binding_symbol(mod, binding, name, [])
         finally:
             self._resolving.discard(key)
+        self._memo[key] = sym
+        return sym
 
     def binding_symbol(
         self, mod: _Module, binding: _Binding, name: str, scopes: list[dict[str, _Sym | None]]
@@ -613,9 +622,7 @@ class _Visitor(ast.NodeVisitor):
                 )
             return
         if isinstance(parent, ast.Assign | ast.AnnAssign | ast.NamedExpr | ast.AugAssign):
-            targets = (
-                [parent.target] if not isinstance(parent, ast.Assign) else parent.targets
-            )
+            targets = [parent.target] if not isinstance(parent, ast.Assign) else parent.targets
             where = ", ".join(ast.unparse(t) for t in targets)
             self._warn(
                 node,

@@ -18,7 +18,7 @@ async def _fill(b, keys=KEYS):
         await put(b, k, k.encode())
 
 
-@pytest.mark.quirk("list_order_by_directory")
+@pytest.mark.quirk("listing_byte_order")
 async def test_lists_everything_in_utf8_byte_order(backend):
     b = backend.bucket()
     await _fill(b)
@@ -121,7 +121,7 @@ async def test_delimiter_limit_counts_both_kinds(backend):
     assert got == [("photos/", False), ("photos/2024/", True), ("photos/2025/", True)]
 
 
-@pytest.mark.quirk("empty_path_segments")
+@pytest.mark.quirk("empty_key_segments")
 async def test_keys_with_empty_segments_keep_their_identity(backend):
     b = backend.bucket()
     await _fill(b, ["d//x", "d/x", "d/"])

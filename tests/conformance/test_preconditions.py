@@ -24,6 +24,7 @@ async def test_not_exists(backend, multipart):
     assert await get(b, "k") == data
 
 
+@pytest.mark.quirk("if_match")
 @pytest.mark.parametrize("multipart", [False, True])
 async def test_if_match(backend, multipart):
     b = backend.bucket()
@@ -54,7 +55,8 @@ async def test_if_match_on_missing_object_fails(backend):
             True,
             marks=[
                 pytest.mark.quirk("gcs_resumable_upload_ignores_preconditions"),
-                pytest.mark.quirk("multipart_complete_ignores_if_none_match"),
+                pytest.mark.quirk("not_exists_race"),
+                pytest.mark.quirk("multipart_not_exists"),
             ],
         ),
     ],

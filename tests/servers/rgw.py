@@ -35,8 +35,6 @@ QUIRKS: dict[str, str] = {
         "versioned bucket's PutObject"
     ),
     "not_exists_race": "RGW 16.2 ignores If-None-Match on PutObject in versioned buckets",
-    "long_key": "RGW 16.2 rejects keys of 1024 bytes once the test's key prefix is added (KeyTooLongError)",
-    "long_key_segment": "RGW 16.2 rejects a 1024-byte key made of one long segment plus the test prefix",
     "conditional_copy": ("RGW 16.2 ignores the destination If-None-Match/If-Match on CopyObject"),
 }
 """RGW 16.2 differences from AWS S3. Tests that hit one name it and run as a strict xfail."""

@@ -80,7 +80,7 @@ debug ms = 0
 [osd]
 osd objectstore = memstore
 memstore device bytes = 6442450944
-osd max object name len = 460
+osd max object name len = 2048
 osd max object namespace len = 64
 osd memory target = 1073741824
 

@@ -37,6 +37,7 @@ import aiofiles
 import anyio.to_thread
 from aiofiles.threadpool.binary import AsyncBufferedIOBase, AsyncBufferedReader
 
+from .._aio import run_to_completion
 from ..errors import (
     BackendError,
     BucketError,
@@ -169,7 +170,11 @@ class _Body:
 
 
 class _Upload:
-    """Parts arrive in order (parallel_parts=False), so they append to one tmp file."""
+    """Parts arrive in order (parallel_parts=False), so they append to one tmp file.
+
+    Each step runs to completion even if the caller is cancelled (the cancel is
+    delivered afterwards), so cleanup never races a worker thread still writing.
+    """
 
     def __init__(self, provider: LocalProvider, key: str, opts: PutOptions, tmp: Path) -> None:
         self._p = provider
@@ -183,26 +188,33 @@ class _Upload:
         self._done = False
 
     async def _open(self) -> None:
-        with _mapped("cannot start upload", self._key):
+        with _mapped("cannot start the upload", self._key):
             self._fh = await aiofiles.open(self._tmp, "xb")
+
+    async def _append(self, data: bytes) -> str:
+        assert self._fh is not None
+        with _mapped("write failed", self._key):
+            await self._fh.write(data)
+
+        def digest() -> str:  # hashlib releases the GIL on large buffers
+            self._md5.update(data)
+            return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+        etag = await anyio.to_thread.run_sync(digest)
+        self._size += len(data)
+        self._next += 1
+        return etag
 
     async def put_part(self, number: int, data: bytes) -> Part:
         if self._done or self._fh is None:
             raise InvalidArgument("the upload is already finished", key=self._key)
         if number != self._next:
             raise InvalidArgument(f"parts must arrive in order: expected {self._next}, got {number}")
-        with _mapped("write failed", self._key):
-            await self._fh.write(data)
-        self._next += 1
-        self._md5.update(data)
-        self._size += len(data)
-        return Part(number, hashlib.md5(data, usedforsecurity=False).hexdigest(), len(data))
+        return Part(number, await run_to_completion(self._append(data)), len(data))
 
-    async def complete(self, parts: list[Part]) -> ObjectAttrs:
-        if self._done or self._fh is None:
-            raise InvalidArgument("the upload is already finished", key=self._key)
-        self._done = True
+    async def _finish(self) -> ObjectAttrs:
         fh, self._fh = self._fh, None
+        assert fh is not None
         try:
             with _mapped("upload failed", self._key):
                 try:
@@ -214,10 +226,15 @@ class _Upload:
                 self._tmp, self._key, self._opts, self._md5.hexdigest(), self._size
             )
         finally:
-            _discard(self._tmp)  # gone already after a successful rename
+            _discard(self._tmp)  # already gone after a successful rename
 
-    async def abort(self) -> None:
+    async def complete(self, parts: list[Part]) -> ObjectAttrs:
+        if self._done or self._fh is None:
+            raise InvalidArgument("the upload is already finished", key=self._key)
         self._done = True
+        return await run_to_completion(self._finish())
+
+    async def _drop(self) -> None:
         fh, self._fh = self._fh, None
         try:
             if fh is not None:
@@ -225,6 +242,10 @@ class _Upload:
                     await fh.close()
         finally:
             _discard(self._tmp)
+
+    async def abort(self) -> None:
+        self._done = True
+        await run_to_completion(self._drop())
 
 
 class LocalProvider:
@@ -325,13 +346,6 @@ class LocalProvider:
 
     # -- the write path --
 
-    def _new_tmp(self) -> Path:
-        return self._tmpdir / f"{secrets.token_hex(16)}.tmp"
-
-    async def _ready(self, key: str) -> None:
-        with _mapped("cannot open the bucket", key):
-            await self._index(lambda db: None)  # creates the layout on first use
-
     async def _commit_tmp(self, tmp: Path, key: str, opts: PutOptions, etag: str, size: int) -> ObjectAttrs:
         """Rename a complete, fsynced tmp file into blobs/ and point the index at it."""
         blob_id = secrets.token_hex(16)
@@ -385,23 +399,23 @@ class LocalProvider:
         return attrs
 
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
-        await self._ready(key)
-        tmp = self._new_tmp()
+        upload = await self.start_multipart(key, opts)  # one path, one set of crash/cancel rules
         try:
-            with _mapped("write failed", key):
-                async with aiofiles.open(tmp, "xb") as fh:
-                    await fh.write(data)
-                    await fh.flush()
-                    await anyio.to_thread.run_sync(os.fsync, fh.fileno())
-            etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
-            return await self._commit_tmp(tmp, key, opts, etag, len(data))
-        finally:
-            _discard(tmp)
+            part = await upload.put_part(1, data)
+            return await upload.complete([part])
+        except BaseException:
+            await upload.abort()
+            raise
 
     async def start_multipart(self, key: str, opts: PutOptions) -> _Upload:
-        await self._ready(key)
-        upload = _Upload(self, key, opts, self._new_tmp())
-        await upload._open()
+        with _mapped("cannot open the bucket", key):
+            await self._index(lambda db: None)  # creates the layout on first use
+        upload = _Upload(self, key, opts, self._tmpdir / f"{secrets.token_hex(16)}.tmp")
+        try:
+            await run_to_completion(upload._open())
+        except BaseException:
+            await upload.abort()
+            raise
         return upload
 
     # -- reads --
@@ -460,7 +474,7 @@ class LocalProvider:
             return gone
 
         with _mapped("delete failed", key):
-            await anyio.to_thread.run_sync(self._tx, remove)
+            await run_to_completion(anyio.to_thread.run_sync(self._tx, remove))
 
     async def list(
         self,
@@ -524,12 +538,21 @@ class LocalProvider:
             metadata=source.metadata,
         )
         put = replace(put, preconditions=opts.preconditions)
-        tmp = self._new_tmp()
+        try:
+            return await run_to_completion(self._copy_blob(row[9], fh, dst, put, source))
+        finally:
+            with contextlib.suppress(OSError):
+                await fh.close()
+
+    async def _copy_blob(
+        self, blob: str, fh: AsyncBufferedReader, dst: str, put: PutOptions, source: ObjectAttrs
+    ) -> ObjectAttrs:
+        tmp = self._tmpdir / f"{secrets.token_hex(16)}.tmp"
         try:
             with _mapped("copy failed", dst):
                 try:  # blobs are immutable, so sharing the inode is safe
-                    await anyio.to_thread.run_sync(os.link, self._blobs / row[9], tmp)
-                except OSError:
+                    await anyio.to_thread.run_sync(os.link, self._blobs / blob, tmp)
+                except OSError:  # no hard links here, or the source was just replaced: copy
                     async with aiofiles.open(tmp, "xb") as out:
                         while chunk := await fh.read(CHUNK):
                             await out.write(chunk)
@@ -537,8 +560,6 @@ class LocalProvider:
                         await anyio.to_thread.run_sync(os.fsync, out.fileno())
             return await self._commit_tmp(tmp, dst, put, source.etag, source.size)
         finally:
-            with contextlib.suppress(OSError):
-                await fh.close()
             _discard(tmp)
 
     async def sign_url(

@@ -1,0 +1,5 @@
+# ruff: noqa
+from shared.perms import InvoiceArchive
+from shared.storage import Invoices
+
+InvoiceReader = Invoices.ref(InvoiceArchive)

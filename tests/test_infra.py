@@ -1,0 +1,260 @@
+"""``aiobucket infra``: the permissions manifest, derived statically from tests/infra_sample/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from aiobucket import infra
+
+SAMPLE = Path(__file__).parent / "infra_sample"
+SCRIPT = shutil.which("aiobucket", path=os.path.dirname(sys.executable))
+
+SUGGEST = "hand the code a ref instead, e.g. Avatars.ref({perm}), so its permissions are declared"
+
+EXPECTED = {
+    "buckets": [
+        {
+            "name": "avatars",
+            "config": {"versioned": False, "public": True},
+            "declared_in": {
+                "module": "shared.storage", "variable": "Avatars", "file": "shared/storage.py", "line": 8,
+            },
+        },
+        {
+            "name": "exports",
+            "config": {"versioned": False, "public": False},
+            "declared_in": {
+                "module": "shared.storage", "variable": "Exports", "file": "shared/storage.py", "line": 10,
+            },
+        },
+        {
+            "name": "invoices",
+            "config": {"versioned": True, "public": False},
+            "declared_in": {
+                "module": "shared.storage", "variable": "Invoices", "file": "shared/storage.py", "line": 9,
+            },
+        },
+        {
+            "name": "logs",
+            "config": {"versioned": False, "public": False},
+            "declared_in": {"module": "shared.boom", "variable": "Logs", "file": "shared/boom.py", "line": 4},
+        },
+        {
+            "name": "scratch",
+            "config": {"versioned": False, "public": False},
+            "declared_in": {"module": "ops.cleanup", "variable": None, "file": "ops/cleanup.py", "line": 10},
+        },
+    ],
+    "services": {
+        "billing": {
+            # copy(): Downloader on the source, Uploader on dst_bucket
+            "exports": ["SignedDownloader", "Uploader"],
+            # download + list_versions, and ref(InvoiceArchive) = Lister (via Browsable) + Attrser
+            "invoices": ["Attrser", "Downloader", "Lister"],
+        },
+        "ops": {
+            # remove() through a function-level import, and ref(ReadWriter)
+            "logs": [
+                "Attrser", "Downloader", "Lister", "Remover",
+                "SignedDownloader", "SignedUploader", "Uploader",
+            ],
+        },
+        "users": {
+            # upload, exists, public_url, ref(AvatarStore); not the shadowing parameter's remove()
+            "avatars": ["Attrser", "Downloader", "PublicURLer", "Uploader"],
+        },
+    },
+    "warnings": [
+        {
+            "file": "billing/reports.py",
+            "line": 9,
+            "message": "remove() is not permitted by ref(InvoiceArchive) of bucket 'invoices' "
+            "and raises PermissionDenied at run time",
+        },
+        {
+            "file": "ops/cleanup.py",
+            "line": 10,
+            "message": "Bucket('scratch') is not assigned to a module-level name; declare buckets "
+            "once at module level so their uses can be found",
+        },
+        {
+            "file": "users/bad.py",
+            "line": 9,
+            "message": "bucket 'avatars' (Avatars) is passed to resize(), so its operations there cannot "
+            "be attributed; " + SUGGEST.format(perm="<Permission>"),
+        },
+        {
+            "file": "users/bad.py",
+            "line": 10,
+            "message": "bucket 'avatars' (Avatars) is stored in b, so uses through it cannot be "
+            "attributed; " + SUGGEST.format(perm="<Permission>"),
+        },
+        {
+            "file": "users/bad.py",
+            "line": 11,
+            "message": "b.remove() on a variable holding bucket 'avatars' (assigned at line 10) is not in "
+            "the manifest; " + SUGGEST.format(perm="Remover"),
+        },
+        {
+            "file": "users/bad.py",
+            "line": 12,
+            "message": "getattr() on bucket 'avatars' (Avatars) cannot be followed; "
+            + SUGGEST.format(perm="<Permission>"),
+        },
+    ],
+}  # fmt: skip
+
+
+def cli(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    assert SCRIPT is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOBUCKET")}
+    if config is not None:
+        env["AIOBUCKET_CONFIG"] = str(config)
+    return subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_manifest_of_the_sample_app() -> None:
+    assert infra.to_json(infra.analyse(SAMPLE)) == EXPECTED
+
+
+def test_cli_prints_the_manifest_as_json() -> None:
+    proc = cli("infra", str(SAMPLE))
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert json.loads(proc.stdout) == EXPECTED
+    strict = cli("infra", str(SAMPLE), "--strict")
+    assert strict.returncode == 1 and json.loads(strict.stdout) == EXPECTED
+
+
+def test_the_analysed_code_is_never_imported() -> None:
+    # shared/boom.py raises at import time; the analysis above still found its bucket.
+    assert "raise RuntimeError" in (SAMPLE / "shared" / "boom.py").read_text()
+    before = set(sys.modules)
+    manifest = infra.analyse(SAMPLE)
+    assert "logs" in manifest.buckets and manifest.services["ops"]["logs"] >= {"Remover"}
+    assert not {
+        m for m in set(sys.modules) - before if m.split(".")[0] in ("shared", "users", "billing", "ops")
+    }
+
+
+def test_iam_policy_for_one_service(tmp_path: Path) -> None:
+    config = tmp_path / "aiobucket.toml"
+    config.write_text(
+        "[buckets.invoices]\n"
+        'url = "s3://acme-invoices-prod?region=eu-west-1"\nkey_prefix = "billing/"\n'
+        '[buckets]\nexports = "s3://acme-exports"\n'
+    )
+    proc = cli("infra", str(SAMPLE), "--format", "iam-aws", config=config)
+    assert proc.returncode == 0, proc.stderr
+    policies = json.loads(proc.stdout)
+    assert sorted(policies) == ["billing", "ops", "users"]
+    assert policies["billing"] == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ExportsObjects",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject",
+                ],
+                "Resource": ["arn:aws:s3:::acme-exports/*"],
+            },
+            {
+                "Sid": "InvoicesObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": ["arn:aws:s3:::acme-invoices-prod/billing/*"],
+            },
+            {
+                "Sid": "InvoicesList",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:ListBucketVersions"],
+                "Resource": ["arn:aws:s3:::acme-invoices-prod"],
+                "Condition": {"StringLike": {"s3:prefix": ["billing/*"]}},
+            },
+        ],
+    }  # fmt: skip
+    # Not configured as s3://: the code's bucket name; PublicURLer needs no IAM action.
+    assert policies["users"]["Statement"] == [
+        {
+            "Sid": "AvatarsObjects",
+            "Effect": "Allow",
+            "Action": [
+                "s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject",
+            ],
+            "Resource": ["arn:aws:s3:::avatars/*"],
+        }
+    ]  # fmt: skip
+    # Warnings go to stderr, one per line, with file:line.
+    warnings = proc.stderr.splitlines()
+    assert len(warnings) == len(EXPECTED["warnings"])
+    assert warnings[0].startswith("aiobucket: warning: billing/reports.py:9: remove() is not permitted")
+
+
+def test_iam_remover_on_a_versioned_bucket() -> None:
+    manifest = infra.Manifest()
+    manifest.buckets["v"] = infra.BucketDecl("v", True, False, "m", "V", "m.py", 1)
+    manifest.grant("svc", "v", {"Remover"})
+    policy = infra.iam_policies(manifest, lambda name: (f"cloud-{name}", ""))
+    assert policy["svc"]["Statement"] == [
+        {
+            "Sid": "VObjects",
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+            "Resource": ["arn:aws:s3:::cloud-v/*"],
+        }
+    ]
+
+
+def test_mermaid_edges() -> None:
+    proc = cli("infra", str(SAMPLE), "--format", "mermaid")
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "flowchart LR"
+    assert '    svc_users["users"]' in lines and '    bkt_invoices[("invoices")]' in lines
+    assert [line for line in lines if "-->" in line] == [
+        '    svc_billing -->|"SignedDownloader, Uploader"| bkt_exports',
+        '    svc_billing -->|"Attrser, Downloader, Lister"| bkt_invoices',
+        '    svc_ops -->|"Attrser, Downloader, Lister, Remover, SignedDownloader, SignedUploader, Uploader"| '
+        "bkt_logs",
+        '    svc_users -->|"Attrser, Downloader, PublicURLer, Uploader"| bkt_avatars',
+    ]
+
+
+def test_relative_imports_package_roots_and_unparsable_files(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    (app / "store").mkdir(parents=True)
+    (app / "api").mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "store" / "__init__.py").write_text(
+        "from aiobucket import Bucket as Bkt, BucketConfig\nfrom aiobucket import Downloader\n"
+        "Files = Bkt('files', BucketConfig(versioned=flag))\n"
+    )
+    (app / "api" / "__init__.py").write_text("")
+    (app / "api" / "views.py").write_text(
+        "from ..store import Files\n"
+        "from app import store\n"
+        "async def view(k):\n"
+        "    await Files.attrs(k)\n"
+        "    store.Files.ref(Downloader)\n"  # Downloader is not imported here: unresolvable
+        "    Files.upload\n"
+    )
+    (app / "broken.py").write_text("def f(:\n")
+    manifest = infra.to_json(infra.analyse(app))
+    assert manifest["buckets"][0]["config"] == {"versioned": None, "public": False}
+    assert manifest["services"] == {"api": {"files": ["Attrser"]}}
+    assert [(w["file"], w["line"]) for w in manifest["warnings"]] == [
+        ("api/views.py", 5),
+        ("api/views.py", 6),
+        ("broken.py", 1),
+        ("store/__init__.py", 3),
+    ]
+    messages = [w["message"] for w in manifest["warnings"]]
+    assert "cannot resolve the permission Protocol" in messages[0]
+    assert "Files.upload (bound method of bucket 'files')" in messages[1]
+    assert messages[2].startswith("cannot parse this file")
+    assert "BucketConfig(versioned=...) is not a literal" in messages[3]
