@@ -55,6 +55,20 @@ class Downloader(Protocol):
         self, key: str, *, version: str | None = None, offset: int = 0, length: int | None = None
     ) -> Reader: ...
 
+    async def copy(
+        self,
+        src_key: str,
+        dst_key: str,
+        *,
+        dst_bucket: Uploader | None = None,
+        version: str | None = None,
+        attrs: UploadAttrs | None = None,
+        preconditions: Preconditions | None = None,
+    ) -> ObjectAttrs:
+        """Copy needs Downloader here and Uploader on the destination (this ref when
+        ``dst_bucket`` is None): a ref without both raises PermissionDenied."""
+        ...
+
 
 class Lister(Protocol):
     def list(self, query: Query | None = None) -> AsyncIterator[ListItem]: ...
@@ -77,18 +91,14 @@ class SignedUploader(Protocol):
 
 
 class SignedDownloader(Protocol):
-    async def signed_download_url(
-        self, key: str, *, ttl: TTL = ..., version: str | None = None
-    ) -> str: ...
+    async def signed_download_url(self, key: str, *, ttl: TTL = ..., version: str | None = None) -> str: ...
 
 
 class PublicURLer(Protocol):
     def public_url(self, key: str) -> str: ...
 
 
-class ReadWriter(
-    Uploader, Downloader, Lister, Attrser, Remover, SignedUploader, SignedDownloader, Protocol
-):
+class ReadWriter(Uploader, Downloader, Lister, Attrser, Remover, SignedUploader, SignedDownloader, Protocol):
     """Every permission except PublicURLer."""
 
 
@@ -131,6 +141,8 @@ class BucketRef:
         return name
 
     def __getattr__(self, attr: str) -> Any:
+        if attr == "copy" and attr in self._allowed:
+            return self._copy
         if attr in self._allowed:
             return getattr(self._bucket, attr)
         if not attr.startswith("_") and callable(getattr(type(self._bucket), attr, None)):
@@ -140,6 +152,13 @@ class BucketRef:
                 bucket=self.name,
             )
         raise AttributeError(attr)
+
+    async def _copy(self, src_key: str, dst_key: str, *, dst_bucket: Any = None, **kw: Any) -> Any:
+        # The destination defaults to this ref, not the bucket behind it, so
+        # copying within the bucket also needs this ref's Uploader permission.
+        return await self._bucket.copy(
+            src_key, dst_key, dst_bucket=self if dst_bucket is None else dst_bucket, **kw
+        )
 
     def __repr__(self) -> str:
         return f"<BucketRef {self.name!r} as {self._perm.__name__}>"

@@ -95,3 +95,26 @@ async def test_copy_across_buckets_streams(backend):
     await src.copy("k", "k2", dst_bucket=dst)
     assert await get(dst, "k2") == b"across"
     assert (await dst.attrs("k2")).content_type == "text/y"
+
+
+async def test_copy_through_refs_needs_downloader_and_uploader(backend):
+    from typing import Protocol
+
+    from aiobucket import Downloader, PermissionDenied, ReadWriter, Uploader
+
+    class Both(Downloader, Uploader, Protocol): ...
+
+    src, dst = backend.bucket(), backend.bucket()
+    await put(src, "k", b"v")
+    read_only = src.ref(Downloader)
+    with pytest.raises(PermissionDenied, match="upload"):
+        await read_only.copy("k", "k2")  # same bucket: needs Uploader on it too
+    with pytest.raises(PermissionDenied, match="upload"):
+        await read_only.copy("k", "k2", dst_bucket=dst.ref(Downloader))
+    with pytest.raises(PermissionDenied, match="copy"):
+        await src.ref(Uploader).copy("k", "k2")
+    await read_only.copy("k", "k2", dst_bucket=dst.ref(Uploader))
+    await src.ref(Both).copy("k", "k3")
+    await src.ref(ReadWriter).copy("k", "k4")
+    assert await get(dst, "k2") == b"v"
+    assert sorted(await names(src)) == ["k", "k3", "k4"]
