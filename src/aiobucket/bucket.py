@@ -6,7 +6,8 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Literal, TypeVar, cast
-from urllib.parse import quote
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from . import _runtime, config
 from .errors import InvalidArgument, ObjectNotFound
@@ -137,7 +138,15 @@ class Bucket:
     # -- URLs ---------------------------------------------------------------
 
     def public_url(self, key: str) -> str:
-        """The object's URL under the configured ``public_base_url`` (public buckets only)."""
+        """The object's URL under the configured ``public_base_url`` (public buckets only).
+
+        On the local backend (``file://``) with no ``public_base_url``, the URL points
+        at the dev server, ``aiobucket serve``: ``<dev server>/o/<bucket>/<key>``, where
+        the dev server is the bucket option ``dev_server_url``, else the
+        ``AIOBUCKET_DEV_SERVER`` environment variable, else ``http://127.0.0.1:8787``.
+        The bucket's root then gets a ``public`` marker file so the server, which
+        cannot see this BucketConfig, serves it without a signature.
+        """
         key = self._key(key)
         settings = config.resolve(self.name)
         if not self.config.public:
@@ -146,6 +155,12 @@ class Bucket:
                 bucket=self.name,
                 key=key,
             )
+        if not settings.public_base_url and settings.scheme == "file":
+            from . import _signing
+
+            _signing.mark_public(Path(urlsplit(settings.url).path))
+            base = _signing.dev_server_base(settings.options)
+            return _signing.object_url(base, self.name, settings.key_prefix + key)
         if not settings.public_base_url:
             raise InvalidArgument(
                 "public_url() needs public_base_url in this bucket's configuration",

@@ -1,5 +1,6 @@
-"""Copying objects: on the server when source and destination share a provider,
-else a streaming download into an upload (bounded memory, abort on cancel)."""
+"""Copying objects: on the server when the destination's provider can copy from the
+source (same backend and account), else a streaming download into an upload
+(bounded memory, the writer's abort-on-cancel guarantees)."""
 
 from __future__ import annotations
 
@@ -47,13 +48,18 @@ async def copy_object(
     span = start_span("copy", src.name, src_key, version=version, dst_bucket=dst_bucket.name, dst_key=dst_key)
     try:
         result = None
-        if dst_bucket.name == src.name and dst_bucket.config == src.config:
-            provider, _ = _runtime.provider_for(src.name, src.config)
-            opts = CopyOptions(version=version, replace=_put_options(attrs, dst_key), preconditions=pre)
-            try:
-                result = await provider.copy(src_key, dst_key, opts)
-            except NotSupported:
-                result = None
+        src_provider, _ = _runtime.provider_for(src.name, src.config)
+        dst_provider, _ = _runtime.provider_for(dst_bucket.name, dst_bucket.config)
+        opts = CopyOptions(
+            version=version,
+            replace=_put_options(attrs, dst_key),
+            preconditions=pre,
+            source=None if dst_provider is src_provider else src_provider,
+        )
+        try:  # on the server where the backend can, also across its buckets
+            result = await dst_provider.copy(src_key, dst_key, opts)
+        except NotSupported:
+            result = None
         if result is None:
             result = await _stream_copy(src, src_key, version, upload, dst_key, attrs, pre)
     except BaseException as exc:

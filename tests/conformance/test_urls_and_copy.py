@@ -118,3 +118,21 @@ async def test_copy_through_refs_needs_downloader_and_uploader(backend):
     await src.ref(ReadWriter).copy("k", "k4")
     assert await get(dst, "k2") == b"v"
     assert sorted(await names(src)) == ["k", "k3", "k4"]
+
+
+async def test_copy_across_buckets_of_one_backend_happens_on_the_server(backend, monkeypatch):
+    """Two buckets on the same backend and account copy without streaming the bytes."""
+    from aiobucket import copying
+
+    async def no_streaming(*args, **kwargs):
+        raise AssertionError("copy fell back to streaming")
+
+    monkeypatch.setattr(copying, "_stream_copy", no_streaming)
+    src, dst = backend.bucket(versioned=True), backend.bucket(versioned=True)
+    v1 = await put(src, "dir/k", b"first", attrs=UploadAttrs(metadata={"m": "1"}))
+    await put(src, "dir/k", b"second")
+    attrs = await src.copy("dir/k", "copied", dst_bucket=dst, version=v1.version)
+    assert attrs.name == "copied" and attrs.size == 5
+    assert await get(dst, "copied") == b"first"
+    assert dict((await dst.attrs("copied")).metadata) == {"m": "1"}
+    assert await names(src) == ["dir/k"]

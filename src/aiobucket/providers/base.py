@@ -98,6 +98,10 @@ class CopyOptions:
     """New attributes for the destination; None keeps the source's."""
     preconditions: Preconditions = field(default_factory=Preconditions)
     """Checked against the destination."""
+    source: Provider | None = None
+    """The provider (another bucket) the source key lives in; None means this one.
+    A provider that cannot copy from it on the server raises NotSupported, and
+    the layer above streams the bytes instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +175,8 @@ class Provider(Protocol):
         ...
 
     async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
-        """Server-side copy within this bucket; NotSupported if the backend cannot."""
+        """Server-side copy into this bucket, from it or from ``opts.source``;
+        NotSupported if the backend cannot (the layer above then streams)."""
         ...
 
     async def sign_url(

@@ -124,6 +124,10 @@ class _Body:
             resp.close()  # unread bytes: drop the connection rather than drain it
 
 
+def _account(p: GcsProvider) -> tuple[str | None, str | None]:
+    return p.http.settings.endpoint, p.http.settings.service_file
+
+
 class GcsProvider:
     capabilities = CAPABILITIES
 
@@ -149,8 +153,13 @@ class GcsProvider:
     async def _resource(self, key: str, version: str | None) -> dict[str, Any]:
         params = {"generation": version} if version is not None else None
         return await self.http.json(
-            "GET", self.http.object_url(self.bucket, key), key=key, version=version,
-            idempotent=True, params=params, what="get object metadata",
+            "GET",
+            self.http.object_url(self.bucket, key),
+            key=key,
+            version=version,
+            idempotent=True,
+            params=params,
+            what="get object metadata",
         )
 
     async def precondition_generation(self, key: str, pre: Preconditions) -> str | None:
@@ -194,8 +203,12 @@ class GcsProvider:
         )
         try:
             resp = await self.http.request(
-                "POST", self.http.bucket_url(self.bucket, upload=True), key=key,
-                idempotent=gen is not None, params=params, data=body,
+                "POST",
+                self.http.bucket_url(self.bucket, upload=True),
+                key=key,
+                idempotent=gen is not None,
+                params=params,
+                data=body,
                 headers={"Content-Type": f"multipart/related; boundary={boundary}"},
                 what="upload",
             )
@@ -235,8 +248,15 @@ class GcsProvider:
             params = {"alt": "media", "generation": str(res["generation"])}
             try:
                 resp = await self.http.request(
-                    "GET", self.http.object_url(self.bucket, key), key=key, idempotent=True,
-                    params=params, headers=headers, ok=(200, 206), stream=True, what="download",
+                    "GET",
+                    self.http.object_url(self.bucket, key),
+                    key=key,
+                    idempotent=True,
+                    params=params,
+                    headers=headers,
+                    ok=(200, 206),
+                    stream=True,
+                    what="download",
                 )
             except HttpError as exc:
                 if exc.status == 404 and opts.version is None and opts.if_match is None:
@@ -255,9 +275,14 @@ class GcsProvider:
     async def delete(self, key: str, version: str | None = None) -> None:
         params = None if version is None else {"generation": version, "ifGenerationMatch": version}
         await self.http.json(
-            "DELETE", self.http.object_url(self.bucket, key), key=key, version=version,
+            "DELETE",
+            self.http.object_url(self.bucket, key),
+            key=key,
+            version=version,
             # Only a generation-pinned delete is safe to repeat.
-            idempotent=version is not None, params=params, what="delete",
+            idempotent=version is not None,
+            params=params,
+            what="delete",
         )
 
     async def list(
@@ -312,8 +337,12 @@ class GcsProvider:
             a = attrs_from_resource(it, versioned=self.versioned)
             out.append(
                 ListEntry(
-                    name=a.name, size=a.size, etag=a.etag, version=a.version,
-                    last_modified=a.last_modified, is_latest="timeDeleted" not in it,
+                    name=a.name,
+                    size=a.size,
+                    etag=a.etag,
+                    version=a.version,
+                    last_modified=a.last_modified,
+                    is_latest="timeDeleted" not in it,
                 )
             )
         return out
@@ -335,7 +364,12 @@ class GcsProvider:
         while True:
             try:
                 page = await self.http.json(
-                    "GET", url, key=None, idempotent=True, params=params, what="list",
+                    "GET",
+                    url,
+                    key=None,
+                    idempotent=True,
+                    params=params,
+                    what="list",
                     not_found=_BucketMissing,
                 )
             except _BucketMissing as exc:
@@ -364,6 +398,10 @@ class GcsProvider:
         return False
 
     async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+        origin = opts.source or self
+        # rewrite works across buckets that this provider's credentials can reach.
+        if not isinstance(origin, GcsProvider) or _account(origin) != _account(self):
+            raise NotSupported("GCS copies on the server only within one endpoint", key=src)
         gen = await self.precondition_generation(dst, opts.preconditions)
         params: dict[str, str] = {}
         if opts.version is not None:
@@ -377,14 +415,20 @@ class GcsProvider:
             else resource_metadata(r.content_type, r.cache_control, r.content_disposition, r.metadata)
         )
         url = (
-            f"{self.http.object_url(self.bucket, src)}/rewriteTo/b/"
+            f"{self.http.object_url(origin.bucket, src)}/rewriteTo/b/"
             f"{quote(self.bucket, safe='')}/o/{quote(dst, safe='')}"
         )
         data = json.dumps(body).encode()
         while True:
             res = await self.http.json(
-                "POST", url, key=src, version=opts.version, idempotent=gen is not None,
-                params=params, data=data, headers={"Content-Type": "application/json; charset=UTF-8"},
+                "POST",
+                url,
+                key=src,
+                version=opts.version,
+                idempotent=gen is not None,
+                params=params,
+                data=data,
+                headers={"Content-Type": "application/json; charset=UTF-8"},
                 what="copy",
             )
             if res.get("done") or not res.get("rewriteToken"):
@@ -402,8 +446,14 @@ class GcsProvider:
         base = self.http.api_root if self.http.is_emulator else GCS_PUBLIC_ROOT
         extra = {"generation": version} if version is not None and method == "GET" else None
         return sign_v4(
-            base_url=base, bucket=self.bucket, key=key, method=method, ttl=ttl,
-            client_email=email, private_key_pem=pem, extra_query=extra,
+            base_url=base,
+            bucket=self.bucket,
+            key=key,
+            method=method,
+            ttl=ttl,
+            client_email=email,
+            private_key_pem=pem,
+            extra_query=extra,
         )
 
     def _signing_key(self, key: str) -> tuple[str, str]:
@@ -470,4 +520,3 @@ def create(settings: BucketSettings, name: str, config: BucketConfig) -> Provide
         validate_prefix(prefix)
         return PrefixedProvider(provider, prefix)
     return provider
-

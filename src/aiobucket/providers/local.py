@@ -26,7 +26,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,7 @@ import aiofiles
 import anyio.to_thread
 from aiofiles.threadpool.binary import AsyncBufferedIOBase, AsyncBufferedReader
 
+from .. import _signing
 from .._aio import run_to_completion
 from ..errors import (
     BackendError,
@@ -59,7 +60,7 @@ T = TypeVar("T")
 CHUNK = 1024 * 1024
 PAGE = 1000
 TMP_MAX_AGE = 3600.0  # seconds an idle tmp file may sit before the open-time sweep removes it
-CAPABILITIES = Capabilities(signed_urls=False, parallel_parts=False, min_part_size=1)
+CAPABILITIES = Capabilities(signed_urls=True, parallel_parts=False, min_part_size=1)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -251,9 +252,18 @@ class _Upload:
 class LocalProvider:
     capabilities = CAPABILITIES
 
-    def __init__(self, root: Path, versioned: bool) -> None:
+    def __init__(
+        self,
+        root: Path,
+        versioned: bool,
+        *,
+        name: str | None = None,
+        options: Mapping[str, object] | None = None,
+    ) -> None:
         self.root = root
         self.versioned = versioned
+        self.name = name or root.name  # the bucket name, for signed URLs
+        self._options: Mapping[str, object] = options or {}
         self._blobs = root / "blobs"
         self._tmpdir = root / "tmp"
         self._lock = threading.Lock()
@@ -528,8 +538,12 @@ class LocalProvider:
                     return
 
     async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+        origin = opts.source or self
+        if not isinstance(origin, LocalProvider):
+            raise NotSupported("the local backend copies only from local buckets", key=src)
         with _mapped("copy failed", src):
-            row, fh = await self._open_blob(src, opts.version)  # the open handle pins the bytes
+            await self._index(lambda db: None)  # the destination's layout, on first use
+            row, fh = await origin._open_blob(src, opts.version)  # the open handle pins the bytes
         source = _attrs(row)
         put = opts.replace or PutOptions(
             content_type=source.content_type,
@@ -539,19 +553,19 @@ class LocalProvider:
         )
         put = replace(put, preconditions=opts.preconditions)
         try:
-            return await run_to_completion(self._copy_blob(row[9], fh, dst, put, source))
+            return await run_to_completion(self._copy_blob(origin._blobs / row[9], fh, dst, put, source))
         finally:
             with contextlib.suppress(OSError):
                 await fh.close()
 
     async def _copy_blob(
-        self, blob: str, fh: AsyncBufferedReader, dst: str, put: PutOptions, source: ObjectAttrs
+        self, blob: Path, fh: AsyncBufferedReader, dst: str, put: PutOptions, source: ObjectAttrs
     ) -> ObjectAttrs:
         tmp = self._tmpdir / f"{secrets.token_hex(16)}.tmp"
         try:
             with _mapped("copy failed", dst):
                 try:  # blobs are immutable, so sharing the inode is safe
-                    await anyio.to_thread.run_sync(os.link, self._blobs / blob, tmp)
+                    await anyio.to_thread.run_sync(os.link, blob, tmp)
                 except OSError:  # no hard links here, or the source was just replaced: copy
                     async with aiofiles.open(tmp, "xb") as out:
                         while chunk := await fh.read(CHUNK):
@@ -565,7 +579,16 @@ class LocalProvider:
     async def sign_url(
         self, key: str, method: Literal["GET", "PUT"], ttl: timedelta, version: str | None = None
     ) -> str:
-        raise NotSupported("the local backend cannot sign URLs", key=key)
+        """An HMAC-signed URL to ``aiobucket serve`` (see aiobucket._signing).
+
+        The secret lives in ``<root>/signing.key`` (created on first use), so the dev
+        server verifies it with no configuration. ``key`` is the stored key.
+        """
+        with _mapped("cannot sign the URL", key):
+            secret = await anyio.to_thread.run_sync(_signing.load_key, self.root)
+        assert secret is not None
+        base = _signing.dev_server_base(self._options)
+        return _signing.signed_url(base, secret, method, self.name, key, version, ttl.total_seconds())
 
     async def aclose(self) -> None:
         def close() -> None:
@@ -583,4 +606,4 @@ def create(settings: BucketSettings, name: str, config: BucketConfig) -> LocalPr
     parts = urlsplit(settings.url)
     if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
         raise InvalidArgument(f"bucket {name!r}: file URL {settings.url!r} needs an absolute path")
-    return LocalProvider(Path(parts.path), config.versioned)
+    return LocalProvider(Path(parts.path), config.versioned, name=name, options=settings.options)

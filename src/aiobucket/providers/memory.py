@@ -272,8 +272,11 @@ class MemoryProvider:
                     yield _entry(cur.attrs, is_latest=True)
 
     async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
-        with self.store.lock:
-            source = self.store.find(src, opts.version)
+        origin = opts.source or self
+        if not isinstance(origin, MemoryProvider):
+            raise NotSupported("the memory backend copies only from memory buckets", key=src)
+        with origin.store.lock:
+            source = origin.store.find(src, opts.version)
         put = opts.replace or PutOptions(
             content_type=source.attrs.content_type,
             cache_control=source.attrs.cache_control,

@@ -107,8 +107,13 @@ class PrefixedProvider:
             yield dataclasses.replace(entry, name=self._strip(entry.name))
 
     async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+        source = opts.source
+        if source is None:
+            src = self._full(src)
+        elif isinstance(source, PrefixedProvider):  # the other bucket has its own prefix
+            src, source = source._full(src), source.inner
         try:
-            attrs = await self.inner.copy(self._full(src), self._full(dst), opts)
+            attrs = await self.inner.copy(src, self._full(dst), dataclasses.replace(opts, source=source))
         except BucketError as exc:
             raise self._fix(exc, src) from exc.__cause__
         return self._strip_attrs(attrs)

@@ -39,7 +39,7 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
 
 from .._aio import run_to_completion
-from ..errors import ConnectionLost, InvalidArgument, ObjectNotFound, RangeNotSatisfiable
+from ..errors import ConnectionLost, InvalidArgument, NotSupported, ObjectNotFound, RangeNotSatisfiable
 from ..keys import validate_prefix
 from ..types import BucketConfig, ListEntry, ObjectAttrs, Preconditions
 from ._s3_errors import UNSAFE_OPS, body_errors, client_error_code, map_error, mapped, veto_unsafe_retry
@@ -534,8 +534,24 @@ class S3Provider:
             else:
                 params["ContinuationToken"] = resp["NextContinuationToken"]
 
+    def _can_copy_from(self, other: object) -> bool:
+        """CopyObject works across buckets of one endpoint and account."""
+        if not isinstance(other, S3Provider):
+            return False
+        a, b = self.settings, other.settings
+        return (a.endpoint, a.region, a.access_key_id, a.profile) == (
+            b.endpoint,
+            b.region,
+            b.access_key_id,
+            b.profile,
+        )
+
     async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
-        source = await self._head(src, opts.version)
+        origin = opts.source or self
+        if not self._can_copy_from(origin):
+            raise NotSupported("S3 copies on the server only within one endpoint and account", key=src)
+        assert isinstance(origin, S3Provider)
+        source = await origin._head(src, opts.version)
         put = opts.replace or PutOptions(
             content_type=source.content_type,
             cache_control=source.cache_control,
@@ -543,9 +559,9 @@ class S3Provider:
             metadata=source.metadata,
         )
         if source.size > self.copy_threshold:
-            return await self._multipart_copy(src, dst, source, put, opts)
+            return await self._multipart_copy(origin.bucket, src, dst, source, put, opts)
         client = await self.client()
-        copy_source: dict[str, str] = {"Bucket": self.bucket, "Key": src}
+        copy_source: dict[str, str] = {"Bucket": origin.bucket, "Key": src}
         if opts.version is not None:
             copy_source["VersionId"] = opts.version
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": dst, "CopySource": copy_source}
@@ -561,13 +577,13 @@ class S3Provider:
         )
 
     async def _multipart_copy(
-        self, src: str, dst: str, source: ObjectAttrs, put: PutOptions, opts: CopyOptions
+        self, src_bucket: str, src: str, dst: str, source: ObjectAttrs, put: PutOptions, opts: CopyOptions
     ) -> ObjectAttrs:
         from dataclasses import replace
 
         upload = await self.start_multipart(dst, replace(put, preconditions=opts.preconditions))
         client = await self.client()
-        copy_source: dict[str, str] = {"Bucket": self.bucket, "Key": src}
+        copy_source: dict[str, str] = {"Bucket": src_bucket, "Key": src}
         if opts.version is not None:
             copy_source["VersionId"] = opts.version
         # Pin every part to the source we measured, so a concurrent overwrite fails loudly.
