@@ -31,7 +31,6 @@ from aiobucket.errors import (
     BackendError,
     BucketError,
     InvalidArgument,
-    NotSupported,
     ObjectNotFound,
     PermissionDenied,
     PreconditionFailed,
@@ -740,14 +739,17 @@ async def test_copy(tmp_path: Path) -> None:
     await p.aclose()
 
 
-async def test_sign_url_and_aclose(tmp_path: Path) -> None:
+async def test_sign_url_and_aclose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import timedelta
 
+    monkeypatch.delenv("AIOBUCKET_DEV_SERVER", raising=False)
     p = make(tmp_path)
     assert isinstance(p, Provider)
-    assert not p.capabilities.signed_urls and not p.capabilities.parallel_parts
-    with pytest.raises(NotSupported):
-        await p.sign_url("k", "GET", timedelta(hours=1))
+    assert p.capabilities.signed_urls and not p.capabilities.parallel_parts
+    url = await p.sign_url("a b", "GET", timedelta(hours=1))  # signs for `aiobucket serve`
+    assert url.startswith("http://127.0.0.1:8787/o/b/a%20b?expires=") and "&signature=" in url
+    assert (tmp_path / "signing.key").stat().st_mode & 0o777 == 0o600
+    assert await p.sign_url("a b", "PUT", timedelta(hours=1)) != url
     await p.aclose()  # never opened
     await p.put("k", b"v", OPTS)
     await p.aclose()

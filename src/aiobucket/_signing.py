@@ -50,6 +50,7 @@ PUBLIC_MARKER = "public"
 MAX_TTL_SECONDS = 7 * 24 * 3600
 _SLACK = 60  # seconds of clock skew tolerated on the 7-day limit
 _SCHEME = "AIOBUCKET-HMAC-SHA256"
+_marked: set[Path] = set()  # marker files known to exist: public_url() stats once
 
 
 def dev_server_base(options: Mapping[str, object] | None = None) -> str:
@@ -165,11 +166,13 @@ def mark_public(root: Path) -> None:
     ``public_url()`` returns work. Best effort: a read-only root just skips it.
     """
     path = root / PUBLIC_MARKER
-    if path.exists():
+    if path in _marked:
         return
     with contextlib.suppress(OSError):
-        root.mkdir(parents=True, exist_ok=True)
-        path.touch(exist_ok=True)
+        if not path.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            path.touch(exist_ok=True)
+        _marked.add(path)
 
 
 def is_marked_public(root: Path) -> bool:

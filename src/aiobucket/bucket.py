@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import Literal, TypeVar, cast
 from pathlib import Path
+from typing import Literal, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 from . import _runtime, config

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
-from . import __version__, _runtime, config
+from . import __version__, _runtime, config, devserver
 from ._progress import progress
 from .bucket import Bucket
 from .errors import BucketError, InvalidArgument
@@ -491,6 +491,7 @@ COMMANDS: dict[str, Command] = {
     "stat": Command("show an object's attributes", _stat_args, _stat),
     "url": Command("print an object's public or signed URL", _url_args, _url, _URL_HELP),
     "buckets": Command("list the configured buckets and where they live", _buckets_args, _buckets),
+    "serve": Command(devserver.HELP, devserver.add_arguments, devserver.run, devserver.DESCRIPTION),
     "infra": Command(
         "derive a permissions manifest (JSON, AWS IAM, Mermaid) from code, statically",
         _infra_args,

@@ -1,0 +1,179 @@
+"""Shared pieces of ``aiobucket serve``: which buckets are served, key checks, HTTP helpers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from . import _signing, config
+from .bucket import Bucket
+from .errors import (
+    BucketError,
+    InvalidArgument,
+    ObjectNotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+)
+from .keys import validate_key
+from .types import BucketConfig, ObjectAttrs
+
+CHUNK = 256 * 1024
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+_BAD_SEGMENTS = re.compile(r"(?:^|[/\\])\.{1,2}(?:[/\\]|$)")
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One local bucket as the server sees it."""
+
+    name: str
+    root: Path
+    key_prefix: str
+    public: bool
+    public_reason: str
+    versioned: bool
+
+    @property
+    def exists(self) -> bool:
+        """Whether the bucket has been used at all (so looking at it need not create it)."""
+        return (self.root / "index.sqlite3").is_file()
+
+    def bucket(self, *, for_version: bool = False) -> Bucket:
+        """The bucket, declared as the server understands it.
+
+        Reads of a given version go through a versioned declaration (reads do not
+        depend on it); writes use the declaration from the flags/config, so the
+        server never changes whether a bucket keeps history.
+        """
+        return Bucket(
+            self.name, BucketConfig(versioned=self.versioned or for_version, public=self.public)
+        )
+
+
+class Registry:
+    """Decides which buckets are served, and whether each is public.
+
+    Without names, every bucket whose configuration (or the default) puts it on
+    the local backend is served, including ones created after startup; with
+    names, only those.
+    """
+
+    def __init__(self, names: Iterable[str] = (), *, public: Iterable[str] = (), versioned: bool = False):
+        self.names = tuple(names)
+        self.public = frozenset(public)
+        self.versioned = versioned
+
+    def get(self, name: str) -> Served | None:
+        if not _NAME.fullmatch(name) or (self.names and name not in self.names):
+            return None
+        settings = config.resolve(name)
+        if settings.scheme != "file":
+            return None
+        root = Path(urlsplit(settings.url).path)  # as the local provider reads it: not unquoted
+        opts = settings.options
+        if name in self.public:
+            reason = "--public"
+        elif settings.public_base_url:
+            reason = "public_base_url in the config"
+        elif opts.get("public") is True:
+            reason = "public = true in the config"
+        elif _signing.is_marked_public(root):
+            reason = "declared BucketConfig(public=True) (marker file)"
+        else:
+            reason = ""
+        return Served(
+            name=name,
+            root=root,
+            key_prefix=settings.key_prefix,
+            public=bool(reason),
+            public_reason=reason,
+            versioned=self.versioned or opts.get("versioned") is True,
+        )
+
+    def all(self) -> list[Served]:
+        """The buckets to list on the index page."""
+        if self.names:
+            found = [s for s in map(self.get, self.names) if s is not None]
+            return sorted(found, key=lambda s: s.name)
+        names = {n for n, s in config.configured_buckets().items() if s.scheme == "file"}
+        # "<name>" is no valid bucket name: it shows where an unlisted bucket would live.
+        default = config.resolve("<name>")
+        if default.scheme == "file":
+            top = Path(urlsplit(default.url).path).parent
+            if top.is_dir():
+                names |= {d.name for d in top.iterdir() if (d / "index.sqlite3").is_file()}
+        return sorted((s for s in map(self.get, names) if s is not None), key=lambda s: s.name)
+
+
+def check_key(key: str) -> str:
+    """The server's key rule: the library's, plus no '.'/'..' segment by '\\' either.
+
+    Keys never become paths on the local backend, so this is defence in depth:
+    nothing that looks like a traversal is accepted at all.
+    """
+    if _BAD_SEGMENTS.search(key) or key.startswith("\\"):
+        raise InvalidArgument(f"key {key!r} looks like a path traversal")
+    return validate_key(key)
+
+
+def error_response(exc: BucketError) -> web.Response:
+    status = 500
+    if isinstance(exc, ObjectNotFound):
+        status = 404
+    elif isinstance(exc, PreconditionFailed):
+        status = 412
+    elif isinstance(exc, RangeNotSatisfiable):
+        status = 416
+    elif isinstance(exc, InvalidArgument):
+        status = 400
+    elif isinstance(exc, PermissionDenied):
+        status = 403
+    return web.Response(status=status, text=f"{exc}\n")
+
+
+def object_headers(attrs: ObjectAttrs) -> dict[str, str]:
+    headers = {
+        "ETag": f'"{attrs.etag}"',
+        "Content-Type": attrs.content_type,
+        "Accept-Ranges": "bytes",
+    }
+    if attrs.last_modified is not None:
+        headers["Last-Modified"] = format_datetime(attrs.last_modified, usegmt=True)
+    if attrs.cache_control:
+        headers["Cache-Control"] = attrs.cache_control
+    if attrs.content_disposition:
+        headers["Content-Disposition"] = attrs.content_disposition
+    return headers
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
+    """``(offset, length)`` for a satisfiable single range, False if unsatisfiable,
+    None to serve the whole object (no Range, or one we ignore, as RFC 9110 allows)."""
+    if header is None:
+        return None
+    m = _RANGE.fullmatch(header.strip())
+    if m is None or (not m[1] and not m[2]):
+        return None  # multiple ranges or another unit: send it all
+    if not m[1]:  # suffix: the last N bytes
+        n = int(m[2])
+        if n == 0 or size == 0:
+            return False
+        n = min(n, size)
+        return size - n, n
+    start = int(m[1])
+    if m[2] and int(m[2]) < start:
+        return None  # syntactically invalid: ignore
+    if start >= size:
+        return False
+    end = min(int(m[2]) if m[2] else size - 1, size - 1)
+    return start, end - start + 1
