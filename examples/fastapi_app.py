@@ -21,7 +21,6 @@ such as ``Depends(current_user)``), not from the path.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import AsyncGenerator
 from email.utils import format_datetime
 from typing import Annotated
@@ -36,11 +35,13 @@ from aiobucket import (
     Bucket,
     InvalidArgument,
     ObjectAttrs,
+    ObjectChanged,
     ObjectNotFound,
     RangeNotSatisfiable,
     Reader,
     UploadAttrs,
 )
+from aiobucket.http import ByteRange, open_range
 
 # Declared once, at module level. Declaring does no I/O; configuration decides where it lives.
 ProfilePictures = Bucket("profile-pictures")
@@ -103,64 +104,16 @@ async def delete_profile_picture(user_id: UserId) -> Response:
 
 # -- download -----------------------------------------------------------------------
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-Range = tuple[int, int]
+async def open_download(key: str, range_header: str | None) -> tuple[Reader, ObjectAttrs, ByteRange | None]:
+    """Open a reader on the picture, or on the byte range the client asked for.
 
-
-class Unsatisfiable(Exception):
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-
-def byte_range(header: str | None, size: int) -> Range | None:
-    """The inclusive (first, last) byte positions a ``Range`` header asks for, or None
-    to send the whole object. Raises Unsatisfiable when no requested byte exists.
-
-    One range of ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n``; anything else (several
-    ranges, other units, garbage) is ignored, which RFC 9110 allows.
+    aiobucket.http.open_range parses the header and pins a suffix range to one version.
     """
-    m = _RANGE.fullmatch(header.replace(" ", "")) if header else None
-    if m is None or m.groups() == ("", ""):
-        return None
-    first, last = m.groups()
-    if not first:  # suffix: the last n bytes
-        n = int(last)
-        if n == 0 or size == 0:
-            raise Unsatisfiable(size)
-        return max(0, size - n), size - 1
-    start = int(first)
-    if last and int(last) < start:
-        return None  # invalid, so ignored
-    if start >= size:
-        raise Unsatisfiable(size)
-    return start, size - 1 if not last else min(int(last), size - 1)
+    try:
+        return await open_range(ProfilePictures, key, range_header)
+    except ObjectChanged:
+        raise HTTPException(503, "the picture is changing; try again") from None
 
-
-async def open_download(key: str, range_header: str | None) -> tuple[Reader, ObjectAttrs, Range | None]:
-    """Open a reader on the object, or on the byte range the client asked for.
-
-    A range needs the object's size first (``bytes=-n``, clamping the end), so it is
-    resolved against attrs(); the opened reader's etag then proves it is still the same
-    object. If it was replaced in between, resolve again.
-    """
-    for _ in range(3):
-        if range_header is None:
-            reader = ProfilePictures.download(key)
-            return reader, await reader.attrs(), None
-        head = await ProfilePictures.attrs(key)
-        rng = byte_range(range_header, head.size)
-        if rng is None:
-            range_header = None
-            continue
-        reader = ProfilePictures.download(key, offset=rng[0], length=rng[1] - rng[0] + 1)
-        try:
-            attrs = await reader.attrs()
-        except RangeNotSatisfiable:
-            continue  # it shrank meanwhile; the failed reader is closed already
-        if attrs.etag == head.etag:
-            return reader, attrs, rng
-        await reader.aclose()
-    raise HTTPException(503, "the picture is changing; try again")
 
 
 class ReaderResponse(StreamingResponse):
@@ -197,7 +150,7 @@ async def serve_profile_picture(user_id: UserId, request: Request) -> Response:
     key = key_for(user_id)
     try:
         reader, attrs, rng = await open_download(key, request.headers.get("range"))
-    except Unsatisfiable as exc:
+    except RangeNotSatisfiable as exc:
         return Response(status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
 
     headers = {

@@ -151,29 +151,3 @@ def object_headers(attrs: ObjectAttrs) -> dict[str, str]:
     if attrs.content_disposition:
         headers["Content-Disposition"] = attrs.content_disposition
     return headers
-
-
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
-    """``(offset, length)`` for a satisfiable single range, False if unsatisfiable,
-    None to serve the whole object (no Range, or one we ignore, as RFC 9110 allows)."""
-    if header is None:
-        return None
-    m = _RANGE.fullmatch(header.strip())
-    if m is None or (not m[1] and not m[2]):
-        return None  # multiple ranges or another unit: send it all
-    if not m[1]:  # suffix: the last N bytes
-        n = int(m[2])
-        if n == 0 or size == 0:
-            return False
-        n = min(n, size)
-        return size - n, n
-    start = int(m[1])
-    if m[2] and int(m[2]) < start:
-        return None  # syntactically invalid: ignore
-    if start >= size:
-        return False
-    end = min(int(m[2]) if m[2] else size - 1, size - 1)
-    return start, end - start + 1

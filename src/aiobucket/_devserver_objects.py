@@ -30,9 +30,9 @@ from ._devserver_common import (
     check_key,
     error_response,
     object_headers,
-    parse_range,
 )
 from .errors import BucketError, InvalidArgument, ObjectNotFound, RangeNotSatisfiable
+from .http import parse_range
 from .reader import Reader
 from .types import Preconditions, UploadAttrs
 
@@ -149,11 +149,12 @@ async def get_object(
         tags = {t.strip().removeprefix("W/") for t in (inm or "").split(",")}
         if inm and ("*" in tags or headers["ETag"] in tags):
             return web.Response(status=304, headers={"ETag": headers["ETag"]})
-        rng = parse_range(request.headers.get("Range"), attrs.size)
-        if rng is False:
+        try:
+            rng = parse_range(request.headers.get("Range"), attrs.size)
+        except RangeNotSatisfiable:
             return web.Response(status=416, headers={"Content-Range": f"bytes */{attrs.size}"})
-        offset, length = rng if isinstance(rng, tuple) else (0, attrs.size)
-        status = 206 if isinstance(rng, tuple) else 200
+        offset, length = (rng[0], rng[1] - rng[0] + 1) if rng else (0, attrs.size)
+        status = 206 if rng else 200
         if status == 206:
             headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{attrs.size}"
         if request.method == "HEAD":

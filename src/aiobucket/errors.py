@@ -79,6 +79,9 @@ class InvalidArgument(BucketError, ValueError):
 class RangeNotSatisfiable(InvalidArgument):
     """A ranged download starts at or beyond the end of the object."""
 
+    size: int | None = None
+    """The object's size, where known (aiobucket.http sets it, for a 416 reply)."""
+
 
 class PermissionDenied(BucketError, PermissionError):
     """The credentials, or the bucket ref, do not allow this operation."""
