@@ -50,16 +50,6 @@ def key_for(request: web.Request) -> str:
     return f"users/{request.match_info['user_id']}"
 
 
-def attrs_json(attrs: ObjectAttrs) -> dict[str, object]:
-    return {
-        "name": attrs.name,
-        "size": attrs.size,
-        "etag": attrs.etag,
-        "content_type": attrs.content_type,
-        "last_modified": attrs.last_modified.isoformat() if attrs.last_modified else None,
-    }
-
-
 @web.middleware
 async def bucket_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -90,7 +80,7 @@ async def upload_profile_picture(request: web.Request) -> web.StreamResponse:
         # Already aborted by the block. There is nobody left to answer.
         return web.Response(status=400)
     attrs = await writer.close()  # committed by the block; close() again returns its attrs
-    return web.json_response(attrs_json(attrs))
+    return web.json_response(attrs.to_json())
 
 
 @routes.delete(ROUTE)

@@ -56,16 +56,6 @@ def key_for(user_id: str) -> str:
     return f"users/{user_id}"
 
 
-def attrs_json(attrs: ObjectAttrs) -> dict[str, object]:
-    return {
-        "name": attrs.name,
-        "size": attrs.size,
-        "etag": attrs.etag,
-        "content_type": attrs.content_type,
-        "last_modified": attrs.last_modified.isoformat() if attrs.last_modified else None,
-    }
-
-
 @app.exception_handler(ObjectNotFound)
 async def not_found(request: Request, exc: ObjectNotFound) -> JSONResponse:
     return JSONResponse({"detail": "no profile picture"}, status_code=404)
@@ -93,7 +83,7 @@ async def upload_profile_picture(user_id: UserId, request: Request) -> Response:
         # Already aborted by the block. There is nobody left to answer; uvicorn drops this.
         return Response(status_code=400)
     attrs = await writer.close()  # committed by the block; close() again returns its attrs
-    return JSONResponse(attrs_json(attrs))
+    return JSONResponse(attrs.to_json())
 
 
 @app.delete("/profile-picture/{user_id}", status_code=204)

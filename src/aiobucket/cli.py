@@ -33,7 +33,7 @@ from . import __version__, _runtime, config, devserver
 from ._progress import progress
 from .bucket import Bucket
 from .errors import BucketError, InvalidArgument
-from .types import BucketConfig, ListEntry, ObjectAttrs, Query, UploadAttrs
+from .types import BucketConfig, ObjectAttrs, Query, UploadAttrs
 
 __all__ = ["COMMANDS", "Command", "UsageError", "main"]
 
@@ -124,18 +124,6 @@ def _ls_args(p: argparse.ArgumentParser) -> None:
     _versioned_option(p)
 
 
-def _entry_json(e: ListEntry) -> dict[str, Any]:
-    return {
-        "name": e.name,
-        "size": e.size,
-        "etag": e.etag,
-        "version": e.version,
-        "last_modified": e.last_modified.isoformat() if e.last_modified else None,
-        "is_latest": e.is_latest,
-        "is_prefix": e.is_prefix,
-    }
-
-
 async def _ls(args: argparse.Namespace) -> int:
     if args.bucket is None:
         return _buckets(args)
@@ -155,7 +143,7 @@ async def _ls(args: argparse.Namespace) -> int:
             raise err
         assert entry is not None
         if args.json:
-            _out(json.dumps(_entry_json(entry)))
+            _out(json.dumps(entry.to_json()))
         elif entry.is_prefix:
             _out(f"{'DIR':>12}  {'':19}  {entry.name}")
         else:
@@ -385,24 +373,10 @@ def _stat_args(p: argparse.ArgumentParser) -> None:
     _versioned_option(p)
 
 
-def attrs_json(a: ObjectAttrs) -> dict[str, Any]:
-    return {
-        "name": a.name,
-        "size": a.size,
-        "etag": a.etag,
-        "content_type": a.content_type,
-        "version": a.version,
-        "cache_control": a.cache_control,
-        "content_disposition": a.content_disposition,
-        "metadata": dict(a.metadata),
-        "last_modified": a.last_modified.isoformat() if a.last_modified else None,
-    }
-
-
 async def _stat(args: argparse.Namespace) -> int:
     _versioned(args)
     obj = remote(args.object)
-    data = attrs_json(await bucket(obj.bucket, args).attrs(obj.key, version=args.object_version))
+    data = (await bucket(obj.bucket, args).attrs(obj.key, version=args.object_version)).to_json()
     if args.json:
         _out(json.dumps(data, indent=2))
         return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
 
@@ -113,6 +113,10 @@ class ObjectAttrs:
     metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     last_modified: datetime | None = None
 
+    def to_json(self) -> dict[str, object]:
+        """Every field as JSON-ready values (ISO 8601 time, plain dict metadata)."""
+        return _jsonable(self)
+
 
 @dataclass(frozen=True, slots=True)
 class ListEntry:
@@ -126,3 +130,19 @@ class ListEntry:
     """For version listings: whether this version is the object's current one."""
     is_prefix: bool = False
     """For delimiter listings: this entry is a common prefix ("folder"), not an object."""
+
+    def to_json(self) -> dict[str, object]:
+        """Every field as JSON-ready values (ISO 8601 time)."""
+        return _jsonable(self)
+
+
+def _jsonable(obj: object) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for f in fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        out[f.name] = value
+    return out
