@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -188,6 +187,8 @@ def configure(
 
 def load_config_file(path: str | os.PathLike[str]) -> tuple[dict[str, BucketSettings], str | None]:
     """Parse a TOML config file; errors name the file."""
+    import tomllib  # here, not at the top: most processes never read a config file
+
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

@@ -153,7 +153,8 @@ class Reader:
         """The next non-empty chunk, or b"" at the end (which closes the reader)."""
         if self._eof:
             return b""
-        await self._open()
+        if self._chunks is None:  # not open yet (or closed: _open raises then)
+            await self._open()
         assert self._chunks is not None
         try:
             while True:

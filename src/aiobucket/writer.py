@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import mimetypes
 import warnings
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -273,7 +272,11 @@ class Writer:
 
     def _opts(self) -> PutOptions:
         a = self._attrs_in
-        content_type = a.content_type or mimetypes.guess_type(self.key)[0] or "application/octet-stream"
+        content_type = a.content_type
+        if not content_type:
+            import mimetypes  # here, not at the top: it is a noticeable part of `import aiobucket`
+
+            content_type = mimetypes.guess_type(self.key)[0] or "application/octet-stream"
         return PutOptions(
             content_type=content_type,
             cache_control=a.cache_control,
@@ -295,7 +298,10 @@ class Writer:
             )
         upload = self._upload or await self._start_multipart(self._provider)
         await self._drain(self._concurrency - 1)
-        data, self._buf = bytes(self._buf), bytearray()
+        # Hand the filled buffer over as it is (no copy of the part): the writer
+        # starts a new one and never touches this one again. Every provider takes
+        # any bytes-like part (the Protocol in providers/base.py still says bytes).
+        data, self._buf = self._buf, bytearray()
         number, self._next_part = self._next_part, self._next_part + 1
         if self._concurrency == 1:
             self._parts.append(await upload.put_part(number, data))

@@ -95,7 +95,7 @@ class ResumableUpload:
             self._session_uri = location
         return self._session_uri
 
-    async def put_part(self, number: int, data: bytes) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
         if self._done:
             raise InvalidArgument("the upload is already finished", key=self._key)
         if number != self._next:

@@ -123,7 +123,10 @@ class Body(Protocol):
 class MultipartUpload(Protocol):
     """One in-progress upload. Exactly one of complete() or abort() ends it."""
 
-    async def put_part(self, number: int, data: bytes) -> Part: ...
+    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+        """Upload one part. A bytearray is handed over by the writer, which never
+        touches it again, so the provider may keep or send it without copying."""
+        ...
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
         """Commit the parts (sorted by number) as the object, checking preconditions."""

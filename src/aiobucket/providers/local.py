@@ -17,6 +17,7 @@ overwrite cannot cut their stream short. Versioning follows memory.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -192,21 +193,17 @@ class _Upload:
         with _mapped("cannot start the upload", self._key):
             self._fh = await aiofiles.open(self._tmp, "xb")
 
-    async def _append(self, data: bytes) -> str:
+    async def _append(self, data: bytes | bytearray) -> str:
         assert self._fh is not None
+        # Write and hash at once, in two worker threads (hashlib releases the GIL on
+        # large buffers). Only the running object MD5 is kept: parts need no etag here.
         with _mapped("write failed", self._key):
-            await self._fh.write(data)
-
-        def digest() -> str:  # hashlib releases the GIL on large buffers
-            self._md5.update(data)
-            return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-        etag = await anyio.to_thread.run_sync(digest)
+            await asyncio.gather(self._fh.write(data), anyio.to_thread.run_sync(self._md5.update, data))
         self._size += len(data)
         self._next += 1
-        return etag
+        return f"part-{self._next - 1}"
 
-    async def put_part(self, number: int, data: bytes) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
         if self._done or self._fh is None:
             raise InvalidArgument("the upload is already finished", key=self._key)
         if number != self._next:

@@ -192,7 +192,7 @@ class _Upload:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._next = 1
 
-    async def put_part(self, number: int, data: bytes) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
         if number != self._next:
             raise InvalidArgument(f"parts must arrive in order: expected {self._next}, got {number}")
         self._next += 1

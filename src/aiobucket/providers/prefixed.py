@@ -18,7 +18,7 @@ class _PrefixedUpload:
         self._inner = inner
         self._outer = outer
 
-    async def put_part(self, number: int, data: bytes) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
         return await self._inner.put_part(number, data)
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:

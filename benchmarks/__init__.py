@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against peers; run ``python benchmarks/run.py`` (see README.md)."""

@@ -1,0 +1,196 @@
+"""One measurement in a fresh interpreter: ``python -m benchmarks._worker '<json Env>'``.
+
+Prints one JSON line: the throughput, its unit, the elapsed time, the process's
+peak RSS during the measured operation and that peak's rise over the RSS just
+before it. Clients are created and warmed up (one small GET) before the clock
+and the peak-RSS reset start, so each number is steady-state work only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ._common import BIG_KEY, Env, MiB, bounded, chunks, list_prefix, peak_mib, reset_peak, rss_mib, small_key
+
+S3_DRIVERS = {
+    "aiobucket": "aiobucket_s3",
+    "aiobotocore": "aiobotocore_raw",
+    "aioboto3": "aioboto3_lib",
+    "obstore": "obstore_lib",
+    "s3fs": "s3fs_lib",
+}
+
+
+async def _timed(work: Callable[[], Awaitable[Any]]) -> tuple[float, Any, float, float]:
+    reset_peak()
+    base = rss_mib()
+    t0 = time.perf_counter()
+    out = await work()
+    elapsed = time.perf_counter() - t0
+    return elapsed, out, peak_mib(), base
+
+
+def _check(what: str, got: object, want: object) -> None:
+    if got != want:
+        raise RuntimeError(f"{what}: got {got!r}, expected {want!r}")
+
+
+async def s3(env: Env) -> dict[str, Any]:
+    if env.lib == "curl":
+        return await curl(env)
+    d = importlib.import_module(f"benchmarks.scenarios.{S3_DRIVERS[env.lib]}")
+    ctx = await d.open(env)
+    try:
+        _check("warm-up", await d.get_small(ctx, small_key(0)), env.small_size)
+        data = os.urandom(env.small_size)
+        if env.scenario == "upload":
+            size = env.big_size
+            key = f"up/{env.lib}"
+            elapsed, _, peak, base = await _timed(lambda: d.upload(ctx, key, chunks(size), size))
+            value, unit = size / MiB / elapsed, "MiB/s"
+        elif env.scenario == "download":
+            elapsed, got, peak, base = await _timed(lambda: d.download(ctx, BIG_KEY))
+            _check("bytes downloaded", got, env.big_size)
+            value, unit = env.big_size / MiB / elapsed, "MiB/s"
+        elif env.scenario == "put_small":
+            n = env.small_count
+            op = lambda i: d.put_small(ctx, f"put/{env.lib}/{i:05d}", data)  # noqa: E731
+            elapsed, _, peak, base = await _timed(lambda: bounded(n, env.concurrency, op))
+            value, unit = n / elapsed, "ops/s"
+        elif env.scenario == "get_small":
+            n = env.small_count
+            sizes: list[int] = []
+
+            async def get(i: int) -> None:
+                sizes.append(await d.get_small(ctx, small_key(i)))
+
+            elapsed, _, peak, base = await _timed(lambda: bounded(n, env.concurrency, get))
+            _check("bytes per GET", set(sizes), {env.small_size})
+            value, unit = n / elapsed, "ops/s"
+        elif env.scenario == "list":
+            elapsed, got, peak, base = await _timed(lambda: d.list_keys(ctx, list_prefix()))
+            _check("keys listed", got, env.list_count)
+            value, unit = env.list_count / elapsed, "keys/s"
+        else:
+            raise ValueError(env.scenario)
+    finally:
+        await d.close(ctx)
+    return {"value": value, "unit": unit, "elapsed": elapsed, "peak_mib": peak, "delta_mib": peak - base}
+
+
+async def curl(env: Env) -> dict[str, Any]:
+    from .scenarios import curl_cli
+
+    if env.scenario == "upload":
+        url = await curl_cli.presign(env, "PUT", "up/curl")
+        elapsed, peak = curl_cli.upload(url, env.extra["source_file"])
+    else:
+        url = await curl_cli.presign(env, "GET", BIG_KEY)
+        elapsed, peak = curl_cli.download(url)
+    return {"value": env.big_size / MiB / elapsed, "unit": "MiB/s", "elapsed": elapsed, "peak_mib": peak}
+
+
+async def local(env: Env) -> dict[str, Any]:
+    from .scenarios import local as lo
+
+    work = Path(env.workdir)
+    size = env.big_size
+    if env.lib == "cp":
+        if env.scenario == "local_write":
+            dst = work / "cp-out"
+            try:
+                elapsed, peak = lo.cp_write(Path(env.extra["source_file"]), dst)
+            finally:
+                dst.unlink(missing_ok=True)
+        else:
+            elapsed, peak = lo.cp_read(work / "plain-file")
+        return {"value": size / MiB / elapsed, "unit": "MiB/s", "elapsed": elapsed, "peak_mib": peak}
+    if env.scenario == "local_write":
+        if env.lib == "aiobucket":
+            key = "write/object"
+            elapsed, _, peak, base = await _timed(lambda: lo.aiobucket_write(work / "bucket", key, size))
+            await lo.configure(work / "bucket").remove(key)
+        else:
+            path = work / "aiofiles-out"
+            try:
+                elapsed, _, peak, base = await _timed(lambda: lo.aiofiles_write(path, size))
+            finally:
+                path.unlink(missing_ok=True)
+    else:
+        if env.lib == "aiobucket":
+            elapsed, got, peak, base = await _timed(lambda: lo.aiobucket_read(work / "bucket", lo.READ_KEY))
+        else:
+            elapsed, got, peak, base = await _timed(lambda: lo.aiofiles_read(work / "plain-file"))
+        _check("bytes read", got, size)
+    await __import__("aiobucket").aclose()
+    return {
+        "value": size / MiB / elapsed,
+        "unit": "MiB/s",
+        "elapsed": elapsed,
+        "peak_mib": peak,
+        "delta_mib": peak - base,
+    }
+
+
+async def memory(env: Env) -> dict[str, Any]:
+    from .scenarios import memory as me
+
+    data = os.urandom(env.small_size)
+    n = env.memory_ops
+    if env.lib == "aiobucket":
+        target: Any = me.aiobucket_bucket()
+        put, get = me.aiobucket_put, me.aiobucket_get
+    else:
+        target = me.obstore_store()
+        put, get = me.obstore_put, me.obstore_get
+
+    async def puts() -> None:
+        for i in range(n):
+            await put(target, f"k/{i:06d}", data)
+
+    async def gets() -> int:
+        total = 0
+        for i in range(n):
+            total += await get(target, f"k/{i:06d}")
+        return total
+
+    if env.scenario == "memory_put":
+        elapsed, _, peak, base = await _timed(puts)
+    else:
+        await puts()
+        elapsed, got, peak, base = await _timed(gets)
+        _check("bytes read", got, n * env.small_size)
+    return {
+        "value": n / elapsed,
+        "unit": "ops/s",
+        "elapsed": elapsed,
+        "peak_mib": peak,
+        "delta_mib": peak - base,
+    }
+
+
+def main() -> None:
+    raw = json.loads(sys.argv[1])
+    env = Env(**{f.name: raw[f.name] for f in dataclasses.fields(Env) if f.name in raw})
+    if env.scenario in ("upload", "download", "put_small", "get_small", "list"):
+        result = asyncio.run(s3(env))
+    elif env.scenario in ("local_write", "local_read"):
+        result = asyncio.run(local(env))
+    elif env.scenario in ("memory_put", "memory_get"):
+        result = asyncio.run(memory(env))
+    else:
+        raise SystemExit(f"unknown scenario {env.scenario!r}")
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
