@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import ast
 import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "BucketDecl",
@@ -685,107 +683,5 @@ class _Visitor(ast.NodeVisitor):
         self._grant(base.bucket, *perms)
 
 
-# -- rendering --------------------------------------------------------------------
-
-
-def to_json(manifest: Manifest) -> dict[str, Any]:
-    """The manifest as plain JSON-able data, with stable ordering."""
-    return {
-        "buckets": [
-            {
-                "name": d.name,
-                "config": {"versioned": d.versioned, "public": d.public},
-                "declared_in": {"module": d.module, "variable": d.variable, "file": d.file, "line": d.line},
-            }
-            for d in sorted(manifest.buckets.values(), key=lambda d: d.name)
-        ],
-        "services": {
-            service: {bucket: sorted(perms) for bucket, perms in sorted(buckets.items())}
-            for service, buckets in sorted(manifest.services.items())
-        },
-        "warnings": [{"file": w.file, "line": w.line, "message": w.message} for w in manifest.warnings],
-    }
-
-
-def aws_location(bucket: str) -> tuple[str, str]:
-    """(cloud bucket name, key prefix) from the configuration, for s3:// buckets.
-
-    Buckets not configured as s3:// are assumed to be named as in code, with no prefix.
-    """
-    from . import config
-
-    settings = config.resolve(bucket)
-    if settings.scheme != "s3":
-        return bucket, ""
-    parts = urlsplit(settings.url)
-    url_prefix = parse_qs(parts.query).get("prefix", [""])[-1]
-    return parts.netloc or bucket, url_prefix + settings.key_prefix
-
-
-def iam_policies(
-    manifest: Manifest, location: Callable[[str], tuple[str, str]] = aws_location
-) -> dict[str, dict[str, Any]]:
-    """One least-privilege IAM policy document per service."""
-    policies: dict[str, dict[str, Any]] = {}
-    for service, buckets in sorted(manifest.services.items()):
-        statements: list[dict[str, Any]] = []
-        for bucket, perms in sorted(buckets.items()):
-            decl = manifest.buckets.get(bucket)
-            versioned = decl is None or decl.versioned is not False
-            cloud, prefix = location(bucket)
-            objects: set[str] = set()
-            listing: set[str] = set()
-            if perms & {"Downloader", "SignedDownloader", "Attrser"}:
-                objects.add("s3:GetObject")
-                if versioned:
-                    objects.add("s3:GetObjectVersion")
-            if perms & {"Uploader", "SignedUploader"}:
-                objects |= {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
-            if "Remover" in perms:
-                objects.add("s3:DeleteObject")
-                if versioned:
-                    objects.add("s3:DeleteObjectVersion")
-            if "Lister" in perms:
-                listing.add("s3:ListBucket")
-                if versioned:
-                    listing.add("s3:ListBucketVersions")
-            sid = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", bucket) if p)
-            if objects:
-                statements.append(
-                    {
-                        "Sid": f"{sid}Objects",
-                        "Effect": "Allow",
-                        "Action": sorted(objects),
-                        "Resource": [f"arn:aws:s3:::{cloud}/{prefix}*"],
-                    }
-                )
-            if listing:
-                statement: dict[str, Any] = {
-                    "Sid": f"{sid}List",
-                    "Effect": "Allow",
-                    "Action": sorted(listing),
-                    "Resource": [f"arn:aws:s3:::{cloud}"],
-                }
-                if prefix:
-                    statement["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
-                statements.append(statement)
-        if statements:
-            policies[service] = {"Version": "2012-10-17", "Statement": statements}
-    return policies
-
-
-def mermaid(manifest: Manifest) -> str:
-    """A Mermaid flowchart: services on the left, buckets on the right, operations on the edges."""
-
-    def node_id(kind: str, name: str) -> str:
-        return f"{kind}_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
-
-    lines = ["flowchart LR"]
-    lines += [f'    {node_id("svc", service)}["{service}"]' for service in sorted(manifest.services)]
-    names = sorted(set(manifest.buckets) | {b for bs in manifest.services.values() for b in bs})
-    lines += [f'    {node_id("bkt", bucket)}[("{bucket}")]' for bucket in names]
-    for service, buckets in sorted(manifest.services.items()):
-        for bucket, perms in sorted(buckets.items()):
-            label = ", ".join(sorted(perms))
-            lines.append(f'    {node_id("svc", service)} -->|"{label}"| {node_id("bkt", bucket)}')
-    return "\n".join(lines) + "\n"
+# Renderers live in their own module; re-exported here as part of this API.
+from ._infra_render import iam_policies, mermaid, to_json  # noqa: E402
