@@ -589,7 +589,7 @@ def test_named_buckets_only(tmp_path: Path) -> None:
 def test_signing_key_is_created_once_atomically_and_privately(tmp_path: Path) -> None:
     import concurrent.futures
 
-    from aiobucket import _signing
+    from aiobucket.providers.local import _signing
 
     root = tmp_path / "bucket"
     assert _signing.load_key(root, create=False) is None
@@ -601,7 +601,7 @@ def test_signing_key_is_created_once_atomically_and_privately(tmp_path: Path) ->
 
 
 def test_verify_names_the_reason() -> None:
-    from aiobucket import _signing
+    from aiobucket.providers.local import _signing
 
     secret = b"k" * 64
     now = 1_000_000.0

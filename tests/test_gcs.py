@@ -131,7 +131,9 @@ async def read(b: aiobucket.Bucket, key: str, **kw: Any) -> bytes:
 async def test_round_trip_attrs_and_ranges(bucket: aiobucket.Bucket) -> None:
     data = os.urandom(700 * KiB)
     attrs = aiobucket.UploadAttrs(
-        content_type="text/x-test", cache_control="no-cache", content_disposition="inline",
+        content_type="text/x-test",
+        cache_control="no-cache",
+        content_disposition="inline",
         metadata={"owner": "me"},
     )
     # Small: one multipart/related request. Big: a resumable session of 3 chunks.
@@ -141,7 +143,9 @@ async def test_round_trip_attrs_and_ranges(bucket: aiobucket.Bucket) -> None:
         a = await bucket.attrs(key)
         assert (a.name, a.size, a.content_type) == (key, len(data), "text/x-test")
         assert (a.cache_control, a.content_disposition, dict(a.metadata)) == (
-            "no-cache", "inline", {"owner": "me"},
+            "no-cache",
+            "inline",
+            {"owner": "me"},
         )
         assert a.version is None and a.etag and not a.etag.startswith('"')
         assert await read(bucket, key) == data
@@ -170,12 +174,12 @@ async def test_list_delimiter_start_after_and_remove(bucket: aiobucket.Bucket) -
     provider = _provider(bucket)
     prefix = _prefix(bucket)
     names = [
-        (e.name[len(prefix):], e.is_prefix)
+        (e.name[len(prefix) :], e.is_prefix)
         async for e in provider.list(prefix, start_after=prefix + "b/1", delimiter="/")
     ]
     assert names == [("b/", True), ("c", False), ("d/", True), ("é", False)]
     names = [
-        (e.name[len(prefix):], e.is_prefix)
+        (e.name[len(prefix) :], e.is_prefix)
         async for e in provider.list(prefix, start_after=prefix + "b/3/x", delimiter="/")
     ]
     assert names == [("c", False), ("d/", True), ("é", False)]
@@ -200,7 +204,8 @@ async def test_versions_are_generations(vbucket: aiobucket.Bucket, recorder: Rec
     assert not await vbucket.exists("k")
     entries = [e async for _, e in _entries(vbucket, aiobucket.Query(), versions=True)]
     assert [(e.name, e.version, e.is_latest) for e in entries] == [
-        ("k", v2.version, False), ("k", v1.version, False),
+        ("k", v2.version, False),
+        ("k", v1.version, False),
     ]
 
 
@@ -275,7 +280,10 @@ def test_streaming_upload_memory_is_bounded(server: GcsServer) -> None:
     constant = 24 * MiB  # allocator slack, aiohttp buffers, the writer's partial buffer
     out = subprocess.run(
         [sys.executable, "-c", STREAM_SCRIPT, server.endpoint, server.bucket, str(total_mib), str(part)],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     import json
@@ -376,8 +384,13 @@ async def test_preconditions_are_sent(vbucket: aiobucket.Bucket, recorder: Recor
 
     current = await vbucket.attrs("big")
     recorder.sent.clear()
-    await put(vbucket, "big", os.urandom(600 * KiB), part_size=256 * KiB,
-              preconditions=aiobucket.Preconditions(if_match=current.etag))
+    await put(
+        vbucket,
+        "big",
+        os.urandom(600 * KiB),
+        part_size=256 * KiB,
+        preconditions=aiobucket.Preconditions(if_match=current.etag),
+    )
     start = recorder.where("POST", "uploadType=resumable")[-1]
     assert start.query["ifGenerationMatch"] == current.version
 
@@ -480,7 +493,10 @@ class FakeResumableGcs:
 
     def _done(self) -> web.Response:
         self.final = {
-            "name": "obj", "size": str(len(self.data)), "etag": "abc", "generation": "7",
+            "name": "obj",
+            "size": str(len(self.data)),
+            "etag": "abc",
+            "generation": "7",
             "contentType": "application/octet-stream",
         }
         return web.json_response(self.final)
@@ -591,7 +607,8 @@ async def test_download_resumes_after_a_dropped_connection(server: GcsServer) ->
     proxy = CuttingProxy(upstream, cut_after=1 * MiB + 123)
     port = await proxy.start()
     provider = create(
-        BucketSettings(url=f"gs://{server.bucket}?endpoint=http://127.0.0.1:{port}"), "x",
+        BucketSettings(url=f"gs://{server.bucket}?endpoint=http://127.0.0.1:{port}"),
+        "x",
         aiobucket.BucketConfig(),
     )
     try:
@@ -745,8 +762,9 @@ async def test_provider_contract_directly(server: GcsServer) -> None:
     from aiobucket.config import BucketSettings
     from aiobucket.providers.gcs import create
 
-    p = create(BucketSettings(url=f"gs://{server.bucket}?endpoint={server.endpoint}"), "x",
-               aiobucket.BucketConfig())
+    p = create(
+        BucketSettings(url=f"gs://{server.bucket}?endpoint={server.endpoint}"), "x", aiobucket.BucketConfig()
+    )
     key = f"direct-{uuid.uuid4().hex}"
     data = os.urandom(1000)
     a = await p.put(key, data, PutOptions(content_type="application/x-a"))

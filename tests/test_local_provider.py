@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiobucket.config import BucketSettings
+from aiobucket.providers.base import new_version_id
 from aiobucket.errors import (
     BackendError,
     BucketError,
@@ -586,7 +587,7 @@ def test_unwritable_and_unreadable_roots_raise_permission_denied() -> None:
 
 
 def test_os_and_sqlite_errors_map_to_bucket_errors() -> None:
-    from aiobucket.providers.local import _mapped
+    from aiobucket.providers.local._provider import _mapped
 
     cases: list[tuple[BaseException, type[BucketError]]] = [
         (PermissionError(13, "Permission denied"), PermissionDenied),
@@ -721,12 +722,13 @@ async def test_copy(tmp_path: Path) -> None:
     full = PutOptions(content_type="text/csv", cache_control="no-cache", metadata={"a": "1"})
     v1 = await p.put("src", b"first", full)
     await p.put("src", b"second", OPTS)
-    c = await p.copy("src", "dst", CopyOptions(version=v1.version))
+    c = await p.copy(p, "src", "dst", CopyOptions(version=v1.version))
     assert (c.name, c.etag, c.size, c.content_type, c.cache_control, dict(c.metadata)) == (
         "dst", v1.etag, 5, "text/csv", "no-cache", {"a": "1"},
     )  # fmt: skip
     assert await read(p, "dst") == b"first"
     r = await p.copy(
+        p,
         "src",
         "dst",
         CopyOptions(replace=PutOptions(content_type="x/y"), preconditions=Preconditions(if_match=c.etag)),
@@ -774,7 +776,7 @@ async def test_listing_pages_through_many_keys(tmp_path: Path) -> None:
         db.executemany(
             "INSERT INTO versions (key, version, size, etag, content_type, cache_control,"
             " content_disposition, metadata, last_modified, blob) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(k, memory.new_version_id(), *row[3:]) for k in keys],
+            [(k, new_version_id(), *row[3:]) for k in keys],
         )
         db.execute("DELETE FROM versions WHERE key = 'seed'")
     p = make(tmp_path, versioned=True)
@@ -884,7 +886,7 @@ async def _differential(root: Path, versioned: bool, ops: list[tuple[Any, ...]])
             _, src, dst, ne = op
 
             async def copy(p: Any, is_local: bool, src: str = src, dst: str = dst, ne: bool = ne) -> Any:
-                return await p.copy(src, dst, CopyOptions(preconditions=Preconditions(not_exists=ne)))
+                return await p.copy(p, src, dst, CopyOptions(preconditions=Preconditions(not_exists=ne)))
 
             await both(copy)
 

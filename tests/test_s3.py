@@ -736,4 +736,5 @@ def test_settings_validation() -> None:
     ]:
         with pytest.raises(aiobucket.InvalidArgument):
             make(url, **opts)
-    assert isinstance(make("s3://x?prefix=p/"), PrefixedProvider)
+    # ?prefix= is config's business now: it arrives as key_prefix, never at the provider.
+    assert aiobucket.config.settings_from("b", "s3://x?prefix=p/").key_prefix == "p/"

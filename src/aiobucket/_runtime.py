@@ -8,14 +8,20 @@ that impossible. ``aclose()`` closes the current loop's providers.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
 
 from . import config
+from .config import BucketSettings
 from .errors import BackendError, BucketError, InvalidArgument
+from .keys import validate_key, validate_version
 from .providers.base import Provider
 from .providers.prefixed import PrefixedProvider
+from .tracing import Span, start_span
 from .types import BucketConfig
 
 _Key = tuple[str, int, BucketConfig]
@@ -29,9 +35,7 @@ def provider_for(name: str, bucket_config: BucketConfig) -> tuple[Provider, conf
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        raise InvalidArgument(
-            f"bucket {name!r}: operations must run inside an asyncio event loop"
-        ) from None
+        raise InvalidArgument(f"bucket {name!r}: operations must run inside an asyncio event loop") from None
     settings = config.resolve(name)
     cache = _by_loop.setdefault(loop, {})
     cache_key = (name, config.generation(), bucket_config)
@@ -80,3 +84,78 @@ async def lifespan(app: object = None) -> AsyncIterator[None]:
         yield
     finally:
         await aclose()
+
+
+class mapped_errors:
+    """The one "map the error, clean up, re-raise" block of the semantic layer.
+
+    Any exception leaving the block is given its bucket and key (see map_error);
+    ``on_error`` (sync or async) sees the mapped error first. A CancelledError is
+    re-raised as itself. Never swallows: ``__aexit__`` returns None.
+    """
+
+    __slots__ = ("bucket", "key", "on_error")
+
+    def __init__(
+        self, bucket: str, key: str | None, on_error: Callable[[BaseException], object] | None = None
+    ) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.on_error = on_error
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            return
+        err = map_error(exc, self.bucket, self.key)
+        if self.on_error is not None:
+            pending = self.on_error(err)
+            if inspect.isawaitable(pending):
+                await pending
+        if err is not exc:
+            raise err from exc
+
+
+@asynccontextmanager
+async def operation(op: str, bucket: str, key: str | None, **attributes: object) -> AsyncIterator[Span]:
+    """A traced operation: a span that ends with the mapped error, or without one."""
+    span = start_span(op, bucket, key, **attributes)
+    async with mapped_errors(bucket, key, span.end):
+        yield span
+    span.end()
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """What the reader, writer, listing and copying need of a bucket: its name, its
+    config, its validators and its provider, and nothing else of ``Bucket``."""
+
+    name: str
+    config: BucketConfig
+
+    def provider(self) -> tuple[Provider, BucketSettings]:
+        return provider_for(self.name, self.config)
+
+    def key(self, key: str) -> str:
+        try:
+            return validate_key(key)
+        except InvalidArgument as exc:
+            raise exc.with_context(bucket=self.name) from None
+
+    def version(self, version: str | None, key: str) -> str | None:
+        if version is None:
+            return None
+        if not self.config.versioned:
+            raise InvalidArgument(
+                "version= needs a versioned bucket: declare it with BucketConfig(versioned=True)",
+                bucket=self.name,
+                key=key,
+            )
+        try:
+            return validate_version(version)
+        except InvalidArgument as exc:
+            raise exc.with_context(bucket=self.name, key=key) from None

@@ -11,12 +11,11 @@ from urllib.parse import quote, urlsplit
 
 from . import _runtime, config
 from .errors import InvalidArgument, ObjectNotFound
-from .keys import validate_key, validate_prefix, validate_version
+from .keys import validate_prefix
 from .listing import ListItem, iterate
 from .providers.base import Provider
 from .reader import Reader
 from .refs import TTL, BucketRef, Uploader
-from .tracing import start_span
 from .types import BucketConfig, ObjectAttrs, Preconditions, Query, UploadAttrs
 from .writer import Writer
 
@@ -33,7 +32,7 @@ MAX_TTL = timedelta(days=7)
 class Bucket:
     """A named collection of objects. Where it lives is configuration (see ``aiobucket.configure``)."""
 
-    __slots__ = ("config", "name")
+    __slots__ = ("_handle", "config", "name")
 
     def __init__(self, name: str, config: BucketConfig | None = None) -> None:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -45,6 +44,7 @@ class Bucket:
             raise InvalidArgument(f"config must be a BucketConfig, got {type(config).__name__}", bucket=name)
         self.name = name
         self.config = config or BucketConfig()
+        self._handle = _runtime.Handle(self.name, self.config)
 
     def __repr__(self) -> str:
         return f"Bucket({self.name!r}, {self.config!r})"
@@ -62,7 +62,7 @@ class Bucket:
     ) -> Writer:
         """Start an upload. Write to the returned writer; ``close()`` commits."""
         key = self._key(key)
-        return Writer(self, key, attrs, preconditions, part_size, concurrency)
+        return Writer(self._handle, key, attrs, preconditions, part_size, concurrency)
 
     def download(
         self, key: str, *, version: str | None = None, offset: int = 0, length: int | None = None
@@ -77,17 +77,17 @@ class Bucket:
                 raise InvalidArgument(
                     f"{name} must be an int >= {low}, got {value!r}", bucket=self.name, key=key
                 )
-        return Reader(self, key, version, offset, length)
+        return Reader(self._handle, key, version, offset, length)
 
     # -- listing ------------------------------------------------------------
 
     def list(self, query: Query | None = None) -> AsyncIterator[ListItem]:
         """Iterate ``(error, entry)`` pairs in key order; stops after an error."""
-        return iterate(self, self._query(query), versions=False)
+        return iterate(self._handle, self._query(query), versions=False)
 
     def list_versions(self, query: Query | None = None) -> AsyncIterator[ListItem]:
         """Like list(), but every version of every object, newest first per key."""
-        return iterate(self, self._query(query), versions=True)
+        return iterate(self._handle, self._query(query), versions=True)
 
     # -- single operations --------------------------------------------------
 
@@ -132,8 +132,15 @@ class Bucket:
         """
         from .copying import copy_object
 
+        src_key = self._key(src_key)
+        version = self._version(version, src_key)
         dst = self if dst_bucket is None else dst_bucket
-        return await copy_object(self, src_key, dst, dst_key, version, attrs, preconditions)
+        upload = dst.upload  # a ref without Uploader raises PermissionDenied here
+        target = cast(Bucket, getattr(dst, "_bucket", dst))
+        dst_key = target._key(dst_key)
+        return await copy_object(
+            self._handle, src_key, version, target._handle, upload, dst_key, attrs, preconditions
+        )
 
     # -- URLs ---------------------------------------------------------------
 
@@ -156,7 +163,7 @@ class Bucket:
                 key=key,
             )
         if not settings.public_base_url and settings.scheme == "file":
-            from . import _signing
+            from .providers.local import _signing
 
             _signing.mark_public(Path(urlsplit(settings.url).path))
             base = _signing.dev_server_base(settings.options)
@@ -196,24 +203,10 @@ class Bucket:
     # -- internals ----------------------------------------------------------
 
     def _key(self, key: str) -> str:
-        try:
-            return validate_key(key)
-        except InvalidArgument as exc:
-            raise exc.with_context(bucket=self.name) from None
+        return self._handle.key(key)
 
     def _version(self, version: str | None, key: str) -> str | None:
-        if version is None:
-            return None
-        if not self.config.versioned:
-            raise InvalidArgument(
-                "version= needs a versioned bucket: declare it with BucketConfig(versioned=True)",
-                bucket=self.name,
-                key=key,
-            )
-        try:
-            return validate_version(version)
-        except InvalidArgument as exc:
-            raise exc.with_context(bucket=self.name, key=key) from None
+        return self._handle.version(version, key)
 
     def _query(self, query: Query | None) -> Query:
         if query is None:
@@ -242,15 +235,6 @@ class Bucket:
     async def _run(
         self, op: str, key: str | None, version: str | None, call: Callable[[Provider], Awaitable[T]]
     ) -> T:
-        span = start_span(op, self.name, key, version=version)
-        try:
-            provider, _ = _runtime.provider_for(self.name, self.config)
-            result = await call(provider)
-        except BaseException as exc:
-            err = _runtime.map_error(exc, self.name, key)
-            span.end(err)
-            if err is exc:
-                raise
-            raise err from exc
-        span.end()
-        return result
+        async with _runtime.operation(op, self.name, key, version=version):
+            provider, _ = self._handle.provider()
+            return await call(provider)

@@ -28,11 +28,11 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .errors import InvalidArgument
 from .keys import validate_prefix
@@ -125,11 +125,29 @@ def _settings(name: str, value: object) -> BucketSettings:
             raise InvalidArgument(f"bucket {name!r}: bad config: {exc}") from None
     else:
         raise InvalidArgument(
-            f"bucket {name!r}: config must be a URL string or a table with 'url', "
-            f"got {type(value).__name__}"
+            f"bucket {name!r}: config must be a URL string or a table with 'url', got {type(value).__name__}"
         )
+    settings = _url_prefix(name, settings)
     _check(name, settings)
     return settings
+
+
+def _url_prefix(name: str, s: BucketSettings) -> BucketSettings:
+    """A URL's ``?prefix=`` is the key prefix: move it to ``key_prefix``, the one place
+    prefixes are applied (PrefixedProvider), so both spellings behave the same."""
+    if not isinstance(s.url, str) or "prefix=" not in s.url:
+        return s
+    parts = urlsplit(s.url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [v for k, v in query if k == "prefix"]
+    if not prefixes:
+        return s
+    if len(prefixes) > 1 or s.key_prefix:
+        raise InvalidArgument(
+            f"bucket {name!r}: set the key prefix once, either in the URL (?prefix=) or as key_prefix"
+        )
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return replace(s, url=parts._replace(query=rest).geturl(), key_prefix=prefixes[0])
 
 
 def _check(name: str, s: BucketSettings) -> None:
@@ -171,9 +189,7 @@ def _parse_tables(
     return parsed, default
 
 
-def configure(
-    buckets: Mapping[str, object] | None = None, *, default: str | None = None
-) -> None:
+def configure(buckets: Mapping[str, object] | None = None, *, default: str | None = None) -> None:
     """Set bucket locations from code, replacing any earlier ``configure`` call.
 
     ``buckets`` maps names to a URL, a mapping as in the TOML file, or a
@@ -221,10 +237,12 @@ def _from_default(url: str, name: str) -> BucketSettings:
     parts = urlsplit(url)
     if parts.scheme == "file":
         root = Path(parts.path) / name
-        return BucketSettings(url=f"file://{root}" + (f"?{parts.query}" if parts.query else ""))
-    if not parts.netloc:
-        return BucketSettings(url=parts._replace(netloc=name).geturl())
-    return BucketSettings(url=url)
+        settings = BucketSettings(url=f"file://{root}" + (f"?{parts.query}" if parts.query else ""))
+    elif not parts.netloc:
+        settings = BucketSettings(url=parts._replace(netloc=name).geturl())
+    else:
+        settings = BucketSettings(url=url)
+    return _url_prefix(name, settings)
 
 
 def resolve(name: str) -> BucketSettings:
@@ -254,9 +272,7 @@ def configured_buckets() -> dict[str, BucketSettings]:
 
 
 @contextmanager
-def override(
-    buckets: Mapping[str, object] | None = None, *, default: str | None = None
-) -> Iterator[None]:
+def override(buckets: Mapping[str, object] | None = None, *, default: str | None = None) -> Iterator[None]:
     """Temporarily route buckets elsewhere; nests, and restores on exit."""
     table, default = _parse_tables(buckets, default)
 
@@ -314,9 +330,7 @@ def build_provider(name: str, settings: BucketSettings, bucket_config: BucketCon
             ) from exc
         loaded = getattr(module, attr, None)
         if loaded is None:
-            raise InvalidArgument(
-                f"bucket {name!r}: provider {factory!r} has no attribute {attr!r}"
-            )
+            raise InvalidArgument(f"bucket {name!r}: provider {factory!r} has no attribute {attr!r}")
         factory = loaded
     fn: Callable[[BucketSettings, str, BucketConfig], Any] = factory
     provider: Provider = fn(settings, name, bucket_config)

@@ -5,16 +5,17 @@ source (same backend and account), else a streaming download into an upload
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import _runtime
-from .errors import NotSupported
+from ._runtime import Handle
 from .providers.base import CopyOptions, PutOptions
-from .tracing import start_span
+from .reader import Reader
 from .types import ObjectAttrs, Preconditions, UploadAttrs
 
 if TYPE_CHECKING:
-    from .bucket import Bucket
+    from .writer import Writer
 
 
 def _put_options(attrs: UploadAttrs | None, key: str) -> PutOptions | None:
@@ -31,66 +32,46 @@ def _put_options(attrs: UploadAttrs | None, key: str) -> PutOptions | None:
 
 
 async def copy_object(
-    src: Bucket,
+    src: Handle,
     src_key: str,
-    dst: Bucket | Any,
-    dst_key: str,
     version: str | None,
+    dst: Handle,
+    upload: Callable[..., Writer],
+    dst_key: str,
     attrs: UploadAttrs | None,
     preconditions: Preconditions | None,
 ) -> ObjectAttrs:
-    src_key = src._key(src_key)
-    version = src._version(version, src_key)
-    upload = dst.upload  # a ref without Uploader raises PermissionDenied here
-    dst_bucket: Bucket = getattr(dst, "_bucket", dst)
-    dst_key = dst_bucket._key(dst_key)
+    """Copy on the server when the destination's provider can read the source; else stream.
+
+    Keys and version arrive validated; ``upload`` is the destination's (or its ref's)
+    upload method, so a ref's permissions hold on the streaming path too.
+    """
     pre = preconditions or Preconditions()
-    span = start_span("copy", src.name, src_key, version=version, dst_bucket=dst_bucket.name, dst_key=dst_key)
-    try:
-        result = None
-        src_provider, _ = _runtime.provider_for(src.name, src.config)
-        dst_provider, _ = _runtime.provider_for(dst_bucket.name, dst_bucket.config)
-        opts = CopyOptions(
-            version=version,
-            replace=_put_options(attrs, dst_key),
-            preconditions=pre,
-            source=None if dst_provider is src_provider else src_provider,
-        )
-        try:  # on the server where the backend can, also across its buckets
-            result = await dst_provider.copy(src_key, dst_key, opts)
-        except NotSupported:
-            result = None
-        if result is None:
+    attributes = {"version": version, "dst_bucket": dst.name, "dst_key": dst_key}
+    async with _runtime.operation("copy", src.name, src_key, **attributes) as span:
+        src_provider, _ = src.provider()
+        dst_provider, _ = dst.provider()
+        if dst_provider.can_copy_from(src_provider):
+            opts = CopyOptions(version=version, replace=_put_options(attrs, dst_key), preconditions=pre)
+            result = await dst_provider.copy(src_provider, src_key, dst_key, opts)
+        else:
             result = await _stream_copy(src, src_key, version, upload, dst_key, attrs, pre)
-    except BaseException as exc:
-        err = _runtime.map_error(exc, src.name, src_key)
-        span.end(err)
-        if err is exc:
-            raise
-        raise err from exc
-    span.set(size=result.size)
-    span.end()
+        span.set(size=result.size)
     return result
 
 
 async def _stream_copy(
-    src: Bucket,
+    src: Handle,
     src_key: str,
     version: str | None,
-    upload: Any,
+    upload: Callable[..., Writer],
     dst_key: str,
     attrs: UploadAttrs | None,
     pre: Preconditions,
 ) -> ObjectAttrs:
-    async with src.download(src_key, version=version) as reader:
+    async with Reader(src, src_key, version, 0, None) as reader:
         if attrs is None:
-            a = await reader.attrs()
-            attrs = UploadAttrs(
-                content_type=a.content_type,
-                cache_control=a.cache_control,
-                content_disposition=a.content_disposition,
-                metadata=dict(a.metadata),
-            )
+            attrs = UploadAttrs.of(await reader.attrs())
         async with upload(dst_key, attrs=attrs, preconditions=pre) as writer:
             async for chunk in reader:
                 await writer.write(chunk)

@@ -10,10 +10,13 @@ __all__ = [
     "BackendError",
     "BucketError",
     "ConnectionLost",
+    "IntegrityError",
     "InvalidArgument",
+    "NotModified",
     "NotSupported",
     "ObjectChanged",
     "ObjectNotFound",
+    "OutcomeUnknown",
     "PermissionDenied",
     "PreconditionFailed",
     "RangeNotSatisfiable",
@@ -53,9 +56,7 @@ class BucketError(Exception):
             where.append(f"version {self.version!r}")
         return f"{self.message} ({', '.join(where)})" if where else self.message
 
-    def with_context(
-        self, *, bucket: str | None = None, key: str | None = None
-    ) -> BucketError:
+    def with_context(self, *, bucket: str | None = None, key: str | None = None) -> BucketError:
         """Fill in the bucket and key where the raiser did not know them."""
         if self.bucket is None:
             self.bucket = bucket
@@ -112,3 +113,28 @@ class ConnectionLost(BackendError):
 
 class ObjectChanged(PreconditionFailed):
     """The object changed while it was being read; resuming would splice two versions."""
+
+
+class IntegrityError(BackendError):
+    """Bytes failed verification: a checksum, a length or a digest did not match.
+
+    On a write nothing was stored; on a read the bad bytes were not returned as good.
+    """
+
+
+class OutcomeUnknown(BackendError):
+    """A write may or may not have been applied, and checking afterwards could not tell.
+
+    Raised after a conditional write lost its response and the object could not be
+    read back to compare. Read the object to find out; never assume either way.
+    """
+
+
+class NotModified(BucketError):
+    """A conditional download (``if_none_match`` / ``if_modified_since``) matched:
+    the caller's copy is current, and no body was transferred.
+
+    ``attrs`` holds the object's attributes where the backend reported them.
+    """
+
+    attrs: object | None = None

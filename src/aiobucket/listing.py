@@ -16,14 +16,14 @@ from .tracing import start_span
 from .types import ListEntry, Query
 
 if TYPE_CHECKING:
-    from .bucket import Bucket
+    from ._runtime import Handle
 
 __all__ = ["ListItem", "iterate"]
 
 ListItem = tuple[None, ListEntry] | tuple[BucketError, None]
 
 
-async def iterate(bucket: Bucket, query: Query, *, versions: bool) -> AsyncGenerator[ListItem, None]:
+async def iterate(bucket: Handle, query: Query, *, versions: bool) -> AsyncGenerator[ListItem, None]:
     op = "list_versions" if versions else "list"
     span = start_span(op, bucket.name, None, prefix=query.prefix, limit=query.limit)
     count = 0
@@ -33,7 +33,7 @@ async def iterate(bucket: Bucket, query: Query, *, versions: bool) -> AsyncGener
         if query.limit == 0:
             return
         try:
-            provider, _ = _runtime.provider_for(bucket.name, bucket.config)
+            provider, _ = bucket.provider()
             entries = provider.list(
                 query.prefix, delimiter=query.delimiter, versions=versions, limit=query.limit
             )

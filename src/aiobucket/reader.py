@@ -21,7 +21,7 @@ from .tracing import Span, start_span
 from .types import ObjectAttrs
 
 if TYPE_CHECKING:
-    from .bucket import Bucket
+    from ._runtime import Handle
 
 __all__ = ["Reader"]
 
@@ -39,7 +39,7 @@ class Reader:
     """Returned by ``Bucket.download``. Read with ``read(n)`` or ``async for chunk in reader``."""
 
     def __init__(
-        self, bucket: Bucket, key: str, version: str | None, offset: int, length: int | None
+        self, bucket: Handle, key: str, version: str | None, offset: int, length: int | None
     ) -> None:
         self._bucket = bucket
         self.key = key
@@ -131,23 +131,22 @@ class Reader:
         self._span = start_span(
             "download", self._bucket.name, self.key, version=self._version, offset=self._offset or None
         )
-        try:
-            self._provider, _ = _runtime.provider_for(self._bucket.name, self._bucket.config)
+        async with _runtime.mapped_errors(self._bucket.name, self.key, self._failed_open):
+            self._provider, _ = self._bucket.provider()
             if self._length == 0:
                 self._attrs = await self._provider.head(self.key, self._version)
                 self._body = _Empty()
             else:
                 opts = GetOptions(version=self._version, offset=self._offset, length=self._length)
                 self._attrs, self._body = await self._provider.get(self.key, opts)
-        except BaseException as exc:
-            err = _runtime.map_error(exc, self._bucket.name, self.key)
-            self._closed = True
-            self._span.end(err)
-            if err is exc:
-                raise
-            raise err from exc
+        assert self._attrs is not None
         self._span.set(size=self._attrs.size, version=self._attrs.version)
         self._chunks = aiter(self._body)
+
+    def _failed_open(self, err: BaseException) -> None:
+        self._closed = True
+        if self._span is not None:
+            self._span.end(err)
 
     async def _next_chunk(self) -> bytes:
         """The next non-empty chunk, or b"" at the end (which closes the reader)."""
@@ -156,7 +155,7 @@ class Reader:
         if self._chunks is None:  # not open yet (or closed: _open raises then)
             await self._open()
         assert self._chunks is not None
-        try:
+        async with _runtime.mapped_errors(self._bucket.name, self.key, self._finish):
             while True:
                 try:
                     chunk = await anext(self._chunks)
@@ -175,12 +174,6 @@ class Reader:
                     if self._span is not None:
                         self._span.add("bytes", len(chunk))
                     return bytes(chunk)
-        except BaseException as exc:
-            err = _runtime.map_error(exc, self._bucket.name, self.key)
-            await self._finish(err)
-            if err is exc:
-                raise
-            raise err from exc
 
     async def _resume(self) -> None:
         """Reopen after a dropped connection, from where we were, pinned to the same object."""

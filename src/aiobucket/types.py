@@ -16,6 +16,7 @@ __all__ = [
     "Preconditions",
     "Query",
     "UploadAttrs",
+    "UploadForm",
 ]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -56,6 +57,11 @@ class UploadAttrs:
                 )
         # Freeze a private copy so later changes to the caller's dict do not leak in.
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+
+    @classmethod
+    def of(cls, attrs: ObjectAttrs) -> UploadAttrs:
+        """The attributes of a stored object, to write another with the same ones."""
+        return cls(attrs.content_type, attrs.cache_control, attrs.content_disposition, dict(attrs.metadata))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +118,29 @@ class ObjectAttrs:
     content_disposition: str | None = None
     metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     last_modified: datetime | None = None
+    crc32c: str | None = None
+    """The whole object's CRC32C (Castagnoli), base64 of its 4 big-endian bytes, as S3's
+    ``x-amz-checksum-crc32c`` and GCS's ``crc32c``; None where the backend keeps none."""
+    md5: str | None = None
+    """The whole object's MD5 as lower-case hex, where the backend vouches for it (an S3
+    single-part ETag, GCS ``md5Hash``); None otherwise. A full download is checked
+    against ``crc32c`` or else ``md5`` and raises IntegrityError on a mismatch."""
 
     def to_json(self) -> dict[str, object]:
         """Every field as JSON-ready values (ISO 8601 time, plain dict metadata)."""
         return _jsonable(self)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadForm:
+    """A signed browser upload: POST ``fields`` plus the file (as the last field,
+    named ``file``) as ``multipart/form-data`` to ``url``."""
+
+    url: str
+    fields: Mapping[str, str]
+
+    def to_json(self) -> dict[str, object]:
+        return {"url": self.url, "fields": dict(self.fields)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from .tracing import Span, start_span
 from .types import ObjectAttrs, Preconditions, UploadAttrs
 
 if TYPE_CHECKING:
-    from .bucket import Bucket
+    from ._runtime import Handle
 
 __all__ = ["Writer"]
 
@@ -57,7 +57,7 @@ class Writer:
 
     def __init__(
         self,
-        bucket: Bucket,
+        bucket: Handle,
         key: str,
         attrs: UploadAttrs | None,
         preconditions: Preconditions | None,
@@ -110,32 +110,26 @@ class Writer:
         """Buffer ``data``; full parts are uploaded as they fill. Returns len(data)."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidArgument(
-                f"write() takes bytes, bytearray or memoryview, got {type(data).__name__}; "
-                "encode str first",
+                f"write() takes bytes, bytearray or memoryview, got {type(data).__name__}; encode str first",
                 bucket=self._bucket.name,
                 key=self.key,
             )
         self._enter("write")
         try:
-            self._start()
-            view = memoryview(data).cast("B")
-            n, pos, ps = len(view), 0, self._part_size
-            while pos < n:
-                if len(self._buf) == ps:
-                    # Ship a full buffer only once more data follows it, so a
-                    # stream of exactly one part still goes out as a single put.
-                    await self._send_part()
-                take = min(ps - len(self._buf), n - pos)
-                self._buf += view[pos : pos + take]
-                pos += take
-                self._size += take
-            return n
-        except BaseException as exc:
-            await self._fail(exc)
-            err = _runtime.map_error(exc, self._bucket.name, self.key)
-            if err is exc:
-                raise
-            raise err from exc
+            async with _runtime.mapped_errors(self._bucket.name, self.key, self._fail):
+                self._start()
+                view = memoryview(data).cast("B")
+                n, pos, ps = len(view), 0, self._part_size
+                while pos < n:
+                    if len(self._buf) == ps:
+                        # Ship a full buffer only once more data follows it, so a
+                        # stream of exactly one part still goes out as a single put.
+                        await self._send_part()
+                    take = min(ps - len(self._buf), n - pos)
+                    self._buf += view[pos : pos + take]
+                    pos += take
+                    self._size += take
+                return n
         finally:
             self._busy = False
 
@@ -149,34 +143,29 @@ class Writer:
             return self._result
         self._enter("close")
         try:
-            self._start()
-            assert self._provider is not None
-            # A cancellation already pending must abort, not race the commit.
-            await asyncio.sleep(0)
-            if self._upload is None:
-                data, self._buf = bytes(self._buf), bytearray()
-                commit = self._provider.put(self.key, data, self._opts())
-            else:
-                if self._buf:
-                    await self._send_part()
-                await self._drain(0)
-                self._parts.sort(key=lambda p: p.number)
-                commit = self._upload.complete(self._parts)
-            task = asyncio.create_task(commit, name=TASK_NAME)
-            try:
-                return self._committed(await run_to_completion(task))
-            except asyncio.CancelledError:
-                if not task.cancelled() and task.exception() is None:
-                    # Cancelled while the commit was on the wire: it is stored, so
-                    # record it as closed (never abort it) and let the cancel go on.
-                    self._committed(task.result())
-                raise
-        except BaseException as exc:
-            await self._fail(exc)
-            err = _runtime.map_error(exc, self._bucket.name, self.key)
-            if err is exc:
-                raise
-            raise err from exc
+            async with _runtime.mapped_errors(self._bucket.name, self.key, self._fail):
+                self._start()
+                assert self._provider is not None
+                # A cancellation already pending must abort, not race the commit.
+                await asyncio.sleep(0)
+                if self._upload is None:
+                    data, self._buf = bytes(self._buf), bytearray()
+                    commit = self._provider.put(self.key, data, self._opts())
+                else:
+                    if self._buf:
+                        await self._send_part()
+                    await self._drain(0)
+                    self._parts.sort(key=lambda p: p.number)
+                    commit = self._upload.complete(self._parts)
+                task = asyncio.create_task(commit, name=TASK_NAME)
+                try:
+                    return self._committed(await run_to_completion(task))
+                except asyncio.CancelledError:
+                    if not task.cancelled() and task.exception() is None:
+                        # Cancelled while the commit was on the wire: it is stored, so
+                        # record it as closed (never abort it) and let the cancel go on.
+                        self._committed(task.result())
+                    raise
         finally:
             self._busy = False
 
@@ -252,7 +241,7 @@ class Writer:
         """First I/O: resolve the provider, sizes and the trace span."""
         if self._provider is not None:
             return
-        provider, settings = _runtime.provider_for(self._bucket.name, self._bucket.config)
+        provider, settings = self._bucket.provider()
         caps = provider.capabilities
         part_size = self._part_size_arg or settings.part_size or caps.default_part_size
         if part_size < caps.min_part_size or part_size % caps.part_size_multiple:

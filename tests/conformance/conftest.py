@@ -52,7 +52,5 @@ async def names(bucket: aiobucket.Bucket, query: aiobucket.Query | None = None) 
 def leaked_tasks() -> list[asyncio.Task[object]]:
     """Tasks aiobucket started that are still running."""
     return [
-        t
-        for t in asyncio.all_tasks()
-        if t.get_name() in (TASK_NAME, "aiobucket-shielded") and not t.done()
+        t for t in asyncio.all_tasks() if t.get_name() in (TASK_NAME, "aiobucket-shielded") and not t.done()
     ]

@@ -82,8 +82,16 @@ async def test_bad_queries_raise_before_io(backend):
         b.list("prefix")  # type: ignore[arg-type]
 
 
-FOLDER_KEYS = ["photos/", "photos/a.jpg", "photos/2024/x.jpg", "photos/2024/y.jpg",
-               "photos/2025/z/deep.jpg", "photos/b.jpg", "top.txt", "photosX"]
+FOLDER_KEYS = [
+    "photos/",
+    "photos/a.jpg",
+    "photos/2024/x.jpg",
+    "photos/2024/y.jpg",
+    "photos/2025/z/deep.jpg",
+    "photos/b.jpg",
+    "top.txt",
+    "photosX",
+]
 
 
 async def _entries(b, query):

@@ -78,10 +78,19 @@ class FakeProvider:
         self.calls.append(("list", prefix))
         raise AssertionError("the writer never lists")
 
-    async def copy(self, src: str, dst: str, opts: Any) -> ObjectAttrs:
+    async def delete_many(self, keys: Any) -> Any:
         raise AssertionError("unused")
 
-    async def sign_url(self, key: str, method: Any, ttl: Any, version: str | None = None) -> str:
+    def can_copy_from(self, source: Any) -> bool:
+        return False
+
+    async def copy(self, source: Any, src: str, dst: str, opts: Any) -> ObjectAttrs:
+        raise AssertionError("unused")
+
+    async def sign_url(self, key: str, method: Any, ttl: Any, version: str | None = None, **kw: Any) -> str:
+        raise AssertionError("unused")
+
+    async def sign_post(self, key: str, policy: Any) -> Any:
         raise AssertionError("unused")
 
     async def aclose(self) -> None:

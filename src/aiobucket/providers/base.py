@@ -19,13 +19,17 @@ Rules every provider follows:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from ..errors import PreconditionFailed
-from ..types import BucketConfig, ListEntry, ObjectAttrs, Preconditions
+import anyio
+
+from ..errors import BucketError, InvalidArgument, NotModified, PreconditionFailed, RangeNotSatisfiable
+from ..types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, UploadForm
 
 if TYPE_CHECKING:
     from ..config import BucketSettings
@@ -39,11 +43,19 @@ __all__ = [
     "Part",
     "Provider",
     "ProviderFactory",
+    "PostPolicy",
     "PutOptions",
     "check_preconditions",
+    "check_read",
+    "delete_each",
+    "new_version_id",
+    "put_options_from",
+    "PartOrder",
 ]
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +77,8 @@ class Capabilities:
     max_parts: int = 10_000
     default_part_size: int = 8 * MiB
     default_concurrency: int = 8
+    delete_batch: int = 1
+    """How many keys one delete_many() call takes (S3 DeleteObjects: 1000)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +102,12 @@ class GetOptions:
     if_match: str | None = None
     """Pin the read to this etag (used to resume a dropped body): raise
     PreconditionFailed if the object changed."""
+    if_none_match: str | None = None
+    """HTTP caching: raise NotModified (no body) when the object's etag equals this."""
+    if_modified_since: datetime | None = None
+    """HTTP caching: raise NotModified (no body) unless the object changed after this
+    (compared at one-second resolution, as HTTP dates are). Ignored when
+    ``if_none_match`` is set, as RFC 9110 says."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +118,20 @@ class CopyOptions:
     """New attributes for the destination; None keeps the source's."""
     preconditions: Preconditions = field(default_factory=Preconditions)
     """Checked against the destination."""
-    source: Provider | None = None
-    """The provider (another bucket) the source key lives in; None means this one.
-    A provider that cannot copy from it on the server raises NotSupported, and
-    the layer above streams the bytes instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class PostPolicy:
+    """What a signed browser upload form allows (S3 / GCS POST policy, dev-server HMAC)."""
+
+    ttl: timedelta
+    min_size: int = 0
+    max_size: int | None = None
+    content_type: str | None = None
+    """Exact Content-Type the form must send."""
+    content_type_prefix: str | None = None
+    """Or a prefix it must start with, such as ``image/``."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +179,11 @@ class Provider(Protocol):
     async def start_multipart(self, key: str, opts: PutOptions) -> MultipartUpload: ...
 
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, Body]:
-        """Open a read. The attrs describe the whole object, not the range."""
+        """Open a read. The attrs describe the whole object, not the range.
+
+        Raises NotModified (with ``attrs`` set where known) when ``if_none_match``
+        or ``if_modified_since`` says the caller's copy is current.
+        """
         ...
 
     async def head(self, key: str, version: str | None = None) -> ObjectAttrs: ...
@@ -158,6 +192,14 @@ class Provider(Protocol):
         """Remove the object (or one version); ObjectNotFound if it is not there.
 
         Without a version on a versioned bucket, older versions are kept.
+        """
+        ...
+
+    async def delete_many(self, keys: Sequence[str]) -> list[BucketError | None]:
+        """Delete up to ``capabilities.delete_batch`` keys: one result per key, in order.
+
+        A missing key is ObjectNotFound in its slot, never a failure of the batch.
+        Backends without a batch call use :func:`delete_each`.
         """
         ...
 
@@ -177,14 +219,38 @@ class Provider(Protocol):
         """
         ...
 
-    async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
-        """Server-side copy into this bucket, from it or from ``opts.source``;
-        NotSupported if the backend cannot (the layer above then streams)."""
+    def can_copy_from(self, source: Provider) -> bool:
+        """Whether copy() can read ``source``'s objects on the server (``source`` may be self).
+
+        The layer above asks first and streams the bytes itself when the answer is no.
+        """
+        ...
+
+    async def copy(self, source: Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+        """Server-side copy of ``source``'s ``src`` to this bucket's ``dst``.
+
+        Only called when ``can_copy_from(source)`` said yes.
+        """
         ...
 
     async def sign_url(
-        self, key: str, method: Literal["GET", "PUT"], ttl: timedelta, version: str | None = None
-    ) -> str: ...
+        self,
+        key: str,
+        method: Literal["GET", "PUT"],
+        ttl: timedelta,
+        version: str | None = None,
+        *,
+        content_type: str | None = None,
+        content_length: int | None = None,
+    ) -> str:
+        """A presigned URL. For PUT, ``content_type`` and ``content_length`` are signed
+        into it where the backend can enforce them (NotSupported where it cannot)."""
+        ...
+
+    async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
+        """A signed browser upload form for ``key`` under ``policy``; NotSupported where
+        the backend has no such thing."""
+        ...
 
     async def aclose(self) -> None:
         """Release clients, sessions and file handles. Idempotent."""
@@ -211,6 +277,90 @@ def check_preconditions(current: ObjectAttrs | None, pre: Preconditions, key: st
         raise PreconditionFailed("precondition not_exists failed: the object exists", key=key)
     if pre.if_match is not None and (current is None or current.etag != pre.if_match):
         found = "the object does not exist" if current is None else f"its etag is {current.etag!r}"
-        raise PreconditionFailed(
-            f"precondition if_match={pre.if_match!r} failed: {found}", key=key
+        raise PreconditionFailed(f"precondition if_match={pre.if_match!r} failed: {found}", key=key)
+
+
+def check_read(attrs: ObjectAttrs, opts: GetOptions, key: str) -> None:
+    """The shared checks on a read, made against the object it found.
+
+    Order as on S3: If-Match (PreconditionFailed), then the caching conditions
+    (NotModified), then the range (RangeNotSatisfiable when ``offset`` is at or
+    past the end of a non-empty object).
+    """
+    if opts.if_match is not None and attrs.etag != opts.if_match:
+        raise PreconditionFailed(f"object changed: etag is now {attrs.etag!r}", key=key)
+    if opts.if_none_match is not None:
+        if opts.if_none_match.strip('"') in (attrs.etag, "*"):
+            raise _not_modified(attrs, key)
+    elif (
+        opts.if_modified_since is not None
+        and attrs.last_modified is not None
+        and int(attrs.last_modified.timestamp()) <= int(opts.if_modified_since.timestamp())
+    ):
+        raise _not_modified(attrs, key)
+    if opts.offset and opts.offset >= attrs.size:
+        raise RangeNotSatisfiable(
+            f"offset {opts.offset} is at or past the end of the object ({attrs.size} bytes)", key=key
         )
+
+
+def _not_modified(attrs: ObjectAttrs, key: str) -> NotModified:
+    err = NotModified("not modified: the caller's copy is current", key=key)
+    err.attrs = attrs
+    return err
+
+
+def put_options_from(attrs: ObjectAttrs, preconditions: Preconditions | None = None) -> PutOptions:
+    """Write options that keep a source object's attributes (copy without ``attrs``)."""
+    return PutOptions(
+        content_type=attrs.content_type,
+        cache_control=attrs.cache_control,
+        content_disposition=attrs.content_disposition,
+        metadata=attrs.metadata,
+        preconditions=preconditions or Preconditions(),
+    )
+
+
+class PartOrder:
+    """Guard for backends that append parts: they must arrive 1, 2, 3 ... in order."""
+
+    __slots__ = ("next",)
+
+    def __init__(self) -> None:
+        self.next = 1
+
+    def take(self, number: int) -> None:
+        if number != self.next:
+            raise InvalidArgument(f"parts must arrive in order: expected {self.next}, got {number}")
+        self.next += 1
+
+
+_version_counter = itertools.count(1)
+
+
+def new_version_id() -> str:
+    """A version id for backends that make their own: sortable by creation, opaque to users."""
+    return f"{next(_version_counter):012x}{secrets.token_hex(4)}"
+
+
+async def delete_each(
+    delete: Callable[[str], Awaitable[None]], keys: Sequence[str], concurrency: int = 16
+) -> list[BucketError | None]:
+    """delete_many() for backends without a batch call: concurrent single deletes.
+
+    Storage errors land in their key's slot; anything else (a bug, a cancel) propagates.
+    """
+    results: list[BucketError | None] = [None] * len(keys)
+    limit = anyio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with limit:
+            try:
+                await delete(keys[i])
+            except BucketError as exc:
+                results[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(keys)):
+            tg.start_soon(one, i)
+    return results

@@ -11,29 +11,29 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-import secrets
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import (
-    InvalidArgument,
-    NotSupported,
-    ObjectNotFound,
-    PreconditionFailed,
-    RangeNotSatisfiable,
-)
-from ..types import BucketConfig, ListEntry, ObjectAttrs
+from ..errors import BucketError, NotSupported, ObjectNotFound
+from ..types import BucketConfig, ListEntry, ObjectAttrs, UploadForm
 from .base import (
     Capabilities,
     CopyOptions,
     GetOptions,
     Part,
+    PartOrder,
+    PostPolicy,
+    Provider,
     PutOptions,
     check_preconditions,
+    check_read,
+    delete_each,
+    new_version_id,
+    put_options_from,
 )
 
 if TYPE_CHECKING:
@@ -41,12 +41,6 @@ if TYPE_CHECKING:
 
 CHUNK = 1024 * 1024
 CAPABILITIES = Capabilities(signed_urls=False, parallel_parts=False)
-_counter = itertools.count(1)
-
-
-def new_version_id() -> str:
-    """Sortable by creation, opaque to users."""
-    return f"{next(_counter):012x}{secrets.token_hex(4)}"
 
 
 @dataclass(slots=True)
@@ -190,12 +184,10 @@ class _Upload:
         self._opts = opts
         self._buf = bytearray()
         self._md5 = hashlib.md5(usedforsecurity=False)
-        self._next = 1
+        self._order = PartOrder()
 
     async def put_part(self, number: int, data: bytes | bytearray) -> Part:
-        if number != self._next:
-            raise InvalidArgument(f"parts must arrive in order: expected {self._next}, got {number}")
-        self._next += 1
+        self._order.take(number)
         self._buf += data
         self._md5.update(data)
         return Part(number, hashlib.md5(data, usedforsecurity=False).hexdigest(), len(data))
@@ -226,13 +218,8 @@ class MemoryProvider:
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, _Body]:
         with self.store.lock:
             v = self.store.find(key, opts.version)
-        if opts.if_match is not None and v.attrs.etag != opts.if_match:
-            raise PreconditionFailed(f"object changed: etag is now {v.attrs.etag!r}", key=key)
+        check_read(v.attrs, opts, key)
         size = len(v.data)
-        if opts.offset and opts.offset >= size:
-            raise RangeNotSatisfiable(
-                f"offset {opts.offset} is at or past the end of the object ({size} bytes)", key=key
-            )
         end = size if opts.length is None else min(size, opts.offset + opts.length)
         return v.attrs, _Body(memoryview(v.data)[opts.offset : end])
 
@@ -242,6 +229,9 @@ class MemoryProvider:
 
     async def delete(self, key: str, version: str | None = None) -> None:
         self.store.delete(key, version, self.versioned)
+
+    async def delete_many(self, keys: Sequence[str]) -> list[BucketError | None]:
+        return await delete_each(self.delete, keys)
 
     async def list(
         self,
@@ -271,26 +261,35 @@ class MemoryProvider:
                 if cur is not None:
                     yield _entry(cur.attrs, is_latest=True)
 
-    async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
-        origin = opts.source or self
-        if not isinstance(origin, MemoryProvider):
-            raise NotSupported("the memory backend copies only from memory buckets", key=src)
-        with origin.store.lock:
-            source = origin.store.find(src, opts.version)
-        put = opts.replace or PutOptions(
-            content_type=source.attrs.content_type,
-            cache_control=source.attrs.cache_control,
-            content_disposition=source.attrs.content_disposition,
-            metadata=source.attrs.metadata,
+    def can_copy_from(self, source: Provider) -> bool:
+        return isinstance(source, MemoryProvider)
+
+    async def copy(self, source: Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+        assert isinstance(source, MemoryProvider)
+        with source.store.lock:
+            found = source.store.find(src, opts.version)
+        put = (
+            put_options_from(found.attrs, opts.preconditions)
+            if opts.replace is None
+            else replace(opts.replace, preconditions=opts.preconditions)
         )
-        put = replace(put, preconditions=opts.preconditions)
         # Bytes are immutable, so the copy shares them.
-        return self.store.commit(dst, source.data, put, self.versioned, source.attrs.etag)
+        return self.store.commit(dst, found.data, put, self.versioned, found.attrs.etag)
 
     async def sign_url(
-        self, key: str, method: Literal["GET", "PUT"], ttl: timedelta, version: str | None = None
+        self,
+        key: str,
+        method: Literal["GET", "PUT"],
+        ttl: timedelta,
+        version: str | None = None,
+        *,
+        content_type: str | None = None,
+        content_length: int | None = None,
     ) -> str:
         raise NotSupported("the memory backend cannot sign URLs", key=key)
+
+    async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
+        raise NotSupported("the memory backend cannot sign upload forms", key=key)
 
     async def aclose(self) -> None:
         return None

@@ -29,11 +29,11 @@ from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 
-from ._devserver_common import Served, check_key, error_response, object_headers
-from ._devserver_objects import HOSTS, REGISTRY, TOKEN, _stream, put_object
-from .errors import BucketError, InvalidArgument, ObjectNotFound
-from .listing import ListItem
-from .types import ObjectAttrs, Query
+from ..errors import BucketError, InvalidArgument, ObjectNotFound
+from ..listing import ListItem
+from ..types import ObjectAttrs, Query
+from ._common import Served, check_key, error_response, object_headers
+from ._objects import HOSTS, REGISTRY, TOKEN, _stream, put_object
 
 API = "/api/b/"
 LIMIT = 1000
@@ -148,7 +148,7 @@ def _object_row(bucket: str, prefix: str, a: ObjectAttrs) -> str:
     return (
         f'<tr class=object data-key="{key}">'
         f'<td><a class=download href="{escape(href)}" download title="{key}">'
-        f"{escape(a.name[len(prefix):])}</a></td>"
+        f"{escape(a.name[len(prefix) :])}</a></td>"
         f"<td>{escape(_size(a.size))}</td><td>{escape(a.content_type)}</td>"
         f"<td><code>{escape(a.etag)}</code></td><td>{escape(_when(a.last_modified))}</td>"
         f'<td><button type=button class=delete data-key="{key}">Delete</button></td></tr>'
@@ -207,7 +207,7 @@ async def listing(request: web.Request) -> web.Response:
         rows.append(f'<tr class=up><td colspan=6><a href="{up}">↑ ..</a></td></tr>')
     rows += [
         f'<tr class=folder><td colspan=6><a href="{escape(_prefix_link(served.name, f))}">'
-        f"{escape(f[len(prefix):])}</a></td></tr>"
+        f"{escape(f[len(prefix) :])}</a></td></tr>"
         for f in folders
     ]
     rows += [_object_row(served.name, prefix, a) for a in objects]
@@ -216,7 +216,7 @@ async def listing(request: web.Request) -> web.Response:
         f"<header>{' / '.join(crumbs)}</header>"
         f'<main data-bucket="{escape(served.name)}" data-prefix="{escape(prefix)}">'
         f"<p class=meta>{escape(access)} · root <code>{escape(str(served.root))}</code></p>"
-        '<div id=drop class=drop>Drop files here to upload them to '
+        "<div id=drop class=drop>Drop files here to upload them to "
         f"<code>{escape(prefix) or '/'}</code>, or "
         "<label class=pick>choose files <input type=file id=file-input multiple></label></div>"
         "<p id=status role=status></p>"
@@ -233,7 +233,7 @@ async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in _STATIC:
         raise web.HTTPNotFound()
-    data = resources.files("aiobucket").joinpath("static", name).read_bytes()
+    data = resources.files("aiobucket.devserver").joinpath("static", name).read_bytes()
     return web.Response(body=data, content_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
 
 

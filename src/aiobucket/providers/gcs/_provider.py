@@ -28,14 +28,14 @@ from __future__ import annotations
 import builtins
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
 
-from ..errors import (
+from ...errors import (
     BackendError,
     BucketError,
     ConnectionLost,
@@ -43,10 +43,21 @@ from ..errors import (
     NotSupported,
     ObjectNotFound,
     PreconditionFailed,
-    RangeNotSatisfiable,
 )
-from ..types import BucketConfig, ListEntry, ObjectAttrs, Preconditions
-from ._gcs_http import (
+from ...types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, UploadForm
+from ..base import (
+    Capabilities,
+    CopyOptions,
+    GetOptions,
+    KiB,
+    MiB,
+    PostPolicy,
+    Provider,
+    PutOptions,
+    check_read,
+    delete_each,
+)
+from ._http import (
     GCS_PUBLIC_ROOT,
     GcsHttp,
     HttpError,
@@ -57,15 +68,12 @@ from ._gcs_http import (
     error_for_status,
     resource_metadata,
 )
-from ._gcs_sign import sign_v4
-from ._gcs_upload import ResumableUpload
-from .base import Capabilities, CopyOptions, GetOptions, Provider, PutOptions
+from ._sign import sign_v4
+from ._upload import ResumableUpload
 
 if TYPE_CHECKING:
-    from ..config import BucketSettings
+    from ...config import BucketSettings
 
-KiB = 1024
-MiB = 1024 * KiB
 READ_CHUNK = 256 * KiB
 LIST_PAGE = 1000
 
@@ -232,13 +240,8 @@ class GcsProvider:
         for _ in range(3):
             res = await self._resource(key, opts.version)
             attrs = attrs_from_resource(res, versioned=self.versioned)
-            if opts.if_match is not None and attrs.etag != opts.if_match:
-                raise PreconditionFailed(f"object changed: etag is now {attrs.etag!r}", key=key)
+            check_read(attrs, opts, key)
             size = attrs.size
-            if opts.offset and opts.offset >= size:
-                raise RangeNotSatisfiable(
-                    f"offset {opts.offset} is at or past the end of the object ({size} bytes)", key=key
-                )
             end = size if opts.length is None else min(size, opts.offset + opts.length)
             if end <= opts.offset:
                 return attrs, _Body(None, 0, key)
@@ -397,11 +400,13 @@ class GcsProvider:
                 return True
         return False
 
-    async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
-        origin = opts.source or self
+    def can_copy_from(self, source: Provider) -> bool:
         # rewrite works across buckets that this provider's credentials can reach.
-        if not isinstance(origin, GcsProvider) or _account(origin) != _account(self):
-            raise NotSupported("GCS copies on the server only within one endpoint", key=src)
+        return isinstance(source, GcsProvider) and _account(source) == _account(self)
+
+    async def copy(self, source: Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+        assert isinstance(source, GcsProvider)
+        origin = source
         gen = await self.precondition_generation(dst, opts.preconditions)
         params: dict[str, str] = {}
         if opts.version is not None:
@@ -439,8 +444,21 @@ class GcsProvider:
             raise BackendError("GCS did not return the copied object", key=dst)
         return attrs_from_resource(resource, versioned=self.versioned)
 
+    async def delete_many(self, keys: Sequence[str]) -> builtins.list[BucketError | None]:
+        return await delete_each(self.delete, keys)
+
+    async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
+        raise NotSupported("GCS upload forms are not implemented yet", key=key)
+
     async def sign_url(
-        self, key: str, method: Literal["GET", "PUT"], ttl: timedelta, version: str | None = None
+        self,
+        key: str,
+        method: Literal["GET", "PUT"],
+        ttl: timedelta,
+        version: str | None = None,
+        *,
+        content_type: str | None = None,
+        content_length: int | None = None,
     ) -> str:
         email, pem = self._signing_key(key)
         base = self.http.api_root if self.http.is_emulator else GCS_PUBLIC_ROOT
@@ -483,10 +501,13 @@ def _float_option(options: Mapping[str, object], name: str, default: float) -> f
 
 
 def create(settings: BucketSettings, name: str, config: BucketConfig) -> Provider:
-    """``gs://cloud-name[?endpoint=URL][&prefix=P]``; the cloud name defaults to the bucket name."""
+    """``gs://cloud-name[?endpoint=URL]``; the cloud name defaults to the bucket name.
+
+    A URL's ``prefix=`` never reaches here: config turns it into ``key_prefix``.
+    """
     parts = urlsplit(settings.url)
     query = parse_qs(parts.query)
-    unknown = set(query) - {"endpoint", "prefix"}
+    unknown = set(query) - {"endpoint"}
     if unknown:
         raise InvalidArgument(f"bucket {name!r}: unknown gs:// URL parameters {sorted(unknown)}")
     endpoint = query.get("endpoint", [None])[0]
@@ -511,12 +532,4 @@ def create(settings: BucketSettings, name: str, config: BucketConfig) -> Provide
         retry=RetryPolicy(attempts=retries),
         trace_configs=tuple(traces),
     )
-    provider = GcsProvider(parts.netloc or name, versioned=config.versioned, http=http)
-    prefix = query.get("prefix", [""])[0]
-    if prefix:
-        from ..keys import validate_prefix
-        from .prefixed import PrefixedProvider
-
-        validate_prefix(prefix)
-        return PrefixedProvider(provider, prefix)
-    return provider
+    return GcsProvider(parts.netloc or name, versioned=config.versioned, http=http)

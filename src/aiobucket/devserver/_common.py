@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import _signing, config
-from .bucket import Bucket
-from .errors import (
+from .. import config
+from ..bucket import Bucket
+from ..errors import (
     BucketError,
     InvalidArgument,
     ObjectNotFound,
@@ -21,8 +21,9 @@ from .errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
 )
-from .keys import validate_key
-from .types import BucketConfig, ObjectAttrs
+from ..keys import validate_key
+from ..providers.local import _signing
+from ..types import BucketConfig, ObjectAttrs
 
 CHUNK = 256 * 1024
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -52,9 +53,7 @@ class Served:
         depend on it); writes use the declaration from the flags/config, so the
         server never changes whether a bucket keeps history.
         """
-        return Bucket(
-            self.name, BucketConfig(versioned=self.versioned or for_version, public=self.public)
-        )
+        return Bucket(self.name, BucketConfig(versioned=self.versioned or for_version, public=self.public))
 
 
 class Registry:

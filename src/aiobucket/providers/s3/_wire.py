@@ -12,10 +12,10 @@ from typing import Any
 
 from botocore.utils import parse_timestamp as _botocore_parse_timestamp
 
-from ..errors import ConnectionLost
-from ..types import ObjectAttrs, Preconditions
-from ._s3_errors import body_errors, map_error
-from .base import PutOptions
+from ...errors import ConnectionLost
+from ...types import ObjectAttrs, Preconditions
+from ..base import PutOptions
+from ._errors import body_errors, map_error
 
 MiB = 1024 * 1024
 CHUNK = 1 * MiB

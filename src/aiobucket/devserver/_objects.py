@@ -22,8 +22,13 @@ from urllib.parse import unquote
 import anyio.to_thread
 from aiohttp import web
 
-from . import _runtime, _signing
-from ._devserver_common import (
+from .. import _runtime
+from ..errors import BucketError, InvalidArgument, ObjectNotFound, RangeNotSatisfiable
+from ..http import parse_range
+from ..providers.local import _signing
+from ..reader import Reader
+from ..types import Preconditions, UploadAttrs
+from ._common import (
     CHUNK,
     Registry,
     Served,
@@ -31,10 +36,6 @@ from ._devserver_common import (
     error_response,
     object_headers,
 )
-from .errors import BucketError, InvalidArgument, ObjectNotFound, RangeNotSatisfiable
-from .http import parse_range
-from .reader import Reader
-from .types import Preconditions, UploadAttrs
 
 REGISTRY = web.AppKey("registry", Registry)
 TOKEN = web.AppKey("token", str)
@@ -198,14 +199,14 @@ async def _close_clients(app: web.Application) -> None:
 
 def make_app(registry: Registry, *, hosts: Iterable[str] = (), token: str | None = None) -> web.Application:
     """The whole server: object routes plus the bucket browser."""
-    from . import _devserver_browser
+    from . import _browser
 
     app = web.Application()
     app[REGISTRY] = registry
     app[TOKEN] = token or secrets.token_urlsafe(32)
     app[HOSTS] = frozenset({"127.0.0.1", "localhost", "::1", *hosts})
     app.router.add_route("*", PREFIX + "{tail:.*}", handle_object)
-    _devserver_browser.add_routes(app)
+    _browser.add_routes(app)
     app.on_response_prepare.append(_add_headers)
     app.on_cleanup.append(_close_clients)
     return app

@@ -16,11 +16,11 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
-from ..errors import (
+from ...errors import (
     BackendError,
     BucketError,
     InvalidArgument,
@@ -29,7 +29,7 @@ from ..errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
 )
-from ..types import ObjectAttrs
+from ...types import ObjectAttrs
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 GCS_PUBLIC_ROOT = "https://storage.googleapis.com"
@@ -151,7 +151,10 @@ class GcsHttp:
             if hasattr(session, "_retry_connection"):
                 session._retry_connection = False
             try:
-                storage = Storage(service_file=s.service_file, session=session, api_root=s.endpoint)
+                # gcloud-aio types its session as its own wrapper; an aiohttp session is what it wraps.
+                storage = Storage(
+                    service_file=s.service_file, session=cast(Any, session), api_root=s.endpoint
+                )
             except Exception as exc:
                 # The session holds no connection yet; closing it later is enough.
                 self._session = session
@@ -229,10 +232,14 @@ class GcsHttp:
         """
         session, _ = self._ensure()
         policy = self.settings.retry
-        timeout = None if stream else aiohttp.ClientTimeout(
-            total=self.settings.request_timeout,
-            sock_connect=self.settings.connect_timeout,
-            sock_read=self.settings.read_timeout,
+        timeout = (
+            None
+            if stream
+            else aiohttp.ClientTimeout(
+                total=self.settings.request_timeout,
+                sock_connect=self.settings.connect_timeout,
+                sock_read=self.settings.read_timeout,
+            )
         )
         attempt = 0
         while True:

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import InvalidArgument
+from ...errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from ..config import BucketSettings
+    from ...config import BucketSettings
 
-URL_PARAMS = ("region", "endpoint", "path_style", "prefix")
+URL_PARAMS = ("region", "endpoint", "path_style")
 OPTIONS = (
     "region",
     "endpoint",
@@ -45,8 +45,6 @@ class S3Settings:
     """Total attempts per request for retryable failures (botocore "standard" mode)."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    prefix: str = ""
-    """A key prefix given in the URL (``?prefix=``); same as the key_prefix setting."""
 
     def __repr__(self) -> str:  # never print the secret
         return (
@@ -128,9 +126,6 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
 
     concurrency = settings.concurrency or 8
     pool_default = max(concurrency, 8) * 2 + 10
-    prefix = query.get("prefix", "")
-    if prefix and settings.key_prefix:
-        raise InvalidArgument(f"{where}: set the key prefix either in the URL (?prefix=) or as key_prefix")
     return S3Settings(
         bucket=bucket,
         region=region,
@@ -146,5 +141,4 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         max_attempts=int(_number("max_attempts", where, opts.get("max_attempts", 5), int)),
         connect_timeout=_number("connect_timeout", where, opts.get("connect_timeout", 10.0), float),
         read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
-        prefix=prefix,
     )

@@ -13,16 +13,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
-from ..errors import InvalidArgument, NotSupported
+from ...errors import InvalidArgument, NotSupported
 
 MAX_TTL = timedelta(days=7)
 ALGORITHM = "GOOG4-RSA-SHA256"
 
 
 def canonical_query(params: Mapping[str, str]) -> str:
-    return "&".join(
-        f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items())
-    )
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
 
 
 def sign_v4(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
 
@@ -64,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     try:
-        from ._devserver_objects import serve
+        from ._objects import serve
     except ImportError as exc:
         if (exc.name or "").partition(".")[0] in ("aiohttp", "multidict", "yarl"):
             raise InvalidArgument(

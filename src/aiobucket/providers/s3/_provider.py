@@ -24,9 +24,10 @@ A body dropped mid-stream raises ConnectionLost; the reader above resumes with
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import heapq
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,13 +36,27 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
 
-from .._aio import run_to_completion
-from ..errors import InvalidArgument, NotSupported, ObjectNotFound, RangeNotSatisfiable
-from ..keys import validate_prefix
-from ..types import BucketConfig, ListEntry, ObjectAttrs, Preconditions
-from ._s3_errors import UNSAFE_OPS, client_error_code, map_error, mapped, veto_unsafe_retry
-from ._s3_settings import S3Settings, parse_settings
-from ._s3_wire import (
+from ..._aio import run_to_completion
+from ...errors import BucketError, InvalidArgument, NotSupported, ObjectNotFound, RangeNotSatisfiable
+from ...types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, UploadForm
+from ..base import (
+    Capabilities,
+    CopyOptions,
+    GetOptions,
+    GiB,
+    MiB,
+    Part,
+    PostPolicy,
+    Provider,
+    PutOptions,
+    check_preconditions,
+    check_read,
+    delete_each,
+    put_options_from,
+)
+from ._errors import UNSAFE_OPS, client_error_code, map_error, mapped, veto_unsafe_retry
+from ._settings import S3Settings, parse_settings
+from ._wire import (
     _Body,
     _body,
     _conditions,
@@ -56,16 +71,12 @@ from ._s3_wire import (
     _utc,
     _version,
 )
-from .base import Capabilities, CopyOptions, GetOptions, Part, Provider, PutOptions, check_preconditions
-from .prefixed import PrefixedProvider
 
 if TYPE_CHECKING:
-    from ..config import BucketSettings
+    from ...config import BucketSettings
 
 __all__ = ["CAPABILITIES", "S3Provider", "S3Settings", "create"]
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
 CHUNK = 1 * MiB
 
 CAPABILITIES = Capabilities(
@@ -245,10 +256,7 @@ class S3Provider:
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, _Body | _EmptyBody]:
         if opts.length == 0:
             attrs = await self._head(key, opts.version, opts.if_match)
-            if opts.offset and opts.offset >= attrs.size:
-                raise RangeNotSatisfiable(
-                    f"offset {opts.offset} is at or past the end of the object ({attrs.size} bytes)", key=key
-                )
+            check_read(attrs, opts, key)
             return attrs, _EmptyBody()
         client = await self.client()
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
@@ -370,11 +378,11 @@ class S3Provider:
             else:
                 params["ContinuationToken"] = resp["NextContinuationToken"]
 
-    def _can_copy_from(self, other: object) -> bool:
+    def can_copy_from(self, source: Provider) -> bool:
         """CopyObject works across buckets of one endpoint and account."""
-        if not isinstance(other, S3Provider):
+        if not isinstance(source, S3Provider):
             return False
-        a, b = self.settings, other.settings
+        a, b = self.settings, source.settings
         return (a.endpoint, a.region, a.access_key_id, a.profile) == (
             b.endpoint,
             b.region,
@@ -382,18 +390,15 @@ class S3Provider:
             b.profile,
         )
 
-    async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
-        origin = opts.source or self
-        if not self._can_copy_from(origin):
-            raise NotSupported("S3 copies on the server only within one endpoint and account", key=src)
-        assert isinstance(origin, S3Provider)
-        source = await origin._head(src, opts.version)
-        put = opts.replace or PutOptions(
-            content_type=source.content_type,
-            cache_control=source.cache_control,
-            content_disposition=source.content_disposition,
-            metadata=source.metadata,
-        )
+    async def copy(self, source: Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+        assert isinstance(source, S3Provider)
+        origin, source_attrs = source, await source._head(src, opts.version)
+        put = opts.replace or put_options_from(source_attrs)
+        return await self._copy(origin, source_attrs, src, dst, put, opts)
+
+    async def _copy(
+        self, origin: S3Provider, source: ObjectAttrs, src: str, dst: str, put: PutOptions, opts: CopyOptions
+    ) -> ObjectAttrs:
         if source.size > self.copy_threshold:
             return await self._multipart_copy(origin.bucket, src, dst, source, put, opts)
         client = await self.client()
@@ -455,8 +460,21 @@ class S3Provider:
             raise
         return await upload.complete(parts)
 
+    async def delete_many(self, keys: Sequence[str]) -> builtins.list[BucketError | None]:
+        return await delete_each(self.delete, keys)
+
+    async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
+        raise NotSupported("S3 upload forms are not implemented yet", key=key)
+
     async def sign_url(
-        self, key: str, method: Literal["GET", "PUT"], ttl: timedelta, version: str | None = None
+        self,
+        key: str,
+        method: Literal["GET", "PUT"],
+        ttl: timedelta,
+        version: str | None = None,
+        *,
+        content_type: str | None = None,
+        content_length: int | None = None,
     ) -> str:
         if method not in ("GET", "PUT"):
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
@@ -481,13 +499,8 @@ class S3Provider:
 
 
 def create(settings: BucketSettings, name: str, config: BucketConfig) -> Provider:
-    """``s3://cloud-name?region=...&endpoint=...&path_style=...`` (see the module docs)."""
-    s3 = parse_settings(settings, name)
-    provider: Provider = S3Provider(s3)
-    if s3.prefix:
-        try:
-            validate_prefix(s3.prefix)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"bucket {name!r}: prefix: {exc.message}") from None
-        provider = PrefixedProvider(provider, s3.prefix)
-    return provider
+    """``s3://cloud-name?region=...&endpoint=...&path_style=...`` (see the module docs).
+
+    A URL's ``prefix=`` never reaches here: config turns it into ``key_prefix``.
+    """
+    return S3Provider(parse_settings(settings, name))

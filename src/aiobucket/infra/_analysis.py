@@ -1,21 +1,4 @@
-"""Static analysis of a codebase's bucket usage: ``aiobucket infra PATH``.
-
-Every ``.py`` file under PATH is parsed with :mod:`ast`; nothing is imported or
-run. The analysis finds ``Bucket("name", BucketConfig(...))`` declarations and
-every use of them: method calls (``Photos.upload(...)``, also through imports
-such as ``import shared.storage as s; s.Photos.download(...)``) and refs
-(``Photos.ref(Downloader)``, or a Protocol of your own that combines
-permissions). Each use is attributed to a *service*: the top-level package (the
-first path component) under PATH.
-
-Uses that cannot be followed statically, such as a bucket passed to a function,
-stored in a variable or attribute, or reached with ``getattr``, become warnings
-with ``file:line`` and a suggestion to hand the code a ``ref()`` instead.
-
-The result is a :class:`Manifest`, rendered as JSON (:func:`to_json`), as
-least-privilege AWS IAM policies (:func:`iam_policies`) or as a Mermaid
-flowchart (:func:`mermaid`).
-"""
+"""The ast walk behind ``aiobucket infra``: declarations, uses and the permissions they need."""
 
 from __future__ import annotations
 
@@ -26,15 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "BucketDecl",
-    "Finding",
-    "Manifest",
-    "analyse",
-    "iam_policies",
-    "mermaid",
-    "to_json",
-]
+__all__ = ["BucketDecl", "Finding", "Manifest", "analyse"]
 
 PERMISSIONS = (
     "Attrser",
@@ -681,7 +656,3 @@ class _Visitor(ast.NodeVisitor):
             )
             return
         self._grant(base.bucket, *perms)
-
-
-# Renderers live in their own module; re-exported here as part of this API.
-from ._infra_render import iam_policies, mermaid, to_json  # noqa: E402

@@ -27,7 +27,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,24 +38,35 @@ import aiofiles
 import anyio.to_thread
 from aiofiles.threadpool.binary import AsyncBufferedIOBase, AsyncBufferedReader
 
-from .. import _signing
-from .._aio import run_to_completion
-from ..errors import (
+from ..._aio import run_to_completion
+from ...errors import (
     BackendError,
     BucketError,
     InvalidArgument,
     NotSupported,
     ObjectNotFound,
     PermissionDenied,
-    PreconditionFailed,
-    RangeNotSatisfiable,
 )
-from ..types import BucketConfig, ListEntry, ObjectAttrs
-from .base import Capabilities, CopyOptions, GetOptions, Part, PutOptions, check_preconditions
-from .memory import new_version_id
+from ...types import BucketConfig, ListEntry, ObjectAttrs, UploadForm
+from ..base import (
+    Capabilities,
+    CopyOptions,
+    GetOptions,
+    Part,
+    PartOrder,
+    PostPolicy,
+    Provider,
+    PutOptions,
+    check_preconditions,
+    check_read,
+    delete_each,
+    new_version_id,
+    put_options_from,
+)
+from . import _signing
 
 if TYPE_CHECKING:
-    from ..config import BucketSettings
+    from ...config import BucketSettings
 
 T = TypeVar("T")
 CHUNK = 1024 * 1024
@@ -186,7 +197,7 @@ class _Upload:
         self._fh: AsyncBufferedIOBase | None = None
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._size = 0
-        self._next = 1
+        self._order = PartOrder()
         self._done = False
 
     async def _open(self) -> None:
@@ -200,14 +211,12 @@ class _Upload:
         with _mapped("write failed", self._key):
             await asyncio.gather(self._fh.write(data), anyio.to_thread.run_sync(self._md5.update, data))
         self._size += len(data)
-        self._next += 1
-        return f"part-{self._next - 1}"
+        return f"part-{self._order.next - 1}"
 
     async def put_part(self, number: int, data: bytes | bytearray) -> Part:
         if self._done or self._fh is None:
             raise InvalidArgument("the upload is already finished", key=self._key)
-        if number != self._next:
-            raise InvalidArgument(f"parts must arrive in order: expected {self._next}, got {number}")
+        self._order.take(number)
         return Part(number, await run_to_completion(self._append(data)), len(data))
 
     async def _finish(self) -> ObjectAttrs:
@@ -443,12 +452,7 @@ class LocalProvider:
             row, fh = await self._open_blob(key, opts.version)
         attrs = _attrs(row)
         try:
-            if opts.if_match is not None and attrs.etag != opts.if_match:
-                raise PreconditionFailed(f"object changed: etag is now {attrs.etag!r}", key=key)
-            if opts.offset and opts.offset >= attrs.size:
-                raise RangeNotSatisfiable(
-                    f"offset {opts.offset} is at or past the end of the object ({attrs.size} bytes)", key=key
-                )
+            check_read(attrs, opts, key)
         except BaseException:
             with contextlib.suppress(OSError):
                 await fh.close()
@@ -482,6 +486,9 @@ class LocalProvider:
 
         with _mapped("delete failed", key):
             await run_to_completion(anyio.to_thread.run_sync(self._tx, remove))
+
+    async def delete_many(self, keys: Sequence[str]) -> list[BucketError | None]:
+        return await delete_each(self.delete, keys)
 
     async def list(
         self,
@@ -534,23 +541,23 @@ class LocalProvider:
                 if len(rows) < page:
                     return
 
-    async def copy(self, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
-        origin = opts.source or self
-        if not isinstance(origin, LocalProvider):
-            raise NotSupported("the local backend copies only from local buckets", key=src)
+    def can_copy_from(self, source: Provider) -> bool:
+        return isinstance(source, LocalProvider)
+
+    async def copy(self, source: Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+        assert isinstance(source, LocalProvider)
+        origin = source
         with _mapped("copy failed", src):
             await self._index(lambda db: None)  # the destination's layout, on first use
             row, fh = await origin._open_blob(src, opts.version)  # the open handle pins the bytes
-        source = _attrs(row)
-        put = opts.replace or PutOptions(
-            content_type=source.content_type,
-            cache_control=source.cache_control,
-            content_disposition=source.content_disposition,
-            metadata=source.metadata,
+        found = _attrs(row)
+        put = (
+            put_options_from(found, opts.preconditions)
+            if opts.replace is None
+            else replace(opts.replace, preconditions=opts.preconditions)
         )
-        put = replace(put, preconditions=opts.preconditions)
         try:
-            return await run_to_completion(self._copy_blob(origin._blobs / row[9], fh, dst, put, source))
+            return await run_to_completion(self._copy_blob(origin._blobs / row[9], fh, dst, put, found))
         finally:
             with contextlib.suppress(OSError):
                 await fh.close()
@@ -573,8 +580,18 @@ class LocalProvider:
         finally:
             _discard(tmp)
 
+    async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
+        raise NotSupported("the local backend cannot sign upload forms yet", key=key)
+
     async def sign_url(
-        self, key: str, method: Literal["GET", "PUT"], ttl: timedelta, version: str | None = None
+        self,
+        key: str,
+        method: Literal["GET", "PUT"],
+        ttl: timedelta,
+        version: str | None = None,
+        *,
+        content_type: str | None = None,
+        content_length: int | None = None,
     ) -> str:
         """An HMAC-signed URL to ``aiobucket serve`` (see aiobucket._signing).
 

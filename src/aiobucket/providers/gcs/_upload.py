@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ..errors import BackendError, InvalidArgument, PreconditionFailed
-from ..types import ObjectAttrs
-from ._gcs_http import (
+from ...errors import BackendError, InvalidArgument, PreconditionFailed
+from ...types import ObjectAttrs
+from ..base import Part, PartOrder, PutOptions
+from ._http import (
     RETRYABLE_STATUS,
     HttpError,
     attrs_from_resource,
@@ -31,10 +32,9 @@ from ._gcs_http import (
     error_for_status,
     resource_metadata,
 )
-from .base import Part, PutOptions
 
 if TYPE_CHECKING:
-    from .gcs import GcsProvider
+    from ._provider import GcsProvider
 
 CHUNK_MULTIPLE = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d+)-(\d+)")
@@ -50,7 +50,7 @@ class ResumableUpload:
         self._session_uri: str | None = None
         self._held: bytes | None = None
         self._offset = 0  # bytes the server has committed
-        self._next = 1
+        self._order = PartOrder()
         self._done = False
 
     @property
@@ -98,8 +98,7 @@ class ResumableUpload:
     async def put_part(self, number: int, data: bytes | bytearray) -> Part:
         if self._done:
             raise InvalidArgument("the upload is already finished", key=self._key)
-        if number != self._next:
-            raise InvalidArgument(f"parts must arrive in order: expected {self._next}, got {number}")
+        self._order.take(number)
         await self._start()
         if self._held is not None:
             held, self._held = self._held, None
@@ -110,7 +109,6 @@ class ResumableUpload:
                 )
             await self._send(held, final_total=None)
         self._held = bytes(data)
-        self._next += 1
         return Part(number, "", len(data))
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
@@ -135,7 +133,11 @@ class ResumableUpload:
         p = self._p
         try:
             resp = await p.http.request(
-                "DELETE", uri, key=self._key, idempotent=True, ok=(200, 204, 404, 410, 499),
+                "DELETE",
+                uri,
+                key=self._key,
+                idempotent=True,
+                ok=(200, 204, 404, 410, 499),
                 what="cancel resumable upload",
             )
             resp.release()
@@ -168,8 +170,15 @@ class ResumableUpload:
             }
             try:
                 resp = await p.http.request(
-                    "PUT", uri, key=self._key, idempotent=False, headers=headers, data=data,
-                    ok=(200, 201, 308), stream=True, what="upload chunk",
+                    "PUT",
+                    uri,
+                    key=self._key,
+                    idempotent=False,
+                    headers=headers,
+                    data=data,
+                    ok=(200, 201, 308),
+                    stream=True,
+                    what="upload chunk",
                 )
                 status, resource = await self._read(resp)
             except HttpError as exc:
@@ -238,8 +247,12 @@ class ResumableUpload:
         total = "*" if final_total is None else str(final_total)
         try:
             resp = await p.http.request(
-                "PUT", self._session_uri, key=self._key, idempotent=True,
-                headers={"Content-Range": f"bytes */{total}"}, ok=(200, 201, 308),
+                "PUT",
+                self._session_uri,
+                key=self._key,
+                idempotent=True,
+                headers={"Content-Range": f"bytes */{total}"},
+                ok=(200, 201, 308),
                 what="query upload offset",
             )
         except HttpError as exc:

@@ -29,11 +29,11 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
-from . import __version__, _runtime, config, devserver
+from .. import __version__, _runtime, config, devserver
+from ..bucket import Bucket
+from ..errors import BucketError, InvalidArgument
+from ..types import BucketConfig, ObjectAttrs, Query, UploadAttrs
 from ._progress import progress
-from .bucket import Bucket
-from .errors import BucketError, InvalidArgument
-from .types import BucketConfig, ObjectAttrs, Query, UploadAttrs
 
 __all__ = ["COMMANDS", "Command", "UsageError", "main"]
 
@@ -438,7 +438,7 @@ def _infra_args(p: argparse.ArgumentParser) -> None:
 
 
 def _infra(args: argparse.Namespace) -> int:
-    from . import infra
+    from .. import infra
 
     if not os.path.exists(args.path):
         raise UsageError(f"no such file or directory: {args.path!r}")

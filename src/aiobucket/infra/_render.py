@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
-    from .infra import Manifest
+    from ._analysis import Manifest
 
 
 def to_json(manifest: Manifest) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def aws_location(bucket: str) -> tuple[str, str]:
 
     Buckets not configured as s3:// are assumed to be named as in code, with no prefix.
     """
-    from . import config
+    from .. import config
 
     settings = config.resolve(bucket)
     if settings.scheme != "s3":

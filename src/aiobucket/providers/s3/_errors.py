@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from botocore import exceptions as bce
 
-from ..errors import (
+from ...errors import (
     BackendError,
     BucketError,
     ConnectionLost,
