@@ -27,7 +27,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiobucket.config import BucketSettings
-from aiobucket.providers.base import new_version_id
 from aiobucket.errors import (
     BackendError,
     BucketError,
@@ -39,7 +38,7 @@ from aiobucket.errors import (
 )
 from aiobucket.keys import validate_key
 from aiobucket.providers import memory
-from aiobucket.providers.base import CopyOptions, GetOptions, Provider, PutOptions
+from aiobucket.providers.base import CopyOptions, GetOptions, Provider, PutOptions, new_version_id
 from aiobucket.providers.local import LocalProvider, create
 from aiobucket.types import BucketConfig, ListEntry, ObjectAttrs, Preconditions
 
