@@ -1,24 +1,35 @@
-"""S3 and S3-compatible stores (AWS, SeaweedFS, Ceph RGW, MinIO, R2 ...) on aiobotocore.
+"""S3 and S3-compatible stores (AWS, SeaweedFS, Ceph RGW, MinIO, R2 ...) over our own HTTP path.
 
 Configured as ``s3://cloud-name?region=...&endpoint=...&path_style=true|false``;
 credentials come from the options ``access_key_id`` + ``secret_access_key`` (or
 ``secret_access_key_env``, the name of an environment variable) or else from the
-standard AWS chain.
+standard AWS chain (through aiobotocore, refreshable credentials included, frozen
+per request).
 
-One aiobotocore client per provider instance (the bucket layer makes one
-provider per bucket per event loop), created on first use and closed by aclose().
+The data plane (GET, HEAD, PUT, DELETE, DeleteObjects, the listings, the multipart
+calls and the copies) is signed here (SigV4, ``_sigv4.py``) and sent on one aiohttp
+session per provider (``_transport.py``). aiobotocore stays the driver for
+credential, region and endpoint resolution when they are not given explicitly, and
+for presigned URLs (``client()``).
 
-Retries (botocore "standard" mode: exponential backoff with jitter, on 5xx,
-throttling and connection errors) apply to idempotent requests: reads, lists,
-heads, deletes, part uploads. PutObject, CompleteMultipartUpload and CopyObject
-are retried only when the server certainly did not apply them (the connection
-was never made, or a 503/throttling answer); after an ambiguous failure (500,
-connection dropped after sending) the error is raised instead, because a
-retried conditional write would report its own success as a precondition
-failure and a retried completion fails with NoSuchUpload.
+Retries (``_retry.py`` decides, in one place): every request is retried on 5xx,
+throttling and connection errors, up to ``max_attempts`` attempts with full-jitter
+backoff that a cancel ends at once. An unconditional PUT (single object or part),
+DELETE and copy are idempotent and so retried like reads: S3 and GCS behave the
+same here. A conditional write (``not_exists`` / ``if_match`` PUT, copy or
+completion) is retried too, and if a retry after a possibly-applied attempt gets
+412 (or a completion NoSuchUpload), the stored object's ETag is compared with ours
+(for a PUT our MD5; for a completion the multipart ETag of our parts; for a copy
+the source's ETag when it is a single-part MD5): ours means success, another means
+PreconditionFailed, and when it cannot be known, OutcomeUnknown.
 
-A body dropped mid-stream raises ConnectionLost; the reader above resumes with
-``GetOptions(offset=..., if_match=etag)``.
+Integrity: every upload body carries Content-MD5 (over http the payload's SHA-256
+is signed as well); a mismatch is IntegrityError and nothing is stored. A GET is
+checked against its Content-Length and Content-Range; ``ObjectAttrs.md5`` is
+filled where the ETag is a vouched MD5, so the reader verifies whole downloads.
+
+Cancellation: a write that is on the wire is shielded and the cancel re-raised
+when it ends; nothing else is (a backoff never is).
 """
 
 from __future__ import annotations
@@ -26,18 +37,25 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import heapq
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession
-from botocore.exceptions import ClientError
+from yarl import URL
 
-from ..._aio import run_to_completion
-from ...errors import BucketError, InvalidArgument, NotSupported, ObjectNotFound, RangeNotSatisfiable
+from ...errors import (
+    BucketError,
+    ConnectionLost,
+    InvalidArgument,
+    NotModified,
+    NotSupported,
+    ObjectChanged,
+    ObjectNotFound,
+    OutcomeUnknown,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+)
 from ...types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, UploadForm
 from ..base import (
     Capabilities,
@@ -45,39 +63,37 @@ from ..base import (
     GetOptions,
     GiB,
     MiB,
-    Part,
     PostPolicy,
     Provider,
     PutOptions,
     check_preconditions,
     check_read,
-    delete_each,
-    put_options_from,
 )
-from ._errors import UNSAFE_OPS, client_error_code, map_error, mapped, veto_unsafe_retry
+from ._errors import error_for
+from ._retry import RetryPolicy
 from ._settings import S3Settings, parse_settings
+from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
+from ._transport import Response, Transport
 from ._wire import (
-    _Body,
-    _body,
-    _conditions,
-    _date,
-    _EmptyBody,
-    _object_params,
-    _parse_timestamp,
-    _put_attrs,
-    _quote,
-    _total_size,
-    _unquote,
-    _utc,
-    _version,
+    Body,
+    EmptyBody,
+    digests,
+    format_http_date,
+    object_attrs,
+    object_headers,
+    parse_content_range,
+    precondition_headers,
+    put_attrs,
+    quote_etag,
+    unquote_etag,
 )
+from ._xml import parse_list
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
+    from ._multipart import Upload
 
 __all__ = ["CAPABILITIES", "S3Provider", "S3Settings", "create"]
-
-CHUNK = 1 * MiB
 
 CAPABILITIES = Capabilities(
     versioning=True,
@@ -89,75 +105,30 @@ CAPABILITIES = Capabilities(
     max_parts=10_000,
     default_part_size=8 * MiB,
     default_concurrency=8,
+    delete_batch=1000,
 )
 
+Query = list[tuple[str, str]]
 
-class _Upload:
-    """One S3 multipart upload: UploadPart / CompleteMultipartUpload / AbortMultipartUpload."""
 
-    def __init__(self, provider: S3Provider, key: str, opts: PutOptions, upload_id: str) -> None:
-        self._p = provider
-        self._key = key
-        self._opts = opts
-        self.upload_id = upload_id
-        self._finished = False
+@dataclass(slots=True)
+class _Endpoint:
+    """Where and as whom requests go, resolved once per provider."""
 
-    def _ids(self) -> dict[str, Any]:
-        return {"Bucket": self._p.bucket, "Key": self._key, "UploadId": self.upload_id}
+    base: str
+    """URL of the bucket without a trailing slash: path-style or virtual-hosted."""
+    signer: SigV4Signer
+    signed_payload: bool
+    """http: the payload's SHA-256 is signed; https: UNSIGNED-PAYLOAD plus Content-MD5."""
+    static: Credentials | None
+    source: Any = None
+    """aiobotocore credentials (refreshable ones refresh themselves) when not static."""
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
-        client = await self._p.client()
-        with mapped(f"upload part {number}", self._p.bucket, self._key):
-            resp = await client.upload_part(**self._ids(), PartNumber=number, Body=_body(data))
-        return Part(number, _unquote(resp["ETag"]), len(data))
-
-    async def complete(self, parts: list[Part]) -> ObjectAttrs:
-        if not parts:
-            # S3 refuses an upload without parts: store the empty object instead.
-            await self.abort()
-            return await self._p.put(self._key, b"", self._opts)
-        client = await self._p.client()
-        ordered = sorted(parts, key=lambda p: p.number)
-        pre = self._opts.preconditions
-        try:
-            # Servers that ignore If-None-Match/If-Match on completion (Ceph RGW
-            # 16.2) still refuse outside a race thanks to this check.
-            await self._p.precheck(self._key, pre)
-            with mapped(
-                "complete upload", self._p.bucket, self._key, conditional_write=pre.if_match is not None
-            ):
-                resp = await client.complete_multipart_upload(
-                    **self._ids(),
-                    MultipartUpload={
-                        "Parts": [{"ETag": _quote(p.etag), "PartNumber": p.number} for p in ordered]
-                    },
-                    **_conditions(pre),
-                )
-        except Exception:
-            # A refused completion (412 ...) leaves the upload open on the
-            # server: throw its parts away now so nothing is orphaned.
-            with contextlib.suppress(Exception):
-                await run_to_completion(self.abort())
-            raise
-        self._finished = True
-        etag, version = resp.get("ETag"), resp.get("VersionId")
-        if not _unquote(etag):  # Ceph RGW 16.2 leaves the ETag out of the response
-            etag = (await self._p.head(self._key, _version(version))).etag
-        return _put_attrs(self._key, self._opts, sum(p.size for p in ordered), etag, version, _date(resp))
-
-    async def abort(self) -> None:
-        if self._finished:
-            return
-        client = await self._p.client()
-        try:
-            await client.abort_multipart_upload(**self._ids())
-        except ClientError as exc:
-            code, status = client_error_code(exc)
-            if code != "NoSuchUpload" and status != 404:
-                raise map_error(exc, op="abort upload", bucket=self._p.bucket, key=self._key) from exc
-        except Exception as exc:
-            raise map_error(exc, op="abort upload", bucket=self._p.bucket, key=self._key) from exc
-        self._finished = True
+    async def credentials(self) -> Credentials:
+        if self.static is not None:
+            return self.static
+        frozen = await self.source.get_frozen_credentials()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token or None)
 
 
 class S3Provider:
@@ -166,137 +137,279 @@ class S3Provider:
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
         self.bucket = settings.bucket
+        self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_max)
+        self.transport = Transport(
+            pool=settings.max_pool_connections,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+        self._ep: _Endpoint | None = None
         self._client: Any = None
-        self._stack: AsyncExitStack | None = None
+        self._session: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
         self._lock: asyncio.Lock | None = None
         self.copy_threshold = 5 * GiB
         """Sources larger than this are copied with UploadPartCopy (CopyObject's limit)."""
         self.copy_part_size = 512 * MiB
         self.copy_concurrency = 4
 
-    def _config(self) -> AioConfig:
-        s = self.settings
-        return AioConfig(
-            region_name=s.region,
-            signature_version="s3v4",
-            s3={"addressing_style": "path" if s.path_style else "auto"},
-            retries={"mode": "standard", "total_max_attempts": s.max_attempts},
-            max_pool_connections=s.max_pool_connections,
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            user_agent_extra="aiobucket",
-        )
+    # -- aiobotocore: presigning, and resolution when not explicit ---------------------
 
     async def client(self) -> Any:
-        """The aiobotocore client, created on first use on the running loop."""
+        """The aiobotocore client (presigned URLs and forms), created on first use."""
         if self._client is not None:
             return self._client
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._client is None:
+                from aiobotocore.config import AioConfig
+                from aiobotocore.session import AioSession
+
                 s = self.settings
-                stack = AsyncExitStack()
+                stack = contextlib.AsyncExitStack()
                 try:
-                    with mapped("connect", self.bucket):
-                        session = AioSession(profile=s.profile) if s.profile else AioSession()
-                        session.get_component("response_parser_factory").set_parser_defaults(
-                            timestamp_parser=_parse_timestamp
+                    session = AioSession(profile=s.profile) if s.profile else AioSession()
+                    config = AioConfig(
+                        region_name=s.region,
+                        signature_version="s3v4",
+                        s3={"addressing_style": "path" if s.path_style else "auto"},
+                        connect_timeout=s.connect_timeout,
+                        read_timeout=s.read_timeout,
+                        user_agent_extra="aiobucket",
+                    )
+                    client = await stack.enter_async_context(
+                        session.create_client(
+                            "s3",
+                            region_name=s.region,
+                            endpoint_url=s.endpoint,
+                            aws_access_key_id=s.access_key_id,
+                            aws_secret_access_key=s.secret_access_key,
+                            aws_session_token=s.session_token,
+                            config=config,
                         )
-                        client = await stack.enter_async_context(
-                            session.create_client(
-                                "s3",
-                                region_name=s.region,
-                                endpoint_url=s.endpoint,
-                                aws_access_key_id=s.access_key_id,
-                                aws_secret_access_key=s.secret_access_key,
-                                aws_session_token=s.session_token,
-                                config=self._config(),
-                            )
-                        )
-                except BaseException:
+                    )
+                except BaseException as exc:
                     await stack.aclose()
+                    if isinstance(exc, Exception):
+                        raise _driver_error("connect", exc) from exc
                     raise
-                for op in UNSAFE_OPS:
-                    client.meta.events.register_first(f"needs-retry.s3.{op}", veto_unsafe_retry)
-                self._stack, self._client = stack, client
+                self._stack, self._session, self._client = stack, session, client
         return self._client
 
+    async def _endpoint(self) -> _Endpoint:
+        if self._ep is not None:
+            return self._ep
+        s = self.settings
+        static: Credentials | None = None
+        source: Any = None
+        region, endpoint = s.region, s.endpoint
+        if s.access_key_id is not None and s.secret_access_key is not None:
+            static = Credentials(s.access_key_id, s.secret_access_key, s.session_token)
+        if static is None or endpoint is None or region is None:
+            client = await self.client()
+            region = region or client.meta.region_name or "us-east-1"
+            endpoint = endpoint or str(client.meta.endpoint_url).rstrip("/")
+            if static is None:
+                source = await self._session.get_credentials()
+                if source is None:
+                    from ...errors import PermissionDenied
+
+                    raise PermissionDenied("no S3 credentials found (set access_key_id or the AWS chain)")
+        assert endpoint is not None and region is not None
+        scheme, _, host = endpoint.partition("://")
+        if s.path_style or "." in self.bucket:
+            base = f"{endpoint}/{quote_path(self.bucket)}"
+        else:
+            base = f"{scheme}://{self.bucket}.{host}"
+        self._ep = _Endpoint(base, SigV4Signer(region), scheme == "http", static, source)
+        return self._ep
+
+    # -- the one request path ------------------------------------------------------------
+
+    async def send(
+        self,
+        op: str,
+        method: str,
+        key: str | None,
+        *,
+        query: Query | None = None,
+        headers: dict[str, str] | None = None,
+        body: memoryview | bytes | None = None,
+        payload_hash: str | None = None,
+        stream: bool = False,
+        shield: bool = False,
+        check: Callable[[Response], None] | None = None,
+    ) -> Response:
+        """Sign and send one request with retries; returns the final response (any status).
+
+        ``shield`` (writes): a cancel while the request is on the wire waits for its
+        end. ``check`` may turn a 200 into an error before the retry decision (S3
+        answers some failures of CompleteMultipartUpload and CopyObject with 200).
+        """
+        ep = self._ep or await self._endpoint()
+        url = ep.base + "/" + quote_path(key) if key is not None else ep.base + "/"
+        if query:
+            url += "?" + canonical_query(query)
+        target = URL(url, encoded=True)
+        if payload_hash is None:
+            payload_hash = EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD
+        base_headers = headers or {}
+        transport = self.transport
+
+        async def attempt() -> Response:
+            h = dict(base_headers)
+            ep.signer.sign(method, url, h, payload_hash, await ep.credentials())
+            resp = await transport.send(method, target, h, body, stream=stream, shield=shield)
+            if check is not None and resp.status == 200:
+                check(resp)
+            return resp
+
+        return await self.policy.call(attempt, f"{op} ({method} {self.bucket})")
+
+    async def body_hashes(self, data: memoryview) -> tuple[dict[str, str], str, str]:
+        """(Content-MD5 header, MD5 hex, payload hash) for an upload body."""
+        ep = self._ep or await self._endpoint()
+        md5_b64, md5_hex, sha = await digests(data, ep.signed_payload)
+        return {"content-md5": md5_b64}, md5_hex, sha or UNSIGNED_PAYLOAD
+
+    def fail(self, resp: Response, op: str, key: str | None, **kw: Any) -> BucketError:
+        return error_for(resp, op=op, bucket=self.bucket, key=key, **kw)
+
+    # -- objects ---------------------------------------------------------------------------
+
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
-        client = await self.client()
-        size = len(data)
+        view = memoryview(data).cast("B")
         pre = opts.preconditions
-        with mapped("upload", self.bucket, key, conditional_write=pre.if_match is not None):
-            resp = await client.put_object(
-                Bucket=self.bucket, Key=key, Body=_body(data), **_object_params(opts), **_conditions(pre)
-            )
-        return _put_attrs(key, opts, size, resp.get("ETag"), resp.get("VersionId"), _date(resp))
-
-    async def start_multipart(self, key: str, opts: PutOptions) -> _Upload:
-        client = await self.client()
-        with mapped("start upload", self.bucket, key):
-            resp = await client.create_multipart_upload(Bucket=self.bucket, Key=key, **_object_params(opts))
-        return _Upload(self, key, opts, resp["UploadId"])
-
-    def _attrs(self, key: str, resp: Mapping[str, Any], size: int) -> ObjectAttrs:
-        return ObjectAttrs(
-            name=key,
-            size=size,
-            etag=_unquote(resp.get("ETag")),
-            content_type=resp.get("ContentType") or "application/octet-stream",
-            version=_version(resp.get("VersionId")),
-            cache_control=resp.get("CacheControl"),
-            content_disposition=resp.get("ContentDisposition"),
-            metadata=dict(resp.get("Metadata") or {}),
-            last_modified=_utc(resp.get("LastModified")),
+        checksum, md5_hex, payload_hash = await self.body_hashes(view)
+        headers = {**object_headers(opts), **precondition_headers(pre), **checksum}
+        resp = await self.send(
+            "upload", "PUT", key, headers=headers, body=view, payload_hash=payload_hash, shield=True
+        )
+        if resp.status == 412 and pre and resp.maybe_applied:
+            return await self.resolve("upload", key, md5_hex, resp)
+        if resp.status >= 300:
+            raise self.fail(resp, "upload", key, conditional_write=pre.if_match is not None)
+        etag = unquote_etag(resp.headers.get("etag"))
+        h = resp.headers
+        return put_attrs(
+            key, opts, view.nbytes, etag, h.get("x-amz-version-id"), None, md5_hex if etag == md5_hex else None
         )
 
-    async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, _Body | _EmptyBody]:
-        if opts.length == 0:
-            attrs = await self._head(key, opts.version, opts.if_match)
-            check_read(attrs, opts, key)
-            return attrs, _EmptyBody()
-        client = await self.client()
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if opts.version is not None:
-            params["VersionId"] = opts.version
-        if opts.if_match is not None:
-            params["IfMatch"] = _quote(opts.if_match)
-        if opts.offset or opts.length is not None:
-            end = "" if opts.length is None else str(opts.offset + opts.length - 1)
-            params["Range"] = f"bytes={opts.offset}-{end}"
+    async def resolve(self, op: str, key: str, ours: str | None, resp: Response) -> ObjectAttrs:
+        """A conditional write was refused after an attempt that may have been applied:
+        is the stored object ours? Yes is success; another object is PreconditionFailed;
+        not knowable is OutcomeUnknown."""
         try:
-            with mapped("download", self.bucket, key, opts.version):
-                resp = await client.get_object(**params)
-        except RangeNotSatisfiable:
-            if opts.offset:
+            current: ObjectAttrs | None = await self.head(key)
+        except ObjectNotFound:
+            current = None
+        tries = f"after {resp.attempts} attempts (an earlier one may have been applied)"
+        if current is not None and ours is not None and current.etag == ours:
+            return current
+        if current is not None and ours is not None:
+            raise PreconditionFailed(
+                f"{op}: precondition failed {tries}; the object stored now is not ours "
+                f"(etag {current.etag!r})",
+                key=key,
+            )
+        found = "the object is gone" if current is None else "our etag cannot be known"
+        raise OutcomeUnknown(
+            f"{op}: the write may or may not have been applied: the server answered "
+            f"{resp.code or resp.status} {tries}, and {found}; read the object to find out",
+            key=key,
+        )
+
+    async def start_multipart(self, key: str, opts: PutOptions) -> Upload:
+        from ._multipart import Upload
+
+        return await Upload.start(self, key, opts)
+
+    async def head(self, key: str, version: str | None = None, if_match: str | None = None) -> ObjectAttrs:
+        headers = {"if-match": quote_etag(if_match)} if if_match is not None else None
+        query = [("versionId", version)] if version is not None else None
+        resp = await self.send("attrs", "HEAD", key, query=query, headers=headers)
+        if resp.status >= 300:
+            raise self.fail(resp, "attrs", key, version=version)
+        return object_attrs(key, resp.headers, int(resp.headers.get("content-length") or 0))
+
+    async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, Body | EmptyBody]:
+        if opts.length == 0:
+            attrs = await self.head(key, opts.version, opts.if_match)
+            check_read(attrs, opts, key)
+            return attrs, EmptyBody()
+        headers: dict[str, str] = {}
+        if opts.if_match is not None:
+            headers["if-match"] = quote_etag(opts.if_match)
+        if opts.if_none_match is not None:
+            headers["if-none-match"] = quote_etag(opts.if_none_match) if opts.if_none_match != "*" else "*"
+        elif opts.if_modified_since is not None:
+            headers["if-modified-since"] = format_http_date(opts.if_modified_since)
+        ranged = bool(opts.offset) or opts.length is not None
+        if ranged:
+            end = "" if opts.length is None else str(opts.offset + opts.length - 1)
+            headers["range"] = f"bytes={opts.offset}-{end}"
+        query = [("versionId", opts.version)] if opts.version is not None else None
+        resp = await self.send("download", "GET", key, query=query, headers=headers, stream=True)
+        if resp.status == 416 and not opts.offset:
+            # bytes=0-N on an empty object is a 416 on S3: that object is empty.
+            attrs = await self.head(key, opts.version, opts.if_match)
+            if attrs.size:
+                return await self.get(key, opts)  # it was just rewritten; read it again
+            check_read(attrs, opts, key)
+            return attrs, EmptyBody()
+        if resp.status == 304:
+            err = NotModified("not modified: the caller's copy is current", key=key)
+            err.attrs = object_attrs(key, resp.headers, 0)
+            raise err
+        if resp.status >= 300:
+            if resp.status == 416 and opts.offset:
                 raise RangeNotSatisfiable(
                     f"offset {opts.offset} is at or past the end of the object", key=key
-                ) from None
-            # bytes=0-N on an empty object is a 416 on S3; read it whole instead.
-            del params["Range"]
-            with mapped("download", self.bucket, key, opts.version):
-                resp = await client.get_object(**params)
-            if int(resp.get("ContentLength") or 0) > (opts.length or 0):
-                resp["Body"].close()
-                return await self.get(key, opts)  # it was just rewritten; read it again
-        return self._attrs(key, resp, _total_size(resp)), _Body(resp["Body"], key)
+                )
+            raise self.fail(resp, "download", key, version=opts.version)
+        raw = resp.raw
+        assert raw is not None
+        try:
+            attrs, body = self._opened(key, opts, resp, ranged)
+            check_read(attrs, opts, key)
+        except BaseException:
+            raw.close()
+            raise
+        return attrs, body
 
-    async def _head(self, key: str, version: str | None, if_match: str | None = None) -> ObjectAttrs:
-        client = await self.client()
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if version is not None:
-            params["VersionId"] = version
-        if if_match is not None:
-            params["IfMatch"] = _quote(if_match)
-        with mapped("attrs", self.bucket, key, version):
-            resp = await client.head_object(**params)
-        return self._attrs(key, resp, int(resp.get("ContentLength") or 0))
-
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
-        return await self._head(key, version)
+    def _opened(self, key: str, opts: GetOptions, resp: Response, ranged: bool) -> tuple[ObjectAttrs, Body]:
+        """Check a GET answer is the bytes we asked for, of the object we pinned."""
+        h = resp.headers
+        raw = resp.raw
+        assert raw is not None
+        length = h.get("content-length")
+        expected = int(length) if length is not None else None
+        limit: int | None = None
+        if resp.status == 206:
+            span = parse_content_range(h.get("content-range"))
+            if span is None or span[0] != opts.offset or (expected is not None and expected != span[1] - span[0] + 1):
+                raise ConnectionLost(
+                    f"the server answered the range read from {opts.offset} with "
+                    f"Content-Range {h.get('content-range')!r}",
+                    key=key,
+                )
+            size = span[2]
+        else:
+            size = expected or 0
+            if ranged and opts.offset:
+                raise ConnectionLost(
+                    f"the server ignored the range read from {opts.offset} and sent the whole object",
+                    key=key,
+                )
+            if ranged:
+                limit = opts.length  # bytes=0-N answered with the whole object: read N
+        attrs = object_attrs(key, h, size)
+        if opts.if_match is not None and attrs.etag != opts.if_match:
+            raise ObjectChanged(f"object changed: etag is now {attrs.etag!r}", key=key)
+        if opts.version is not None and attrs.version is not None and attrs.version != opts.version:
+            raise ObjectChanged(f"the server sent version {attrs.version!r}", key=key)
+        return attrs, Body(raw, key, expected, limit)
 
     async def precheck(self, key: str, pre: Preconditions) -> None:
         """Check preconditions against the current object with a HEAD.
@@ -309,20 +422,23 @@ class S3Provider:
         if not pre:
             return
         try:
-            current: ObjectAttrs | None = await self._head(key, None)
+            current: ObjectAttrs | None = await self.head(key, None)
         except ObjectNotFound:
             current = None
         check_preconditions(current, pre, key)
 
     async def delete(self, key: str, version: str | None = None) -> None:
         # DeleteObject succeeds on a missing key; the contract says ObjectNotFound.
-        await self._head(key, version)
-        client = await self.client()
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if version is not None:
-            params["VersionId"] = version
-        with mapped("remove", self.bucket, key, version):
-            await client.delete_object(**params)
+        await self.head(key, version)
+        query = [("versionId", version)] if version is not None else None
+        resp = await self.send("remove", "DELETE", key, query=query, shield=True)
+        if resp.status >= 300 and not (resp.status == 404 and resp.maybe_applied):
+            raise self.fail(resp, "remove", key, version=version)
+
+    async def delete_many(self, keys: Sequence[str]) -> builtins.list[BucketError | None]:
+        from ._batch import delete_batch
+
+        return await delete_batch(self, keys)
 
     async def list(
         self,
@@ -333,50 +449,48 @@ class S3Provider:
         versions: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[ListEntry]:
-        client = await self.client()
-        params: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Prefix": prefix,
-            "MaxKeys": min(max(limit or 1000, 1), 1000),
-        }
+        params: dict[str, str] = {"prefix": prefix, "max-keys": str(min(max(limit or 1000, 1), 1000))}
         if delimiter is not None:
-            params["Delimiter"] = delimiter
+            params["delimiter"] = delimiter
         if versions:
+            params["versions"] = ""
             if start_after:
-                params["KeyMarker"] = start_after
-        elif start_after:
-            params["StartAfter"] = start_after
-        while True:
-            with mapped("list", self.bucket):
-                if versions:
-                    resp = await client.list_object_versions(**params)
-                else:
-                    resp = await client.list_objects_v2(**params)
-            items = resp.get("Versions", []) if versions else resp.get("Contents", [])
-            objects = [
-                ListEntry(
-                    name=o["Key"],
-                    size=int(o.get("Size") or 0),
-                    etag=_unquote(o.get("ETag")),
-                    version=_version(o.get("VersionId")),
-                    last_modified=_utc(o.get("LastModified")),
-                    is_latest=bool(o.get("IsLatest", True)),
-                )
-                for o in items
-            ]
-            prefixes = [ListEntry(name=p["Prefix"], is_prefix=True) for p in resp.get("CommonPrefixes", [])]
-            for entry in heapq.merge(objects, prefixes, key=lambda e: e.name.encode()):
-                yield entry
-            if not resp.get("IsTruncated"):
-                return
-            if versions:
-                params["KeyMarker"] = resp.get("NextKeyMarker")
-                if resp.get("NextVersionIdMarker"):
-                    params["VersionIdMarker"] = resp["NextVersionIdMarker"]
-                else:
-                    params.pop("VersionIdMarker", None)
-            else:
-                params["ContinuationToken"] = resp["NextContinuationToken"]
+                params["key-marker"] = start_after
+        else:
+            params["list-type"] = "2"
+            if start_after:
+                params["start-after"] = start_after
+        pending: asyncio.Task[Any] | None = asyncio.ensure_future(self._page(params, versions))
+        try:
+            while pending is not None:
+                page = await pending
+                pending = None
+                if page.truncated:
+                    if versions:
+                        params["key-marker"] = page.key_marker or ""
+                        if page.version_marker:
+                            params["version-id-marker"] = page.version_marker
+                        else:
+                            params.pop("version-id-marker", None)
+                    else:
+                        params["continuation-token"] = page.token or ""
+                    # Fetch the next page while the caller consumes this one.
+                    pending = asyncio.ensure_future(self._page(dict(params), versions))
+                for entry in page.entries:
+                    yield entry
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
+
+    async def _page(self, params: dict[str, str], versions: bool) -> Any:
+        resp = await self.send("list", "GET", None, query=list(params.items()))
+        if resp.status >= 300:
+            raise self.fail(resp, "list", None)
+        return parse_list(resp.body, versions=versions)
+
+    # -- copies ------------------------------------------------------------------------------
 
     def can_copy_from(self, source: Provider) -> bool:
         """CopyObject works across buckets of one endpoint and account."""
@@ -391,77 +505,12 @@ class S3Provider:
         )
 
     async def copy(self, source: Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+        from ._multipart import copy
+
         assert isinstance(source, S3Provider)
-        origin, source_attrs = source, await source._head(src, opts.version)
-        put = opts.replace or put_options_from(source_attrs)
-        return await self._copy(origin, source_attrs, src, dst, put, opts)
+        return await copy(self, source, src, dst, opts)
 
-    async def _copy(
-        self, origin: S3Provider, source: ObjectAttrs, src: str, dst: str, put: PutOptions, opts: CopyOptions
-    ) -> ObjectAttrs:
-        if source.size > self.copy_threshold:
-            return await self._multipart_copy(origin.bucket, src, dst, source, put, opts)
-        client = await self.client()
-        copy_source: dict[str, str] = {"Bucket": origin.bucket, "Key": src}
-        if opts.version is not None:
-            copy_source["VersionId"] = opts.version
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": dst, "CopySource": copy_source}
-        if opts.replace is not None:
-            params.update(_object_params(opts.replace), MetadataDirective="REPLACE")
-        pre = opts.preconditions
-        await self.precheck(dst, pre)
-        with mapped("copy", self.bucket, dst, conditional_write=pre.if_match is not None):
-            resp = await client.copy_object(**params, **_conditions(pre))
-        result = resp.get("CopyObjectResult", {})
-        return _put_attrs(
-            dst, put, source.size, result.get("ETag"), resp.get("VersionId"), _utc(result.get("LastModified"))
-        )
-
-    async def _multipart_copy(
-        self, src_bucket: str, src: str, dst: str, source: ObjectAttrs, put: PutOptions, opts: CopyOptions
-    ) -> ObjectAttrs:
-        from dataclasses import replace
-
-        upload = await self.start_multipart(dst, replace(put, preconditions=opts.preconditions))
-        client = await self.client()
-        copy_source: dict[str, str] = {"Bucket": src_bucket, "Key": src}
-        if opts.version is not None:
-            copy_source["VersionId"] = opts.version
-        # Pin every part to the source we measured, so a concurrent overwrite fails loudly.
-        copy_source_if_match = {"CopySourceIfMatch": _quote(source.etag)} if source.etag else {}
-        step = self.copy_part_size
-        ranges = [(i // step + 1, i, min(i + step, source.size) - 1) for i in range(0, source.size, step)]
-        limit = asyncio.Semaphore(self.copy_concurrency)
-
-        async def one(number: int, first: int, last: int) -> Part:
-            async with limit:
-                with mapped(f"copy part {number}", self.bucket, dst):
-                    resp = await client.upload_part_copy(
-                        Bucket=self.bucket,
-                        Key=dst,
-                        UploadId=upload.upload_id,
-                        PartNumber=number,
-                        CopySource=copy_source,
-                        CopySourceRange=f"bytes={first}-{last}",
-                        **copy_source_if_match,
-                    )
-            etag = resp.get("CopyPartResult", {}).get("ETag")
-            return Part(number, _unquote(etag), last - first + 1)
-
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(one(*r)) for r in ranges]
-            parts = [t.result() for t in tasks]
-        except BaseException as exc:
-            await run_to_completion(upload.abort())
-            if isinstance(exc, BaseExceptionGroup):
-                first = exc.exceptions[0]
-                raise first from first.__cause__
-            raise
-        return await upload.complete(parts)
-
-    async def delete_many(self, keys: Sequence[str]) -> builtins.list[BucketError | None]:
-        return await delete_each(self.delete, keys)
+    # -- signing and closing ---------------------------------------------------------------------
 
     async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
         raise NotSupported("S3 upload forms are not implemented yet", key=key)
@@ -482,25 +531,38 @@ class S3Provider:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if version is not None and method == "GET":
             params["VersionId"] = version
-        with mapped("sign url", self.bucket, key):
+        try:
             url: str = await client.generate_presigned_url(
                 "get_object" if method == "GET" else "put_object",
                 Params=params,
                 ExpiresIn=max(1, int(ttl.total_seconds())),
                 HttpMethod=method,
             )
+        except Exception as exc:
+            raise _driver_error("sign url", exc, key) from exc
         return url
 
     async def aclose(self) -> None:
         stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            with mapped("close", self.bucket):
+        self._ep = None
+        try:
+            await self.transport.aclose()
+        finally:
+            if stack is not None:
                 await stack.aclose()
+
+
+def _driver_error(op: str, exc: Exception, key: str | None = None) -> BucketError:
+    from ...errors import BackendError, PermissionDenied
+
+    if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+        return PermissionDenied(f"{op}: no S3 credentials found ({exc})", key=key)
+    return BackendError(f"{op}: S3 driver error: {type(exc).__name__}: {exc}", key=key)
 
 
 def create(settings: BucketSettings, name: str, config: BucketConfig) -> Provider:
     """``s3://cloud-name?region=...&endpoint=...&path_style=...`` (see the module docs).
 
-    A URL's ``prefix=`` never reaches here: config turns it into ``key_prefix``.
+    A URL's ``?prefix=`` never reaches here: config turns it into ``key_prefix``.
     """
     return S3Provider(parse_settings(settings, name))

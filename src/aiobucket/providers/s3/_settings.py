@@ -27,6 +27,8 @@ OPTIONS = (
     "max_attempts",
     "connect_timeout",
     "read_timeout",
+    "backoff_base",
+    "backoff_max",
 )
 
 
@@ -42,9 +44,13 @@ class S3Settings:
     profile: str | None = None
     max_pool_connections: int = 26
     max_attempts: int = 5
-    """Total attempts per request for retryable failures (botocore "standard" mode)."""
+    """Total attempts per request for transient failures (see providers/s3/_retry.py)."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    backoff_base: float = 0.1
+    """Seconds: the n-th retry sleeps uniformly up to backoff_base * 2**(n-1) (full jitter)."""
+    backoff_max: float = 5.0
+    """Seconds: no single backoff sleeps longer."""
 
     def __repr__(self) -> str:  # never print the secret
         return (
@@ -141,4 +147,6 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         max_attempts=int(_number("max_attempts", where, opts.get("max_attempts", 5), int)),
         connect_timeout=_number("connect_timeout", where, opts.get("connect_timeout", 10.0), float),
         read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
+        backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
+        backoff_max=_number("backoff_max", where, opts.get("backoff_max", 5.0), float),
     )

@@ -1,268 +1,261 @@
-"""S3 wire details: etag quoting, conditional headers, timestamps, request bodies
-that are sent without copying, and streamed response bodies that are always released."""
+"""S3 wire details: headers in and out, digests, ranges, and streamed response bodies.
+
+Invariants:
+
+* ETags are unquoted on the way in and quoted on the way out.
+* ``ObjectAttrs.md5`` is set only when the ETag is an MD5 we can vouch for: 32 hex
+  digits (a single-part upload) and no SSE-KMS / SSE-C encryption, whose ETags are
+  not MD5s. ``crc32c`` only from a full-object ``x-amz-checksum-crc32c``.
+* A streamed body is counted: a body that ends before its Content-Length is
+  ConnectionLost, never a short object, and ``aclose()`` always releases the
+  connection (back to the pool after EOF, dropped otherwise).
+"""
 
 from __future__ import annotations
 
-import inspect
-import io
+import asyncio
+import base64
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any
+from email.utils import format_datetime, parsedate_to_datetime
+import aiohttp
 
-from botocore.utils import parse_timestamp as _botocore_parse_timestamp
-
-from ...errors import ConnectionLost
+from ...errors import BackendError, ConnectionLost
 from ...types import ObjectAttrs, Preconditions
 from ..base import PutOptions
-from ._errors import body_errors, map_error
+from ._errors import BODY_ERRORS
 
-MiB = 1024 * 1024
-CHUNK = 1 * MiB
+__all__ = [
+    "Body",
+    "EmptyBody",
+    "digests",
+    "object_attrs",
+    "object_headers",
+    "parse_content_range",
+    "precondition_headers",
+    "put_attrs",
+    "quote_etag",
+    "unquote_etag",
+]
+
+CHUNK = 1024 * 1024
+_HASH_IN_THREAD = 1024 * 1024  # hashlib releases the GIL; below this a thread hop costs more
+_HEX = frozenset("0123456789abcdef")
+_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
 
 
-def _quote(etag: str) -> str:
+def quote_etag(etag: str) -> str:
     return f'"{etag.strip(chr(34))}"'
 
 
-def _unquote(etag: object) -> str:
+def unquote_etag(etag: object) -> str:
     return str(etag or "").strip('"')
 
 
-def _version(v: object) -> str | None:
-    return None if not v or v == "null" else str(v)
+def version_of(v: str | None) -> str | None:
+    return None if not v or v == "null" else v
 
 
-def _conditions(pre: Preconditions) -> dict[str, str]:
+def is_md5(etag: str) -> bool:
+    return len(etag) == 32 and _HEX.issuperset(etag)
+
+
+def http_date(raw: str | None) -> datetime | None:
+    """An IMF-fixdate ("Wed, 21 Oct 2015 07:28:00 GMT") without email.utils' slow path."""
+    if not raw:
+        return None
+    try:
+        if len(raw) == 29 and raw.endswith(" GMT"):
+            return datetime(
+                int(raw[12:16]), _MONTHS[raw[8:11]], int(raw[5:7]),
+                int(raw[17:19]), int(raw[20:22]), int(raw[23:25]), tzinfo=UTC,
+            )  # fmt: skip
+        return parsedate_to_datetime(raw).astimezone(UTC)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def format_http_date(when: datetime) -> str:
+    return format_datetime(when.astimezone(UTC), usegmt=True)
+
+
+def object_headers(opts: PutOptions) -> dict[str, str]:
+    headers = {"content-type": opts.content_type}
+    if opts.cache_control is not None:
+        headers["cache-control"] = opts.cache_control
+    if opts.content_disposition is not None:
+        headers["content-disposition"] = opts.content_disposition
+    for k, v in opts.metadata.items():
+        headers["x-amz-meta-" + k.lower()] = v
+    return headers
+
+
+def precondition_headers(pre: Preconditions) -> dict[str, str]:
     if pre.not_exists:
-        return {"IfNoneMatch": "*"}
+        return {"if-none-match": "*"}
     if pre.if_match is not None:
-        return {"IfMatch": _quote(pre.if_match)}
+        return {"if-match": quote_etag(pre.if_match)}
     return {}
 
 
-def _date(resp: Mapping[str, Any]) -> datetime | None:
-    """The server's Date header: when a write was applied, close enough."""
-    raw = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-    if not raw:
-        return datetime.now(UTC)
-    try:
-        return parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return datetime.now(UTC)
+async def digests(view: memoryview, signed: bool) -> tuple[str, str, str | None]:
+    """(Content-MD5 base64, MD5 hex, SHA-256 hex or None) of a request body."""
+
+    def md5() -> bytes:
+        return hashlib.md5(view, usedforsecurity=False).digest()
+
+    def sha() -> str:
+        return hashlib.sha256(view).hexdigest()
+
+    if view.nbytes < _HASH_IN_THREAD:
+        m, s = md5(), sha() if signed else None
+    elif signed:
+        m, s = await asyncio.gather(asyncio.to_thread(md5), asyncio.to_thread(sha))
+    else:
+        m, s = await asyncio.to_thread(md5), None
+    return base64.b64encode(m).decode(), m.hex(), s
 
 
-def _parse_timestamp(value: Any) -> datetime:
-    """botocore's timestamp parser with fast paths for the two forms S3 sends.
-
-    botocore parses every timestamp with dateutil (about 45 us each), which is
-    most of the CPU time of a listing (every entry has a LastModified) and a
-    few percent of every small GET/HEAD. ``datetime.fromisoformat`` (XML bodies)
-    and ``parsedate_to_datetime`` (HTTP headers, "... GMT") read the same
-    instants in 0.1-3 us; anything else (epochs, other zones, odd forms) goes to
-    botocore's parser as before.
-    """
-    if isinstance(value, str):
-        try:
-            if value.endswith(" GMT"):
-                return parsedate_to_datetime(value)
-            return datetime.fromisoformat(value)
-        except (TypeError, ValueError):
-            pass
-    parsed: datetime = _botocore_parse_timestamp(value)
-    return parsed
+def multipart_etag(part_etags: list[str]) -> str | None:
+    """The ETag S3 gives a completed multipart upload: MD5 of the parts' MD5s, "-N"."""
+    if not part_etags or not all(is_md5(e) for e in part_etags):
+        return None
+    joined = b"".join(bytes.fromhex(e) for e in part_etags)
+    return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(part_etags)}"
 
 
-def _utc(value: object) -> datetime | None:
-    return value.astimezone(UTC) if isinstance(value, datetime) else None
+def _vouched_md5(etag: str, headers: Mapping[str, str]) -> str | None:
+    if not is_md5(etag):
+        return None
+    sse = headers.get("x-amz-server-side-encryption")
+    if (sse is not None and sse != "AES256") or "x-amz-server-side-encryption-customer-algorithm" in headers:
+        return None
+    return etag
 
 
-def _total_size(resp: Mapping[str, Any]) -> int:
-    content_range = resp.get("ContentRange")
-    if content_range and "/" in content_range:
-        total = content_range.rsplit("/", 1)[1].strip()
-        if total.isdigit():
-            return int(total)
-    return int(resp.get("ContentLength") or 0)
+def _crc32c(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("x-amz-checksum-crc32c")
+    if not value or "-" in value or headers.get("x-amz-checksum-type", "FULL_OBJECT") != "FULL_OBJECT":
+        return None
+    return value
 
 
-def _put_attrs(
-    key: str, opts: PutOptions, size: int, etag: object, version: object, modified: datetime | None
+def object_attrs(key: str, headers: Mapping[str, str], size: int) -> ObjectAttrs:
+    etag = unquote_etag(headers.get("etag"))
+    metadata = {k[11:].lower(): v for k, v in headers.items() if k[:11].lower() == "x-amz-meta-"}
+    return ObjectAttrs(
+        name=key,
+        size=size,
+        etag=etag,
+        content_type=headers.get("content-type") or "application/octet-stream",
+        version=version_of(headers.get("x-amz-version-id")),
+        cache_control=headers.get("cache-control"),
+        content_disposition=headers.get("content-disposition"),
+        metadata=metadata,
+        last_modified=http_date(headers.get("last-modified")),
+        crc32c=_crc32c(headers),
+        md5=_vouched_md5(etag, headers),
+    )
+
+
+def put_attrs(
+    key: str,
+    opts: PutOptions,
+    size: int,
+    etag: str,
+    version: str | None,
+    modified: datetime | None,
+    md5: str | None = None,
 ) -> ObjectAttrs:
     return ObjectAttrs(
         name=key,
         size=size,
-        etag=_unquote(etag),
+        etag=etag,
         content_type=opts.content_type,
-        version=_version(version),
+        version=version_of(version),
         cache_control=opts.cache_control,
         content_disposition=opts.content_disposition,
         metadata=dict(opts.metadata),
-        last_modified=modified,
+        last_modified=modified or datetime.now(UTC),
+        md5=md5,
     )
 
 
-class _BytesReader(io.RawIOBase):
-    """A seekable, read-only file over bytes that never copies them whole.
-
-    A large ``bytes`` body handed to aiohttp is written to the socket in one
-    call, and whatever the kernel does not take at once is copied into the
-    transport's buffer; a BytesIO body is copied by aiohttp's getbuffer(). Both
-    double the memory per in-flight part. This reader is streamed by aiohttp
-    in 256 KiB slices with back-pressure (see _register_payload), and botocore
-    can rewind it to sign the payload or to retry.
-    """
-
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        super().__init__()
-        self._view = memoryview(data).cast("B")
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
-        start, self._pos = self._pos, max(end, self._pos)
-        return bytes(self._view[start:end])
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def view(self) -> memoryview:
-        """The whole buffer, for the aiohttp payload that sends it without copying."""
-        return self._view
-
-
-def _register_payload() -> None:
-    """Let aiohttp send a _BytesReader as slices of its buffer, on the event loop.
-
-    aiohttp's generic file payload reads every 256 KiB chunk in a worker thread
-    (a thread hop and a fresh copy per chunk). A _BytesReader is already in
-    memory, so this payload writes memoryview slices of it instead: no copy, no
-    thread, and the same back-pressure (each write waits for the socket to drain).
-    """
+def parse_content_range(raw: str | None) -> tuple[int, int, int] | None:
+    """(first, last, total) of "bytes first-last/total"; None when absent or malformed."""
+    if not raw or not raw.startswith("bytes "):
+        return None
+    span, _, total = raw[6:].partition("/")
+    first, _, last = span.partition("-")
     try:
-        from aiohttp import payload as aiohttp_payload
-    except ImportError:  # pragma: no cover - aiobotocore always brings aiohttp
-        return
-
-    class _ViewPayload(aiohttp_payload.Payload):
-        def __init__(self, value: Any, *args: Any, **kwargs: Any) -> None:
-            super().__init__(value, *args, **kwargs)
-            # aiobotocore wraps file bodies in a transparent proxy; reach the reader.
-            self._reader: _BytesReader = getattr(value, "__wrapped__", value)
-
-        @property
-        def size(self) -> int:
-            return max(0, len(self._reader) - self._reader.tell())
-
-        def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-            return bytes(self._reader.view()[self._reader.tell() :]).decode(encoding, errors)
-
-        async def write(self, writer: Any) -> None:
-            await self.write_with_length(writer, None)
-
-        async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-            reader = self._reader
-            view = reader.view()
-            pos = reader.tell()
-            end = len(view) if content_length is None else min(len(view), pos + content_length)
-            while pos < end:
-                step = min(pos + _SEND_CHUNK, end)
-                reader.seek(step)
-                await writer.write(view[pos:step])
-                pos = step
-
-    aiohttp_payload.register_payload(_ViewPayload, _BytesReader, order=aiohttp_payload.Order.try_first)
+        return int(first), int(last), int(total)
+    except ValueError:
+        return None
 
 
-_SEND_CHUNK = 256 * 1024
-_register_payload()
+class Body:
+    """Streams a GET body in chunks of up to 1 MiB, counting them against ``expected``.
 
+    ``limit`` stops early (a server that ignored ``Range: bytes=0-N`` sends it all).
+    """
 
-def _body(data: bytes | bytearray | memoryview) -> bytes | _BytesReader:
-    """Small bodies go as bytes; large ones stream from a _BytesReader."""
-    if len(data) <= 256 * 1024:
-        return bytes(data)
-    return _BytesReader(data)
+    __slots__ = ("_closed", "_expected", "_key", "_limit", "_raw", "_received")
 
-
-def _object_params(opts: PutOptions) -> dict[str, Any]:
-    params: dict[str, Any] = {"ContentType": opts.content_type}
-    if opts.cache_control is not None:
-        params["CacheControl"] = opts.cache_control
-    if opts.content_disposition is not None:
-        params["ContentDisposition"] = opts.content_disposition
-    if opts.metadata:
-        params["Metadata"] = dict(opts.metadata)
-    return params
-
-
-class _Body:
-    """Streams a GetObject body in chunks; aclose() always releases the connection."""
-
-    def __init__(self, stream: Any, key: str) -> None:
-        self._stream = stream
+    def __init__(self, raw: aiohttp.ClientResponse, key: str, expected: int | None, limit: int | None) -> None:
+        self._raw = raw
         self._key = key
+        self._expected = expected
+        self._limit = limit
+        self._received = 0
         self._closed = False
 
-    def __aiter__(self) -> _Body:
+    def __aiter__(self) -> Body:
         return self
 
     async def __anext__(self) -> bytes:
         if self._closed:
             raise StopAsyncIteration
+        want = CHUNK if self._limit is None else min(CHUNK, self._limit - self._received)
         try:
-            chunk: bytes = await self._stream.read(CHUNK)
-        except body_errors() as exc:
+            chunk = await self._raw.content.read(want) if want > 0 else b""
+        except BODY_ERRORS as exc:
             await self.aclose()
             raise ConnectionLost(
                 f"connection lost while reading the object ({type(exc).__name__}: {exc})", key=self._key
             ) from exc
-        except Exception as exc:
-            await self.aclose()
-            raise map_error(exc, op="download", bucket="", key=self._key) from exc
         except BaseException:
             await self.aclose()
             raise
         if not chunk:
+            if self._limit is None and self._expected is not None and self._received != self._expected:
+                await self.aclose()
+                raise ConnectionLost(
+                    f"the body ended after {self._received} of {self._expected} bytes", key=self._key
+                )
             await self.aclose()
             raise StopAsyncIteration
+        self._received += len(chunk)
+        if self._expected is not None and self._received > self._expected:
+            await self.aclose()
+            raise BackendError(
+                f"the server sent more than the {self._expected} bytes it announced", key=self._key
+            )
         return chunk
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        # aiohttp: close() drops an unfinished connection (a no-op once the body
-        # was read to the end and the connection went back to the pool).
-        result = self._stream.close()
-        if inspect.isawaitable(result):
-            await result
+        raw = self._raw
+        if raw.content.at_eof():
+            raw.release()  # read to the end: the connection goes back to the pool
+        else:
+            raw.close()  # unread bytes on it: drop the connection
 
 
-class _EmptyBody:
-    def __aiter__(self) -> _EmptyBody:
+class EmptyBody:
+    def __aiter__(self) -> EmptyBody:
         return self
 
     async def __anext__(self) -> bytes:
@@ -270,3 +263,4 @@ class _EmptyBody:
 
     async def aclose(self) -> None:
         return None
+

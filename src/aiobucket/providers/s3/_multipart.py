@@ -1,0 +1,225 @@
+"""Multipart uploads and server-side copies on S3.
+
+Invariants:
+
+* Every part carries Content-MD5; its ETag is kept so a completion whose response
+  was lost can be recognised: the object's ETag is then the multipart ETag of our
+  parts (``multipart_etag``).
+* A completion is retried like any request; after an attempt that may have been
+  applied, a 412 (conditional) or NoSuchUpload is resolved against the stored
+  object (``S3Provider.resolve``), never reported as a lost race by default.
+* A refused completion aborts the upload, so nothing is orphaned; ``abort()`` is
+  idempotent and a NoSuchUpload answer to it is success.
+* A copy is idempotent (retried); a conditional one is resolved like a PUT, with
+  the source's ETag as ours when it is a single-part MD5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ...types import ObjectAttrs
+from ..base import CopyOptions, Part, PutOptions, put_options_from
+from ._retry import THROTTLED
+from ._sigv4 import UNSIGNED_PAYLOAD, quote_path
+from ._transport import Response
+from ._wire import (
+    http_date,
+    is_md5,
+    multipart_etag,
+    object_headers,
+    precondition_headers,
+    put_attrs,
+    quote_etag,
+    unquote_etag,
+    version_of,
+)
+from ._xml import complete_body, parse_copy, parse_error, parse_upload_id
+
+if TYPE_CHECKING:
+    from ._provider import S3Provider
+
+__all__ = ["Upload", "copy"]
+
+
+def error_in_200(resp: Response) -> None:
+    """CompleteMultipartUpload and the copies may answer 200 and then an <Error> body."""
+    if b"<Error" not in resp.body[:512]:
+        return
+    code, message = parse_error(resp.body)
+    if code:
+        resp.status = 500 if code in THROTTLED else 400
+        resp.code, resp.message = code, message
+
+
+async def _xml_body(p: S3Provider, body: bytes) -> tuple[dict[str, str], str]:
+    ep = p._ep or await p._endpoint()
+    md5 = hashlib.md5(body, usedforsecurity=False).digest()
+    import base64
+
+    headers = {"content-type": "application/xml", "content-md5": base64.b64encode(md5).decode()}
+    return headers, hashlib.sha256(body).hexdigest() if ep.signed_payload else UNSIGNED_PAYLOAD
+
+
+class Upload:
+    """One S3 multipart upload: UploadPart / CompleteMultipartUpload / AbortMultipartUpload."""
+
+    def __init__(self, provider: S3Provider, key: str, opts: PutOptions, upload_id: str) -> None:
+        self._p = provider
+        self._key = key
+        self._opts = opts
+        self.upload_id = upload_id
+        self._finished = False
+
+    @classmethod
+    async def start(cls, p: S3Provider, key: str, opts: PutOptions) -> Upload:
+        resp = await p.send("start upload", "POST", key, query=[("uploads", "")], headers=object_headers(opts))
+        if resp.status >= 300:
+            raise p.fail(resp, "start upload", key)
+        return cls(p, key, opts, parse_upload_id(resp.body))
+
+    def _query(self, number: int | None = None) -> list[tuple[str, str]]:
+        q = [("uploadId", self.upload_id)]
+        return q if number is None else [("partNumber", str(number)), *q]
+
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
+        p = self._p
+        view = memoryview(data).cast("B")
+        checksum, md5_hex, payload_hash = await p.body_hashes(view)
+        op = f"upload part {number}"
+        resp = await p.send(
+            op, "PUT", self._key, query=self._query(number), headers=checksum, body=view, payload_hash=payload_hash
+        )
+        if resp.status >= 300:
+            raise p.fail(resp, op, self._key)
+        return Part(number, unquote_etag(resp.headers.get("etag")) or md5_hex, view.nbytes)
+
+    async def complete(self, parts: list[Part]) -> ObjectAttrs:
+        p = self._p
+        if not parts:
+            # S3 refuses an upload without parts: store the empty object instead.
+            await self.abort()
+            return await p.put(self._key, b"", self._opts)
+        ordered = sorted(parts, key=lambda x: x.number)
+        pre = self._opts.preconditions
+        try:
+            # Servers that ignore If-None-Match/If-Match on completion (Ceph RGW
+            # 16.2) still refuse outside a race thanks to this check.
+            await p.precheck(self._key, pre)
+            body = complete_body([(x.number, x.etag) for x in ordered])
+            headers, payload_hash = await _xml_body(p, body)
+            headers.update(precondition_headers(pre))
+            resp = await p.send(
+                "complete upload", "POST", self._key, query=self._query(), headers=headers, body=body,
+                payload_hash=payload_hash, shield=True, check=error_in_200,
+            )  # fmt: skip
+            lost = resp.maybe_applied and ((resp.status == 412 and bool(pre)) or resp.code == "NoSuchUpload")
+            if lost:
+                attrs = await p.resolve("complete upload", self._key, multipart_etag([x.etag for x in ordered]), resp)
+                self._finished = True
+                return attrs
+            if resp.status >= 300:
+                if resp.code == "NoSuchUpload":
+                    from ...errors import BackendError
+
+                    raise BackendError(
+                        "complete upload: the multipart upload no longer exists on the server "
+                        "(aborted by someone else, or expired)",
+                        key=self._key,
+                    )
+                raise p.fail(resp, "complete upload", self._key, conditional_write=pre.if_match is not None)
+        except Exception:
+            # A refused completion leaves the upload open on the server: throw its
+            # parts away now so nothing is orphaned.
+            with contextlib.suppress(Exception):
+                await self.abort()
+            raise
+        self._finished = True
+        etag = unquote_etag(_complete_etag(resp.body))
+        version = resp.headers.get("x-amz-version-id")
+        if not etag:  # Ceph RGW 16.2 leaves the ETag out of the response
+            etag = (await p.head(self._key, version_of(version))).etag
+        size = sum(x.size for x in ordered)
+        return put_attrs(self._key, self._opts, size, etag, version, http_date(resp.headers.get("date")))
+
+    async def abort(self) -> None:
+        if self._finished:
+            return
+        p = self._p
+        resp = await p.send("abort upload", "DELETE", self._key, query=self._query(), shield=True)
+        if resp.status >= 300 and resp.code != "NoSuchUpload" and resp.status != 404:
+            raise p.fail(resp, "abort upload", self._key)
+        self._finished = True
+
+
+def _complete_etag(body: bytes) -> str:
+    from ._xml import parse_complete
+
+    return parse_complete(body)[0]
+
+
+def _copy_source(bucket: str, key: str, version: str | None) -> str:
+    source = "/" + quote_path(f"{bucket}/{key}")
+    return source if version is None else f"{source}?versionId={quote_path(version)}"
+
+
+async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+    source_attrs = await source.head(src, opts.version)
+    put = opts.replace or put_options_from(source_attrs)
+    if source_attrs.size > p.copy_threshold:
+        return await _multipart_copy(p, source.bucket, src, dst, source_attrs, put, opts)
+    pre = opts.preconditions
+    headers = {"x-amz-copy-source": _copy_source(source.bucket, src, opts.version), **precondition_headers(pre)}
+    if opts.replace is not None:
+        headers.update(object_headers(opts.replace))
+        headers["x-amz-metadata-directive"] = "REPLACE"
+    await p.precheck(dst, pre)
+    resp = await p.send("copy", "PUT", dst, headers=headers, shield=True, check=error_in_200)
+    if resp.status == 412 and pre and resp.maybe_applied:
+        ours = source_attrs.etag if is_md5(source_attrs.etag) else None
+        return await p.resolve("copy", dst, ours, resp)
+    if resp.status >= 300:
+        raise p.fail(resp, "copy", dst, conditional_write=pre.if_match is not None)
+    etag, modified, _ = parse_copy(resp.body)
+    return put_attrs(dst, put, source_attrs.size, etag, resp.headers.get("x-amz-version-id"), modified)
+
+
+async def _multipart_copy(
+    p: S3Provider, src_bucket: str, src: str, dst: str, source: ObjectAttrs, put: PutOptions, opts: CopyOptions
+) -> ObjectAttrs:
+    upload = await Upload.start(p, dst, replace(put, preconditions=opts.preconditions))
+    copy_source = _copy_source(src_bucket, src, opts.version)
+    step = p.copy_part_size
+    ranges = [(i // step + 1, i, min(i + step, source.size) - 1) for i in range(0, source.size, step)]
+    limit = asyncio.Semaphore(p.copy_concurrency)
+
+    async def one(number: int, first: int, last: int) -> Part:
+        headers = {"x-amz-copy-source": copy_source, "x-amz-copy-source-range": f"bytes={first}-{last}"}
+        if source.etag:
+            # Pin every part to the source we measured: a concurrent overwrite fails loudly.
+            headers["x-amz-copy-source-if-match"] = quote_etag(source.etag)
+        op = f"copy part {number}"
+        async with limit:
+            resp = await p.send(op, "PUT", dst, query=upload._query(number), headers=headers, check=error_in_200)
+        if resp.status >= 300:
+            raise p.fail(resp, op, dst)
+        etag, _, _ = parse_copy(resp.body)
+        return Part(number, etag, last - first + 1)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(one(*r)) for r in ranges]
+        parts = [t.result() for t in tasks]
+    except BaseException as exc:
+        from ..._aio import run_to_completion
+
+        await run_to_completion(upload.abort())
+        if isinstance(exc, BaseExceptionGroup):
+            first = exc.exceptions[0]
+            raise first from first.__cause__
+        raise
+    return await upload.complete(parts)

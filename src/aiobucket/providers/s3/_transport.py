@@ -1,0 +1,171 @@
+"""The S3 provider's HTTP transport: one aiohttp session per provider, nothing retried below us.
+
+Invariants:
+
+* One ``ClientSession`` per provider (and so per event loop: the bucket layer makes
+  one provider per loop), created lazily on the running loop and closed by
+  ``aclose()``. Its pool holds ``max_pool_connections`` connections.
+* aiohttp's own retry of idempotent requests on a dropped keep-alive connection is
+  off: every retry decision is made in ``_retry.py``. Redirects are not followed.
+* Timeouts: ``sock_connect`` and ``sock_read``, never a total, so a long stream is
+  never cut for its length, only for a stall.
+* Request bodies are sent from their start on every attempt (``_View``), in 256 KiB
+  slices of the caller's buffer, without copying it.
+* Every response body is read and released here, except a successful streamed GET,
+  whose body the caller owns and always releases (``Response.raw``).
+* A write (``shield=True``) that is on the wire runs to its end even if the caller
+  is cancelled; the cancel is re-raised afterwards. Nothing else is shielded.
+* A provider dropped without ``aclose()`` closes its connections quietly when it is
+  collected (or at exit): no "Unclosed client session" noise after an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import aiohttp
+from aiohttp import payload as aiohttp_payload
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from ..._aio import run_to_completion
+from ._xml import parse_error
+
+__all__ = ["Response", "Transport"]
+
+_SEND_SLICE = 256 * 1024
+_SKIP_AUTO = frozenset({"Accept-Encoding", "Accept", "User-Agent", "Content-Type"})
+
+
+class Response:
+    """One HTTP answer. ``body`` is read unless ``raw`` (a streamed success) is set."""
+
+    __slots__ = ("attempts", "body", "code", "headers", "maybe_applied", "message", "raw", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: CIMultiDictProxy[str],
+        body: bytes,
+        raw: aiohttp.ClientResponse | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.raw = raw
+        self.code = ""
+        self.message = ""
+        self.attempts = 1
+        self.maybe_applied = False
+
+
+class _View(aiohttp_payload.Payload):
+    """A request body over a buffer, sent from its start every time it is written."""
+
+    _autoclose = True
+
+    def __init__(self, value: memoryview) -> None:
+        super().__init__(value, content_type=None)
+        self._size = value.nbytes
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return bytes(self._value)
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        view: memoryview = self._value
+        end = view.nbytes if content_length is None else min(view.nbytes, content_length)
+        pos = 0
+        while pos < end:
+            step = min(pos + _SEND_SLICE, end)
+            await writer.write(view[pos:step])
+            pos = step
+
+
+def _close_quietly(connector: aiohttp.BaseConnector) -> None:
+    """Drop the pool's connections without awaiting (the loop may be gone)."""
+    try:
+        connector._close()
+    except Exception:  # noqa: S110 - best effort at garbage collection or exit
+        pass
+
+
+class Transport:
+    def __init__(self, *, pool: int, connect_timeout: float, read_timeout: float) -> None:
+        self._pool = pool
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is not None and not session.closed:
+            return session
+        loop = asyncio.get_running_loop()
+        connector = aiohttp.TCPConnector(limit=self._pool, limit_per_host=0, ttl_dns_cache=300)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=_SKIP_AUTO,
+            read_bufsize=256 * 1024,
+        )
+        # aiohttp resends an idempotent request once on a dropped keep-alive
+        # connection; our retry layer decides that (and counts the attempt).
+        session._retry_connection = False
+        self._session, self._loop = session, loop
+        self._finalizer = weakref.finalize(self, _close_quietly, connector)
+        return session
+
+    async def send(
+        self,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        body: memoryview | bytes | None,
+        *,
+        stream: bool = False,
+        shield: bool = False,
+    ) -> Response:
+        work = self._exchange(method, url, headers, body, stream)
+        if shield:
+            return await run_to_completion(work)
+        return await work
+
+    async def _exchange(
+        self, method: str, url: URL, headers: dict[str, str], body: memoryview | bytes | None, stream: bool
+    ) -> Response:
+        data: Any = None
+        if body is not None:
+            data = _View(body) if isinstance(body, memoryview) else aiohttp_payload.BytesPayload(body)
+        resp = await self.session().request(method, url, headers=headers, data=data, allow_redirects=False)
+        handed_over = False
+        try:
+            if stream and resp.status < 300:
+                handed_over = True
+                return Response(resp.status, resp.headers, b"", resp)
+            out = Response(resp.status, resp.headers, await resp.read())
+            if resp.status >= 300:
+                out.code, out.message = parse_error(out.body)
+            return out
+        finally:
+            if not handed_over:
+                resp.release()
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if session is not None and not session.closed:
+            await session.close()

@@ -1,0 +1,180 @@
+"""S3 XML bodies, parsed with the C-accelerated ``xml.etree`` and built by hand.
+
+Listings are the hot path: one ``fromstring`` per page (C), then a fixed number of
+C-level ``findtext`` calls per entry and one ``datetime.fromisoformat``; no
+per-entry namespace handling or dict building. Error bodies and the few small
+responses (CreateMultipartUpload, CompleteMultipartUpload, CopyObject,
+DeleteObjects) use the same helpers. Request bodies (CompleteMultipartUpload,
+DeleteObjects) are short and escaped with ``xml.sax.saxutils.escape``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from xml.sax.saxutils import escape
+
+from ...types import ListEntry
+
+NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+__all__ = [
+    "ListPage",
+    "complete_body",
+    "delete_body",
+    "parse_complete",
+    "parse_copy",
+    "parse_delete",
+    "parse_error",
+    "parse_list",
+    "parse_upload_id",
+]
+
+
+def _root(body: bytes) -> ET.Element:
+    return ET.fromstring(body)  # noqa: S314 - the server's response, parsed without entities
+
+
+def _tag(root: ET.Element, name: str) -> str:
+    """``name`` with the namespace the document uses (S3 uses one; some servers none)."""
+    return NS + name if root.tag.startswith(NS) else name
+
+
+def _text(el: ET.Element, ns: str, name: str) -> str | None:
+    return el.findtext(ns + name)
+
+
+def _time(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        t = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def parse_error(body: bytes) -> tuple[str, str]:
+    """(Code, Message) of an S3 error body; ("", "") when it is not one."""
+    if not body:
+        return "", ""
+    try:
+        root = _root(body)
+    except ET.ParseError:
+        return "", body[:200].decode("utf-8", "replace")
+    ns = NS if root.tag.startswith(NS) else ""
+    return root.findtext(ns + "Code") or "", root.findtext(ns + "Message") or ""
+
+
+@dataclass(slots=True)
+class ListPage:
+    entries: list[ListEntry]
+    """Objects and common prefixes merged in UTF-8 byte order of name."""
+    truncated: bool
+    token: str | None = None
+    key_marker: str | None = None
+    version_marker: str | None = None
+
+
+def _version(v: str | None) -> str | None:
+    return None if not v or v == "null" else v
+
+
+def parse_list(body: bytes, *, versions: bool) -> ListPage:
+    """A ListObjectsV2 or ListObjectVersions page."""
+    root = _root(body)
+    ns = NS if root.tag.startswith(NS) else ""
+    k, s, e, m = ns + "Key", ns + "Size", ns + "ETag", ns + "LastModified"
+    objects: list[ListEntry] = []
+    add = objects.append
+    if versions:
+        vid, latest = ns + "VersionId", ns + "IsLatest"
+        for el in root.iterfind(ns + "Version"):
+            add(
+                ListEntry(
+                    el.findtext(k) or "",
+                    int(el.findtext(s) or 0),
+                    (el.findtext(e) or "").strip('"'),
+                    _version(el.findtext(vid)),
+                    _time(el.findtext(m)),
+                    el.findtext(latest) == "true",
+                )
+            )
+    else:
+        for el in root.iterfind(ns + "Contents"):
+            add(
+                ListEntry(
+                    el.findtext(k) or "",
+                    int(el.findtext(s) or 0),
+                    (el.findtext(e) or "").strip('"'),
+                    None,
+                    _time(el.findtext(m)),
+                )
+            )
+    prefixes = [
+        ListEntry(name=p.findtext(ns + "Prefix") or "", is_prefix=True)
+        for p in root.iterfind(ns + "CommonPrefixes")
+    ]
+    entries = list(heapq.merge(objects, prefixes, key=lambda x: x.name.encode())) if prefixes else objects
+    return ListPage(
+        entries=entries,
+        truncated=root.findtext(ns + "IsTruncated") == "true",
+        token=root.findtext(ns + "NextContinuationToken"),
+        key_marker=root.findtext(ns + "NextKeyMarker"),
+        version_marker=root.findtext(ns + "NextVersionIdMarker"),
+    )
+
+
+def parse_upload_id(body: bytes) -> str:
+    root = _root(body)
+    upload_id = root.findtext(_tag(root, "UploadId"))
+    if not upload_id:
+        raise ValueError("CreateMultipartUpload answered without an UploadId")
+    return upload_id
+
+
+def parse_complete(body: bytes) -> tuple[str, str]:
+    """(ETag, or "" when the server left it out; error Code, or "" when it is a success).
+
+    CompleteMultipartUpload may answer 200 with an <Error> body: the caller treats
+    that like an error status.
+    """
+    root = _root(body)
+    if root.tag.endswith("Error"):
+        return "", root.findtext(_tag(root, "Code")) or "InternalError"
+    return (root.findtext(_tag(root, "ETag")) or "").strip('"'), ""
+
+
+def parse_copy(body: bytes) -> tuple[str, datetime | None, str]:
+    """CopyObjectResult / CopyPartResult: (ETag, LastModified, error Code or "")."""
+    root = _root(body)
+    if root.tag.endswith("Error"):
+        return "", None, root.findtext(_tag(root, "Code")) or "InternalError"
+    etag = (root.findtext(_tag(root, "ETag")) or "").strip('"')
+    return etag, _time(root.findtext(_tag(root, "LastModified"))), ""
+
+
+def parse_delete(body: bytes) -> dict[str, tuple[str, str]]:
+    """DeleteObjects (quiet): key -> (Code, Message) for each key that failed."""
+    root = _root(body)
+    ns = NS if root.tag.startswith(NS) else ""
+    return {
+        el.findtext(ns + "Key") or "": (el.findtext(ns + "Code") or "", el.findtext(ns + "Message") or "")
+        for el in root.iterfind(ns + "Error")
+    }
+
+
+def complete_body(parts: Sequence[tuple[int, str]]) -> bytes:
+    items = "".join(
+        f"<Part><PartNumber>{n}</PartNumber><ETag>&quot;{escape(etag)}&quot;</ETag></Part>"
+        for n, etag in parts
+    )
+    return f'<CompleteMultipartUpload xmlns="{NS[1:-1]}">{items}</CompleteMultipartUpload>'.encode()
+
+
+def delete_body(keys: Sequence[str]) -> bytes:
+    items = "".join(f"<Object><Key>{escape(k)}</Key></Object>" for k in keys)
+    return f'<Delete xmlns="{NS[1:-1]}"><Quiet>true</Quiet>{items}</Delete>'.encode()
