@@ -2,22 +2,29 @@
 
 A stream is cut into parts of ``part_size``. An object that fits in one part
 goes out as a single ``put``; anything larger becomes a multipart upload with
-up to ``concurrency`` parts in flight, so memory stays bounded by about
-part_size x (concurrency + 1). Any failure, exception or cancellation aborts:
-in-flight parts are cancelled and the upload is thrown away, shielded from
-further cancellation.
+up to ``concurrency`` parts in flight. Any failure, exception or cancellation
+aborts: in-flight parts are cancelled and the upload is thrown away, shielded
+from further cancellation.
+
+Memory: the writer owns at most ``concurrency + 1`` part buffers (one filling,
+the rest in flight), allocated as needed, filled in place and reused once their
+part is uploaded; so memory stays near part_size x (concurrency + 1) without
+allocator tuning. The first buffer grows with the data, so a small object never
+allocates a whole part. A provider's ``put_part`` must not keep the buffer after
+it returns (copy what it keeps).
 
 The commit (the single put, or completing the multipart upload) is the point
-of no return. A cancellation that arrives before it aborts the upload; one that
-arrives while the commit is on the wire cannot un-send it, so the commit is
-awaited to the end (never left half done) and the CancelledError is re-raised
-afterwards: the object is then stored whole. Either way no partial object is
-ever visible.
+of no return. A cancellation that arrives before it aborts the upload. One that
+arrives during it is passed to the commit: a provider ends a retry backoff at
+once (nothing is stored) and lets a request that is already on the wire finish
+before re-raising (never half done), so the object is then stored whole or not
+at all. Either way no partial object is ever visible.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import warnings
 from types import TracebackType
@@ -82,6 +89,10 @@ class Writer:
         self._user_aborted = False
         self._busy = False
         self._buf = bytearray()
+        self._fill = 0  # bytes of _buf in use
+        self._free: list[bytearray] = []  # part buffers whose upload finished, for reuse
+        self._buffers = 1  # part buffers allocated so far, the growing first one included
+        self._owner: dict[asyncio.Task[Part], bytearray] = {}
         self._size = 0
         # Set up on first I/O:
         self._provider: Provider | None = None
@@ -121,12 +132,12 @@ class Writer:
                 view = memoryview(data).cast("B")
                 n, pos, ps = len(view), 0, self._part_size
                 while pos < n:
-                    if len(self._buf) == ps:
+                    if self._fill == ps:
                         # Ship a full buffer only once more data follows it, so a
                         # stream of exactly one part still goes out as a single put.
                         await self._send_part()
-                    take = min(ps - len(self._buf), n - pos)
-                    self._buf += view[pos : pos + take]
+                    take = min(ps - self._fill, n - pos)
+                    self._copy_in(view[pos : pos + take])
                     pos += take
                     self._size += take
                 return n
@@ -149,20 +160,26 @@ class Writer:
                 # A cancellation already pending must abort, not race the commit.
                 await asyncio.sleep(0)
                 if self._upload is None:
-                    data, self._buf = bytes(self._buf), bytearray()
+                    data = bytes(memoryview(self._buf)[: self._fill])
+                    self._buf, self._fill = bytearray(), 0
                     commit = self._provider.put(self.key, data, self._opts())
                 else:
-                    if self._buf:
+                    if self._fill:
                         await self._send_part()
                     await self._drain(0)
                     self._parts.sort(key=lambda p: p.number)
                     commit = self._upload.complete(self._parts)
                 task = asyncio.create_task(commit, name=TASK_NAME)
                 try:
-                    return self._committed(await run_to_completion(task))
+                    # A cancel reaches the commit itself (see the module docs).
+                    return self._committed(await task)
                 except asyncio.CancelledError:
+                    if not task.done():
+                        task.cancel()
+                        with contextlib.suppress(BaseException):
+                            await run_to_completion(task)
                     if not task.cancelled() and task.exception() is None:
-                        # Cancelled while the commit was on the wire: it is stored, so
+                        # The commit finished as the cancel landed: it is stored, so
                         # record it as closed (never abort it) and let the cancel go on.
                         self._committed(task.result())
                     raise
@@ -287,15 +304,35 @@ class Writer:
             )
         upload = self._upload or await self._start_multipart(self._provider)
         await self._drain(self._concurrency - 1)
-        # Hand the filled buffer over as it is (no copy of the part): the writer
-        # starts a new one and never touches this one again. Every provider takes
-        # any bytes-like part (the Protocol in providers/base.py still says bytes).
-        data, self._buf = self._buf, bytearray()
+        # Hand the filled buffer over without copying it; it comes back to the pool
+        # when its part is uploaded.
+        buf, fill = self._buf, self._fill
+        data = buf if fill == len(buf) else memoryview(buf)[:fill]
+        self._buf, self._fill = self._next_buffer(), 0
         number, self._next_part = self._next_part, self._next_part + 1
         if self._concurrency == 1:
-            self._parts.append(await upload.put_part(number, data))
+            self._parts.append(await upload.put_part(number, data))  # type: ignore[arg-type]
+            self._free.append(buf)
         else:
-            self._tasks.add(asyncio.create_task(upload.put_part(number, data), name=TASK_NAME))
+            task = asyncio.create_task(upload.put_part(number, data), name=TASK_NAME)  # type: ignore[arg-type]
+            self._tasks.add(task)
+            self._owner[task] = buf
+
+    def _next_buffer(self) -> bytearray:
+        """A part buffer from the pool, or a new one while fewer than concurrency + 1 exist."""
+        if self._free:
+            return self._free.pop()
+        self._buffers += 1
+        assert self._buffers <= self._concurrency + 1, "more part buffers than concurrency + 1"
+        return bytearray(self._part_size)
+
+    def _copy_in(self, chunk: memoryview) -> None:
+        end = self._fill + len(chunk)
+        if len(self._buf) >= end:
+            self._buf[self._fill : end] = chunk  # a pool buffer, filled in place
+        else:
+            self._buf += chunk  # the first buffer grows: a small object stays small
+        self._fill = end
 
     async def _start_multipart(self, provider: Provider) -> MultipartUpload:
         """Start the upload to completion even if cancelled, so abort() can find it:
@@ -315,6 +352,7 @@ class Writer:
             done, self._tasks = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
             failure: BaseException | None = None
             for task in done:  # look at every finished task, so no exception goes unretrieved
+                self._free.append(self._owner.pop(task))
                 exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
                 if exc is None:
                     self._parts.append(task.result())
@@ -346,7 +384,7 @@ class Writer:
 
     async def _abort_shielded(self, cause: BaseException | None = None) -> None:
         self._state = _State.ABORTED
-        self._buf = bytearray()
+        self._buf, self._fill, self._free = bytearray(), 0, []
         if self._cleanup is None:
             self._cleanup = asyncio.create_task(self._cleanup_upload(), name=TASK_NAME)
             if self._span is not None:
@@ -355,6 +393,7 @@ class Writer:
 
     async def _cleanup_upload(self) -> None:
         tasks, self._tasks = self._tasks, set()
+        self._owner.clear()
         for task in tasks:
             task.cancel()
         if tasks:

@@ -154,8 +154,9 @@ class MultipartUpload(Protocol):
     """One in-progress upload. Exactly one of complete() or abort() ends it."""
 
     async def put_part(self, number: int, data: bytes | bytearray) -> Part:
-        """Upload one part. A bytearray is handed over by the writer, which never
-        touches it again, so the provider may keep or send it without copying."""
+        """Upload one part. ``data`` is one of the writer's pooled part buffers (a
+        bytearray, or a memoryview of one for a short last part): it is the writer's
+        again once this returns or raises, so a provider that keeps bytes copies them."""
         ...
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
