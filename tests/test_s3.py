@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from faultproxy import FaultProxy, Request, Respond
 from servers._proc import free_ports
 from servers.seaweedfs import S3Server
 
@@ -115,50 +116,48 @@ async def put(bucket: aiobucket.Bucket, key: str, data: bytes, **kw: Any) -> aio
     return await w.close()
 
 
-class Recorder:
-    """Records every request the provider's client sends (a botocore before-send hook)."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-
-    def __call__(self, request: Any, event_name: str, **_: Any) -> None:
-        op = event_name.rsplit(".", 1)[-1]
-        body = request.body if isinstance(request.body, bytes) else b""
-        headers = {
-            k.lower(): v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()
-        }
-        self.requests.append((op, headers, body))
-
-    def of(self, op: str) -> list[tuple[dict[str, str], bytes]]:
-        return [(h, b) for o, h, b in self.requests if o == op]
+@contextmanager
+def through_proxy(server: S3Server, *, versioned: bool = False, **extra: object) -> Iterator[tuple[aiobucket.Bucket, FaultProxy]]:
+    """A fresh bucket whose requests go through a FaultProxy in front of ``server``."""
+    with FaultProxy(server.endpoint) as proxy, bucket_on(via(server, proxy), versioned=versioned, **extra) as b:
+        yield b, proxy
 
 
-async def record(bucket: aiobucket.Bucket) -> Recorder:
-    rec = Recorder()
-    client = await s3_provider(bucket).client()
-    client.meta.events.register("before-send.s3.*", rec)
-    return rec
+def op_of(req: Request) -> str:
+    """The S3 operation a recorded request is, from its method and query."""
+    q = req.query
+    if req.method == "PUT":
+        if "partNumber=" in q:
+            return "UploadPartCopy" if req.header("x-amz-copy-source") else "UploadPart"
+        return "CopyObject" if req.header("x-amz-copy-source") else "PutObject"
+    if req.method == "POST":
+        return "CreateMultipartUpload" if "uploads" in q else "CompleteMultipartUpload"
+    return {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}[req.method]
 
 
 # -- 1. cancellation and abort leave no multipart upload behind ----------------------------
 
 
 class _CancelPlan:
-    """Cancels ``target`` when the provider sends its ``cancel_at``-th request (plus ``delay``)."""
+    """Cancels ``target`` when the proxy sees the ``cancel_at``-th request (plus ``delay``).
 
-    def __init__(self, cancel_at: int, delay: float) -> None:
+    Used as a FaultProxy rule predicate: it runs in the proxy's thread and never
+    injects a fault itself.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, cancel_at: int, delay: float) -> None:
+        self.loop = loop
         self.cancel_at = cancel_at
         self.delay = delay
         self.sent = 0
         self.target: asyncio.Task[Any] | None = None
 
-    def hook(self, **_: Any) -> None:
+    def __call__(self, req: Request) -> bool:
         self.sent += 1
         if self.sent == self.cancel_at and self.target is not None:
-            if self.delay:
-                asyncio.get_running_loop().call_later(self.delay, self.target.cancel)
-            else:
-                self.target.cancel()
+            target = self.target
+            self.loop.call_soon_threadsafe(lambda: self.loop.call_later(self.delay, target.cancel))
+        return False
 
 
 async def test_cancel_at_random_points_leaves_nothing(s3_server: S3Server) -> None:
@@ -166,26 +165,26 @@ async def test_cancel_at_random_points_leaves_nothing(s3_server: S3Server) -> No
     data = payload(3 * PART + PART // 2, seed=1)  # 4 parts
     outcomes = {"cancelled": 0, "committed": 0}
     async with raw_client(s3_server) as raw:
-        with bucket_on(s3_server) as bucket:
-            client = await s3_provider(bucket).client()
+        with through_proxy(s3_server) as (bucket, proxy):
             for trial in range(30):
                 key = f"cancel-{trial}"
                 plan = _CancelPlan(
-                    cancel_at=rng.randint(1, 6), delay=rng.choice([0.0, 0.0, 0.001, 0.005, 0.02])
+                    asyncio.get_running_loop(),
+                    cancel_at=rng.randint(1, 6),
+                    delay=rng.choice([0.0, 0.0, 0.001, 0.005, 0.02]),
                 )
                 concurrency = rng.randint(2, 4)
-                client.meta.events.register("before-send.s3.*", plan.hook, unique_id="cancel-hook")
+                proxy.clear()
+                proxy.add_rule(Respond(599), when=plan, times=None)
+                target = plan.target = asyncio.create_task(
+                    put(bucket, key, data, part_size=PART, concurrency=concurrency)
+                )
                 try:
-                    target = plan.target = asyncio.create_task(
-                        put(bucket, key, data, part_size=PART, concurrency=concurrency)
-                    )
-                    try:
-                        await target
-                        outcomes["committed"] += 1
-                    except asyncio.CancelledError:
-                        outcomes["cancelled"] += 1
-                finally:
-                    client.meta.events.unregister("before-send.s3.*", unique_id="cancel-hook")
+                    await target
+                    outcomes["committed"] += 1
+                except asyncio.CancelledError:
+                    outcomes["cancelled"] += 1
+                await proxy.settled()
                 assert await open_uploads(raw, s3_server.bucket, prefix_of(bucket) + key) == [], trial
                 if await bucket.exists(key):
                     # Cancelled while committing: the commit finished, so the object is whole.
@@ -218,35 +217,45 @@ async def test_exception_inside_async_with_aborts(s3_server: S3Server) -> None:
             assert not await bucket.exists("explicit")
 
 
-# -- 2. peak memory while streaming 1 GiB ------------------------------------------------
+# -- 2. peak memory while streaming 1 GiB up and down, at defaults, no allocator tuning ------
 
 MEMORY_SCRIPT = textwrap.dedent(
     """
-    import asyncio, json, resource, sys
+    import asyncio, json, sys
     import aiobucket
 
-    settings, part_size, concurrency, total = json.loads(sys.argv[1])
+    settings, total = json.loads(sys.argv[1])
 
     def rss() -> int:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM")
 
     async def main() -> None:
         aiobucket.configure({"big": settings})
         bucket = aiobucket.Bucket("big")
         chunk = bytearray(1024 * 1024)
-        # Warm up: client, pool, part buffers of one small multipart upload.
-        await bucket.upload("warm", part_size=part_size).close()
+        # Warm up: client, pool, one small object each way.
+        await bucket.upload("warm").close()
+        await bucket.download("warm").read()
         await bucket.remove("warm")
         baseline = rss()
-        async with bucket.upload("one-gib", part_size=part_size, concurrency=concurrency) as w:
+        async with bucket.upload("one-gib") as w:
             for i in range(total // len(chunk)):
                 chunk[:8] = i.to_bytes(8, "little")
                 await w.write(chunk)
         attrs = await w.close()
-        peak = rss()
+        up = rss()
+        got = 0
+        async with bucket.download("one-gib") as r:
+            async for piece in r:
+                got += len(piece)
+        down = rss()
         await bucket.remove("one-gib")
         await aiobucket.aclose()
-        print(json.dumps({"baseline": baseline, "peak": peak, "size": attrs.size}))
+        print(json.dumps({"baseline": baseline, "up": up, "down": down, "size": attrs.size, "got": got}))
 
     asyncio.run(main())
     """
@@ -254,14 +263,13 @@ MEMORY_SCRIPT = textwrap.dedent(
 
 
 def test_streaming_1gib_stays_within_part_buffers(s3_server: S3Server) -> None:
-    part_size, concurrency, total = 8 * MiB, 4, 1024 * MiB
+    """Defaults (8 MiB parts, concurrency 8) and no allocator environment: the writer's
+    buffer pool keeps peak RSS within part x (concurrency + 1) + 80 MiB."""
+    part_size, concurrency, total = 8 * MiB, 8, 1024 * MiB
     settings = s3_server.settings(False, key_prefix=f"mem-{uuid.uuid4().hex[:8]}/")
-    # glibc moves its mmap threshold up to the size of freed blocks, so freed
-    # 8 MiB part buffers are later carved from the heap, where fragmentation
-    # keeps pages resident; a fixed threshold makes RSS track live memory.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     out = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, json.dumps([settings, part_size, concurrency, total])],
+        [sys.executable, "-c", MEMORY_SCRIPT, json.dumps([settings, total])],
         env=env,
         capture_output=True,
         text=True,
@@ -270,32 +278,39 @@ def test_streaming_1gib_stays_within_part_buffers(s3_server: S3Server) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["size"] == total
-    delta = result["peak"] - result["baseline"]
-    # part_size x (concurrency + 1) of part buffers, plus a constant for the
-    # driver (aiohttp/botocore request objects, SigV4 hashing, allocator slack).
-    constant = 48 * MiB
-    bound = part_size * (concurrency + 1) + constant
-    print(f"streaming 1 GiB: peak RSS grew by {delta / MiB:.1f} MiB (bound {bound / MiB:.0f} MiB)")
-    assert delta < bound, f"peak RSS grew by {delta / MiB:.1f} MiB; bound {bound / MiB:.0f} MiB"
+    assert result["size"] == total and result["got"] == total
+    bound = part_size * (concurrency + 1) + 80 * MiB
+    peak = max(result["up"], result["down"])
+    print(
+        f"streaming 1 GiB: peak RSS {peak / MiB:.1f} MiB (before {result['baseline'] / MiB:.1f} MiB, "
+        f"after upload {result['up'] / MiB:.1f}, after download {result['down'] / MiB:.1f}; "
+        f"bound {bound / MiB:.0f} MiB)"
+    )
+    assert peak < bound, f"peak RSS {peak / MiB:.1f} MiB; bound {bound / MiB:.0f} MiB"
 
 
 # -- 3. ETags and If-None-Match on the wire, and a real race ------------------------------
 
 
 async def test_wire_carries_part_etags_and_if_none_match(s3_server: S3Server) -> None:
-    with bucket_on(s3_server) as bucket:
-        rec = await record(bucket)
+    with through_proxy(s3_server) as (bucket, proxy):
+        completions = spy_bodies(s3_provider(bucket), lambda method, url: method == "POST" and "uploadId=" in url)
         pre = aiobucket.Preconditions(not_exists=True)
         await put(bucket, "small", b"tiny", preconditions=pre)
         await put(bucket, "multi", payload(2 * PART + 100, seed=3), part_size=PART, preconditions=pre)
+        await proxy.settled()
+        by_op: dict[str, list[Request]] = {}
+        for r in proxy.requests:
+            by_op.setdefault(op_of(r), []).append(r)
 
-        [(put_headers, _)] = rec.of("PutObject")
-        assert put_headers.get("if-none-match") == "*"
-        parts = rec.of("UploadPart")
-        assert len(parts) == 3
-        [(complete_headers, complete_body)] = rec.of("CompleteMultipartUpload")
-        assert complete_headers.get("if-none-match") == "*"
+        [put_req] = by_op["PutObject"]
+        assert put_req.header("if-none-match") == "*"
+        assert put_req.header("content-md5")  # every upload body carries its checksum
+        parts = by_op["UploadPart"]
+        assert len(parts) == 3 and all(p.header("content-md5") for p in parts)
+        [complete_req] = by_op["CompleteMultipartUpload"]
+        assert complete_req.header("if-none-match") == "*"
+        [complete_body] = completions
         root = ET.fromstring(complete_body)
         sent = {
             int(p.findtext("{*}PartNumber") or 0): (p.findtext("{*}ETag") or "").strip('"')
@@ -307,7 +322,23 @@ async def test_wire_carries_part_etags_and_if_none_match(s3_server: S3Server) ->
         # if_match goes out as If-Match on both paths too.
         current = await bucket.attrs("small")
         await put(bucket, "small", b"tiny2", preconditions=aiobucket.Preconditions(if_match=current.etag))
-        assert rec.of("PutObject")[-1][0].get("if-match") == f'"{current.etag}"'
+        await proxy.settled()
+        last_put = [r for r in proxy.requests if op_of(r) == "PutObject"][-1]
+        assert last_put.header("if-match") == f'"{current.etag}"'
+
+
+def spy_bodies(provider: S3Provider, which: Callable[[str, str], bool]) -> list[bytes]:
+    """Collects the bodies of the requests ``which(method, url)`` picks, at the transport."""
+    bodies: list[bytes] = []
+    real = provider.transport.send
+
+    async def spy(method: str, url: Any, headers: dict[str, str], body: Any, **kw: Any) -> Any:
+        if body is not None and which(method, str(url)):
+            bodies.append(bytes(body))
+        return await real(method, url, headers, body, **kw)
+
+    provider.transport.send = spy  # type: ignore[method-assign]
+    return bodies
 
 
 @pytest.mark.parametrize(
@@ -417,9 +448,9 @@ def _open_fds() -> int:
 
 
 def _connectors(bucket: aiobucket.Bucket) -> list[Any]:
-    """The aiohttp connectors behind the provider's client (aiobotocore internals)."""
-    http_session = s3_provider(bucket)._client._endpoint.http_session
-    return [s.connector for s in (http_session._sessions or {}).values()]
+    """The aiohttp connector behind the provider's transport."""
+    session = s3_provider(bucket).transport._session
+    return [session.connector] if session is not None else []
 
 
 async def test_partial_reads_do_not_leak_the_pool(s3_server: S3Server) -> None:
@@ -522,7 +553,7 @@ async def proxied(
         await proxy.close()
 
 
-def via(server: S3Server, proxy: CuttingProxy) -> S3Server:
+def via(server: S3Server, proxy: Any) -> S3Server:
     from dataclasses import replace
 
     return replace(server, endpoint=f"http://127.0.0.1:{proxy.port}")
@@ -684,9 +715,18 @@ async def test_large_copy_uses_upload_part_copy(s3_server: S3Server) -> None:
         await put(bucket, "src", data, attrs=aiobucket.UploadAttrs(content_type="text/x-big"))
         provider = s3_provider(bucket)
         provider.copy_threshold, provider.copy_part_size = PART, PART
-        rec = await record(bucket)
+        copies = []
+        real = provider.transport.send
+
+        async def spy(method: str, url: Any, headers: dict[str, str], body: Any, **kw: Any) -> Any:
+            if "x-amz-copy-source-range" in headers:
+                copies.append(headers["x-amz-copy-source-range"])
+            return await real(method, url, headers, body, **kw)
+
+        provider.transport.send = spy  # type: ignore[method-assign]
         attrs = await bucket.copy("src", "dst")
-        assert len(rec.of("UploadPartCopy")) == 3
+        del provider.transport.send
+        assert len(copies) == 3
         assert attrs.size == len(data)
         assert await bucket.download("dst").read() == data
         assert (await bucket.attrs("dst")).content_type == "text/x-big"
@@ -696,11 +736,11 @@ async def test_client_is_closed_by_aclose(s3_server: S3Server) -> None:
     with bucket_on(s3_server) as bucket:
         await put(bucket, "c", b"c")
         provider = s3_provider(bucket)
-        sessions = list((provider._client._endpoint.http_session._sessions or {}).values())
-        assert sessions
+        session = provider.transport._session
+        assert session is not None and not session.closed
         await aiobucket.aclose()
-        assert provider._client is None
-        assert all(s.closed for s in sessions)
+        assert provider.transport._session is None
+        assert session.closed
 
 
 def test_import_stays_cheap() -> None:
