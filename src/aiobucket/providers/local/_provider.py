@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import json
 import os
 import secrets
 import sqlite3
@@ -63,7 +62,7 @@ from ..base import (
     new_version_id,
     put_options_from,
 )
-from . import _signing
+from . import _index, _signing
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -73,52 +72,6 @@ CHUNK = 1024 * 1024
 PAGE = 1000
 TMP_MAX_AGE = 3600.0  # seconds an idle tmp file may sit before the open-time sweep removes it
 CAPABILITIES = Capabilities(signed_urls=True, parallel_parts=False, min_part_size=1)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- write order: the newest row of a key is current
-    key TEXT NOT NULL,
-    version TEXT,
-    size INTEGER NOT NULL,
-    etag TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    cache_control TEXT,
-    content_disposition TEXT,
-    metadata TEXT NOT NULL,
-    last_modified TEXT NOT NULL,
-    blob TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS versions_by_key ON versions (key ASC, seq DESC);
-CREATE TABLE IF NOT EXISTS deleted (key TEXT PRIMARY KEY) WITHOUT ROWID;
-"""
-_COLS = (
-    "key, version, size, etag, content_type, cache_control, content_disposition,"
-    " metadata, last_modified, blob, seq"
-)
-_NEWEST = "NOT EXISTS (SELECT 1 FROM versions n WHERE n.key = o.key AND n.seq > o.seq)"
-_LIVE = "NOT EXISTS (SELECT 1 FROM deleted d WHERE d.key = o.key)"
-
-
-def _attrs(row: tuple[Any, ...]) -> ObjectAttrs:
-    return ObjectAttrs(
-        name=row[0], version=row[1], size=row[2], etag=row[3], content_type=row[4],
-        cache_control=row[5], content_disposition=row[6], metadata=json.loads(row[7]),
-        last_modified=datetime.fromisoformat(row[8]),
-    )  # fmt: skip
-
-
-def _fetch(sql: str, args: dict[str, Any], db: sqlite3.Connection) -> list[Any]:
-    return db.execute(sql, args).fetchall()
-
-
-def _upper(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code point order = UTF-8 order)."""
-    while prefix:
-        nxt = ord(prefix[-1]) + 1
-        if nxt <= 0x10FFFF:
-            return prefix[:-1] + chr(0xE000 if nxt == 0xD800 else nxt)  # surrogates cannot occur
-        prefix = prefix[:-1]
-    return None
 
 
 @contextlib.contextmanager
@@ -280,25 +233,7 @@ class LocalProvider:
     def _connect(self) -> sqlite3.Connection:
         for d in (self.root, self._blobs, self._tmpdir):
             d.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves. The connection is shared
-        # by worker threads, serialised by self._lock.
-        db = sqlite3.connect(self.root / "index.sqlite3", isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA busy_timeout = 30000")  # wait for other processes' write transactions
-            for attempt in range(100):  # switching to WAL takes a lock the busy handler may not wait for
-                try:
-                    db.execute("PRAGMA journal_mode = WAL")
-                    break
-                except sqlite3.OperationalError as exc:
-                    busy = (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-                    if not busy or attempt == 99:
-                        raise
-                    time.sleep(0.05)
-            db.execute("PRAGMA synchronous = FULL")  # blobs are fsynced; so is the row naming them
-            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-        except BaseException:
-            db.close()
-            raise
+        db = _index.connect(self.root / "index.sqlite3")
         self._sweep_tmp()
         return db
 
@@ -317,7 +252,7 @@ class LocalProvider:
                 self._db = self._connect()
             return fn(self._db)
 
-    async def _index(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self._locked, fn)
 
     def _tx(self, fn: Callable[[sqlite3.Connection], list[str]]) -> None:
@@ -326,32 +261,11 @@ class LocalProvider:
         Runs in a worker thread from start to end: a cancelled caller stops
         waiting but cannot interrupt it between the commit and the cleanup.
         """
-
-        def run(db: sqlite3.Connection) -> list[str]:
-            db.execute("BEGIN IMMEDIATE")  # takes the write lock up front: checks and writes are atomic
-            try:
-                result = fn(db)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            return result
-
         # Nothing refers to these any more; failing to unlink only leaves invisible garbage.
-        _discard(*(self._blobs / b for b in self._locked(run)))
-
-    def _find(self, db: sqlite3.Connection, key: str, version: str | None) -> tuple[Any, ...] | None:
-        if version is None:
-            sql = f"SELECT {_COLS} FROM versions o WHERE key = ? AND {_LIVE} ORDER BY seq DESC LIMIT 1"
-            row = db.execute(sql, (key,)).fetchone()
-        else:
-            sql = f"SELECT {_COLS} FROM versions o WHERE key = ? AND version = ?"
-            row = db.execute(sql, (key, version)).fetchone()
-        return tuple(row) if row is not None else None
+        _discard(*(self._blobs / b for b in self._locked(lambda db: _index.transaction(db, fn))))
 
     async def _lookup(self, key: str, version: str | None) -> tuple[Any, ...]:
-        row = await self._index(lambda db: self._find(db, key, version))
+        row = await self._query(lambda db: _index.find(db, key, version))
         if row is None:
             raise ObjectNotFound(
                 "object not found" if version is None else "object version not found",
@@ -386,19 +300,13 @@ class LocalProvider:
         )  # fmt: skip
 
         def commit(db: sqlite3.Connection) -> list[str]:
-            cur = self._find(db, key, None)
-            check_preconditions(_attrs(cur) if cur else None, opts.preconditions, key)
+            cur = _index.find(db, key, None)
+            check_preconditions(_index.attrs(cur) if cur else None, opts.preconditions, key)
             old: list[str] = []
             if not self.versioned:
                 old = [r[0] for r in db.execute("SELECT blob FROM versions WHERE key = ?", (key,))]
                 db.execute("DELETE FROM versions WHERE key = ?", (key,))
-            db.execute(
-                "INSERT INTO versions (key, version, size, etag, content_type, cache_control,"
-                " content_disposition, metadata, last_modified, blob) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (key, attrs.version, size, etag, attrs.content_type, attrs.cache_control,
-                 attrs.content_disposition, json.dumps(dict(attrs.metadata)),
-                 now.isoformat(), blob),
-            )  # fmt: skip
+            db.execute(_index.INSERT, _index.row_values(attrs, blob))
             db.execute("DELETE FROM deleted WHERE key = ?", (key,))
             return old
 
@@ -425,7 +333,7 @@ class LocalProvider:
 
     async def start_multipart(self, key: str, opts: PutOptions) -> _Upload:
         with _mapped("cannot open the bucket", key):
-            await self._index(lambda db: None)  # creates the layout on first use
+            await self._query(lambda db: None)  # creates the layout on first use
         upload = _Upload(self, key, opts, self._tmpdir / f"{secrets.token_hex(16)}.tmp")
         try:
             await run_to_completion(upload._open())
@@ -450,7 +358,7 @@ class LocalProvider:
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, _Body]:
         with _mapped("read failed", key):
             row, fh = await self._open_blob(key, opts.version)
-        attrs = _attrs(row)
+        attrs = _index.attrs(row)
         try:
             check_read(attrs, opts, key)
         except BaseException:
@@ -462,18 +370,18 @@ class LocalProvider:
 
     async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
         with _mapped("head failed", key):
-            return _attrs(await self._lookup(key, version))
+            return _index.attrs(await self._lookup(key, version))
 
     async def delete(self, key: str, version: str | None = None) -> None:
         def remove(db: sqlite3.Connection) -> list[str]:
             if version is not None:
-                row = self._find(db, key, version)
+                row = _index.find(db, key, version)
                 if row is None:
                     raise ObjectNotFound("object version not found", key=key, version=version)
                 db.execute("DELETE FROM versions WHERE seq = ?", (row[10],))
                 gone = [row[9]]
             else:
-                if self._find(db, key, None) is None:
+                if _index.find(db, key, None) is None:
                     raise ObjectNotFound("object not found", key=key)
                 if self.versioned:  # a delete marker; older versions stay
                     db.execute("INSERT OR IGNORE INTO deleted (key) VALUES (?)", (key,))
@@ -500,7 +408,7 @@ class LocalProvider:
         limit: int | None = None,
     ) -> AsyncIterator[ListEntry]:
         page = max(1, min(limit or PAGE, PAGE))
-        hi = _upper(prefix)
+        hi = _index.upper(prefix)
         # The cursor (key, seq) means: rows of `key` with a smaller seq, then later keys.
         inclusive = 1 << 62
         if start_after is not None and start_after >= prefix:
@@ -508,17 +416,11 @@ class LocalProvider:
         else:
             cursor = (prefix, inclusive)
         # A real upper bound (not "? IS NULL OR ...") so the index range stops at the prefix end.
-        sql = (
-            f"SELECT {_COLS}, {_NEWEST} AND {_LIVE} FROM versions o"
-            " WHERE key >= :ck AND (key > :ck OR seq < :cs)"
-            + ("" if hi is None else " AND key < :hi")
-            + ("" if versions else f" AND {_NEWEST} AND {_LIVE}")
-            + " ORDER BY key ASC, seq DESC LIMIT :page"
-        )
+        sql = _index.list_sql(hi, versions)
         while True:
             args = {"ck": cursor[0], "cs": cursor[1], "hi": hi, "page": page}
             with _mapped("list failed"):
-                rows = await self._index(functools.partial(_fetch, sql, args))
+                rows = await self._query(functools.partial(_index.fetch, sql, args))
             for row in rows:
                 key = row[0]
                 if delimiter is not None:
@@ -527,7 +429,7 @@ class LocalProvider:
                         # Every key in this group starts with `common`: skip past them all.
                         common = key[: cut + len(delimiter)]
                         yield ListEntry(name=common, is_prefix=True)
-                        nxt = _upper(common)
+                        nxt = _index.upper(common)
                         if nxt is None:
                             return
                         cursor = (nxt, inclusive)
@@ -548,9 +450,9 @@ class LocalProvider:
         assert isinstance(source, LocalProvider)
         origin = source
         with _mapped("copy failed", src):
-            await self._index(lambda db: None)  # the destination's layout, on first use
+            await self._query(lambda db: None)  # the destination's layout, on first use
             row, fh = await origin._open_blob(src, opts.version)  # the open handle pins the bytes
-        found = _attrs(row)
+        found = _index.attrs(row)
         put = (
             put_options_from(found, opts.preconditions)
             if opts.replace is None
