@@ -21,8 +21,10 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import io
 import os
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -35,7 +37,7 @@ from urllib.parse import urlsplit
 
 import aiofiles
 import anyio.to_thread
-from aiofiles.threadpool.binary import AsyncBufferedIOBase, AsyncBufferedReader
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from ..._aio import run_to_completion
 from ...errors import (
@@ -107,21 +109,51 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+async def _open_for_reading(path: Path) -> io.FileIO:
+    """Open ``path`` in a worker thread without ever dropping the handle.
+
+    A cancel cannot stop the thread, so the open runs to completion; if the caller
+    was cancelled meanwhile, the file is closed here before the cancel goes on.
+    """
+
+    def open_unbuffered() -> io.FileIO:
+        return open(path, "rb", buffering=0)
+
+    task = asyncio.ensure_future(anyio.to_thread.run_sync(open_unbuffered))
+    try:
+        return await run_to_completion(task)
+    except asyncio.CancelledError:
+        if task.done() and not task.cancelled() and task.exception() is None:
+            task.result().close()
+        raise
+
+
 class _Body:
-    def __init__(self, fh: AsyncBufferedReader, offset: int, length: int, key: str) -> None:
-        self._fh = fh
+    """Positional reads (pread) of an open blob file in worker threads.
+
+    Each read runs to completion before a cancel is delivered, and ``aclose()``
+    waits for a read in flight, so the file is never closed under a thread
+    still reading it (its descriptor could be reused by then).
+    """
+
+    def __init__(self, f: io.FileIO, offset: int, length: int, key: str) -> None:
+        self._f = f
         self._pos = offset
         self._left = length
         self._key = key
         self._closed = False
+        self._reading: asyncio.Future[bytes] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # A stream: iterating again continues where the last iteration stopped.
         with _mapped("read failed", self._key):
-            if self._left > 0 and not self._closed:
-                await self._fh.seek(self._pos)
             while self._left > 0 and not self._closed:
-                chunk = await self._fh.read(min(CHUNK, self._left))
+                read = anyio.to_thread.run_sync(os.pread, self._f.fileno(), min(CHUNK, self._left), self._pos)
+                self._reading = asyncio.ensure_future(read)
+                try:
+                    chunk = await run_to_completion(self._reading)
+                finally:
+                    self._reading = None
                 if not chunk:
                     raise BackendError("blob file is shorter than its index entry", key=self._key)
                 self._pos += len(chunk)
@@ -129,10 +161,10 @@ class _Body:
                 yield chunk
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            with _mapped("close failed", self._key):
-                await self._fh.close()
+        self._closed = True
+        if self._reading is not None:
+            await asyncio.wait([self._reading])
+        self._f.close()  # idempotent, and quick for a file opened read-only
 
 
 class _Upload:
@@ -344,13 +376,13 @@ class LocalProvider:
 
     # -- reads --
 
-    async def _open_blob(self, key: str, version: str | None) -> tuple[tuple[Any, ...], AsyncBufferedReader]:
+    async def _open_blob(self, key: str, version: str | None) -> tuple[tuple[Any, ...], io.FileIO]:
         # An overwrite in another process may unlink the blob between our index read and
         # the open; the index then names the new blob, so look again.
         for _ in range(10):
             row = await self._lookup(key, version)
             try:
-                return row, await aiofiles.open(self._blobs / row[9], "rb")
+                return row, await _open_for_reading(self._blobs / row[9])
             except FileNotFoundError:
                 continue
         raise BackendError("the index names a blob file that does not exist", key=key, version=version)
@@ -362,8 +394,7 @@ class LocalProvider:
         try:
             check_read(attrs, opts, key)
         except BaseException:
-            with contextlib.suppress(OSError):
-                await fh.close()
+            fh.close()
             raise
         end = attrs.size if opts.length is None else min(attrs.size, opts.offset + opts.length)
         return attrs, _Body(fh, opts.offset, max(0, end - opts.offset), key)
@@ -461,23 +492,25 @@ class LocalProvider:
         try:
             return await run_to_completion(self._copy_blob(origin._blobs / row[9], fh, dst, put, found))
         finally:
-            with contextlib.suppress(OSError):
-                await fh.close()
+            fh.close()
 
     async def _copy_blob(
-        self, blob: Path, fh: AsyncBufferedReader, dst: str, put: PutOptions, source: ObjectAttrs
+        self, blob: Path, fh: io.FileIO, dst: str, put: PutOptions, source: ObjectAttrs
     ) -> ObjectAttrs:
         tmp = self._tmpdir / f"{secrets.token_hex(16)}.tmp"
+
+        def copy_bytes() -> None:
+            try:  # blobs are immutable, so sharing the inode is safe
+                os.link(blob, tmp)
+            except OSError:  # no hard links here, or the source was just replaced: copy
+                with open(tmp, "xb") as out:
+                    shutil.copyfileobj(fh, out, CHUNK)
+                    out.flush()
+                    os.fsync(out.fileno())
+
         try:
             with _mapped("copy failed", dst):
-                try:  # blobs are immutable, so sharing the inode is safe
-                    await anyio.to_thread.run_sync(os.link, blob, tmp)
-                except OSError:  # no hard links here, or the source was just replaced: copy
-                    async with aiofiles.open(tmp, "xb") as out:
-                        while chunk := await fh.read(CHUNK):
-                            await out.write(chunk)
-                        await out.flush()
-                        await anyio.to_thread.run_sync(os.fsync, out.fileno())
+                await anyio.to_thread.run_sync(copy_bytes)
             return await self._commit_tmp(tmp, dst, put, source.etag, source.size)
         finally:
             _discard(tmp)
