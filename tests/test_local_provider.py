@@ -39,7 +39,7 @@ from aiobucket.errors import (
 from aiobucket.keys import validate_key
 from aiobucket.providers import memory
 from aiobucket.providers.base import CopyOptions, GetOptions, Provider, PutOptions, new_version_id
-from aiobucket.providers.local import LocalProvider, create
+from aiobucket.providers.local import LocalProvider, _index, create
 from aiobucket.types import BucketConfig, ListEntry, ObjectAttrs, Preconditions
 
 pytestmark = pytest.mark.anyio
@@ -461,6 +461,52 @@ async def test_a_new_instance_sees_objects_attrs_and_versions(tmp_path: Path) ->
     await q.aclose()
 
 
+_RELEASE_0_SCHEMA = """
+CREATE TABLE versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, version TEXT, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, content_type TEXT NOT NULL, cache_control TEXT, content_disposition TEXT,
+    metadata TEXT NOT NULL, last_modified TEXT NOT NULL, blob TEXT NOT NULL
+);
+CREATE INDEX versions_by_key ON versions (key ASC, seq DESC);
+CREATE TABLE deleted (key TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+
+async def test_an_index_from_release_0_is_migrated_and_its_rows_still_verified(tmp_path: Path) -> None:
+    import aiobucket
+    from aiobucket import IntegrityError, config
+
+    data = os.urandom(100_000)
+    blob = "ab/ab" + "0" * 30
+    (tmp_path / "blobs" / "ab").mkdir(parents=True)
+    (tmp_path / "blobs" / blob).write_bytes(data)
+    with sqlite3.connect(tmp_path / "index.sqlite3") as db:
+        db.executescript(_RELEASE_0_SCHEMA)
+        db.execute(
+            "INSERT INTO versions (key, version, size, etag, content_type, metadata, last_modified, blob)"
+            " VALUES ('old', NULL, ?, ?, 'x/y', '{}', '2024-01-01T00:00:00+00:00', ?)",
+            (len(data), md5(data), blob),
+        )
+    p = make(tmp_path)
+    old = await p.head("old")
+    assert (old.crc32c, old.md5) == (None, md5(data))  # no CRC32C then; the MD5 etag still vouches
+    new = await p.put("new", b"fresh", OPTS)
+    assert new.crc32c is not None and await p.head("new") == new
+    await p.aclose()
+    with sqlite3.connect(tmp_path / "index.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (_index.SCHEMA_VERSION,)
+        assert "crc32c" in {row[1] for row in db.execute("PRAGMA table_info(versions)")}
+
+    with config.override({"migrated": f"file://{tmp_path}"}):
+        b = aiobucket.Bucket("migrated")
+        assert await b.download("old").read() == data
+        with open(tmp_path / "blobs" / blob, "r+b") as f:
+            f.write(bytes([data[0] ^ 1]))
+        with pytest.raises(IntegrityError, match="md5"):
+            await b.download("old").read()
+        await aiobucket.aclose()
+
+
 # -- 6. error mapping -------------------------------------------------------------------------
 
 
@@ -773,8 +819,7 @@ async def test_listing_pages_through_many_keys(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "index.sqlite3") as db:
         row = db.execute("SELECT * FROM versions WHERE key = 'seed'").fetchone()
         db.executemany(
-            "INSERT INTO versions (key, version, size, etag, content_type, cache_control,"
-            " content_disposition, metadata, last_modified, blob) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            _index.INSERT,
             [(k, new_version_id(), *row[3:]) for k in keys],
         )
         db.execute("DELETE FROM versions WHERE key = 'seed'")

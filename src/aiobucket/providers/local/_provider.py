@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import aiofiles
@@ -40,6 +40,7 @@ import anyio.to_thread
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from ..._aio import run_to_completion
+from ..._checksum import Crc32c
 from ...errors import (
     BackendError,
     BucketError,
@@ -181,6 +182,7 @@ class _Upload:
         self._tmp = tmp
         self._fh: AsyncBufferedIOBase | None = None
         self._md5 = hashlib.md5(usedforsecurity=False)
+        self._crc = Crc32c()
         self._size = 0
         self._order = PartOrder()
         self._done = False
@@ -191,12 +193,17 @@ class _Upload:
 
     async def _append(self, data: bytes | bytearray) -> str:
         assert self._fh is not None
-        # Write and hash at once, in two worker threads (hashlib releases the GIL on
-        # large buffers). Only the running object MD5 is kept: parts need no etag here.
+        # Write and hash at once, in two worker threads (hashlib and google-crc32c release
+        # the GIL on large buffers). Only the whole object's MD5 and CRC32C are kept:
+        # parts need no etag here.
         with _mapped("write failed", self._key):
-            await asyncio.gather(self._fh.write(data), anyio.to_thread.run_sync(self._md5.update, data))
+            await asyncio.gather(self._fh.write(data), anyio.to_thread.run_sync(self._hash, data))
         self._size += len(data)
         return f"part-{self._order.next - 1}"
+
+    def _hash(self, data: bytes | bytearray) -> None:
+        self._md5.update(data)
+        self._crc.update(data)
 
     async def put_part(self, number: int, data: bytes | bytearray) -> Part:
         if self._done or self._fh is None:
@@ -215,7 +222,7 @@ class _Upload:
                 finally:
                     await fh.close()
             return await self._p._commit_tmp(
-                self._tmp, self._key, self._opts, self._md5.hexdigest(), self._size
+                self._tmp, self._key, self._opts, self._md5.hexdigest(), self._size, self._crc.b64()
             )
         finally:
             _discard(self._tmp)  # already gone after a successful rename
@@ -296,7 +303,7 @@ class LocalProvider:
         # Nothing refers to these any more; failing to unlink only leaves invisible garbage.
         _discard(*(self._blobs / b for b in self._locked(lambda db: _index.transaction(db, fn))))
 
-    async def _lookup(self, key: str, version: str | None) -> tuple[Any, ...]:
+    async def _lookup(self, key: str, version: str | None) -> sqlite3.Row:
         row = await self._query(lambda db: _index.find(db, key, version))
         if row is None:
             raise ObjectNotFound(
@@ -308,8 +315,14 @@ class LocalProvider:
 
     # -- the write path --
 
-    async def _commit_tmp(self, tmp: Path, key: str, opts: PutOptions, etag: str, size: int) -> ObjectAttrs:
-        """Rename a complete, fsynced tmp file into blobs/ and point the index at it."""
+    async def _commit_tmp(
+        self, tmp: Path, key: str, opts: PutOptions, etag: str, size: int, crc32c: str | None
+    ) -> ObjectAttrs:
+        """Rename a complete, fsynced tmp file into blobs/ and point the index at it.
+
+        ``etag`` is the MD5 of the bytes and ``crc32c`` their CRC32C (None for a copy
+        of an object stored before checksums were kept).
+        """
         blob_id = secrets.token_hex(16)
         blob = f"{blob_id[:2]}/{blob_id}"
         path = self._blobs / blob
@@ -328,7 +341,7 @@ class LocalProvider:
             name=key, size=size, etag=etag, content_type=opts.content_type,
             version=new_version_id() if self.versioned else None,
             cache_control=opts.cache_control, content_disposition=opts.content_disposition,
-            metadata=dict(opts.metadata), last_modified=now,
+            metadata=dict(opts.metadata), last_modified=now, crc32c=crc32c, md5=etag,
         )  # fmt: skip
 
         def commit(db: sqlite3.Connection) -> list[str]:
@@ -376,13 +389,13 @@ class LocalProvider:
 
     # -- reads --
 
-    async def _open_blob(self, key: str, version: str | None) -> tuple[tuple[Any, ...], io.FileIO]:
+    async def _open_blob(self, key: str, version: str | None) -> tuple[sqlite3.Row, io.FileIO]:
         # An overwrite in another process may unlink the blob between our index read and
         # the open; the index then names the new blob, so look again.
         for _ in range(10):
             row = await self._lookup(key, version)
             try:
-                return row, await _open_for_reading(self._blobs / row[9])
+                return row, await _open_for_reading(self._blobs / row["blob"])
             except FileNotFoundError:
                 continue
         raise BackendError("the index names a blob file that does not exist", key=key, version=version)
@@ -409,8 +422,8 @@ class LocalProvider:
                 row = _index.find(db, key, version)
                 if row is None:
                     raise ObjectNotFound("object version not found", key=key, version=version)
-                db.execute("DELETE FROM versions WHERE seq = ?", (row[10],))
-                gone = [row[9]]
+                db.execute("DELETE FROM versions WHERE seq = ?", (row["seq"],))
+                gone = [row["blob"]]
             else:
                 if _index.find(db, key, None) is None:
                     raise ObjectNotFound("object not found", key=key)
@@ -453,7 +466,7 @@ class LocalProvider:
             with _mapped("list failed"):
                 rows = await self._query(functools.partial(_index.fetch, sql, args))
             for row in rows:
-                key = row[0]
+                key = row["key"]
                 if delimiter is not None:
                     cut = key.find(delimiter, len(prefix))
                     if cut >= 0:
@@ -466,10 +479,10 @@ class LocalProvider:
                         cursor = (nxt, inclusive)
                         break
                 yield ListEntry(
-                    name=key, size=row[2], etag=row[3], version=row[1],
-                    last_modified=datetime.fromisoformat(row[8]), is_latest=bool(row[11]),
+                    name=key, size=row["size"], etag=row["etag"], version=row["version"],
+                    last_modified=datetime.fromisoformat(row["last_modified"]), is_latest=bool(row["latest"]),
                 )  # fmt: skip
-                cursor = (key, row[10])
+                cursor = (key, row["seq"])
             else:
                 if len(rows) < page:
                     return
@@ -490,7 +503,7 @@ class LocalProvider:
             else replace(opts.replace, preconditions=opts.preconditions)
         )
         try:
-            return await run_to_completion(self._copy_blob(origin._blobs / row[9], fh, dst, put, found))
+            return await run_to_completion(self._copy_blob(origin._blobs / row["blob"], fh, dst, put, found))
         finally:
             fh.close()
 
@@ -511,7 +524,7 @@ class LocalProvider:
         try:
             with _mapped("copy failed", dst):
                 await anyio.to_thread.run_sync(copy_bytes)
-            return await self._commit_tmp(tmp, dst, put, source.etag, source.size)
+            return await self._commit_tmp(tmp, dst, put, source.etag, source.size, source.crc32c)
         finally:
             _discard(tmp)
 
