@@ -472,6 +472,13 @@ CREATE TABLE deleted (key TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
 
+def _flip_first_byte(path: Path) -> None:
+    with open(path, "r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 1]))
+
+
 async def test_an_index_from_release_0_is_migrated_and_its_rows_still_verified(tmp_path: Path) -> None:
     import aiobucket
     from aiobucket import IntegrityError, config
@@ -500,8 +507,7 @@ async def test_an_index_from_release_0_is_migrated_and_its_rows_still_verified(t
     with config.override({"migrated": f"file://{tmp_path}"}):
         b = aiobucket.Bucket("migrated")
         assert await b.download("old").read() == data
-        with open(tmp_path / "blobs" / blob, "r+b") as f:
-            f.write(bytes([data[0] ^ 1]))
+        _flip_first_byte(tmp_path / "blobs" / blob)
         with pytest.raises(IntegrityError, match="md5"):
             await b.download("old").read()
         await aiobucket.aclose()
