@@ -39,7 +39,7 @@ from aiobucket.errors import (
 from aiobucket.keys import validate_key
 from aiobucket.providers import memory
 from aiobucket.providers.base import CopyOptions, GetOptions, Provider, PutOptions, new_version_id
-from aiobucket.providers.local import LocalProvider, create
+from aiobucket.providers.local import LocalProvider, _index, create
 from aiobucket.types import BucketConfig, ListEntry, ObjectAttrs, Preconditions
 
 pytestmark = pytest.mark.anyio
@@ -169,7 +169,7 @@ _CHILD_UPLOAD = textwrap.dedent(
     """
     import asyncio, os, signal, sys
     from aiobucket.config import BucketSettings
-    from aiobucket.providers import local
+    from aiobucket.providers.local import _provider as local
     from aiobucket.providers.base import PutOptions
     from aiobucket.types import BucketConfig
 
@@ -391,7 +391,7 @@ async def test_abort_and_failed_complete_leave_no_files(tmp_path: Path) -> None:
     with pytest.raises(PreconditionFailed):
         await p.put("k", b"d", pre(not_exists=True))
     with pytest.raises(PreconditionFailed):
-        await p.copy("k", "k", CopyOptions(preconditions=Preconditions(not_exists=True)))
+        await p.copy(p, "k", "k", CopyOptions(preconditions=Preconditions(not_exists=True)))
 
     up = await p.start_multipart("other", OPTS)
     with pytest.raises(InvalidArgument):
@@ -410,7 +410,7 @@ async def test_overwrites_and_deletes_free_their_blobs(tmp_path: Path, versioned
     p = make(tmp_path, versioned)
     for i in range(3):
         await p.put("k", b"v%d" % i, OPTS)
-    await p.copy("k", "c", CopyOptions())
+    await p.copy(p, "k", "c", CopyOptions())
     assert len(blob_files(tmp_path)) == (4 if versioned else 2)
     await p.delete("k")
     await p.delete("c")
@@ -461,6 +461,58 @@ async def test_a_new_instance_sees_objects_attrs_and_versions(tmp_path: Path) ->
     await q.aclose()
 
 
+_RELEASE_0_SCHEMA = """
+CREATE TABLE versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, version TEXT, size INTEGER NOT NULL,
+    etag TEXT NOT NULL, content_type TEXT NOT NULL, cache_control TEXT, content_disposition TEXT,
+    metadata TEXT NOT NULL, last_modified TEXT NOT NULL, blob TEXT NOT NULL
+);
+CREATE INDEX versions_by_key ON versions (key ASC, seq DESC);
+CREATE TABLE deleted (key TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+
+def _flip_first_byte(path: Path) -> None:
+    with open(path, "r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 1]))
+
+
+async def test_an_index_from_release_0_is_migrated_and_its_rows_still_verified(tmp_path: Path) -> None:
+    import aiobucket
+    from aiobucket import IntegrityError, config
+
+    data = os.urandom(100_000)
+    blob = "ab/ab" + "0" * 30
+    (tmp_path / "blobs" / "ab").mkdir(parents=True)
+    (tmp_path / "blobs" / blob).write_bytes(data)
+    with sqlite3.connect(tmp_path / "index.sqlite3") as db:
+        db.executescript(_RELEASE_0_SCHEMA)
+        db.execute(
+            "INSERT INTO versions (key, version, size, etag, content_type, metadata, last_modified, blob)"
+            " VALUES ('old', NULL, ?, ?, 'x/y', '{}', '2024-01-01T00:00:00+00:00', ?)",
+            (len(data), md5(data), blob),
+        )
+    p = make(tmp_path)
+    old = await p.head("old")
+    assert (old.crc32c, old.md5) == (None, md5(data))  # no CRC32C then; the MD5 etag still vouches
+    new = await p.put("new", b"fresh", OPTS)
+    assert new.crc32c is not None and await p.head("new") == new
+    await p.aclose()
+    with sqlite3.connect(tmp_path / "index.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (_index.SCHEMA_VERSION,)
+        assert "crc32c" in {row[1] for row in db.execute("PRAGMA table_info(versions)")}
+
+    with config.override({"migrated": f"file://{tmp_path}"}):
+        b = aiobucket.Bucket("migrated")
+        assert await b.download("old").read() == data
+        _flip_first_byte(tmp_path / "blobs" / blob)
+        with pytest.raises(IntegrityError, match="md5"):
+            await b.download("old").read()
+        await aiobucket.aclose()
+
+
 # -- 6. error mapping -------------------------------------------------------------------------
 
 
@@ -482,7 +534,7 @@ async def test_root_that_is_a_file_raises_bucket_errors(tmp_path: Path) -> None:
     with pytest.raises(BackendError):
         await entries(p.list(""))
     with pytest.raises(BackendError):
-        await p.copy("k", "j", CopyOptions())
+        await p.copy(p, "k", "j", CopyOptions())
     await p.aclose()
 
 
@@ -681,7 +733,7 @@ async def test_cancelled_writes_leave_old_or_new_and_no_debris(tmp_path: Path, o
         if op == "put":
             await p.put("k", new, OPTS)
         elif op == "copy":
-            await p.copy("src", "k", CopyOptions())
+            await p.copy(p, "src", "k", CopyOptions())
         elif op == "delete":
             await p.delete("k")
         else:
@@ -734,9 +786,9 @@ async def test_copy(tmp_path: Path) -> None:
     )
     assert (r.content_type, dict(r.metadata), await read(p, "dst")) == ("x/y", {}, b"second")
     with pytest.raises(ObjectNotFound):
-        await p.copy("missing", "dst", CopyOptions())
+        await p.copy(p, "missing", "dst", CopyOptions())
     with pytest.raises(ObjectNotFound):
-        await p.copy("src", "dst", CopyOptions(version="nope"))
+        await p.copy(p, "src", "dst", CopyOptions(version="nope"))
     await p.aclose()
 
 
@@ -773,8 +825,7 @@ async def test_listing_pages_through_many_keys(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "index.sqlite3") as db:
         row = db.execute("SELECT * FROM versions WHERE key = 'seed'").fetchone()
         db.executemany(
-            "INSERT INTO versions (key, version, size, etag, content_type, cache_control,"
-            " content_disposition, metadata, last_modified, blob) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            _index.INSERT,
             [(k, new_version_id(), *row[3:]) for k in keys],
         )
         db.execute("DELETE FROM versions WHERE key = 'seed'")

@@ -4,6 +4,9 @@ It opens lazily on first use, never holds more than one chunk beyond what the
 caller asked for, always releases the response body (at EOF, on error, on
 cancellation and on ``aclose``), and resumes once if the connection drops
 mid-body, pinned to the object's etag so two versions are never spliced.
+A read of the whole object is checked against its stored checksum (see
+``_checksum.WholeObjectCheck``): a mismatch raises IntegrityError instead of
+handing out the chunk that completes the object, or instead of EOF.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Self
 
 from . import _runtime
 from ._aio import run_to_completion
+from ._checksum import WholeObjectCheck
 from .errors import ConnectionLost, InvalidArgument, ObjectChanged, PreconditionFailed
 from .providers.base import Body, GetOptions, Provider
 from .tracing import Span, start_span
@@ -53,6 +57,7 @@ class Reader:
         self._pending = b""  # read but not yet handed out
         self._received = 0  # bytes of the range received so far
         self._resumed = False
+        self._check: WholeObjectCheck | None = None  # set when this read covers the whole object
         self._eof = False
         self._closed = False
         self._span: Span | None = None
@@ -139,6 +144,7 @@ class Reader:
             else:
                 opts = GetOptions(version=self._version, offset=self._offset, length=self._length)
                 self._attrs, self._body = await self._provider.get(self.key, opts)
+                self._check = WholeObjectCheck.for_read(self._attrs, self._offset, self._length)
         assert self._attrs is not None
         self._span.set(size=self._attrs.size, version=self._attrs.version)
         self._chunks = aiter(self._body)
@@ -160,6 +166,8 @@ class Reader:
                 try:
                     chunk = await anext(self._chunks)
                 except StopAsyncIteration:
+                    if self._check is not None:
+                        self._check.end()  # before _eof: a failed check leaves the reader closed, not at EOF
                     self._eof = True
                     await self._finish(None)
                     return b""
@@ -170,10 +178,13 @@ class Reader:
                     await self._resume()
                     continue
                 if chunk:
-                    self._received += len(chunk)
+                    data = bytes(chunk)
+                    if self._check is not None:
+                        self._check.update(data)  # spans a resume: the bytes stay contiguous
+                    self._received += len(data)
                     if self._span is not None:
-                        self._span.add("bytes", len(chunk))
-                    return bytes(chunk)
+                        self._span.add("bytes", len(data))
+                    return data
 
     async def _resume(self) -> None:
         """Reopen after a dropped connection, from where we were, pinned to the same object."""

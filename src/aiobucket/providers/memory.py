@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from .._checksum import crc32c_b64
 from ..errors import BucketError, NotSupported, ObjectNotFound
 from ..types import BucketConfig, ListEntry, ObjectAttrs, UploadForm
 from .base import (
@@ -86,11 +87,17 @@ class MemoryStore:
             version=version,
         )
 
-    def commit(self, key: str, data: bytes, opts: PutOptions, versioned: bool, etag: str) -> ObjectAttrs:
+    def commit(
+        self, key: str, data: bytes, opts: PutOptions, versioned: bool, etag: str, crc32c: str | None
+    ) -> ObjectAttrs:
+        """Store ``data`` as the key's object. The etag is the MD5 of ``data`` (or, for a
+        copy, the source's, which is the same); ``crc32c`` is stored for read checks."""
         attrs = ObjectAttrs(
             name=key,
             size=len(data),
             etag=etag,
+            crc32c=crc32c,
+            md5=etag,
             content_type=opts.content_type,
             version=new_version_id() if versioned else None,
             cache_control=opts.cache_control,
@@ -195,7 +202,9 @@ class _Upload:
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
         p = self._provider
         data, self._buf = bytes(self._buf), bytearray()
-        return p.store.commit(self._key, data, self._opts, p.versioned, self._md5.hexdigest())
+        return p.store.commit(
+            self._key, data, self._opts, p.versioned, self._md5.hexdigest(), crc32c_b64(data)
+        )
 
     async def abort(self) -> None:
         self._buf = bytearray()
@@ -210,7 +219,7 @@ class MemoryProvider:
 
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        return self.store.commit(key, bytes(data), opts, self.versioned, etag)
+        return self.store.commit(key, bytes(data), opts, self.versioned, etag, crc32c_b64(data))
 
     async def start_multipart(self, key: str, opts: PutOptions) -> _Upload:
         return _Upload(self, key, opts)
@@ -274,7 +283,7 @@ class MemoryProvider:
             else replace(opts.replace, preconditions=opts.preconditions)
         )
         # Bytes are immutable, so the copy shares them.
-        return self.store.commit(dst, found.data, put, self.versioned, found.attrs.etag)
+        return self.store.commit(dst, found.data, put, self.versioned, found.attrs.etag, found.attrs.crc32c)
 
     async def sign_url(
         self,

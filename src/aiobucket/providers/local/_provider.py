@@ -21,9 +21,10 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import json
+import io
 import os
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -31,14 +32,15 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import aiofiles
 import anyio.to_thread
-from aiofiles.threadpool.binary import AsyncBufferedIOBase, AsyncBufferedReader
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from ..._aio import run_to_completion
+from ..._checksum import Crc32c
 from ...errors import (
     BackendError,
     BucketError,
@@ -63,7 +65,7 @@ from ..base import (
     new_version_id,
     put_options_from,
 )
-from . import _signing
+from . import _index, _signing
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -73,52 +75,6 @@ CHUNK = 1024 * 1024
 PAGE = 1000
 TMP_MAX_AGE = 3600.0  # seconds an idle tmp file may sit before the open-time sweep removes it
 CAPABILITIES = Capabilities(signed_urls=True, parallel_parts=False, min_part_size=1)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- write order: the newest row of a key is current
-    key TEXT NOT NULL,
-    version TEXT,
-    size INTEGER NOT NULL,
-    etag TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    cache_control TEXT,
-    content_disposition TEXT,
-    metadata TEXT NOT NULL,
-    last_modified TEXT NOT NULL,
-    blob TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS versions_by_key ON versions (key ASC, seq DESC);
-CREATE TABLE IF NOT EXISTS deleted (key TEXT PRIMARY KEY) WITHOUT ROWID;
-"""
-_COLS = (
-    "key, version, size, etag, content_type, cache_control, content_disposition,"
-    " metadata, last_modified, blob, seq"
-)
-_NEWEST = "NOT EXISTS (SELECT 1 FROM versions n WHERE n.key = o.key AND n.seq > o.seq)"
-_LIVE = "NOT EXISTS (SELECT 1 FROM deleted d WHERE d.key = o.key)"
-
-
-def _attrs(row: tuple[Any, ...]) -> ObjectAttrs:
-    return ObjectAttrs(
-        name=row[0], version=row[1], size=row[2], etag=row[3], content_type=row[4],
-        cache_control=row[5], content_disposition=row[6], metadata=json.loads(row[7]),
-        last_modified=datetime.fromisoformat(row[8]),
-    )  # fmt: skip
-
-
-def _fetch(sql: str, args: dict[str, Any], db: sqlite3.Connection) -> list[Any]:
-    return db.execute(sql, args).fetchall()
-
-
-def _upper(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code point order = UTF-8 order)."""
-    while prefix:
-        nxt = ord(prefix[-1]) + 1
-        if nxt <= 0x10FFFF:
-            return prefix[:-1] + chr(0xE000 if nxt == 0xD800 else nxt)  # surrogates cannot occur
-        prefix = prefix[:-1]
-    return None
 
 
 @contextlib.contextmanager
@@ -154,21 +110,51 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+async def _open_for_reading(path: Path) -> io.FileIO:
+    """Open ``path`` in a worker thread without ever dropping the handle.
+
+    A cancel cannot stop the thread, so the open runs to completion; if the caller
+    was cancelled meanwhile, the file is closed here before the cancel goes on.
+    """
+
+    def open_unbuffered() -> io.FileIO:
+        return open(path, "rb", buffering=0)
+
+    task = asyncio.ensure_future(anyio.to_thread.run_sync(open_unbuffered))
+    try:
+        return await run_to_completion(task)
+    except asyncio.CancelledError:
+        if task.done() and not task.cancelled() and task.exception() is None:
+            task.result().close()
+        raise
+
+
 class _Body:
-    def __init__(self, fh: AsyncBufferedReader, offset: int, length: int, key: str) -> None:
-        self._fh = fh
+    """Positional reads (pread) of an open blob file in worker threads.
+
+    Each read runs to completion before a cancel is delivered, and ``aclose()``
+    waits for a read in flight, so the file is never closed under a thread
+    still reading it (its descriptor could be reused by then).
+    """
+
+    def __init__(self, f: io.FileIO, offset: int, length: int, key: str) -> None:
+        self._f = f
         self._pos = offset
         self._left = length
         self._key = key
         self._closed = False
+        self._reading: asyncio.Future[bytes] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # A stream: iterating again continues where the last iteration stopped.
         with _mapped("read failed", self._key):
-            if self._left > 0 and not self._closed:
-                await self._fh.seek(self._pos)
             while self._left > 0 and not self._closed:
-                chunk = await self._fh.read(min(CHUNK, self._left))
+                read = anyio.to_thread.run_sync(os.pread, self._f.fileno(), min(CHUNK, self._left), self._pos)
+                self._reading = asyncio.ensure_future(read)
+                try:
+                    chunk = await run_to_completion(self._reading)
+                finally:
+                    self._reading = None
                 if not chunk:
                     raise BackendError("blob file is shorter than its index entry", key=self._key)
                 self._pos += len(chunk)
@@ -176,10 +162,10 @@ class _Body:
                 yield chunk
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            with _mapped("close failed", self._key):
-                await self._fh.close()
+        self._closed = True
+        if self._reading is not None:
+            await asyncio.wait([self._reading])
+        self._f.close()  # idempotent, and quick for a file opened read-only
 
 
 class _Upload:
@@ -196,6 +182,7 @@ class _Upload:
         self._tmp = tmp
         self._fh: AsyncBufferedIOBase | None = None
         self._md5 = hashlib.md5(usedforsecurity=False)
+        self._crc = Crc32c()
         self._size = 0
         self._order = PartOrder()
         self._done = False
@@ -206,12 +193,17 @@ class _Upload:
 
     async def _append(self, data: bytes | bytearray) -> str:
         assert self._fh is not None
-        # Write and hash at once, in two worker threads (hashlib releases the GIL on
-        # large buffers). Only the running object MD5 is kept: parts need no etag here.
+        # Write and hash at once, in two worker threads (hashlib and google-crc32c release
+        # the GIL on large buffers). Only the whole object's MD5 and CRC32C are kept:
+        # parts need no etag here.
         with _mapped("write failed", self._key):
-            await asyncio.gather(self._fh.write(data), anyio.to_thread.run_sync(self._md5.update, data))
+            await asyncio.gather(self._fh.write(data), anyio.to_thread.run_sync(self._hash, data))
         self._size += len(data)
         return f"part-{self._order.next - 1}"
+
+    def _hash(self, data: bytes | bytearray) -> None:
+        self._md5.update(data)
+        self._crc.update(data)
 
     async def put_part(self, number: int, data: bytes | bytearray) -> Part:
         if self._done or self._fh is None:
@@ -230,7 +222,7 @@ class _Upload:
                 finally:
                     await fh.close()
             return await self._p._commit_tmp(
-                self._tmp, self._key, self._opts, self._md5.hexdigest(), self._size
+                self._tmp, self._key, self._opts, self._md5.hexdigest(), self._size, self._crc.b64()
             )
         finally:
             _discard(self._tmp)  # already gone after a successful rename
@@ -280,25 +272,7 @@ class LocalProvider:
     def _connect(self) -> sqlite3.Connection:
         for d in (self.root, self._blobs, self._tmpdir):
             d.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves. The connection is shared
-        # by worker threads, serialised by self._lock.
-        db = sqlite3.connect(self.root / "index.sqlite3", isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA busy_timeout = 30000")  # wait for other processes' write transactions
-            for attempt in range(100):  # switching to WAL takes a lock the busy handler may not wait for
-                try:
-                    db.execute("PRAGMA journal_mode = WAL")
-                    break
-                except sqlite3.OperationalError as exc:
-                    busy = (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-                    if not busy or attempt == 99:
-                        raise
-                    time.sleep(0.05)
-            db.execute("PRAGMA synchronous = FULL")  # blobs are fsynced; so is the row naming them
-            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-        except BaseException:
-            db.close()
-            raise
+        db = _index.connect(self.root / "index.sqlite3")
         self._sweep_tmp()
         return db
 
@@ -317,7 +291,7 @@ class LocalProvider:
                 self._db = self._connect()
             return fn(self._db)
 
-    async def _index(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self._locked, fn)
 
     def _tx(self, fn: Callable[[sqlite3.Connection], list[str]]) -> None:
@@ -326,32 +300,11 @@ class LocalProvider:
         Runs in a worker thread from start to end: a cancelled caller stops
         waiting but cannot interrupt it between the commit and the cleanup.
         """
-
-        def run(db: sqlite3.Connection) -> list[str]:
-            db.execute("BEGIN IMMEDIATE")  # takes the write lock up front: checks and writes are atomic
-            try:
-                result = fn(db)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            return result
-
         # Nothing refers to these any more; failing to unlink only leaves invisible garbage.
-        _discard(*(self._blobs / b for b in self._locked(run)))
+        _discard(*(self._blobs / b for b in self._locked(lambda db: _index.transaction(db, fn))))
 
-    def _find(self, db: sqlite3.Connection, key: str, version: str | None) -> tuple[Any, ...] | None:
-        if version is None:
-            sql = f"SELECT {_COLS} FROM versions o WHERE key = ? AND {_LIVE} ORDER BY seq DESC LIMIT 1"
-            row = db.execute(sql, (key,)).fetchone()
-        else:
-            sql = f"SELECT {_COLS} FROM versions o WHERE key = ? AND version = ?"
-            row = db.execute(sql, (key, version)).fetchone()
-        return tuple(row) if row is not None else None
-
-    async def _lookup(self, key: str, version: str | None) -> tuple[Any, ...]:
-        row = await self._index(lambda db: self._find(db, key, version))
+    async def _lookup(self, key: str, version: str | None) -> sqlite3.Row:
+        row = await self._query(lambda db: _index.find(db, key, version))
         if row is None:
             raise ObjectNotFound(
                 "object not found" if version is None else "object version not found",
@@ -362,8 +315,14 @@ class LocalProvider:
 
     # -- the write path --
 
-    async def _commit_tmp(self, tmp: Path, key: str, opts: PutOptions, etag: str, size: int) -> ObjectAttrs:
-        """Rename a complete, fsynced tmp file into blobs/ and point the index at it."""
+    async def _commit_tmp(
+        self, tmp: Path, key: str, opts: PutOptions, etag: str, size: int, crc32c: str | None
+    ) -> ObjectAttrs:
+        """Rename a complete, fsynced tmp file into blobs/ and point the index at it.
+
+        ``etag`` is the MD5 of the bytes and ``crc32c`` their CRC32C (None for a copy
+        of an object stored before checksums were kept).
+        """
         blob_id = secrets.token_hex(16)
         blob = f"{blob_id[:2]}/{blob_id}"
         path = self._blobs / blob
@@ -382,23 +341,17 @@ class LocalProvider:
             name=key, size=size, etag=etag, content_type=opts.content_type,
             version=new_version_id() if self.versioned else None,
             cache_control=opts.cache_control, content_disposition=opts.content_disposition,
-            metadata=dict(opts.metadata), last_modified=now,
+            metadata=dict(opts.metadata), last_modified=now, crc32c=crc32c, md5=etag,
         )  # fmt: skip
 
         def commit(db: sqlite3.Connection) -> list[str]:
-            cur = self._find(db, key, None)
-            check_preconditions(_attrs(cur) if cur else None, opts.preconditions, key)
+            cur = _index.find(db, key, None)
+            check_preconditions(_index.attrs(cur) if cur else None, opts.preconditions, key)
             old: list[str] = []
             if not self.versioned:
                 old = [r[0] for r in db.execute("SELECT blob FROM versions WHERE key = ?", (key,))]
                 db.execute("DELETE FROM versions WHERE key = ?", (key,))
-            db.execute(
-                "INSERT INTO versions (key, version, size, etag, content_type, cache_control,"
-                " content_disposition, metadata, last_modified, blob) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (key, attrs.version, size, etag, attrs.content_type, attrs.cache_control,
-                 attrs.content_disposition, json.dumps(dict(attrs.metadata)),
-                 now.isoformat(), blob),
-            )  # fmt: skip
+            db.execute(_index.INSERT, _index.row_values(attrs, blob))
             db.execute("DELETE FROM deleted WHERE key = ?", (key,))
             return old
 
@@ -425,7 +378,7 @@ class LocalProvider:
 
     async def start_multipart(self, key: str, opts: PutOptions) -> _Upload:
         with _mapped("cannot open the bucket", key):
-            await self._index(lambda db: None)  # creates the layout on first use
+            await self._query(lambda db: None)  # creates the layout on first use
         upload = _Upload(self, key, opts, self._tmpdir / f"{secrets.token_hex(16)}.tmp")
         try:
             await run_to_completion(upload._open())
@@ -436,13 +389,13 @@ class LocalProvider:
 
     # -- reads --
 
-    async def _open_blob(self, key: str, version: str | None) -> tuple[tuple[Any, ...], AsyncBufferedReader]:
+    async def _open_blob(self, key: str, version: str | None) -> tuple[sqlite3.Row, io.FileIO]:
         # An overwrite in another process may unlink the blob between our index read and
         # the open; the index then names the new blob, so look again.
         for _ in range(10):
             row = await self._lookup(key, version)
             try:
-                return row, await aiofiles.open(self._blobs / row[9], "rb")
+                return row, await _open_for_reading(self._blobs / row["blob"])
             except FileNotFoundError:
                 continue
         raise BackendError("the index names a blob file that does not exist", key=key, version=version)
@@ -450,30 +403,29 @@ class LocalProvider:
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, _Body]:
         with _mapped("read failed", key):
             row, fh = await self._open_blob(key, opts.version)
-        attrs = _attrs(row)
+        attrs = _index.attrs(row)
         try:
             check_read(attrs, opts, key)
         except BaseException:
-            with contextlib.suppress(OSError):
-                await fh.close()
+            fh.close()
             raise
         end = attrs.size if opts.length is None else min(attrs.size, opts.offset + opts.length)
         return attrs, _Body(fh, opts.offset, max(0, end - opts.offset), key)
 
     async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
         with _mapped("head failed", key):
-            return _attrs(await self._lookup(key, version))
+            return _index.attrs(await self._lookup(key, version))
 
     async def delete(self, key: str, version: str | None = None) -> None:
         def remove(db: sqlite3.Connection) -> list[str]:
             if version is not None:
-                row = self._find(db, key, version)
+                row = _index.find(db, key, version)
                 if row is None:
                     raise ObjectNotFound("object version not found", key=key, version=version)
-                db.execute("DELETE FROM versions WHERE seq = ?", (row[10],))
-                gone = [row[9]]
+                db.execute("DELETE FROM versions WHERE seq = ?", (row["seq"],))
+                gone = [row["blob"]]
             else:
-                if self._find(db, key, None) is None:
+                if _index.find(db, key, None) is None:
                     raise ObjectNotFound("object not found", key=key)
                 if self.versioned:  # a delete marker; older versions stay
                     db.execute("INSERT OR IGNORE INTO deleted (key) VALUES (?)", (key,))
@@ -500,7 +452,7 @@ class LocalProvider:
         limit: int | None = None,
     ) -> AsyncIterator[ListEntry]:
         page = max(1, min(limit or PAGE, PAGE))
-        hi = _upper(prefix)
+        hi = _index.upper(prefix)
         # The cursor (key, seq) means: rows of `key` with a smaller seq, then later keys.
         inclusive = 1 << 62
         if start_after is not None and start_after >= prefix:
@@ -508,35 +460,29 @@ class LocalProvider:
         else:
             cursor = (prefix, inclusive)
         # A real upper bound (not "? IS NULL OR ...") so the index range stops at the prefix end.
-        sql = (
-            f"SELECT {_COLS}, {_NEWEST} AND {_LIVE} FROM versions o"
-            " WHERE key >= :ck AND (key > :ck OR seq < :cs)"
-            + ("" if hi is None else " AND key < :hi")
-            + ("" if versions else f" AND {_NEWEST} AND {_LIVE}")
-            + " ORDER BY key ASC, seq DESC LIMIT :page"
-        )
+        sql = _index.list_sql(hi, versions)
         while True:
             args = {"ck": cursor[0], "cs": cursor[1], "hi": hi, "page": page}
             with _mapped("list failed"):
-                rows = await self._index(functools.partial(_fetch, sql, args))
+                rows = await self._query(functools.partial(_index.fetch, sql, args))
             for row in rows:
-                key = row[0]
+                key = row["key"]
                 if delimiter is not None:
                     cut = key.find(delimiter, len(prefix))
                     if cut >= 0:
                         # Every key in this group starts with `common`: skip past them all.
                         common = key[: cut + len(delimiter)]
                         yield ListEntry(name=common, is_prefix=True)
-                        nxt = _upper(common)
+                        nxt = _index.upper(common)
                         if nxt is None:
                             return
                         cursor = (nxt, inclusive)
                         break
                 yield ListEntry(
-                    name=key, size=row[2], etag=row[3], version=row[1],
-                    last_modified=datetime.fromisoformat(row[8]), is_latest=bool(row[11]),
+                    name=key, size=row["size"], etag=row["etag"], version=row["version"],
+                    last_modified=datetime.fromisoformat(row["last_modified"]), is_latest=bool(row["latest"]),
                 )  # fmt: skip
-                cursor = (key, row[10])
+                cursor = (key, row["seq"])
             else:
                 if len(rows) < page:
                     return
@@ -548,35 +494,37 @@ class LocalProvider:
         assert isinstance(source, LocalProvider)
         origin = source
         with _mapped("copy failed", src):
-            await self._index(lambda db: None)  # the destination's layout, on first use
+            await self._query(lambda db: None)  # the destination's layout, on first use
             row, fh = await origin._open_blob(src, opts.version)  # the open handle pins the bytes
-        found = _attrs(row)
+        found = _index.attrs(row)
         put = (
             put_options_from(found, opts.preconditions)
             if opts.replace is None
             else replace(opts.replace, preconditions=opts.preconditions)
         )
         try:
-            return await run_to_completion(self._copy_blob(origin._blobs / row[9], fh, dst, put, found))
+            return await run_to_completion(self._copy_blob(origin._blobs / row["blob"], fh, dst, put, found))
         finally:
-            with contextlib.suppress(OSError):
-                await fh.close()
+            fh.close()
 
     async def _copy_blob(
-        self, blob: Path, fh: AsyncBufferedReader, dst: str, put: PutOptions, source: ObjectAttrs
+        self, blob: Path, fh: io.FileIO, dst: str, put: PutOptions, source: ObjectAttrs
     ) -> ObjectAttrs:
         tmp = self._tmpdir / f"{secrets.token_hex(16)}.tmp"
+
+        def copy_bytes() -> None:
+            try:  # blobs are immutable, so sharing the inode is safe
+                os.link(blob, tmp)
+            except OSError:  # no hard links here, or the source was just replaced: copy
+                with open(tmp, "xb") as out:
+                    shutil.copyfileobj(fh, out, CHUNK)
+                    out.flush()
+                    os.fsync(out.fileno())
+
         try:
             with _mapped("copy failed", dst):
-                try:  # blobs are immutable, so sharing the inode is safe
-                    await anyio.to_thread.run_sync(os.link, blob, tmp)
-                except OSError:  # no hard links here, or the source was just replaced: copy
-                    async with aiofiles.open(tmp, "xb") as out:
-                        while chunk := await fh.read(CHUNK):
-                            await out.write(chunk)
-                        await out.flush()
-                        await anyio.to_thread.run_sync(os.fsync, out.fileno())
-            return await self._commit_tmp(tmp, dst, put, source.etag, source.size)
+                await anyio.to_thread.run_sync(copy_bytes)
+            return await self._commit_tmp(tmp, dst, put, source.etag, source.size, source.crc32c)
         finally:
             _discard(tmp)
 

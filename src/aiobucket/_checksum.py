@@ -1,0 +1,111 @@
+"""Checksums in the forms ObjectAttrs carries, and the whole-object read check.
+
+``ObjectAttrs.crc32c`` is base64 of the CRC32C's 4 big-endian bytes (as S3's
+``x-amz-checksum-crc32c`` and GCS's ``crc32c``); ``ObjectAttrs.md5`` is lower-case
+hex. CRC32C comes from google-crc32c (C, hardware accelerated, and it releases
+the GIL on buffers of 1 MB and more); it takes ``bytes`` only, so other buffers
+are copied first.
+
+A read of a whole object is checked against the object's crc32c, else its md5,
+else not at all; the check is decided here once and the reader only feeds it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from .errors import IntegrityError
+from .types import ObjectAttrs
+
+__all__ = ["Crc32c", "WholeObjectCheck", "crc32c_b64"]
+
+
+def _bytes(data: bytes | bytearray | memoryview) -> bytes:
+    return data if type(data) is bytes else bytes(data)
+
+
+class Crc32c:
+    """A running CRC32C."""
+
+    __slots__ = ("_extend", "value")
+
+    def __init__(self) -> None:
+        import google_crc32c  # here, not at the top: `import aiobucket` stays cheap
+
+        self._extend = google_crc32c.extend
+        self.value = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self.value = self._extend(self.value, _bytes(data))
+
+    def b64(self) -> str:
+        return base64.b64encode(self.value.to_bytes(4, "big")).decode("ascii")
+
+
+def crc32c_b64(data: bytes | bytearray | memoryview) -> str:
+    """The CRC32C of ``data`` as ObjectAttrs.crc32c spells it."""
+    crc = Crc32c()
+    crc.update(data)
+    return crc.b64()
+
+
+class WholeObjectCheck:
+    """Feed it every byte of a whole-object read, in order: it raises IntegrityError
+    as soon as the bytes overrun the object's size, or end (at the size, or early
+    at EOF) without matching the stored checksum.
+
+    The check happens when the last byte arrives, before the caller is handed the
+    chunk that holds it, so a corrupt object's final chunk is never returned.
+    """
+
+    __slots__ = ("_attrs", "_crc", "_done", "_md5", "_seen")
+
+    def __init__(self, attrs: ObjectAttrs) -> None:
+        self._attrs = attrs
+        self._crc = Crc32c() if attrs.crc32c else None
+        self._md5 = None if attrs.crc32c else hashlib.md5(usedforsecurity=False)
+        self._seen = 0
+        self._done = False
+
+    @classmethod
+    def for_read(cls, attrs: ObjectAttrs, offset: int, length: int | None) -> WholeObjectCheck | None:
+        """A check for a read of ``length`` bytes at ``offset``, when it covers the whole
+        object and the object has a stored checksum; None otherwise."""
+        whole = offset == 0 and (length is None or length >= attrs.size)
+        return cls(attrs) if whole and (attrs.crc32c or attrs.md5) else None
+
+    def update(self, chunk: bytes) -> None:
+        self._seen += len(chunk)
+        if self._done or self._seen > self._attrs.size:
+            self._fail(f"more bytes arrived than the object's size of {self._attrs.size}")
+        if self._crc is not None:
+            self._crc.update(chunk)
+        else:
+            assert self._md5 is not None
+            self._md5.update(chunk)
+        if self._seen == self._attrs.size:
+            self._finish()
+
+    def end(self) -> None:
+        """The body ended: it must have delivered the whole object."""
+        if not self._done:
+            if self._seen != self._attrs.size:
+                self._fail(f"the body ended after {self._seen} of {self._attrs.size} bytes")
+            self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._crc is not None:
+            name, stored, got = "crc32c", self._attrs.crc32c, self._crc.b64()
+        else:
+            assert self._md5 is not None
+            name, stored, got = "md5", (self._attrs.md5 or "").lower(), self._md5.hexdigest()
+        if got != stored:
+            self._fail(f"the bytes read have {name} {got!r}, but the object's stored {name} is {stored!r}")
+
+    def _fail(self, what: str) -> None:
+        raise IntegrityError(
+            f"download failed verification: {what}; the stored object or the transfer is corrupt",
+            version=self._attrs.version,
+        )
