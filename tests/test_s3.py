@@ -117,9 +117,14 @@ async def put(bucket: aiobucket.Bucket, key: str, data: bytes, **kw: Any) -> aio
 
 
 @contextmanager
-def through_proxy(server: S3Server, *, versioned: bool = False, **extra: object) -> Iterator[tuple[aiobucket.Bucket, FaultProxy]]:
+def through_proxy(
+    server: S3Server, *, versioned: bool = False, **extra: object
+) -> Iterator[tuple[aiobucket.Bucket, FaultProxy]]:
     """A fresh bucket whose requests go through a FaultProxy in front of ``server``."""
-    with FaultProxy(server.endpoint) as proxy, bucket_on(via(server, proxy), versioned=versioned, **extra) as b:
+    with (
+        FaultProxy(server.endpoint) as proxy,
+        bucket_on(via(server, proxy), versioned=versioned, **extra) as b,
+    ):
         yield b, proxy
 
 
@@ -294,7 +299,9 @@ def test_streaming_1gib_stays_within_part_buffers(s3_server: S3Server) -> None:
 
 async def test_wire_carries_part_etags_and_if_none_match(s3_server: S3Server) -> None:
     with through_proxy(s3_server) as (bucket, proxy):
-        completions = spy_bodies(s3_provider(bucket), lambda method, url: method == "POST" and "uploadId=" in url)
+        completions = spy_bodies(
+            s3_provider(bucket), lambda method, url: method == "POST" and "uploadId=" in url
+        )
         pre = aiobucket.Preconditions(not_exists=True)
         await put(bucket, "small", b"tiny", preconditions=pre)
         await put(bucket, "multi", payload(2 * PART + 100, seed=3), part_size=PART, preconditions=pre)

@@ -24,8 +24,8 @@ from aiobucket import (
     WriterClosed,
     config,
 )
-from aiobucket.providers.base import Part, PutOptions
 from aiobucket._aio import run_to_completion
+from aiobucket.providers.base import Part, PutOptions
 from aiobucket.writer import TASK_NAME
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("clean_config")]

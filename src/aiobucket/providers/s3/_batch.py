@@ -6,16 +6,15 @@ common prefix first (a bulk delete walks a listing and removes what it saw, so
 the batch's keys are the first ones left under that prefix: one or two pages of
 ListObjectsV2 cover them), and HEAD only the keys those pages did not show (a
 sparse batch). No start-after: some servers (SeaweedFS) do not list in byte
-order, so only a complete listing may prove a key absent. Keys found absent get ObjectNotFound and are not sent; the rest go
-in one DeleteObjects (quiet mode, so only failures come back). A key deleted by
-someone else between the listing and the batch is reported deleted: the same
+order, so only a complete listing may prove a key absent. Keys found absent
+get ObjectNotFound and are not sent; the rest go in one DeleteObjects (quiet
+mode, so only failures come back). A key deleted by someone else between the listing and the batch is reported deleted: the same
 race a HEAD-then-DELETE has.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -31,9 +30,21 @@ _LIST_PAGES = 2
 """Listing pages spent looking for a batch's keys before HEADing the rest."""
 
 
+def _common_prefix(keys: Sequence[str]) -> str:
+    first, last = min(keys), max(keys)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
 async def _present(p: S3Provider, keys: Sequence[str]) -> set[str]:
     wanted = set(keys)
-    params: dict[str, str] = {"list-type": "2", "prefix": os.path.commonprefix(list(keys)), "max-keys": "1000"}
+    params: dict[str, str] = {
+        "list-type": "2",
+        "prefix": _common_prefix(keys),
+        "max-keys": "1000",
+    }
     found: set[str] = set()
     for _ in range(_LIST_PAGES):
         resp = await p.send("remove", "GET", None, query=sorted(params.items()))

@@ -77,7 +77,9 @@ class Upload:
 
     @classmethod
     async def start(cls, p: S3Provider, key: str, opts: PutOptions) -> Upload:
-        resp = await p.send("start upload", "POST", key, query=[("uploads", "")], headers=object_headers(opts))
+        resp = await p.send(
+            "start upload", "POST", key, query=[("uploads", "")], headers=object_headers(opts)
+        )
         if resp.status >= 300:
             raise p.fail(resp, "start upload", key)
         return cls(p, key, opts, parse_upload_id(resp.body))
@@ -92,7 +94,13 @@ class Upload:
         checksum, md5_hex, payload_hash = await p.body_hashes(view)
         op = f"upload part {number}"
         resp = await p.send(
-            op, "PUT", self._key, query=self._query(number), headers=checksum, body=view, payload_hash=payload_hash
+            op,
+            "PUT",
+            self._key,
+            query=self._query(number),
+            headers=checksum,
+            body=view,
+            payload_hash=payload_hash,
         )
         if resp.status >= 300:
             raise p.fail(resp, op, self._key)
@@ -119,7 +127,9 @@ class Upload:
             )  # fmt: skip
             lost = resp.maybe_applied and ((resp.status == 412 and bool(pre)) or resp.code == "NoSuchUpload")
             if lost:
-                attrs = await p.resolve("complete upload", self._key, multipart_etag([x.etag for x in ordered]), resp)
+                attrs = await p.resolve(
+                    "complete upload", self._key, multipart_etag([x.etag for x in ordered]), resp
+                )
                 self._finished = True
                 return attrs
             if resp.status >= 300:
@@ -173,7 +183,10 @@ async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: Copy
     if source_attrs.size > p.copy_threshold:
         return await _multipart_copy(p, source.bucket, src, dst, source_attrs, put, opts)
     pre = opts.preconditions
-    headers = {"x-amz-copy-source": _copy_source(source.bucket, src, opts.version), **precondition_headers(pre)}
+    headers = {
+        "x-amz-copy-source": _copy_source(source.bucket, src, opts.version),
+        **precondition_headers(pre),
+    }
     if opts.replace is not None:
         headers.update(object_headers(opts.replace))
         headers["x-amz-metadata-directive"] = "REPLACE"
@@ -189,7 +202,13 @@ async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: Copy
 
 
 async def _multipart_copy(
-    p: S3Provider, src_bucket: str, src: str, dst: str, source: ObjectAttrs, put: PutOptions, opts: CopyOptions
+    p: S3Provider,
+    src_bucket: str,
+    src: str,
+    dst: str,
+    source: ObjectAttrs,
+    put: PutOptions,
+    opts: CopyOptions,
 ) -> ObjectAttrs:
     upload = await Upload.start(p, dst, replace(put, preconditions=opts.preconditions))
     copy_source = _copy_source(src_bucket, src, opts.version)
@@ -204,7 +223,9 @@ async def _multipart_copy(
             headers["x-amz-copy-source-if-match"] = quote_etag(source.etag)
         op = f"copy part {number}"
         async with limit:
-            resp = await p.send(op, "PUT", dst, query=upload._query(number), headers=headers, check=error_in_200)
+            resp = await p.send(
+                op, "PUT", dst, query=upload._query(number), headers=headers, check=error_in_200
+            )
         if resp.status >= 300:
             raise p.fail(resp, op, dst)
         etag, _, _ = parse_copy(resp.body)

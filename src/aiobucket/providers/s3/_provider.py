@@ -293,7 +293,13 @@ class S3Provider:
         etag = unquote_etag(resp.headers.get("etag"))
         h = resp.headers
         return put_attrs(
-            key, opts, view.nbytes, etag, h.get("x-amz-version-id"), None, md5_hex if etag == md5_hex else None
+            key,
+            opts,
+            view.nbytes,
+            etag,
+            h.get("x-amz-version-id"),
+            None,
+            md5_hex if etag == md5_hex else None,
         )
 
     async def resolve(self, op: str, key: str, ours: str | None, resp: Response) -> ObjectAttrs:
@@ -363,6 +369,13 @@ class S3Provider:
             err.attrs = object_attrs(key, resp.headers, 0)
             raise err
         if resp.status >= 300:
+            if resp.status == 416 and opts.offset and opts.if_match is not None:
+                # A resume past the end of the very object we pinned: the answer we
+                # resumed from announced more bytes than the object has.
+                raise ConnectionLost(
+                    f"the object ends before offset {opts.offset}, where the earlier answer said it went on",
+                    key=key,
+                )
             if resp.status == 416 and opts.offset:
                 raise RangeNotSatisfiable(
                     f"offset {opts.offset} is at or past the end of the object", key=key
@@ -388,7 +401,11 @@ class S3Provider:
         limit: int | None = None
         if resp.status == 206:
             span = parse_content_range(h.get("content-range"))
-            if span is None or span[0] != opts.offset or (expected is not None and expected != span[1] - span[0] + 1):
+            if (
+                span is None
+                or span[0] != opts.offset
+                or (expected is not None and expected != span[1] - span[0] + 1)
+            ):
                 raise ConnectionLost(
                     f"the server answered the range read from {opts.offset} with "
                     f"Content-Range {h.get('content-range')!r}",

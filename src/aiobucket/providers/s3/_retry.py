@@ -129,8 +129,10 @@ class RetryPolicy:
             else:
                 resp.attempts = n
                 resp.maybe_applied = maybe_applied
-                if resp.status < 300 or n >= self.max_attempts or not is_transient_status(
-                    resp.status, resp.code
+                if (
+                    resp.status < 300
+                    or n >= self.max_attempts
+                    or not is_transient_status(resp.status, resp.code)
                 ):
                     return resp
                 # A 5xx may come after the server applied the request (a proxy or

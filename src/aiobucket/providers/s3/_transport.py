@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from typing import Any
 
@@ -91,10 +92,8 @@ class _View(aiohttp_payload.Payload):
 
 def _close_quietly(connector: aiohttp.BaseConnector) -> None:
     """Drop the pool's connections without awaiting (the loop may be gone)."""
-    try:
+    with contextlib.suppress(Exception):  # best effort, at garbage collection or exit
         connector._close()
-    except Exception:  # noqa: S110 - best effort at garbage collection or exit
-        pass
 
 
 class Transport:

@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+
 import aiohttp
 
 from ...errors import BackendError, ConnectionLost
@@ -42,7 +43,8 @@ __all__ = [
 CHUNK = 1024 * 1024
 _HASH_IN_THREAD = 1024 * 1024  # hashlib releases the GIL; below this a thread hop costs more
 _HEX = frozenset("0123456789abcdef")
-_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_MONTH_NAMES = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec"
+_MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES.split(), 1)}
 
 
 def quote_etag(etag: str) -> str:
@@ -202,7 +204,9 @@ class Body:
 
     __slots__ = ("_closed", "_expected", "_key", "_limit", "_raw", "_received")
 
-    def __init__(self, raw: aiohttp.ClientResponse, key: str, expected: int | None, limit: int | None) -> None:
+    def __init__(
+        self, raw: aiohttp.ClientResponse, key: str, expected: int | None, limit: int | None
+    ) -> None:
         self._raw = raw
         self._key = key
         self._expected = expected
@@ -263,4 +267,3 @@ class EmptyBody:
 
     async def aclose(self) -> None:
         return None
-
