@@ -8,8 +8,8 @@ ListObjectsV2 cover them), and HEAD only the keys those pages did not show (a
 sparse batch). No start-after: some servers (SeaweedFS) do not list in byte
 order, so only a complete listing may prove a key absent. Keys found absent
 get ObjectNotFound and are not sent; the rest go in one DeleteObjects (quiet
-mode, so only failures come back). A key deleted by someone else between the listing and the batch is reported deleted: the same
-race a HEAD-then-DELETE has.
+mode, so only failures come back). A key deleted by someone else between the
+listing and the batch is reported deleted: the same race a HEAD-then-DELETE has.
 """
 
 from __future__ import annotations
