@@ -785,3 +785,24 @@ def test_settings_validation() -> None:
             make(url, **opts)
     # ?prefix= is config's business now: it arrives as key_prefix, never at the provider.
     assert aiobucket.config.settings_from("b", "s3://x?prefix=p/").key_prefix == "p/"
+
+
+async def test_checksums_reported_for_whole_download_checks(backend: S3Server) -> None:
+    """A single PUT stores its CRC32C (where the server keeps one) and has an MD5 ETag;
+    a multipart object has neither that can be vouched for."""
+    import base64
+    import hashlib
+
+    import google_crc32c
+
+    data = payload(1000, seed=11)
+    with bucket_on(backend) as bucket:
+        put_attrs = await put(bucket, "single", data)
+        head = await bucket.attrs("single")
+        assert head.md5 == put_attrs.md5 == hashlib.md5(data).hexdigest()
+        crc = base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+        assert head.crc32c in (crc, None) and put_attrs.crc32c == head.crc32c
+        if backend.name == "seaweedfs":
+            assert head.crc32c == crc  # SeaweedFS keeps x-amz-checksum-crc32c
+        multi = await put(bucket, "multi", payload(PART + 1, seed=12), part_size=PART)
+        assert multi.md5 is None and (await bucket.attrs("multi")).md5 is None

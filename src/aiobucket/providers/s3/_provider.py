@@ -259,7 +259,7 @@ class S3Provider:
 
         async def attempt() -> Response:
             h = dict(base_headers)
-            ep.signer.sign(method, url, h, payload_hash, await ep.credentials())
+            ep.signer.sign(method, url, h, payload_hash, ep.static or await ep.credentials())
             resp = await transport.send(method, target, h, body, stream=stream, shield=shield)
             if check is not None and resp.status == 200:
                 check(resp)
@@ -267,11 +267,19 @@ class S3Provider:
 
         return await self.policy.call(attempt, f"{op} ({method} {self.bucket})")
 
-    async def body_hashes(self, data: memoryview) -> tuple[dict[str, str], str, str]:
-        """(Content-MD5 header, MD5 hex, payload hash) for an upload body."""
+    async def body_hashes(self, data: memoryview, *, crc: bool = False) -> tuple[dict[str, str], str, str]:
+        """(checksum headers, MD5 hex, payload hash) for an upload body.
+
+        Every body carries Content-MD5; a whole object also carries its CRC32C, which
+        servers that support it verify and store, so whole downloads are checked with
+        it (much cheaper than MD5). Over http the body's SHA-256 is signed too.
+        """
         ep = self._ep or await self._endpoint()
-        md5_b64, md5_hex, sha = await digests(data, ep.signed_payload)
-        return {"content-md5": md5_b64}, md5_hex, sha or UNSIGNED_PAYLOAD
+        md5_b64, md5_hex, sha, crc32c = await digests(data, ep.signed_payload, crc)
+        headers = {"content-md5": md5_b64}
+        if crc32c is not None:
+            headers["x-amz-checksum-crc32c"] = crc32c
+        return headers, md5_hex, sha or UNSIGNED_PAYLOAD
 
     def fail(self, resp: Response, op: str, key: str | None, **kw: Any) -> BucketError:
         return error_for(resp, op=op, bucket=self.bucket, key=key, **kw)
@@ -281,7 +289,7 @@ class S3Provider:
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
         view = memoryview(data).cast("B")
         pre = opts.preconditions
-        checksum, md5_hex, payload_hash = await self.body_hashes(view)
+        checksum, md5_hex, payload_hash = await self.body_hashes(view, crc=True)
         headers = {**object_headers(opts), **precondition_headers(pre), **checksum}
         resp = await self.send(
             "upload", "PUT", key, headers=headers, body=view, payload_hash=payload_hash, shield=True
@@ -290,17 +298,14 @@ class S3Provider:
             return await self.resolve("upload", key, md5_hex, resp)
         if resp.status >= 300:
             raise self.fail(resp, "upload", key, conditional_write=pre.if_match is not None)
-        etag = unquote_etag(resp.headers.get("etag"))
         h = resp.headers
+        etag = unquote_etag(h.get("etag"))
+        stored_crc = checksum.get("x-amz-checksum-crc32c")
         return put_attrs(
-            key,
-            opts,
-            view.nbytes,
-            etag,
-            h.get("x-amz-version-id"),
-            None,
-            md5_hex if etag == md5_hex else None,
-        )
+            key, opts, view.nbytes, etag, h.get("x-amz-version-id"), None,
+            md5=md5_hex if etag == md5_hex else None,
+            crc32c=stored_crc if h.get("x-amz-checksum-crc32c") == stored_crc else None,
+        )  # fmt: skip
 
     async def resolve(self, op: str, key: str, ours: str | None, resp: Response) -> ObjectAttrs:
         """A conditional write was refused after an attempt that may have been applied:
@@ -332,7 +337,9 @@ class S3Provider:
         return await Upload.start(self, key, opts)
 
     async def head(self, key: str, version: str | None = None, if_match: str | None = None) -> ObjectAttrs:
-        headers = {"if-match": quote_etag(if_match)} if if_match is not None else None
+        headers = {"x-amz-checksum-mode": "ENABLED"}  # report the stored CRC32C, if any
+        if if_match is not None:
+            headers["if-match"] = quote_etag(if_match)
         query = [("versionId", version)] if version is not None else None
         resp = await self.send("attrs", "HEAD", key, query=query, headers=headers)
         if resp.status >= 300:
@@ -344,7 +351,7 @@ class S3Provider:
             attrs = await self.head(key, opts.version, opts.if_match)
             check_read(attrs, opts, key)
             return attrs, EmptyBody()
-        headers: dict[str, str] = {}
+        headers = {"x-amz-checksum-mode": "ENABLED"}  # report the stored CRC32C, if any
         if opts.if_match is not None:
             headers["if-match"] = quote_etag(opts.if_match)
         if opts.if_none_match is not None:

@@ -118,6 +118,7 @@ class Transport:
             auto_decompress=False,
             skip_auto_headers=_SKIP_AUTO,
             read_bufsize=256 * 1024,
+            cookie_jar=aiohttp.DummyCookieJar(),  # S3 sets no cookies; skip the jar's work
         )
         # aiohttp resends an idempotent request once on a dropped keep-alive
         # connection; our retry layer decides that (and counts the attempt).
