@@ -806,3 +806,35 @@ async def test_checksums_reported_for_whole_download_checks(backend: S3Server) -
             assert head.crc32c == crc  # SeaweedFS keeps x-amz-checksum-crc32c
         multi = await put(bucket, "multi", payload(PART + 1, seed=12), part_size=PART)
         assert multi.md5 is None and (await bucket.attrs("multi")).md5 is None
+
+
+NO_ACLOSE_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    import aiobucket
+
+    async def main() -> None:
+        aiobucket.configure({"b": json.loads(sys.argv[1])})
+        bucket = aiobucket.Bucket("b")
+        await bucket.upload("k").close()
+        try:
+            await bucket.download("missing").read()
+        except aiobucket.ObjectNotFound:
+            print("not found, as expected")
+        # no aiobucket.aclose(): a script that forgot it
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_no_unclosed_session_noise_without_aclose(s3_server: S3Server) -> None:
+    """Issue 12 item 8: forgetting aclose() after an error prints nothing about sessions."""
+    settings = s3_server.settings(False, key_prefix=f"noise-{uuid.uuid4().hex[:8]}/")
+    out = subprocess.run(
+        [sys.executable, "-c", NO_ACLOSE_SCRIPT, json.dumps(settings)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "not found, as expected" in out.stdout
+    assert "Unclosed" not in out.stderr and "unclosed" not in out.stderr, out.stderr
