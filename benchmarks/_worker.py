@@ -30,12 +30,16 @@ S3_DRIVERS = {
 }
 
 
+_CPU: list[float] = []  # client CPU seconds of the last timed operation (all threads)
+
+
 async def _timed(work: Callable[[], Awaitable[Any]]) -> tuple[float, Any, float, float]:
     reset_peak()
     base = rss_mib()
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     out = await work()
     elapsed = time.perf_counter() - t0
+    _CPU[:] = [time.process_time() - c0]
     return elapsed, out, peak_mib(), base
 
 
@@ -84,7 +88,23 @@ async def s3(env: Env) -> dict[str, Any]:
             raise ValueError(env.scenario)
     finally:
         await d.close(ctx)
-    return {"value": value, "unit": unit, "elapsed": elapsed, "peak_mib": peak, "delta_mib": peak - base}
+    # Client CPU per unit of work: per op, per key, or per GiB streamed.
+    units = {
+        "upload": env.big_size / 2**30,
+        "download": env.big_size / 2**30,
+        "put_small": env.small_count,
+        "get_small": env.small_count,
+        "list": env.list_count,
+    }
+    return {
+        "value": value,
+        "unit": unit,
+        "elapsed": elapsed,
+        "peak_mib": peak,
+        "delta_mib": peak - base,
+        "cpu_s": _CPU[0],
+        "cpu_per": _CPU[0] / units[env.scenario],
+    }
 
 
 async def curl(env: Env) -> dict[str, Any]:

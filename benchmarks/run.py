@@ -185,7 +185,9 @@ def main() -> int:
         "",
         'Medians over the rounds (import: over rounds \u00d7 3 runs). "aiobucket vs it" is how many times '
         "better aiobucket is (throughput ratio; for import time, the inverse); > 1 means aiobucket "
-        "wins. Peak RSS is the measuring process's VmHWM, reset just before the operation (for curl "
+        "wins. Client CPU is the measuring process's time.process_time() (all its threads) over the "
+        "operation, per op, per key or per GiB: steadier than wall time on a shared machine. "
+        "Peak RSS is the measuring process's VmHWM, reset just before the operation (for curl "
         "and cp, the child's VmHWM sampled every 10 ms), the highest over the rounds; "
         '"peak - before" is its rise over the RSS just before the operation.',
         "",
