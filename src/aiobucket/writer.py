@@ -24,7 +24,6 @@ at all. Either way no partial object is ever visible.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import warnings
 from types import TracebackType
@@ -169,20 +168,9 @@ class Writer:
                     await self._drain(0)
                     self._parts.sort(key=lambda p: p.number)
                     commit = self._upload.complete(self._parts)
-                task = asyncio.create_task(commit, name=TASK_NAME)
-                try:
-                    # A cancel reaches the commit itself (see the module docs).
-                    return self._committed(await task)
-                except asyncio.CancelledError:
-                    if not task.done():
-                        task.cancel()
-                        with contextlib.suppress(BaseException):
-                            await run_to_completion(task)
-                    if not task.cancelled() and task.exception() is None:
-                        # The commit finished as the cancel landed: it is stored, so
-                        # record it as closed (never abort it) and let the cancel go on.
-                        self._committed(task.result())
-                    raise
+                # Awaited in this task, so a cancel reaches the commit itself (see the
+                # module docs): the provider decides what is on the wire.
+                return self._committed(await commit)
         finally:
             self._busy = False
 
