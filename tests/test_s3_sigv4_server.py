@@ -3,13 +3,14 @@
 The server is the judge: correctly signed PUT, GET, ranged GET, listing and multipart
 calls succeed; an altered signature, an altered signed header, a stale date or another
 key than the one signed are refused, and nothing is stored. SeaweedFS always; Ceph RGW
-where installed (AIOBUCKET_BACKENDS narrows as in test_s3.py).
+where installed; moto for the requests that must succeed (AIOBUCKET_BACKENDS narrows).
 
 What the servers do not check was found here and is declared in UNCHECKED (each such
 test is a strict xfail there). SeaweedFS 4.48 does not check that the body hashes to its
 signed ``x-amz-content-sha256`` (it does check Content-MD5 and x-amz-checksum-crc32c,
 so integrity there must come from those); RGW 16.2 checks the payload hash and
-Content-MD5 but ignores x-amz-checksum-crc32c. Neither checks the scope's region.
+Content-MD5 but ignores x-amz-checksum-crc32c. Neither checks the scope's region. moto
+5.2 checks no signature and no body digest at all.
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ UNCHECKED: dict[str, dict[str, str]] = {
         "payload_sha256": "SeaweedFS 4.48 stores a body that does not match its signed x-amz-content-sha256",
         "region": "SeaweedFS 4.48 accepts a signature whose credential scope names another region",
     },
+    "moto": {
+        "signature": "moto 5.2 authenticates nothing: any signature, or none, is accepted",
+        "content_md5": "moto 5.2 stores a body that does not match its Content-MD5",
+        "checksum_crc32c": "moto 5.2 stores a body that does not match its x-amz-checksum-crc32c",
+    },
     "rgw": {
         "region": "RGW 16.2 accepts a signature whose credential scope names another region",
         "unsigned_amz_header": "RGW 16.2 accepts an x-amz-meta-* header that is not among the signed headers",
@@ -102,12 +108,12 @@ def _selected(name: str) -> bool:
     return not names or name in names
 
 
-@pytest.fixture(params=["s3", "rgw"])
+@pytest.fixture(params=["s3", "rgw", "moto"])
 def server(request: pytest.FixtureRequest) -> S3Server:
     """Resolved outside the test's event loop: the server fixtures start their servers synchronously."""
     if not _selected(request.param):
         pytest.skip(f"{request.param} not in AIOBUCKET_BACKENDS")
-    found: S3Server = request.getfixturevalue("s3_server" if request.param == "s3" else "rgw_server")
+    found: S3Server = request.getfixturevalue(f"{request.param}_server")
     return found
 
 
@@ -118,12 +124,12 @@ async def client(server: S3Server) -> AsyncIterator[Client]:
         yield Client(server, http, SigV4Signer(server.region), creds, f"sigv4-{uuid.uuid4().hex[:8]}/")
 
 
-def unchecked(request: pytest.FixtureRequest, what: str) -> None:
-    """Turn the test into a strict xfail on a server known not to verify ``what``."""
-    backend = request.node.callspec.params["server"]
-    reason = UNCHECKED[backend].get(what)
-    if reason:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+def unchecked(request: pytest.FixtureRequest, *what: str) -> None:
+    """Turn the test into a strict xfail on a server known not to verify one of ``what``."""
+    declared = UNCHECKED[request.node.callspec.params["server"]]
+    reasons = [declared[w] for w in what if w in declared]
+    if reasons:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="; ".join(reasons)))
 
 
 def crc32c(data: bytes) -> int:
@@ -179,7 +185,10 @@ async def test_multipart_subresources_are_signed(client: Client) -> None:
 
 
 @pytest.mark.parametrize("key", KEYS[:2])
-async def test_altered_signature_is_refused_and_nothing_stored(client: Client, key: str) -> None:
+async def test_altered_signature_is_refused_and_nothing_stored(
+    client: Client, key: str, request: pytest.FixtureRequest
+) -> None:
+    unchecked(request, "signature")
     status, body = await client.send("PUT", client.url(key), b"forged", tamper=True)
     assert status == 403, body
     await assert_refused_and_absent(client, status, body, "SignatureDoesNotMatch", key)
@@ -192,8 +201,11 @@ async def assert_refused_and_absent(client: Client, status: int, body: bytes, wa
     assert status == 404 and code(body) == "NoSuchKey", body
 
 
-async def test_altered_signed_header_or_path_is_refused(client: Client) -> None:
+async def test_altered_signed_header_or_path_is_refused(
+    client: Client, request: pytest.FixtureRequest
+) -> None:
     """The signature covers the signed headers' values and the path."""
+    unchecked(request, "signature")
     digest = hashlib.sha256(b"body").hexdigest()
     hdrs = {"content-type": "text/plain"}
     client.signer.sign("PUT", client.url("ctype"), hdrs, digest, client.creds)
@@ -209,7 +221,7 @@ async def test_altered_signed_header_or_path_is_refused(client: Client) -> None:
 
 async def test_unsigned_amz_header_is_refused(client: Client, request: pytest.FixtureRequest) -> None:
     """AWS requires every x-amz-* header to be signed (403); so sign() signs all headers present."""
-    unchecked(request, "unsigned_amz_header")
+    unchecked(request, "signature", "unsigned_amz_header")
     hdrs: dict[str, str] = {}
     client.signer.sign("PUT", client.url("meta"), hdrs, hashlib.sha256(b"body").hexdigest(), client.creds)
     hdrs["x-amz-meta-added"] = "after signing"
@@ -218,7 +230,10 @@ async def test_unsigned_amz_header_is_refused(client: Client, request: pytest.Fi
     assert (await client.get("meta"))[0] == 404
 
 
-async def test_wrong_secret_and_stale_date_are_refused(client: Client) -> None:
+async def test_wrong_secret_and_stale_date_are_refused(
+    client: Client, request: pytest.FixtureRequest
+) -> None:
+    unchecked(request, "signature")
     digest = hashlib.sha256(b"body").hexdigest()
     hdrs: dict[str, str] = {}
     wrong = Credentials(client.creds.access_key, client.creds.secret_key + "x")
@@ -234,7 +249,7 @@ async def test_wrong_secret_and_stale_date_are_refused(client: Client) -> None:
 
 
 async def test_another_region_in_the_scope_is_refused(client: Client, request: pytest.FixtureRequest) -> None:
-    unchecked(request, "region")
+    unchecked(request, "signature", "region")
     hdrs: dict[str, str] = {}
     other = "eu-west-3" if client.server.region != "eu-west-3" else "us-west-2"
     SigV4Signer(other).sign("PUT", client.url("region"), hdrs, EMPTY_SHA256, client.creds)
@@ -246,7 +261,7 @@ async def test_another_region_in_the_scope_is_refused(client: Client, request: p
 async def test_body_not_matching_signed_sha256_is_refused(
     client: Client, request: pytest.FixtureRequest
 ) -> None:
-    unchecked(request, "payload_sha256")
+    unchecked(request, "signature", "payload_sha256")
     signed = hashlib.sha256(b"the body we signed").hexdigest()
     status, body = await client.send("PUT", client.url("mismatch"), b"another body sent", payload_hash=signed)
     await assert_refused_and_absent(client, status, body, "XAmzContentSHA256Mismatch", "mismatch")
@@ -257,8 +272,7 @@ async def test_body_not_matching_its_checksum_header_is_refused(
     client: Client, header: str, request: pytest.FixtureRequest
 ) -> None:
     """What integrity rests on where the payload hash is unchecked (or UNSIGNED-PAYLOAD)."""
-    if header == "x-amz-checksum-crc32c":
-        unchecked(request, "checksum_crc32c")
+    unchecked(request, "checksum_crc32c" if header == "x-amz-checksum-crc32c" else "content_md5")
     sent, meant = b"another body sent", b"the body we meant"
     value = {
         "content-md5": base64.b64encode(hashlib.md5(meant).digest()).decode(),
