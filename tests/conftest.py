@@ -25,8 +25,13 @@ import aiobucket
 from aiobucket import config
 from aiobucket.providers import memory
 
-SERVER_MODULES = {"s3": "servers.seaweedfs", "rgw": "servers.rgw", "gcs": "servers.fakegcs"}
-ALL_BACKENDS = ["memory", "local", "s3", "rgw", "gcs"]
+SERVER_MODULES = {
+    "s3": "servers.seaweedfs",
+    "rgw": "servers.rgw",
+    "moto": "servers.moto",
+    "gcs": "servers.fakegcs",
+}
+ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs"]
 
 pytest_plugins = [m for m in SERVER_MODULES.values() if importlib.util.find_spec(m) is not None]
 

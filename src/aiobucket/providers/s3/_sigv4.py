@@ -60,6 +60,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # scheme://netloc path ?query #fragment, as urlsplit reads an already-quoted URL.
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)([^?#]*)(?:\?([^#]*))?")
 _CACHE_MAX = 64
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+# (sha256 state after the inner pad, after the outer pad, credential scope, Authorization prefix)
+_Key = tuple["hashlib._Hash", "hashlib._Hash", str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +132,7 @@ class SigV4Signer:
         self._service = service
         self._scope_tail = f"/{region}/{service}/aws4_request"
         # (date, access key, secret) -> (signing key, credential scope, "Authorization" prefix)
-        self._keys: dict[tuple[str, str, str], tuple[bytes, str, str]] = {}
+        self._keys: dict[tuple[str, str, str], _Key] = {}
         self._clock: tuple[int, str] = (-1, "")
 
     @property
@@ -148,7 +152,7 @@ class SigV4Signer:
             self._clock = clock
         return clock[1]
 
-    def _key(self, date: str, credentials: Credentials) -> tuple[bytes, str, str]:
+    def _key(self, date: str, credentials: Credentials) -> _Key:
         ident = (date, credentials.access_key, credentials.secret_key)
         entry = self._keys.get(ident)
         if entry is None:
@@ -157,7 +161,12 @@ class SigV4Signer:
                 key = hmac.digest(key, part.encode(), "sha256")
             scope = date + self._scope_tail
             prefix = f"{_ALGORITHM} Credential={credentials.access_key}/{scope}, SignedHeaders="
-            entry = (key, scope, prefix)
+            # RFC 2104 with the key's inner and outer pads hashed once: a signature then
+            # costs two state copies instead of a fresh HMAC setup.
+            padded = key.ljust(64, b"\0")
+            inner = hashlib.sha256(padded.translate(_IPAD))
+            outer = hashlib.sha256(padded.translate(_OPAD))
+            entry = (inner, outer, scope, prefix)
             if len(self._keys) >= _CACHE_MAX:
                 self._keys.clear()
             self._keys[ident] = entry
@@ -226,20 +235,16 @@ class SigV4Signer:
 
         names = sorted(canon)
         signed = ";".join(names)
-        canonical = "\n".join(
-            (
-                method.upper(),
-                path or "/",
-                _canonical_url_query(query) if query else "",
-                "".join([f"{n}:{canon[n]}\n" for n in names]),
-                signed,
-                payload_hash,
-            )
-        )
-        key, scope, prefix = self._key(stamp[:8], credentials)
-        to_sign = f"{_ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        signature = hmac.digest(key, to_sign.encode(), "sha256").hex()
-        headers["authorization"] = f"{prefix}{signed}, Signature={signature}"
+        lines = "".join([f"{n}:{canon[n]}\n" for n in names])
+        cquery = _canonical_url_query(query) if query else ""
+        canonical = f"{method.upper()}\n{path or '/'}\n{cquery}\n{lines}\n{signed}\n{payload_hash}"
+        inner, outer, scope, prefix = self._key(stamp[:8], credentials)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        mac = inner.copy()
+        mac.update(f"{_ALGORITHM}\n{stamp}\n{scope}\n{digest}".encode())
+        final = outer.copy()
+        final.update(mac.digest())
+        headers["authorization"] = f"{prefix}{signed}, Signature={final.hexdigest()}"
 
     @staticmethod
     def _redate(headers: dict[str, str], stamp: str) -> None:
