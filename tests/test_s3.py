@@ -838,3 +838,34 @@ def test_no_unclosed_session_noise_without_aclose(s3_server: S3Server) -> None:
     assert out.returncode == 0, out.stderr
     assert "not found, as expected" in out.stdout
     assert "Unclosed" not in out.stderr and "unclosed" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("list_pages", [2, 0], ids=["listed", "headed"])
+async def test_delete_many_reports_missing_keys_in_their_slots(
+    s3_server: S3Server, list_pages: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One DeleteObjects per batch; a missing key is ObjectNotFound in its slot (found by a
+    listing of the batch's prefix, or by HEADs when the listing does not cover it)."""
+    from aiobucket.providers.s3 import _batch
+
+    monkeypatch.setattr(_batch, "_LIST_PAGES", list_pages)
+    with through_proxy(s3_server) as (bucket, proxy):
+        for k in ("d/a", "d/b", "d/c"):
+            await put(bucket, k, k.encode())
+        provider = s3_provider(bucket)
+        prefix = prefix_of(bucket)
+        keys = [prefix + k for k in ("d/a", "d/missing", "d/c", "d/b", "d/nope")]
+        proxy.clear()
+        results = await provider.delete_many(keys)
+        assert [type(r).__name__ if r else None for r in results] == [
+            None, "ObjectNotFound", None, None, "ObjectNotFound"
+        ]  # fmt: skip
+        assert results[1] is not None and results[1].key == keys[1]
+        await proxy.settled()
+        assert len(proxy.matching(method="POST", query="delete")) == 1
+        heads = proxy.matching(method="HEAD")
+        assert (len(heads) == 5) if list_pages == 0 else not heads
+        for k in ("d/a", "d/b", "d/c"):
+            assert not await bucket.exists(k)
+        [again] = await provider.delete_many([prefix + "d/a"])
+        assert isinstance(again, aiobucket.ObjectNotFound)
