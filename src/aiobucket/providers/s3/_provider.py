@@ -76,6 +76,7 @@ from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, ca
 from ._transport import Response, Transport
 from ._wire import (
     Body,
+    BytesBody,
     EmptyBody,
     digests,
     format_http_date,
@@ -346,7 +347,7 @@ class S3Provider:
             raise self.fail(resp, "attrs", key, version=version)
         return object_attrs(key, resp.headers, int(resp.headers.get("content-length") or 0))
 
-    async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, Body | EmptyBody]:
+    async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, Body | BytesBody | EmptyBody]:
         if opts.length == 0:
             attrs = await self.head(key, opts.version, opts.if_match)
             check_read(attrs, opts, key)
@@ -389,20 +390,20 @@ class S3Provider:
                 )
             raise self.fail(resp, "download", key, version=opts.version)
         raw = resp.raw
-        assert raw is not None
         try:
             attrs, body = self._opened(key, opts, resp, ranged)
             check_read(attrs, opts, key)
         except BaseException:
-            raw.close()
+            if raw is not None:
+                raw.close()
             raise
         return attrs, body
 
-    def _opened(self, key: str, opts: GetOptions, resp: Response, ranged: bool) -> tuple[ObjectAttrs, Body]:
+    def _opened(
+        self, key: str, opts: GetOptions, resp: Response, ranged: bool
+    ) -> tuple[ObjectAttrs, Body | BytesBody]:
         """Check a GET answer is the bytes we asked for, of the object we pinned."""
         h = resp.headers
-        raw = resp.raw
-        assert raw is not None
         length = h.get("content-length")
         expected = int(length) if length is not None else None
         limit: int | None = None
@@ -433,7 +434,9 @@ class S3Provider:
             raise ObjectChanged(f"object changed: etag is now {attrs.etag!r}", key=key)
         if opts.version is not None and attrs.version is not None and attrs.version != opts.version:
             raise ObjectChanged(f"the server sent version {attrs.version!r}", key=key)
-        return attrs, Body(raw, key, expected, limit)
+        if resp.raw is None:  # read whole by the transport (aiohttp checked its length)
+            return attrs, BytesBody(resp.body if limit is None else resp.body[:limit])
+        return attrs, Body(resp.raw, key, expected, limit)
 
     async def precheck(self, key: str, pre: Preconditions) -> None:
         """Check preconditions against the current object with a HEAD.

@@ -11,8 +11,8 @@ Invariants:
   never cut for its length, only for a stall.
 * Request bodies are sent from their start on every attempt (``_View``), in 256 KiB
   slices of the caller's buffer, without copying it.
-* Every response body is read and released here, except a successful streamed GET,
-  whose body the caller owns and always releases (``Response.raw``).
+* Every response body is read and released here, except a successful streamed GET of
+  more than 64 KiB, whose body the caller owns and always releases (``Response.raw``).
 * A write (``shield=True``) that is on the wire runs to its end even if the caller
   is cancelled; the cancel is re-raised afterwards. Nothing else is shielded.
 * A provider dropped without ``aclose()`` closes its connections quietly when it is
@@ -37,6 +37,7 @@ from ._xml import parse_error
 __all__ = ["Response", "Transport"]
 
 _SEND_SLICE = 256 * 1024
+_READ_WHOLE = 64 * 1024  # a streamed GET this small is read whole (fewer awaits per object)
 _SKIP_AUTO = frozenset({"Accept-Encoding", "Accept", "User-Agent", "Content-Type"})
 
 
@@ -152,8 +153,11 @@ class Transport:
         handed_over = False
         try:
             if stream and resp.status < 300:
-                handed_over = True
-                return Response(resp.status, resp.headers, b"", resp)
+                length = resp.content_length
+                if length is None or length > _READ_WHOLE:
+                    handed_over = True
+                    return Response(resp.status, resp.headers, b"", resp)
+                # A small body is read here: the connection goes back to the pool at once.
             out = Response(resp.status, resp.headers, await resp.read())
             if resp.status >= 300:
                 out.code, out.message = parse_error(out.body)

@@ -30,6 +30,7 @@ from ._errors import BODY_ERRORS
 
 __all__ = [
     "Body",
+    "BytesBody",
     "EmptyBody",
     "digests",
     "object_attrs",
@@ -263,6 +264,27 @@ class Body:
             raw.release()  # read to the end: the connection goes back to the pool
         else:
             raw.close()  # unread bytes on it: drop the connection
+
+
+class BytesBody:
+    """A small GET body that was read whole (and checked against its Content-Length)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __aiter__(self) -> BytesBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data, self._data = self._data, b""
+        if not data:
+            raise StopAsyncIteration
+        return data
+
+    async def aclose(self) -> None:
+        self._data = b""
 
 
 class EmptyBody:
