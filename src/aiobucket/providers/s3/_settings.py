@@ -42,7 +42,9 @@ class S3Settings:
     secret_access_key: str | None = None
     session_token: str | None = None
     profile: str | None = None
-    max_pool_connections: int = 26
+    max_pool_connections: int = 64
+    """Connections kept per provider (made on demand): at least 64, so that many
+    concurrent small requests never queue for one; more for wide multipart fan-outs."""
     max_attempts: int = 5
     """Total attempts per request for transient failures (see providers/s3/_retry.py)."""
     connect_timeout: float = 10.0
@@ -131,7 +133,7 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
     token = opts.get("session_token")
 
     concurrency = settings.concurrency or 8
-    pool_default = max(concurrency, 8) * 2 + 10
+    pool_default = max(64, concurrency * 2 + 10)
     return S3Settings(
         bucket=bucket,
         region=region,
