@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ...errors import BucketError, ObjectNotFound
+from ._multipart import xml_body
+from ._transport import Response
 from ._xml import delete_body, parse_delete, parse_list
 
 if TYPE_CHECKING:
@@ -76,9 +78,6 @@ async def _present(p: S3Provider, keys: Sequence[str]) -> set[str]:
 
 
 async def delete_batch(p: S3Provider, keys: Sequence[str]) -> list[BucketError | None]:
-    from ._multipart import _xml_body
-    from ._transport import Response
-
     results: list[BucketError | None] = [None] * len(keys)
     if not keys:
         return results
@@ -90,7 +89,7 @@ async def delete_batch(p: S3Provider, keys: Sequence[str]) -> list[BucketError |
     if not send:
         return results
     body = delete_body(send)
-    headers, payload_hash = await _xml_body(p, body)
+    headers, payload_hash = await xml_body(p, body)
     resp = await p.send(
         "remove", "POST", None, query=[("delete", "")], headers=headers, body=body,
         payload_hash=payload_hash, shield=True,

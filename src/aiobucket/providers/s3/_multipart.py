@@ -17,11 +17,14 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ..._aio import run_to_completion
+from ...errors import BackendError
 from ...types import ObjectAttrs
 from ..base import CopyOptions, Part, PutOptions, put_options_from
 from ._retry import THROTTLED
@@ -38,7 +41,7 @@ from ._wire import (
     unquote_etag,
     version_of,
 )
-from ._xml import complete_body, parse_copy, parse_error, parse_upload_id
+from ._xml import complete_body, parse_complete, parse_copy, parse_error, parse_upload_id
 
 if TYPE_CHECKING:
     from ._provider import S3Provider
@@ -56,11 +59,10 @@ def error_in_200(resp: Response) -> None:
         resp.code, resp.message = code, message
 
 
-async def _xml_body(p: S3Provider, body: bytes) -> tuple[dict[str, str], str]:
+async def xml_body(p: S3Provider, body: bytes) -> tuple[dict[str, str], str]:
+    """(headers, payload hash) for a small XML request body: Content-MD5 as for every body."""
     ep = p._ep or await p._endpoint()
     md5 = hashlib.md5(body, usedforsecurity=False).digest()
-    import base64
-
     headers = {"content-type": "application/xml", "content-md5": base64.b64encode(md5).decode()}
     return headers, hashlib.sha256(body).hexdigest() if ep.signed_payload else UNSIGNED_PAYLOAD
 
@@ -119,7 +121,7 @@ class Upload:
             # 16.2) still refuse outside a race thanks to this check.
             await p.precheck(self._key, pre)
             body = complete_body([(x.number, x.etag) for x in ordered])
-            headers, payload_hash = await _xml_body(p, body)
+            headers, payload_hash = await xml_body(p, body)
             headers.update(precondition_headers(pre))
             resp = await p.send(
                 "complete upload", "POST", self._key, query=self._query(), headers=headers, body=body,
@@ -134,8 +136,6 @@ class Upload:
                 return attrs
             if resp.status >= 300:
                 if resp.code == "NoSuchUpload":
-                    from ...errors import BackendError
-
                     raise BackendError(
                         "complete upload: the multipart upload no longer exists on the server "
                         "(aborted by someone else, or expired)",
@@ -149,7 +149,7 @@ class Upload:
                 await self.abort()
             raise
         self._finished = True
-        etag = unquote_etag(_complete_etag(resp.body))
+        etag = parse_complete(resp.body)[0]
         version = resp.headers.get("x-amz-version-id")
         if not etag:  # Ceph RGW 16.2 leaves the ETag out of the response
             etag = (await p.head(self._key, version_of(version))).etag
@@ -164,12 +164,6 @@ class Upload:
         if resp.status >= 300 and resp.code != "NoSuchUpload" and resp.status != 404:
             raise p.fail(resp, "abort upload", self._key)
         self._finished = True
-
-
-def _complete_etag(body: bytes) -> str:
-    from ._xml import parse_complete
-
-    return parse_complete(body)[0]
 
 
 def _copy_source(bucket: str, key: str, version: str | None) -> str:
@@ -236,8 +230,6 @@ async def _multipart_copy(
             tasks = [tg.create_task(one(*r)) for r in ranges]
         parts = [t.result() for t in tasks]
     except BaseException as exc:
-        from ..._aio import run_to_completion
-
         await run_to_completion(upload.abort())
         if isinstance(exc, BaseExceptionGroup):
             first = exc.exceptions[0]

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from yarl import URL
 
 from ...errors import (
+    BackendError,
     BucketError,
     ConnectionLost,
     InvalidArgument,
@@ -53,6 +54,7 @@ from ...errors import (
     ObjectChanged,
     ObjectNotFound,
     OutcomeUnknown,
+    PermissionDenied,
     PreconditionFailed,
     RangeNotSatisfiable,
 )
@@ -214,8 +216,6 @@ class S3Provider:
             if static is None:
                 source = await self._session.get_credentials()
                 if source is None:
-                    from ...errors import PermissionDenied
-
                     raise PermissionDenied("no S3 credentials found (set access_key_id or the AWS chain)")
         assert endpoint is not None and region is not None
         scheme, _, host = endpoint.partition("://")
@@ -580,8 +580,6 @@ class S3Provider:
 
 
 def _driver_error(op: str, exc: Exception, key: str | None = None) -> BucketError:
-    from ...errors import BackendError, PermissionDenied
-
     if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
         return PermissionDenied(f"{op}: no S3 credentials found ({exc})", key=key)
     return BackendError(f"{op}: S3 driver error: {type(exc).__name__}: {exc}", key=key)
