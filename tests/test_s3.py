@@ -314,7 +314,9 @@ async def test_wire_carries_part_etags_and_if_none_match(s3_server: S3Server) ->
         assert put_req.header("if-none-match") == "*"
         assert put_req.header("content-md5")  # every upload body carries its checksum
         parts = by_op["UploadPart"]
-        assert len(parts) == 3 and all(p.header("content-md5") for p in parts)
+        # Over http a part carries its CRC32C and its signed SHA-256 (no MD5 needed).
+        assert len(parts) == 3 and all(p.header("x-amz-checksum-crc32c") for p in parts)
+        assert all(p.header("x-amz-content-sha256") not in (None, "UNSIGNED-PAYLOAD") for p in parts)
         [complete_req] = by_op["CompleteMultipartUpload"]
         assert complete_req.header("if-none-match") == "*"
         [complete_body] = completions
@@ -869,3 +871,36 @@ async def test_delete_many_reports_missing_keys_in_their_slots(
             assert not await bucket.exists(k)
         [again] = await provider.delete_many([prefix + "d/a"])
         assert isinstance(again, aiobucket.ObjectNotFound)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_every_upload_body_carries_a_verified_checksum(scheme: str) -> None:
+    """Which checksum headers each kind of body gets (no I/O: explicit endpoint and keys)."""
+    import base64
+    import hashlib
+
+    from aiobucket.config import BucketSettings
+    from aiobucket.providers.s3 import create
+
+    provider = create(
+        BucketSettings(
+            url=f"s3://b?endpoint={scheme}://s3.example.invalid&region=eu-west-1",
+            options={"access_key_id": "a", "secret_access_key": "s"},
+        ),
+        "b",
+        aiobucket.BucketConfig(),
+    )
+    assert isinstance(provider, S3Provider)
+    data = payload(2 * MiB, seed=13)
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    sha = hashlib.sha256(data).hexdigest()
+    whole, md5_hex, whole_hash = await provider.body_hashes(memoryview(data), whole=True)
+    part, _, part_hash = await provider.body_hashes(memoryview(data), whole=False)
+    assert whole["content-md5"] == md5 and md5_hex == hashlib.md5(data).hexdigest()
+    assert "x-amz-checksum-crc32c" in whole
+    if scheme == "http":  # signed payload; a part needs no MD5 (CRC32C + SHA-256)
+        assert whole_hash == part_hash == sha
+        assert set(part) == {"x-amz-checksum-crc32c"}
+    else:  # unsigned payload: Content-MD5 is what every server checks
+        assert whole_hash == part_hash == "UNSIGNED-PAYLOAD"
+        assert part == {"content-md5": md5}

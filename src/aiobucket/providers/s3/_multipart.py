@@ -2,9 +2,9 @@
 
 Invariants:
 
-* Every part carries Content-MD5; its ETag is kept so a completion whose response
-  was lost can be recognised: the object's ETag is then the multipart ETag of our
-  parts (``multipart_etag``).
+* Every part carries a checksum the server verifies (``S3Provider.body_hashes``);
+  its ETag is kept so a completion whose response was lost can be recognised: the
+  object's ETag is then the multipart ETag of our parts (``multipart_etag``).
 * A completion is retried like any request; after an attempt that may have been
   applied, a 412 (conditional) or NoSuchUpload is resolved against the stored
   object (``S3Provider.resolve``), never reported as a lost race by default.
@@ -93,7 +93,7 @@ class Upload:
     async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         p = self._p
         view = memoryview(data).cast("B")
-        checksum, md5_hex, payload_hash = await p.body_hashes(view)
+        checksum, md5_hex, payload_hash = await p.body_hashes(view, whole=False)
         op = f"upload part {number}"
         resp = await p.send(
             op,
@@ -106,7 +106,7 @@ class Upload:
         )
         if resp.status >= 300:
             raise p.fail(resp, op, self._key)
-        return Part(number, unquote_etag(resp.headers.get("etag")) or md5_hex, view.nbytes)
+        return Part(number, unquote_etag(resp.headers.get("etag")) or md5_hex or "", view.nbytes)
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
         p = self._p

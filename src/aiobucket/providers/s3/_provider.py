@@ -35,6 +35,7 @@ when it ends; nothing else is (a backoff never is).
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -90,7 +91,7 @@ from ._wire import (
     quote_etag,
     unquote_etag,
 )
-from ._xml import parse_list
+from ._xml import next_page, parse_list
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -268,19 +269,25 @@ class S3Provider:
 
         return await self.policy.call(attempt, f"{op} ({method} {self.bucket})")
 
-    async def body_hashes(self, data: memoryview, *, crc: bool = False) -> tuple[dict[str, str], str, str]:
-        """(checksum headers, MD5 hex, payload hash) for an upload body.
+    async def body_hashes(self, data: memoryview, *, whole: bool) -> tuple[dict[str, str], str | None, str]:
+        """(checksum headers, MD5 hex or None, payload hash) for an upload body.
 
-        Every body carries Content-MD5; a whole object also carries its CRC32C, which
-        servers that support it verify and store, so whole downloads are checked with
-        it (much cheaper than MD5). Over http the body's SHA-256 is signed too.
+        Every body carries a checksum the server verifies. A whole object carries
+        Content-MD5 (which every S3 server checks, and whose value a lost-response
+        check compares with the ETag) and its CRC32C (stored where supported, so a
+        whole download is checked cheaply). A part over http carries its CRC32C and
+        its signed SHA-256 (SeaweedFS checks the first, Ceph RGW the second, AWS
+        both); over https, where the payload is unsigned, Content-MD5.
         """
         ep = self._ep or await self._endpoint()
-        md5_b64, md5_hex, sha, crc32c = await digests(data, ep.signed_payload, crc)
-        headers = {"content-md5": md5_b64}
-        if crc32c is not None:
-            headers["x-amz-checksum-crc32c"] = crc32c
-        return headers, md5_hex, sha or UNSIGNED_PAYLOAD
+        signed = ep.signed_payload
+        md5, sha, crc = await digests(data, md5=whole or not signed, sha=signed, crc=whole or signed)
+        headers: dict[str, str] = {}
+        if md5 is not None:
+            headers["content-md5"] = base64.b64encode(md5).decode()
+        if crc is not None:
+            headers["x-amz-checksum-crc32c"] = crc
+        return headers, md5.hex() if md5 is not None else None, sha or UNSIGNED_PAYLOAD
 
     def fail(self, resp: Response, op: str, key: str | None, **kw: Any) -> BucketError:
         return error_for(resp, op=op, bucket=self.bucket, key=key, **kw)
@@ -290,7 +297,7 @@ class S3Provider:
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
         view = memoryview(data).cast("B")
         pre = opts.preconditions
-        checksum, md5_hex, payload_hash = await self.body_hashes(view, crc=True)
+        checksum, md5_hex, payload_hash = await self.body_hashes(view, whole=True)
         headers = {**object_headers(opts), **precondition_headers(pre), **checksum}
         resp = await self.send(
             "upload", "PUT", key, headers=headers, body=view, payload_hash=payload_hash, shield=True
@@ -487,23 +494,21 @@ class S3Provider:
             params["list-type"] = "2"
             if start_after:
                 params["start-after"] = start_after
-        pending: asyncio.Task[Any] | None = asyncio.ensure_future(self._page(params, versions))
+        pending: asyncio.Task[bytes] | None = asyncio.ensure_future(self._page(dict(params)))
         try:
             while pending is not None:
-                page = await pending
+                body = await pending
                 pending = None
-                if page.truncated:
-                    if versions:
-                        params["key-marker"] = page.key_marker or ""
-                        if page.version_marker:
-                            params["version-id-marker"] = page.version_marker
-                        else:
-                            params.pop("version-id-marker", None)
-                    else:
-                        params["continuation-token"] = page.token or ""
-                    # Fetch the next page while the caller consumes this one.
-                    pending = asyncio.ensure_future(self._page(dict(params), versions))
-                for entry in page.entries:
+                more = next_page(body, versions=versions)
+                if more is not None:
+                    if not any(more.values()):
+                        raise BackendError("list: the server said there is more, but gave no marker")
+                    # Ask for the next page first, then parse and hand out this one.
+                    params.update({k: v for k, v in more.items() if v})
+                    if versions and not more["version-id-marker"]:
+                        params.pop("version-id-marker", None)
+                    pending = asyncio.ensure_future(self._page(dict(params)))
+                for entry in parse_list(body, versions=versions).entries:
                     yield entry
         finally:
             if pending is not None:
@@ -511,11 +516,11 @@ class S3Provider:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pending
 
-    async def _page(self, params: dict[str, str], versions: bool) -> Any:
+    async def _page(self, params: dict[str, str]) -> bytes:
         resp = await self.send("list", "GET", None, query=list(params.items()))
         if resp.status >= 300:
             raise self.fail(resp, "list", None)
-        return parse_list(resp.body, versions=versions)
+        return resp.body
 
     # -- copies ------------------------------------------------------------------------------
 

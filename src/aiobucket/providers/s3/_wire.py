@@ -14,11 +14,11 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import TypeVar
 
 import aiohttp
 
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 CHUNK = 1024 * 1024
+T = TypeVar("T")
 _HASH_IN_THREAD = 1024 * 1024  # hashlib releases the GIL; below this a thread hop costs more
 _HEX = frozenset("0123456789abcdef")
 _MONTH_NAMES = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec"
@@ -103,26 +104,33 @@ def precondition_headers(pre: Preconditions) -> dict[str, str]:
     return {}
 
 
-async def digests(view: memoryview, signed: bool, crc: bool) -> tuple[str, str, str | None, str | None]:
-    """(Content-MD5 base64, MD5 hex, SHA-256 hex or None, CRC32C base64 or None) of a body."""
+async def digests(
+    view: memoryview, *, md5: bool, sha: bool, crc: bool
+) -> tuple[bytes | None, str | None, str | None]:
+    """(MD5 digest, SHA-256 hex, CRC32C base64) of a body, each only if asked for.
 
-    def md5() -> bytes:
+    hashlib releases the GIL, so a large body is hashed in worker threads, the
+    digests in parallel; a small one inline (a thread hop would cost more).
+    """
+
+    def md5_of() -> bytes:
         return hashlib.md5(view, usedforsecurity=False).digest()
 
-    def sha() -> str:
+    def sha_of() -> str:
         return hashlib.sha256(view).hexdigest()
 
-    crc32c = None
-    if crc:  # hardware CRC32C: cheap enough inline (it wants bytes: avoid a copy when it is)
+    def crc_of() -> str:  # it wants bytes: no copy when the body already is
         whole = view.obj if isinstance(view.obj, bytes) and len(view.obj) == view.nbytes else view
-        crc32c = crc32c_b64(whole)
+        return crc32c_b64(whole)
+
     if view.nbytes < _HASH_IN_THREAD:
-        m, s = md5(), sha() if signed else None
-    elif signed:
-        m, s = await asyncio.gather(asyncio.to_thread(md5), asyncio.to_thread(sha))
-    else:
-        m, s = await asyncio.to_thread(md5), None
-    return base64.b64encode(m).decode(), m.hex(), s, crc32c
+        return (md5_of() if md5 else None, sha_of() if sha else None, crc_of() if crc else None)
+
+    async def run(job: Callable[[], T], wanted: bool) -> T | None:
+        return await asyncio.to_thread(job) if wanted else None
+
+    m, h, c = await asyncio.gather(run(md5_of, md5), run(sha_of, sha), run(crc_of, crc))
+    return m, h, c
 
 
 def multipart_etag(part_etags: list[str]) -> str | None:

@@ -11,6 +11,8 @@ DeleteObjects) are short and escaped with ``xml.sax.saxutils.escape``.
 from __future__ import annotations
 
 import heapq
+import html
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ __all__ = [
     "parse_error",
     "parse_list",
     "parse_upload_id",
+    "next_page",
 ]
 
 
@@ -126,6 +129,26 @@ def parse_list(body: bytes, *, versions: bool) -> ListPage:
         key_marker=root.findtext(ns + "NextKeyMarker"),
         version_marker=root.findtext(ns + "NextVersionIdMarker"),
     )
+
+
+_MARKERS = re.compile(rb"<(IsTruncated|NextContinuationToken|NextKeyMarker|NextVersionIdMarker)>([^<]*)</")
+
+
+def next_page(body: bytes, *, versions: bool) -> dict[str, str] | None:
+    """The query changes that fetch the page after this one, or None on the last page.
+
+    Read with one regex over the raw bytes, before the page is parsed, so the next
+    request is on its way while this page is parsed and consumed.
+    """
+    found = {m.group(1): html.unescape(m.group(2).decode()) for m in _MARKERS.finditer(body)}
+    if found.get(b"IsTruncated") != "true":
+        return None
+    if not versions:
+        return {"continuation-token": found.get(b"NextContinuationToken", "")}
+    return {
+        "key-marker": found.get(b"NextKeyMarker", ""),
+        "version-id-marker": found.get(b"NextVersionIdMarker", ""),
+    }
 
 
 def parse_upload_id(body: bytes) -> str:
