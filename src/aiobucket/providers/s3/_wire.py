@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from ..._checksum import crc32c_b64
+from ..._checksum import Crc32c, crc32c_b64
 from ...errors import BackendError, ConnectionLost
 from ...types import ObjectAttrs, Preconditions
 from ..base import PutOptions
@@ -119,9 +119,14 @@ async def digests(
     def sha_of() -> str:
         return hashlib.sha256(view).hexdigest()
 
-    def crc_of() -> str:  # it wants bytes: no copy when the body already is
-        whole = view.obj if isinstance(view.obj, bytes) and len(view.obj) == view.nbytes else view
-        return crc32c_b64(whole)
+    def crc_of() -> str:
+        if isinstance(view.obj, bytes) and len(view.obj) == view.nbytes:
+            return crc32c_b64(view.obj)
+        # google-crc32c takes bytes only: feed it 1 MiB copies, never a whole part's.
+        crc = Crc32c()
+        for i in range(0, view.nbytes, CHUNK):
+            crc.update(view[i : i + CHUNK])
+        return crc.b64()
 
     if view.nbytes < _HASH_IN_THREAD:
         return (md5_of() if md5 else None, sha_of() if sha else None, crc_of() if crc else None)
