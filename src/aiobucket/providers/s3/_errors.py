@@ -1,6 +1,6 @@
 """S3 error answers mapped onto the aiobucket hierarchy (the same types and messages as before).
 
-``error_for`` turns a final non-2xx response into an error; ``body_errors`` lists the
+``error_for`` turns a final non-2xx response into an error; ``BODY_ERRORS`` lists the
 exceptions that mean a streamed body was cut. Retry decisions are not made here
 (see ``_retry.py``).
 """
