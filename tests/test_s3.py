@@ -904,3 +904,33 @@ async def test_every_upload_body_carries_a_verified_checksum(scheme: str) -> Non
     else:  # unsigned payload: Content-MD5 is what every server checks
         assert whole_hash == part_hash == "UNSIGNED-PAYLOAD"
         assert part == {"content-md5": md5}
+
+
+async def test_conditional_get_raises_not_modified_with_full_attrs(backend: S3Server) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from aiobucket.providers.base import GetOptions
+
+    with bucket_on(backend) as bucket:
+        stored = await put(
+            bucket, "cached", b"cache me", attrs=aiobucket.UploadAttrs(content_type="text/x-c")
+        )
+        provider = s3_provider(bucket)
+        key = prefix_of(bucket) + "cached"
+        for opts in (
+            GetOptions(if_none_match=stored.etag),
+            GetOptions(if_none_match=f'"{stored.etag}"'),
+            GetOptions(if_modified_since=datetime.now(UTC) + timedelta(hours=1)),
+        ):
+            with pytest.raises(aiobucket.NotModified) as info:
+                await provider.get(key, opts)
+            attrs = info.value.attrs
+            assert isinstance(attrs, aiobucket.ObjectAttrs)
+            assert (attrs.etag, attrs.size, attrs.content_type) == (stored.etag, 8, "text/x-c")
+        attrs, body = await provider.get(key, GetOptions(if_none_match="0123456789abcdef0123456789abcdef"))
+        assert b"".join([c async for c in body]) == b"cache me"
+        await body.aclose()
+        old = datetime.now(UTC) - timedelta(days=1)
+        attrs, body = await provider.get(key, GetOptions(if_modified_since=old))
+        assert b"".join([c async for c in body]) == b"cache me"
+        await body.aclose()

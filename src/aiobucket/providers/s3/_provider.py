@@ -39,7 +39,7 @@ import base64
 import builtins
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -355,6 +355,11 @@ class S3Provider:
         return object_attrs(key, resp.headers, int(resp.headers.get("content-length") or 0))
 
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, Body | BytesBody | EmptyBody]:
+        return await self._get(key, opts, reread=True)
+
+    async def _get(
+        self, key: str, opts: GetOptions, *, reread: bool
+    ) -> tuple[ObjectAttrs, Body | BytesBody | EmptyBody]:
         if opts.length == 0:
             attrs = await self.head(key, opts.version, opts.if_match)
             check_read(attrs, opts, key)
@@ -375,13 +380,22 @@ class S3Provider:
         if resp.status == 416 and not opts.offset:
             # bytes=0-N on an empty object is a 416 on S3: that object is empty.
             attrs = await self.head(key, opts.version, opts.if_match)
-            if attrs.size:
-                return await self.get(key, opts)  # it was just rewritten; read it again
+            if attrs.size:  # it was just rewritten: read it again (once)
+                if reread:
+                    return await self._get(key, opts, reread=False)
+                raise ObjectChanged("the object changed while it was being opened", key=key)
             check_read(attrs, opts, key)
             return attrs, EmptyBody()
         if resp.status == 304:
-            err = NotModified("not modified: the caller's copy is current", key=key)
-            err.attrs = object_attrs(key, resp.headers, 0)
+            # S3 answers 304 with little more than the ETag: confirm with a HEAD, whose
+            # attrs go into NotModified (check_read raises it); if the object changed
+            # since the 304, read it.
+            attrs = await self.head(key, opts.version)
+            check_read(attrs, replace(opts, offset=0, length=None), key)
+            if reread:
+                return await self._get(key, opts, reread=False)
+            err = NotModified("not modified: the server says the caller's copy is current", key=key)
+            err.attrs = attrs
             raise err
         if resp.status >= 300:
             if resp.status == 416 and opts.offset and opts.if_match is not None:
@@ -561,6 +575,10 @@ class S3Provider:
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
         client = await self.client()
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if method == "PUT" and content_type is not None:  # signed headers: S3 refuses others
+            params["ContentType"] = content_type
+        if method == "PUT" and content_length is not None:
+            params["ContentLength"] = content_length
         if version is not None and method == "GET":
             params["VersionId"] = version
         try:
