@@ -37,9 +37,9 @@ import aiohttp
 from ...errors import BackendError
 from ._transport import Response
 
-__all__ = ["THROTTLED", "RetryPolicy", "is_transient_status", "transport_failure"]
+__all__ = ["BUSY", "THROTTLED", "RetryPolicy", "is_transient_status", "transport_failure"]
 
-THROTTLED = frozenset(
+BUSY = frozenset(
     {
         "SlowDown",
         "Throttling",
@@ -47,11 +47,15 @@ THROTTLED = frozenset(
         "RequestLimitExceeded",
         "TooManyRequests",
         "RequestThrottled",
-        "RequestTimeout",  # "your socket was not read from or written to in time": resend
-        "InternalError",
         "ServiceUnavailable",
     }
 )
+"""Codes of "not now" answers (throttling, overload)."""
+THROTTLED = BUSY | {
+    "RequestTimeout",  # "your socket was not read from or written to in time": resend
+    "InternalError",
+}
+"""Error codes worth a retry, whatever the status."""
 
 
 def is_transient_status(status: int, code: str) -> bool:
@@ -135,8 +139,9 @@ class RetryPolicy:
                     or not is_transient_status(resp.status, resp.code)
                 ):
                     return resp
-                # A 5xx may come after the server applied the request (a proxy or
-                # a timeout in front of it); a throttling answer means it did not.
+                # Any 5xx, even a 503, may come after the request was applied (a
+                # gateway or load balancer in front of the server gave up waiting), so
+                # a later 412 must be checked; a 429 is the server's own refusal.
                 maybe_applied = maybe_applied or resp.status >= 500
             await asyncio.sleep(self.delay(n))
 
