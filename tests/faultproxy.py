@@ -71,6 +71,7 @@ __all__ = [
     "ResetRequest",
     "ResetResponse",
     "Respond",
+    "Rewrite",
     "Rule",
     "Stall",
     "TruncateRequest",
@@ -164,7 +165,20 @@ class TruncateRequest:
     after: int
 
 
-Fault = Respond | ResetRequest | ResetResponse | Stall | FlipByte | LieLength | TruncateRequest
+@dataclass(frozen=True)
+class Rewrite:
+    """Forward, with one side's head edited: ``headers`` maps a name to its new value (``None``
+    removes it), ``status`` replaces the response's status. E.g. drop ``Range`` so that the
+    server answers 200 with the whole object, or change ``X-Goog-Generation`` on the answer.
+    Framing headers are the caller's business: the body is still read as the server framed it.
+    """
+
+    where: Side = "response"
+    headers: Mapping[str, str | None] = field(default_factory=dict)
+    status: int | None = None
+
+
+Fault = Rewrite | Respond | ResetRequest | ResetResponse | Stall | FlipByte | LieLength | TruncateRequest
 
 
 def s3_error(status: int, code: str, message: str = "injected by faultproxy") -> Respond:
@@ -207,6 +221,7 @@ class Request:
     fault: Fault | None = None
     forwarded: bool = False  # the head reached the server
     status: int | None = None  # the server's (or the injected) final status
+    error: str | None = None  # why the exchange ended the connection, if it did
     done: bool = False
 
     def header(self, name: str) -> str | None:
@@ -394,6 +409,21 @@ def _plans(fault: Fault | None) -> tuple[_Plan, _Plan]:
     return req, resp
 
 
+def _rewrite(head: _Head, fault: Rewrite) -> None:
+    for name, value in fault.headers.items():
+        head.set(name, value)
+    if fault.status is not None:
+        version = head.start.split(b" ", 1)[0]
+        head.start = version + f" {fault.status} {_phrase(fault.status)}".encode()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Injected"
+
+
 async def _sleep(seconds: float | None) -> None:
     if seconds is None:
         await asyncio.get_running_loop().create_future()  # until cancelled
@@ -514,6 +544,27 @@ class _Conn:
             _kill(self.up_writer, rst=False)
             self.up_reader, self.up_writer = await asyncio.open_connection(host, port, limit=HEAD_LIMIT)
         return self.up_reader, self.up_writer
+
+    async def next_head(self) -> bytes | None:
+        """The client's next head; None when it closes, or when the server closes the idle
+        upstream connection (the client connection is then closed too, as the server would)."""
+        up = self.up_reader
+        if up is None or up.at_eof():
+            return await _read_head(self.reader)
+        head = asyncio.ensure_future(_read_head(self.reader))
+        gone = asyncio.ensure_future(up.read(1))  # any byte or EOF from an idle server ends it
+        try:
+            await asyncio.wait({head, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (head, gone):
+                t.cancel()
+            await asyncio.gather(head, gone, return_exceptions=True)
+        if gone.done() and not gone.cancelled():
+            _kill(self.up_writer, rst=False)
+            self.up_reader = self.up_writer = None
+        if head.done() and not head.cancelled():
+            return head.result()
+        return None
 
     async def close(self, rst: bool = False) -> None:
         for w in (self.writer, self.up_writer):
@@ -677,6 +728,11 @@ class FaultProxy:
             tasks.add(task)
             try:
                 await self._serve(reader, writer)
+            except asyncio.CancelledError:
+                # Only stop() cancels these tasks, and it awaits them. Ending the task normally
+                # avoids a 3.11 asyncio bug: the stream callback calls exception() on a
+                # cancelled task and logs the CancelledError as an unhandled error.
+                pass
             except Exception as exc:  # a proxy bug: stop() re-raises it in the test
                 self.errors.append(exc)
             finally:
@@ -701,7 +757,7 @@ class FaultProxy:
         rst = False
         try:
             while True:
-                raw = await _read_head(reader)
+                raw = await conn.next_head()
                 if raw is None:
                     break
                 with self._lock:
@@ -730,6 +786,9 @@ class FaultProxy:
         req = Request(method, target, path, query, head.items(), conn.ordinal)
         try:
             return await self._forward(conn, head, req, self._match(req))
+        except BaseException as exc:
+            req.error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             req.done = True
 
@@ -742,7 +801,10 @@ class FaultProxy:
             if not expect:  # consume the body so that the connection stays usable
                 await _copy(body, _NullSink(), _Plan(), True)
             await self._respond(conn.writer, fault, req)
-            return keep and not expect
+            closing = any(
+                k.lower() == "connection" and "close" in v.lower() for k, v in fault.headers.items()
+            )
+            return keep and not expect and not closing
         if isinstance(fault, ResetRequest) and fault.after is None:
             await _cut(conn.writer)
             raise _Closed("request reset before forwarding")
@@ -752,6 +814,8 @@ class FaultProxy:
         if isinstance(fault, LieLength) and fault.where == "request":
             head.set("Transfer-Encoding", None)
             head.set("Content-Length", str(fault.declared))
+        if isinstance(fault, Rewrite) and fault.where == "request":
+            _rewrite(head, fault)
         up_reader, up_writer = await conn.upstream(self._host, self._port)
         up_writer.write(head.encode())
         req.forwarded = True
@@ -814,6 +878,8 @@ class FaultProxy:
             raise _Closed("response lost by fault")
         if isinstance(fault, Stall) and fault.where == "response" and fault.after is None:
             await _sleep(fault.seconds)
+        if isinstance(fault, Rewrite) and fault.where == "response":
+            _rewrite(head, fault)
         lie = isinstance(fault, LieLength) and fault.where == "response"
         if lie:
             head.set("Transfer-Encoding", None)
@@ -829,11 +895,7 @@ class FaultProxy:
 
     async def _respond(self, writer: asyncio.StreamWriter, fault: Respond, req: Request) -> None:
         req.status = fault.status
-        try:
-            phrase = fault.reason or HTTPStatus(fault.status).phrase
-        except ValueError:
-            phrase = "Injected"
-        lines = [f"HTTP/1.1 {fault.status} {phrase}"]
+        lines = [f"HTTP/1.1 {fault.status} {fault.reason or _phrase(fault.status)}"]
         lines += [f"{k}: {v}" for k, v in fault.headers.items()]
         if "content-length" not in {k.lower() for k in fault.headers}:
             lines.append(f"Content-Length: {len(fault.body)}")
