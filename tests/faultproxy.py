@@ -58,7 +58,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -533,16 +533,24 @@ class _Counting:
 class _Conn:
     """One client connection and the upstream connection pinned to it."""
 
-    def __init__(self, ordinal: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        ordinal: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sockets: set[asyncio.StreamWriter],
+    ) -> None:
         self.ordinal = ordinal
         self.reader, self.writer = reader, writer
+        self.sockets = sockets  # every open writer of the proxy, closed at shutdown whatever happened
         self.up_reader: asyncio.StreamReader | None = None
         self.up_writer: asyncio.StreamWriter | None = None
 
     async def upstream(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.up_reader is None or self.up_writer is None or self.up_reader.at_eof():
-            _kill(self.up_writer, rst=False)
+            self._drop_upstream()
             self.up_reader, self.up_writer = await asyncio.open_connection(host, port, limit=HEAD_LIMIT)
+            self.sockets.add(self.up_writer)
         return self.up_reader, self.up_writer
 
     async def next_head(self) -> bytes | None:
@@ -560,17 +568,23 @@ class _Conn:
                 t.cancel()
             await asyncio.gather(head, gone, return_exceptions=True)
         if gone.done() and not gone.cancelled():
-            _kill(self.up_writer, rst=False)
-            self.up_reader = self.up_writer = None
+            self._drop_upstream()
         if head.done() and not head.cancelled():
             return head.result()
         return None
 
+    def _drop_upstream(self) -> None:
+        if self.up_writer is not None:
+            _kill(self.up_writer, rst=False)
+            self.sockets.discard(self.up_writer)
+        self.up_reader = self.up_writer = None
+
     async def close(self, rst: bool = False) -> None:
-        for w in (self.writer, self.up_writer):
-            if w is None:
-                continue
+        ends = [w for w in (self.writer, self.up_writer) if w is not None]
+        for w in ends:  # both first: a cancel during the waits below must not leave one open
             _kill(w, rst)
+            self.sockets.discard(w)
+        for w in ends:
             with contextlib.suppress(Exception):
                 await w.wait_closed()
 
@@ -721,24 +735,22 @@ class FaultProxy:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
+        sockets: set[asyncio.StreamWriter] = set()
 
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                self.errors.append(cast(Exception, task.exception()))  # a proxy bug: stop() raises it
+
+        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # A plain callback, not a coroutine: the writer is registered even if stop() cancels
+            # the task before its first step (and 3.11's coroutine wrapper logs cancellations).
+            sockets.add(writer)
+            task = asyncio.get_running_loop().create_task(self._serve(reader, writer, sockets))
             tasks.add(task)
-            try:
-                await self._serve(reader, writer)
-            except asyncio.CancelledError:
-                # Only stop() cancels these tasks, and it awaits them. Ending the task normally
-                # avoids a 3.11 asyncio bug: the stream callback calls exception() on a
-                # cancelled task and logs the CancelledError as an unhandled error.
-                pass
-            except Exception as exc:  # a proxy bug: stop() re-raises it in the test
-                self.errors.append(exc)
-            finally:
-                tasks.discard(task)
+            task.add_done_callback(done)
 
-        server = await asyncio.start_server(serve, "127.0.0.1", 0, limit=HEAD_LIMIT)
+        server = await asyncio.start_server(accept, "127.0.0.1", 0, limit=HEAD_LIMIT)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
@@ -748,12 +760,16 @@ class FaultProxy:
             for t in list(tasks):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for w in sockets:  # only if a task died before closing its own
+                _kill(w)
             await server.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sockets: set[asyncio.StreamWriter]
+    ) -> None:
         with self._lock:
             self._conns += 1
-            conn = _Conn(self._conns, reader, writer)
+            conn = _Conn(self._conns, reader, writer, sockets)
         rst = False
         try:
             while True:
@@ -794,7 +810,8 @@ class FaultProxy:
 
     async def _forward(self, conn: _Conn, head: _Head, req: Request, fault: Fault | None) -> bool:
         framing = head.framing()
-        body = _Counting(_Body(conn.reader, 0 if framing == "eof" else framing), req)
+        raw_body = _Body(conn.reader, 0 if framing == "eof" else framing)
+        body = _Counting(raw_body, req)
         expect = (head.get("expect") or "").lower() == "100-continue"
         keep = not head.wants_close()
         if isinstance(fault, Respond):
@@ -822,6 +839,8 @@ class FaultProxy:
         pump = asyncio.create_task(self._pump(conn, body, req_plan, fault))
         try:
             keep_after = await self._relay(conn, up_reader, req, resp_plan, fault)
+            if raw_body.state == "end":  # the pump is only finishing its last write
+                await asyncio.wait({pump}, timeout=2.0)
         finally:
             if not pump.done():  # the server answered before the body ended
                 pump.cancel()
