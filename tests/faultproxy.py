@@ -557,8 +557,11 @@ class _Conn:
         """The client's next head; None when it closes, or when the server closes the idle
         upstream connection (the client connection is then closed too, as the server would)."""
         up = self.up_reader
-        if up is None or up.at_eof():
+        if up is None:
             return await _read_head(self.reader)
+        if up.at_eof():
+            self._drop_upstream()
+            return None
         head = asyncio.ensure_future(_read_head(self.reader))
         gone = asyncio.ensure_future(up.read(1))  # any byte or EOF from an idle server ends it
         try:
@@ -606,6 +609,7 @@ class FaultProxy:
         self._rules: list[Rule] = []
         self._requests: list[Request] = []
         self._conns = 0
+        self._open = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -698,6 +702,12 @@ class FaultProxy:
         probe = Rule(Respond(0), method, path, query)
         return [r for r in self.requests if probe.matches(r)]
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections the proxy holds open now (0 once every client has closed)."""
+        with self._lock:
+            return self._open
+
     def wait_idle(self, timeout: float = 10.0) -> None:
         """Block until no exchange is in flight (records are final)."""
         with self._idle:
@@ -769,6 +779,7 @@ class FaultProxy:
     ) -> None:
         with self._lock:
             self._conns += 1
+            self._open += 1
             conn = _Conn(self._conns, reader, writer, sockets)
         rst = False
         try:
@@ -789,7 +800,11 @@ class FaultProxy:
         except (_Closed, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             rst = True  # a fault, or a peer broke off: mirror it to the other side
         finally:
-            await conn.close(rst)
+            try:
+                await conn.close(rst)
+            finally:
+                with self._lock:
+                    self._open -= 1
 
     async def _exchange(self, conn: _Conn, raw: bytes) -> bool:
         """One request and its response. Returns whether the connection stays open."""
