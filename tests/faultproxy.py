@@ -1,48 +1,69 @@
 """A fault-injecting HTTP/1.1 proxy for tests: put it between a client and a real server.
 
-The proxy listens on 127.0.0.1 (a free port) and forwards each client connection to its
-own upstream connection, byte for byte: heads, Content-Length and chunked bodies, HEAD
-responses, 1xx interim answers (``Expect: 100-continue``) and keep-alive all pass through
-unchanged. The one rewrite is a ``Location`` header naming the upstream origin, which
-becomes the proxy's origin so that resumable-upload session URIs (fake-gcs-server) keep
-going through the proxy (``rewrite_location=False`` turns it off).
+The proxy listens on 127.0.0.1 (a free port) and pins one upstream connection to each
+client connection, forwarding byte for byte: heads, Content-Length and chunked bodies,
+HEAD responses, 1xx interim answers (``Expect: 100-continue``) and keep-alive. When the
+server closes a connection, the client's is closed too. The one rewrite is a ``Location``
+header naming the upstream origin: it is pointed at the proxy, so that resumable-upload
+session URIs (fake-gcs-server) keep going through it (``rewrite_location=False``: off).
 
-Tests add rules; each request is matched against them in order and the first rule that
-fires applies its fault to that request. Every request is recorded with the fault it got.
+Rules (``add_rule(fault, method=, path=, query=, header=, when=, times=1, after=0)``) are
+tried in order for each request; the first that fires applies its fault. Faults:
+
+- ``Respond(status, body, headers)`` (``s3_error``, ``gcs_error``): answer, forward nothing;
+- ``ResetRequest(after=None|N)``: RST before forwarding, or after N request-body bytes;
+- ``ResetResponse(after=None|N)`` (``lose_response()``): the server answers (the request is
+  applied), the client gets nothing, or the head and N body bytes, then an RST (or FIN);
+- ``Stall(seconds|None, "request"|"response", after=None|N)``: a pause, cancelled by stop();
+- ``FlipByte(offset, "request"|"response", mask)``: corrupt one body byte;
+- ``LieLength(declared, "request"|"response")``: rewrite Content-Length, send that much;
+- ``TruncateRequest(after)``: keep the declared length, send ``after`` bytes, then EOF;
+- ``Rewrite("request"|"response", headers, status)``: edit a head (e.g. drop ``Range``).
+
+Every request is recorded (``proxy.requests``, ``proxy.matching(...)``) with its headers,
+body length, fault, the server's status, whether it was forwarded, and why it ended.
 
 Threading: the proxy runs its own event loop in its own thread. Sync fixtures can start
 it, it keeps serving while the test's loop is blocked, and a test cannot starve it.
-Rules and records are shared under a lock; ``Request`` records are updated by the proxy
-thread while a request is in flight, so call ``proxy.wait_idle()`` (or await
-``proxy.settled()``) before asserting on a request whose client saw an error.
+Rules and records are shared under a lock; records are updated by the proxy thread while
+a request is in flight, so call ``proxy.wait_idle()`` (or ``await proxy.settled()``)
+before asserting on a request whose client saw an error.
 
-Invariants: bodies are streamed in chunks of at most 64 KiB with flow control (nothing
-is buffered whole); ``stop()`` cancels every connection task, closes every socket and
-joins the thread; a reset is a real RST (SO_LINGER 0).
+Counting attempts: aiohttp's ClientSession silently resends an idempotent request once
+when a kept-alive connection breaks (``_retry_connection``); a client that does not turn
+that off shows one more request here than its own retry loop made.
 
-S3 (SeaweedFS)::
+Invariants: bodies stream in pieces of at most 64 KiB under flow control (nothing is
+buffered whole); a reset is a real RST (SO_LINGER 0), sent once what came before it has
+reached the peer; ``stop()`` cancels every exchange, closes every socket, joins the thread,
+and raises if the proxy itself failed.
 
-    from faultproxy import FaultProxy, Rule, lose_response, s3_error
+S3 (SeaweedFS; ``S3Server`` is a dataclass, so point a copy at the proxy)::
+
+    from dataclasses import replace
+    from faultproxy import FaultProxy, lose_response, s3_error
 
     with FaultProxy(s3_server.endpoint) as proxy:
-        settings = s3_server.settings()
-        settings["url"] = settings["url"].replace(s3_server.endpoint, proxy.url)
+        settings = replace(s3_server, endpoint=proxy.url).settings(key_prefix="t1/")
         proxy.add_rule(s3_error(503, "SlowDown"), method="PUT", times=2)
-        proxy.add_rule(lose_response(), method="PUT", query="uploadId=", after=1)
-        ...  # use the bucket
-        assert len(proxy.matching(method="PUT")) == 3
+        proxy.add_rule(lose_response(), method="PUT", header="If-None-Match")
+        ...  # config.override({name: settings}) and use the bucket
+        proxy.wait_idle()
+        assert len(proxy.matching(method="PUT")) == 4
 
 GCS (fake-gcs-server)::
 
     with FaultProxy(gcs_server.endpoint) as proxy:
-        url = f"gs://{gcs_server.bucket}?endpoint={proxy.url}"
+        settings = {"url": f"gs://{gcs_server.bucket}?endpoint={proxy.url}"}
         proxy.add_rule(ResetResponse(after=1000), method="GET", query="alt=media")
+        proxy.add_rule(gcs_error(503), method="PUT", query="upload_id=", after=1)
         ...
 
-As a pytest fixture (in a test module: ``pytest_plugins = ["faultproxy"]``)::
+As a pytest fixture: import it into the test module (``from faultproxy import fault_proxy
+as fault_proxy``) or list ``"faultproxy"`` in the root conftest's ``pytest_plugins``::
 
     def test_x(fault_proxy):
-        proxy = fault_proxy(upstream_url)   # started; stopped at teardown
+        proxy = fault_proxy(upstream_url)  # started now, stopped at teardown
 """
 
 from __future__ import annotations
@@ -387,6 +408,7 @@ class _Plan:
     flip_mask: int = 1
     stall_at: int | None = None
     stall_for: float | None = None
+    client: asyncio.StreamReader | None = None  # watched during a stall
     limit: int | None = None  # send at most this many body bytes (LieLength, TruncateRequest)
 
 
@@ -424,11 +446,15 @@ def _phrase(status: int) -> str:
         return "Injected"
 
 
-async def _sleep(seconds: float | None) -> None:
-    if seconds is None:
-        await asyncio.get_running_loop().create_future()  # until cancelled
-    else:
-        await asyncio.sleep(seconds)
+async def _stall(seconds: float | None, client: asyncio.StreamReader) -> None:
+    """Pause ``seconds`` (``None``: until cancelled), ending early if the client goes away,
+    so that a client that gave up does not leave a stalled exchange behind."""
+    loop = asyncio.get_running_loop()
+    deadline = None if seconds is None else loop.time() + seconds
+    while deadline is None or loop.time() < deadline:
+        await asyncio.sleep(0.05 if deadline is None else min(0.05, max(0.0, deadline - loop.time())))
+        if client.at_eof() or client.exception() is not None:
+            raise _Closed("the client went away during a stall")
 
 
 def _kill(writer: asyncio.StreamWriter | None, rst: bool = True) -> None:
@@ -475,7 +501,8 @@ async def _copy(src: _Source, dst: _Sink, plan: _Plan, reframe: bool) -> tuple[i
         is_data, piece = await src.read()
         if not piece:
             if stall_at is not None:
-                await _sleep(plan.stall_for)
+                assert plan.client is not None
+                await _stall(plan.stall_for, plan.client)
             await dst.drain()
             return offset, plan.cut_at is not None
         if not is_data:
@@ -495,7 +522,8 @@ async def _copy(src: _Source, dst: _Sink, plan: _Plan, reframe: bool) -> tuple[i
         if stall_at is not None and end >= stall_at:
             dst.write(piece[: stall_at - offset])
             await dst.drain()
-            await _sleep(plan.stall_for)
+            assert plan.client is not None
+            await _stall(plan.stall_for, plan.client)
             piece = piece[stall_at - offset :]
             stall_at = None
         if piece:
@@ -841,8 +869,9 @@ class FaultProxy:
             await _cut(conn.writer)
             raise _Closed("request reset before forwarding")
         if isinstance(fault, Stall) and fault.where == "request" and fault.after is None:
-            await _sleep(fault.seconds)
+            await _stall(fault.seconds, conn.reader)
         req_plan, resp_plan = _plans(fault)
+        req_plan.client = resp_plan.client = conn.reader
         if isinstance(fault, LieLength) and fault.where == "request":
             head.set("Transfer-Encoding", None)
             head.set("Content-Length", str(fault.declared))
@@ -911,7 +940,7 @@ class FaultProxy:
             await _cut(conn.writer, fault.rst)
             raise _Closed("response lost by fault")
         if isinstance(fault, Stall) and fault.where == "response" and fault.after is None:
-            await _sleep(fault.seconds)
+            await _stall(fault.seconds, conn.reader)
         if isinstance(fault, Rewrite) and fault.where == "response":
             _rewrite(head, fault)
         lie = isinstance(fault, LieLength) and fault.where == "response"

@@ -28,14 +28,13 @@ from faultproxy import (
     Rewrite,
     Stall,
     TruncateRequest,
-    fault_proxy,
     gcs_error,
     lose_response,
     s3_error,
 )
+from faultproxy import fault_proxy as fault_proxy  # the fixture, for test_fixture_factory
 
 pytestmark = pytest.mark.anyio
-__all__ = ["fault_proxy"]  # the imported fixture, offered to the tests below
 
 KiB = 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -313,6 +312,8 @@ async def test_stall_mid_response_times_the_client_out(
         assert await r.content.readexactly(10) == data[:10]  # what came before the stall
         with pytest.raises(TimeoutError):  # and nothing after it
             await asyncio.wait_for(r.content.read(1), 0.2)
+    await proxy.settled()  # the client gave up and closed: the stall ends instead of lingering
+    assert proxy.requests[0].error == "_Closed: the client went away during a stall"
     proxy.add_rule(Stall(0.05, "request"), method="GET")  # a short stall still completes
     async with client.get(f"{proxy.url}/o/k") as r:
         assert await r.read() == data
@@ -393,7 +394,7 @@ async def test_request_length_lies(
 # -- the fixture ------------------------------------------------------------------------
 
 
-async def test_fixture_factory(upstream: Upstream, fault_proxy: type[FaultProxy]) -> None:
+async def test_fixture_factory(upstream: Upstream, fault_proxy: Callable[..., FaultProxy]) -> None:
     p = fault_proxy(upstream.url)
     p.add_rule(Respond(500), times=None)
     async with aiohttp.ClientSession() as s:
