@@ -122,7 +122,11 @@ class Respond:
 
 @dataclass(frozen=True)
 class ResetRequest:
-    """RST both connections: before forwarding (``after=None``) or after head + ``after`` body bytes."""
+    """RST both connections: before forwarding (``after=None``) or after head + ``after`` body bytes.
+
+    If the body is not longer than ``after`` (a GET, say), the whole request reached the
+    server before the reset, so it may have been applied.
+    """
 
     after: int | None = None
 
