@@ -1,48 +1,69 @@
 """A fault-injecting HTTP/1.1 proxy for tests: put it between a client and a real server.
 
-The proxy listens on 127.0.0.1 (a free port) and forwards each client connection to its
-own upstream connection, byte for byte: heads, Content-Length and chunked bodies, HEAD
-responses, 1xx interim answers (``Expect: 100-continue``) and keep-alive all pass through
-unchanged. The one rewrite is a ``Location`` header naming the upstream origin, which
-becomes the proxy's origin so that resumable-upload session URIs (fake-gcs-server) keep
-going through the proxy (``rewrite_location=False`` turns it off).
+The proxy listens on 127.0.0.1 (a free port) and pins one upstream connection to each
+client connection, forwarding byte for byte: heads, Content-Length and chunked bodies,
+HEAD responses, 1xx interim answers (``Expect: 100-continue``) and keep-alive. When the
+server closes a connection, the client's is closed too. The one rewrite is a ``Location``
+header naming the upstream origin: it is pointed at the proxy, so that resumable-upload
+session URIs (fake-gcs-server) keep going through it (``rewrite_location=False``: off).
 
-Tests add rules; each request is matched against them in order and the first rule that
-fires applies its fault to that request. Every request is recorded with the fault it got.
+Rules (``add_rule(fault, method=, path=, query=, header=, when=, times=1, after=0)``) are
+tried in order for each request; the first that fires applies its fault. Faults:
+
+- ``Respond(status, body, headers)`` (``s3_error``, ``gcs_error``): answer, forward nothing;
+- ``ResetRequest(after=None|N)``: RST before forwarding, or after N request-body bytes;
+- ``ResetResponse(after=None|N)`` (``lose_response()``): the server answers (the request is
+  applied), the client gets nothing, or the head and N body bytes, then an RST (or FIN);
+- ``Stall(seconds|None, "request"|"response", after=None|N)``: a pause, cancelled by stop();
+- ``FlipByte(offset, "request"|"response", mask)``: corrupt one body byte;
+- ``LieLength(declared, "request"|"response")``: rewrite Content-Length, send that much;
+- ``TruncateRequest(after)``: keep the declared length, send ``after`` bytes, then EOF;
+- ``Rewrite("request"|"response", headers, status)``: edit a head (e.g. drop ``Range``).
+
+Every request is recorded (``proxy.requests``, ``proxy.matching(...)``) with its headers,
+body length, fault, the server's status, whether it was forwarded, and why it ended.
 
 Threading: the proxy runs its own event loop in its own thread. Sync fixtures can start
 it, it keeps serving while the test's loop is blocked, and a test cannot starve it.
-Rules and records are shared under a lock; ``Request`` records are updated by the proxy
-thread while a request is in flight, so call ``proxy.wait_idle()`` (or await
-``proxy.settled()``) before asserting on a request whose client saw an error.
+Rules and records are shared under a lock; records are updated by the proxy thread while
+a request is in flight, so call ``proxy.wait_idle()`` (or ``await proxy.settled()``)
+before asserting on a request whose client saw an error.
 
-Invariants: bodies are streamed in chunks of at most 64 KiB with flow control (nothing
-is buffered whole); ``stop()`` cancels every connection task, closes every socket and
-joins the thread; a reset is a real RST (SO_LINGER 0).
+Counting attempts: aiohttp's ClientSession silently resends an idempotent request once
+when a kept-alive connection breaks (``_retry_connection``); a client that does not turn
+that off shows one more request here than its own retry loop made.
 
-S3 (SeaweedFS)::
+Invariants: bodies stream in pieces of at most 64 KiB under flow control (nothing is
+buffered whole); a reset is a real RST (SO_LINGER 0), sent once what came before it has
+reached the peer; ``stop()`` cancels every exchange, closes every socket, joins the thread,
+and raises if the proxy itself failed.
 
-    from faultproxy import FaultProxy, Rule, lose_response, s3_error
+S3 (SeaweedFS; ``S3Server`` is a dataclass, so point a copy at the proxy)::
+
+    from dataclasses import replace
+    from faultproxy import FaultProxy, lose_response, s3_error
 
     with FaultProxy(s3_server.endpoint) as proxy:
-        settings = s3_server.settings()
-        settings["url"] = settings["url"].replace(s3_server.endpoint, proxy.url)
+        settings = replace(s3_server, endpoint=proxy.url).settings(key_prefix="t1/")
         proxy.add_rule(s3_error(503, "SlowDown"), method="PUT", times=2)
-        proxy.add_rule(lose_response(), method="PUT", query="uploadId=", after=1)
-        ...  # use the bucket
-        assert len(proxy.matching(method="PUT")) == 3
+        proxy.add_rule(lose_response(), method="PUT", header="If-None-Match")
+        ...  # config.override({name: settings}) and use the bucket
+        proxy.wait_idle()
+        assert len(proxy.matching(method="PUT")) == 4
 
 GCS (fake-gcs-server)::
 
     with FaultProxy(gcs_server.endpoint) as proxy:
-        url = f"gs://{gcs_server.bucket}?endpoint={proxy.url}"
+        settings = {"url": f"gs://{gcs_server.bucket}?endpoint={proxy.url}"}
         proxy.add_rule(ResetResponse(after=1000), method="GET", query="alt=media")
+        proxy.add_rule(gcs_error(503), method="PUT", query="upload_id=", after=1)
         ...
 
-As a pytest fixture (in a test module: ``pytest_plugins = ["faultproxy"]``)::
+As a pytest fixture: import it into the test module (``from faultproxy import fault_proxy
+as fault_proxy``) or list ``"faultproxy"`` in the root conftest's ``pytest_plugins``::
 
     def test_x(fault_proxy):
-        proxy = fault_proxy(upstream_url)   # started; stopped at teardown
+        proxy = fault_proxy(upstream_url)  # started now, stopped at teardown
 """
 
 from __future__ import annotations
@@ -58,7 +79,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -71,6 +92,7 @@ __all__ = [
     "ResetRequest",
     "ResetResponse",
     "Respond",
+    "Rewrite",
     "Rule",
     "Stall",
     "TruncateRequest",
@@ -100,7 +122,11 @@ class Respond:
 
 @dataclass(frozen=True)
 class ResetRequest:
-    """RST both connections: before forwarding (``after=None``) or after head + ``after`` body bytes."""
+    """RST both connections: before forwarding (``after=None``) or after head + ``after`` body bytes.
+
+    If the body is not longer than ``after`` (a GET, say), the whole request reached the
+    server before the reset, so it may have been applied.
+    """
 
     after: int | None = None
 
@@ -164,7 +190,20 @@ class TruncateRequest:
     after: int
 
 
-Fault = Respond | ResetRequest | ResetResponse | Stall | FlipByte | LieLength | TruncateRequest
+@dataclass(frozen=True)
+class Rewrite:
+    """Forward, with one side's head edited: ``headers`` maps a name to its new value (``None``
+    removes it), ``status`` replaces the response's status. E.g. drop ``Range`` so that the
+    server answers 200 with the whole object, or change ``X-Goog-Generation`` on the answer.
+    Framing headers are the caller's business: the body is still read as the server framed it.
+    """
+
+    where: Side = "response"
+    headers: Mapping[str, str | None] = field(default_factory=dict)
+    status: int | None = None
+
+
+Fault = Rewrite | Respond | ResetRequest | ResetResponse | Stall | FlipByte | LieLength | TruncateRequest
 
 
 def s3_error(status: int, code: str, message: str = "injected by faultproxy") -> Respond:
@@ -207,6 +246,7 @@ class Request:
     fault: Fault | None = None
     forwarded: bool = False  # the head reached the server
     status: int | None = None  # the server's (or the injected) final status
+    error: str | None = None  # why the exchange ended the connection, if it did
     done: bool = False
 
     def header(self, name: str) -> str | None:
@@ -372,6 +412,7 @@ class _Plan:
     flip_mask: int = 1
     stall_at: int | None = None
     stall_for: float | None = None
+    client: asyncio.StreamReader | None = None  # watched during a stall
     limit: int | None = None  # send at most this many body bytes (LieLength, TruncateRequest)
 
 
@@ -394,11 +435,30 @@ def _plans(fault: Fault | None) -> tuple[_Plan, _Plan]:
     return req, resp
 
 
-async def _sleep(seconds: float | None) -> None:
-    if seconds is None:
-        await asyncio.get_running_loop().create_future()  # until cancelled
-    else:
-        await asyncio.sleep(seconds)
+def _rewrite(head: _Head, fault: Rewrite) -> None:
+    for name, value in fault.headers.items():
+        head.set(name, value)
+    if fault.status is not None:
+        version = head.start.split(b" ", 1)[0]
+        head.start = version + f" {fault.status} {_phrase(fault.status)}".encode()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Injected"
+
+
+async def _stall(seconds: float | None, client: asyncio.StreamReader) -> None:
+    """Pause ``seconds`` (``None``: until cancelled), ending early if the client goes away,
+    so that a client that gave up does not leave a stalled exchange behind."""
+    loop = asyncio.get_running_loop()
+    deadline = None if seconds is None else loop.time() + seconds
+    while deadline is None or loop.time() < deadline:
+        await asyncio.sleep(0.05 if deadline is None else min(0.05, max(0.0, deadline - loop.time())))
+        if client.at_eof() or client.exception() is not None:
+            raise _Closed("the client went away during a stall")
 
 
 def _kill(writer: asyncio.StreamWriter | None, rst: bool = True) -> None:
@@ -445,7 +505,8 @@ async def _copy(src: _Source, dst: _Sink, plan: _Plan, reframe: bool) -> tuple[i
         is_data, piece = await src.read()
         if not piece:
             if stall_at is not None:
-                await _sleep(plan.stall_for)
+                assert plan.client is not None
+                await _stall(plan.stall_for, plan.client)
             await dst.drain()
             return offset, plan.cut_at is not None
         if not is_data:
@@ -465,7 +526,8 @@ async def _copy(src: _Source, dst: _Sink, plan: _Plan, reframe: bool) -> tuple[i
         if stall_at is not None and end >= stall_at:
             dst.write(piece[: stall_at - offset])
             await dst.drain()
-            await _sleep(plan.stall_for)
+            assert plan.client is not None
+            await _stall(plan.stall_for, plan.client)
             piece = piece[stall_at - offset :]
             stall_at = None
         if piece:
@@ -503,23 +565,61 @@ class _Counting:
 class _Conn:
     """One client connection and the upstream connection pinned to it."""
 
-    def __init__(self, ordinal: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        ordinal: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sockets: set[asyncio.StreamWriter],
+    ) -> None:
         self.ordinal = ordinal
         self.reader, self.writer = reader, writer
+        self.sockets = sockets  # every open writer of the proxy, closed at shutdown whatever happened
         self.up_reader: asyncio.StreamReader | None = None
         self.up_writer: asyncio.StreamWriter | None = None
 
     async def upstream(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.up_reader is None or self.up_writer is None or self.up_reader.at_eof():
-            _kill(self.up_writer, rst=False)
+            self._drop_upstream()
             self.up_reader, self.up_writer = await asyncio.open_connection(host, port, limit=HEAD_LIMIT)
+            self.sockets.add(self.up_writer)
         return self.up_reader, self.up_writer
 
+    async def next_head(self) -> bytes | None:
+        """The client's next head; None when it closes, or when the server closes the idle
+        upstream connection (the client connection is then closed too, as the server would)."""
+        up = self.up_reader
+        if up is None:
+            return await _read_head(self.reader)
+        if up.at_eof():
+            self._drop_upstream()
+            return None
+        head = asyncio.ensure_future(_read_head(self.reader))
+        gone = asyncio.ensure_future(up.read(1))  # any byte or EOF from an idle server ends it
+        try:
+            await asyncio.wait({head, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (head, gone):
+                t.cancel()
+            await asyncio.gather(head, gone, return_exceptions=True)
+        if gone.done() and not gone.cancelled():
+            self._drop_upstream()
+        if head.done() and not head.cancelled():
+            return head.result()
+        return None
+
+    def _drop_upstream(self) -> None:
+        if self.up_writer is not None:
+            _kill(self.up_writer, rst=False)
+            self.sockets.discard(self.up_writer)
+        self.up_reader = self.up_writer = None
+
     async def close(self, rst: bool = False) -> None:
-        for w in (self.writer, self.up_writer):
-            if w is None:
-                continue
+        ends = [w for w in (self.writer, self.up_writer) if w is not None]
+        for w in ends:  # both first: a cancel during the waits below must not leave one open
             _kill(w, rst)
+            self.sockets.discard(w)
+        for w in ends:
             with contextlib.suppress(Exception):
                 await w.wait_closed()
 
@@ -541,6 +641,7 @@ class FaultProxy:
         self._rules: list[Rule] = []
         self._requests: list[Request] = []
         self._conns = 0
+        self._open = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -633,6 +734,12 @@ class FaultProxy:
         probe = Rule(Respond(0), method, path, query)
         return [r for r in self.requests if probe.matches(r)]
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections the proxy holds open now (0 once every client has closed)."""
+        with self._lock:
+            return self._open
+
     def wait_idle(self, timeout: float = 10.0) -> None:
         """Block until no exchange is in flight (records are final)."""
         with self._idle:
@@ -670,19 +777,22 @@ class FaultProxy:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
+        sockets: set[asyncio.StreamWriter] = set()
 
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                self.errors.append(cast(Exception, task.exception()))  # a proxy bug: stop() raises it
+
+        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # A plain callback, not a coroutine: the writer is registered even if stop() cancels
+            # the task before its first step (and 3.11's coroutine wrapper logs cancellations).
+            sockets.add(writer)
+            task = asyncio.get_running_loop().create_task(self._serve(reader, writer, sockets))
             tasks.add(task)
-            try:
-                await self._serve(reader, writer)
-            except Exception as exc:  # a proxy bug: stop() re-raises it in the test
-                self.errors.append(exc)
-            finally:
-                tasks.discard(task)
+            task.add_done_callback(done)
 
-        server = await asyncio.start_server(serve, "127.0.0.1", 0, limit=HEAD_LIMIT)
+        server = await asyncio.start_server(accept, "127.0.0.1", 0, limit=HEAD_LIMIT)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
@@ -692,16 +802,21 @@ class FaultProxy:
             for t in list(tasks):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for w in sockets:  # only if a task died before closing its own
+                _kill(w)
             await server.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sockets: set[asyncio.StreamWriter]
+    ) -> None:
         with self._lock:
             self._conns += 1
-            conn = _Conn(self._conns, reader, writer)
+            self._open += 1
+            conn = _Conn(self._conns, reader, writer, sockets)
         rst = False
         try:
             while True:
-                raw = await _read_head(reader)
+                raw = await conn.next_head()
                 if raw is None:
                     break
                 with self._lock:
@@ -717,7 +832,11 @@ class FaultProxy:
         except (_Closed, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             rst = True  # a fault, or a peer broke off: mirror it to the other side
         finally:
-            await conn.close(rst)
+            try:
+                await conn.close(rst)
+            finally:
+                with self._lock:
+                    self._open -= 1
 
     async def _exchange(self, conn: _Conn, raw: bytes) -> bool:
         """One request and its response. Returns whether the connection stays open."""
@@ -730,34 +849,46 @@ class FaultProxy:
         req = Request(method, target, path, query, head.items(), conn.ordinal)
         try:
             return await self._forward(conn, head, req, self._match(req))
+        except BaseException as exc:
+            req.error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             req.done = True
 
     async def _forward(self, conn: _Conn, head: _Head, req: Request, fault: Fault | None) -> bool:
         framing = head.framing()
-        body = _Counting(_Body(conn.reader, 0 if framing == "eof" else framing), req)
+        raw_body = _Body(conn.reader, 0 if framing == "eof" else framing)
+        body = _Counting(raw_body, req)
         expect = (head.get("expect") or "").lower() == "100-continue"
         keep = not head.wants_close()
         if isinstance(fault, Respond):
             if not expect:  # consume the body so that the connection stays usable
                 await _copy(body, _NullSink(), _Plan(), True)
             await self._respond(conn.writer, fault, req)
-            return keep and not expect
+            closing = any(
+                k.lower() == "connection" and "close" in v.lower() for k, v in fault.headers.items()
+            )
+            return keep and not expect and not closing
         if isinstance(fault, ResetRequest) and fault.after is None:
             await _cut(conn.writer)
             raise _Closed("request reset before forwarding")
         if isinstance(fault, Stall) and fault.where == "request" and fault.after is None:
-            await _sleep(fault.seconds)
+            await _stall(fault.seconds, conn.reader)
         req_plan, resp_plan = _plans(fault)
+        req_plan.client = resp_plan.client = conn.reader
         if isinstance(fault, LieLength) and fault.where == "request":
             head.set("Transfer-Encoding", None)
             head.set("Content-Length", str(fault.declared))
+        if isinstance(fault, Rewrite) and fault.where == "request":
+            _rewrite(head, fault)
         up_reader, up_writer = await conn.upstream(self._host, self._port)
         up_writer.write(head.encode())
         req.forwarded = True
         pump = asyncio.create_task(self._pump(conn, body, req_plan, fault))
         try:
             keep_after = await self._relay(conn, up_reader, req, resp_plan, fault)
+            if raw_body.state == "end":  # the pump is only finishing its last write
+                await asyncio.wait({pump}, timeout=2.0)
         finally:
             if not pump.done():  # the server answered before the body ended
                 pump.cancel()
@@ -813,7 +944,9 @@ class FaultProxy:
             await _cut(conn.writer, fault.rst)
             raise _Closed("response lost by fault")
         if isinstance(fault, Stall) and fault.where == "response" and fault.after is None:
-            await _sleep(fault.seconds)
+            await _stall(fault.seconds, conn.reader)
+        if isinstance(fault, Rewrite) and fault.where == "response":
+            _rewrite(head, fault)
         lie = isinstance(fault, LieLength) and fault.where == "response"
         if lie:
             head.set("Transfer-Encoding", None)
@@ -829,11 +962,7 @@ class FaultProxy:
 
     async def _respond(self, writer: asyncio.StreamWriter, fault: Respond, req: Request) -> None:
         req.status = fault.status
-        try:
-            phrase = fault.reason or HTTPStatus(fault.status).phrase
-        except ValueError:
-            phrase = "Injected"
-        lines = [f"HTTP/1.1 {fault.status} {phrase}"]
+        lines = [f"HTTP/1.1 {fault.status} {fault.reason or _phrase(fault.status)}"]
         lines += [f"{k}: {v}" for k, v in fault.headers.items()]
         if "content-length" not in {k.lower() for k in fault.headers}:
             lines.append(f"Content-Length: {len(fault.body)}")

@@ -25,16 +25,16 @@ from faultproxy import (
     ResetRequest,
     ResetResponse,
     Respond,
+    Rewrite,
     Stall,
     TruncateRequest,
-    fault_proxy,
     gcs_error,
     lose_response,
     s3_error,
 )
+from faultproxy import fault_proxy as fault_proxy  # the fixture, for test_fixture_factory
 
 pytestmark = pytest.mark.anyio
-__all__ = ["fault_proxy"]  # the imported fixture, offered to the tests below
 
 KiB = 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,7 +74,12 @@ async def upstream() -> AsyncIterator[Upstream]:
         data = up.store.get(request.match_info["key"])
         if data is None:
             raise web.HTTPNotFound()
-        return web.Response(body=data, headers={"X-Md5": hashlib.md5(data).hexdigest()})
+        headers = {"X-Md5": hashlib.md5(data).hexdigest()}
+        if "Range" not in request.headers:
+            return web.Response(body=data, headers=headers)
+        start = request.http_range.start or 0
+        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        return web.Response(status=206, body=data[start:], headers=headers)
 
     async def chunked(request: web.Request) -> web.StreamResponse:
         data = up.store[request.match_info["key"]]
@@ -303,12 +308,12 @@ async def test_stall_mid_response_times_the_client_out(
 ) -> None:
     upstream.store["k"] = data = os.urandom(100 * KiB)
     proxy.add_rule(Stall(None, "response", after=10), method="GET")
-    got = bytearray()
-    with pytest.raises(asyncio.TimeoutError):
-        async with client.get(f"{proxy.url}/o/k", timeout=aiohttp.ClientTimeout(sock_read=0.2)) as r:
-            async for piece in r.content.iter_any():
-                got += piece
-    assert bytes(got) == data[:10]
+    async with client.get(f"{proxy.url}/o/k") as r:
+        assert await r.content.readexactly(10) == data[:10]  # what came before the stall
+        with pytest.raises(TimeoutError):  # and nothing after it
+            await asyncio.wait_for(r.content.read(1), 0.2)
+    await proxy.settled()  # the client gave up and closed: the stall ends instead of lingering
+    assert proxy.requests[0].error == "_Closed: the client went away during a stall"
     proxy.add_rule(Stall(0.05, "request"), method="GET")  # a short stall still completes
     async with client.get(f"{proxy.url}/o/k") as r:
         assert await r.read() == data
@@ -389,7 +394,7 @@ async def test_request_length_lies(
 # -- the fixture ------------------------------------------------------------------------
 
 
-async def test_fixture_factory(upstream: Upstream, fault_proxy: type[FaultProxy]) -> None:
+async def test_fixture_factory(upstream: Upstream, fault_proxy: Callable[..., FaultProxy]) -> None:
     p = fault_proxy(upstream.url)
     p.add_rule(Respond(500), times=None)
     async with aiohttp.ClientSession() as s:
@@ -402,3 +407,90 @@ async def test_fixture_factory(upstream: Upstream, fault_proxy: type[FaultProxy]
         assert r.status == 404
     records: list[Request] = p.requests
     assert [r.status for r in records] == [404]
+
+
+# -- head rewrites, closing, lifecycle ----------------------------------------------------
+
+
+async def test_rewrite_request_and_response_heads(
+    upstream: Upstream, proxy: FaultProxy, client: aiohttp.ClientSession
+) -> None:
+    upstream.store["k"] = data = os.urandom(10 * KiB)
+    # Dropping Range makes the server answer a resume with the whole object.
+    proxy.add_rule(Rewrite("request", {"Range": None}), header="Range")
+    async with client.get(f"{proxy.url}/o/k", headers={"Range": "bytes=100-"}) as r:
+        assert r.status == 200 and await r.read() == data
+    async with client.get(f"{proxy.url}/o/k", headers={"Range": "bytes=100-"}) as r:
+        assert r.status == 206 and await r.read() == data[100:]
+    proxy.add_rule(Rewrite("response", {"X-Md5": "0" * 32, "X-New": "1"}, status=203))
+    async with client.get(f"{proxy.url}/o/k") as r:
+        assert (r.status, r.headers["X-Md5"], r.headers["X-New"]) == (203, "0" * 32, "1")
+        assert await r.read() == data
+    await proxy.settled()
+    assert [r.status for r in proxy.requests] == [200, 206, 200]  # what the server answered
+
+
+async def test_connection_ends_are_mirrored(proxy: FaultProxy, client: aiohttp.ClientSession) -> None:
+    # An injected answer that says "Connection: close" closes the client connection.
+    proxy.add_rule(Respond(503, headers={"Connection": "close"}))
+    async with client.get(f"{proxy.url}/o/k") as r:
+        assert r.status == 503
+    async with client.get(f"{proxy.url}/o/k") as r:
+        assert r.status == 404
+    await proxy.settled()
+    first, second = proxy.requests
+    assert first.connection != second.connection and first.error is None
+
+
+async def test_an_idle_server_close_closes_the_client_connection() -> None:
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")  # no "Connection: close"
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(answer_then_close, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        async with FaultProxy(f"http://127.0.0.1:{port}") as p:
+            reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
+            try:
+                writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert await reader.read() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"  # then EOF
+            finally:
+                writer.close()
+                await writer.wait_closed()
+            await p.settled()
+            assert p.requests[0].status == 200
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_errors_are_recorded_and_rules_can_fire_forever(
+    upstream: Upstream, proxy: FaultProxy, client: aiohttp.ClientSession
+) -> None:
+    rule = proxy.add_rule(ResetResponse(after=0, rst=False), times=None)
+    for _ in range(3):
+        with pytest.raises(DISCONNECTS):
+            async with client.put(f"{proxy.url}/o/k", data=b"abc") as r:
+                await r.read()
+    assert rule.hits == 3 and upstream.store["k"] == b"abc"
+    await proxy.settled()
+    assert {r.error for r in proxy.requests} == {"_Closed: response reset by fault"}
+    assert proxy.open_connections == 0
+    proxy.clear()
+    assert proxy.requests == []
+    assert await _put(client, f"{proxy.url}/o/k", b"abcd") == 200
+
+
+async def test_request_declared_longer_than_sent(
+    upstream: Upstream, proxy: FaultProxy, client: aiohttp.ClientSession
+) -> None:
+    proxy.add_rule(LieLength(5000, "request"))  # 3000 bytes sent, 5000 declared
+    with pytest.raises(DISCONNECTS):
+        status = await _put(client, f"{proxy.url}/o/k", os.urandom(3000))
+        assert status >= 400
+        raise aiohttp.ServerDisconnectedError()
+    assert "k" not in upstream.store
