@@ -27,7 +27,6 @@ import secrets
 import shutil
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -65,7 +64,7 @@ from ..base import (
     new_version_id,
     put_options_from,
 )
-from . import _index, _signing
+from . import _fsck, _index, _signing
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -73,7 +72,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 CHUNK = 1024 * 1024
 PAGE = 1000
-TMP_MAX_AGE = 3600.0  # seconds an idle tmp file may sit before the open-time sweep removes it
 CAPABILITIES = Capabilities(signed_urls=True, parallel_parts=False, min_part_size=1)
 
 
@@ -273,17 +271,8 @@ class LocalProvider:
         for d in (self.root, self._blobs, self._tmpdir):
             d.mkdir(parents=True, exist_ok=True)
         db = _index.connect(self.root / "index.sqlite3")
-        self._sweep_tmp()
+        _fsck.sweep(self.root, db)  # debris of writes whose process died
         return db
-
-    def _sweep_tmp(self) -> None:
-        """Best effort: remove uploads abandoned by crashed processes."""
-        cutoff = time.time() - TMP_MAX_AGE
-        with contextlib.suppress(OSError), os.scandir(self._tmpdir) as it:
-            for entry in it:
-                with contextlib.suppress(OSError):
-                    if entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
 
     def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -294,14 +283,29 @@ class LocalProvider:
     async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self._locked, fn)
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], list[str]]) -> None:
+    def _tx(self, fn: Callable[[sqlite3.Connection], list[str]], journal: _fsck.Journal) -> None:
         """Run ``fn`` as one write transaction, then unlink the blobs it returned.
 
-        Runs in a worker thread from start to end: a cancelled caller stops
-        waiting but cannot interrupt it between the commit and the cleanup.
+        The blobs go into ``journal`` before the commit, so a process that dies
+        between the commit and the unlinks leaves a note for the sweep. Runs in a
+        worker thread from start to end: a cancelled caller stops waiting but cannot
+        interrupt it between the commit and the cleanup. The caller removes the journal.
         """
+
+        def run(db: sqlite3.Connection) -> list[str]:
+            gone = fn(db)
+            journal.note(gone)
+            return gone
+
         # Nothing refers to these any more; failing to unlink only leaves invisible garbage.
-        _discard(*(self._blobs / b for b in self._locked(lambda db: _index.transaction(db, fn))))
+        _discard(*(self._blobs / b for b in self._locked(lambda db: _index.transaction(db, run))))
+
+    def _tx_journaled(self, fn: Callable[[sqlite3.Connection], list[str]]) -> None:
+        journal = _fsck.Journal(self._tmpdir)
+        try:
+            self._tx(fn, journal)
+        finally:
+            journal.remove()
 
     async def _lookup(self, key: str, version: str | None) -> sqlite3.Row:
         row = await self._query(lambda db: _index.find(db, key, version))
@@ -345,6 +349,8 @@ class LocalProvider:
         )  # fmt: skip
 
         def commit(db: sqlite3.Connection) -> list[str]:
+            if not path.exists():  # only a sweep or fsck in another process removes it
+                raise BackendError("the new blob file vanished before the commit", key=key)
             cur = _index.find(db, key, None)
             check_preconditions(_index.attrs(cur) if cur else None, opts.preconditions, key)
             old: list[str] = []
@@ -356,12 +362,17 @@ class LocalProvider:
             return old
 
         def place_and_commit() -> None:
+            journal = _fsck.Journal(self._tmpdir)
             try:
-                place()
-                self._tx(commit)
-            except BaseException:
-                _discard(path)
-                raise
+                journal.note([blob])  # before the rename: from then on it could be orphaned
+                try:
+                    place()
+                    self._tx(commit, journal)
+                except BaseException:
+                    _discard(path)
+                    raise
+            finally:
+                journal.remove()
 
         with _mapped("write failed", key):
             await anyio.to_thread.run_sync(place_and_commit)
@@ -437,7 +448,7 @@ class LocalProvider:
             return gone
 
         with _mapped("delete failed", key):
-            await run_to_completion(anyio.to_thread.run_sync(self._tx, remove))
+            await run_to_completion(anyio.to_thread.run_sync(self._tx_journaled, remove))
 
     async def delete_many(self, keys: Sequence[str]) -> list[BucketError | None]:
         return await delete_each(self.delete, keys)
@@ -515,6 +526,7 @@ class LocalProvider:
         def copy_bytes() -> None:
             try:  # blobs are immutable, so sharing the inode is safe
                 os.link(blob, tmp)
+                os.utime(tmp)  # the new blob's age starts now (the sweep and fsck go by mtime)
             except OSError:  # no hard links here, or the source was just replaced: copy
                 with open(tmp, "xb") as out:
                     shutil.copyfileobj(fh, out, CHUNK)
