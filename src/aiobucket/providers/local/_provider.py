@@ -128,31 +128,36 @@ async def _open_for_reading(path: Path) -> io.FileIO:
 
 
 class _Body:
-    """Positional reads (pread) of an open blob file in worker threads.
+    """Positional reads (pread) of an open blob file, in worker threads.
 
-    Each read runs to completion before a cancel is delivered, and ``aclose()``
-    waits for a read in flight, so the file is never closed under a thread
-    still reading it (its descriptor could be reused by then).
+    A cancel does not stop a read in flight, so reads and the close take one lock:
+    the file is closed only once the read in flight is over (its descriptor could
+    otherwise be reused under it), and a read that starts later finds it closed.
     """
 
     def __init__(self, f: io.FileIO, offset: int, length: int, key: str) -> None:
         self._f = f
+        self._lock = threading.Lock()
         self._pos = offset
         self._left = length
         self._key = key
         self._closed = False
-        self._reading: asyncio.Future[bytes] | None = None
+
+    def _read(self, n: int, pos: int) -> bytes | None:
+        with self._lock:
+            return None if self._f.closed else os.pread(self._f.fileno(), n, pos)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._f.close()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # A stream: iterating again continues where the last iteration stopped.
         with _mapped("read failed", self._key):
             while self._left > 0 and not self._closed:
-                read = anyio.to_thread.run_sync(os.pread, self._f.fileno(), min(CHUNK, self._left), self._pos)
-                self._reading = asyncio.ensure_future(read)
-                try:
-                    chunk = await run_to_completion(self._reading)
-                finally:
-                    self._reading = None
+                chunk = await anyio.to_thread.run_sync(self._read, min(CHUNK, self._left), self._pos)
+                if chunk is None:  # closed meanwhile
+                    return
                 if not chunk:
                     raise BackendError("blob file is shorter than its index entry", key=self._key)
                 self._pos += len(chunk)
@@ -160,10 +165,10 @@ class _Body:
                 yield chunk
 
     async def aclose(self) -> None:
-        self._closed = True
-        if self._reading is not None:
-            await asyncio.wait([self._reading])
-        self._f.close()  # idempotent, and quick for a file opened read-only
+        if not self._closed:
+            self._closed = True
+            # In a worker thread, which waits for a read in flight; a cancel cannot stop it.
+            await anyio.to_thread.run_sync(self._close)
 
 
 class _Upload:
