@@ -188,7 +188,8 @@ _CHILD_UPLOAD = textwrap.dedent(
     os.replace = replace
 
     if mode == "after-commit":  # the first cleanup after a commit unlinks the replaced blob
-        local._discard = lambda *paths: die()
+        from aiobucket.providers.local import _provider
+        _provider._discard = lambda *paths: die()
 
     async def main():
         p = local.create(BucketSettings(url="file://" + root), "b", BucketConfig())
