@@ -4,15 +4,18 @@ Keys never become paths (S3 allows both "a" and "a/b", names may exceed 255
 bytes, some filesystems fold case), so the layout under the root is::
 
     blobs/<xx>/<id>    object bytes, never modified once renamed into place
-    tmp/               uploads in progress
-    index.sqlite3      one row per (key, version) plus per-key delete markers
+    tmp/               uploads in progress, and journals of blobs that may be orphaned
+    index.sqlite3      one row per (key, version) plus per-key delete markers (see _index)
 
 A write goes tmp file -> fsync -> rename into blobs/ -> fsync dir -> one
 ``BEGIN IMMEDIATE`` transaction that checks preconditions and swaps the index
 row. The commit is the only point where an object changes, so a crash leaves
 the old object or the new one; the leftovers (a tmp file or an unreferenced
-blob) are invisible. Readers open the blob file, so a later unlink by an
-overwrite cannot cut their stream short. Versioning follows memory.py.
+blob) are invisible, and reclaimed by the sweep at open or ``aiobucket fsck``
+(see _fsck). Each row keeps the object's MD5 (its etag) and CRC32C, which a
+whole-object download is checked against. Readers open the blob file, so a
+later unlink by an overwrite cannot cut their stream short; no file handle is
+ever dropped by a cancel. Versioning follows memory.py.
 """
 
 from __future__ import annotations
