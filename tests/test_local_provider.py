@@ -169,7 +169,7 @@ _CHILD_UPLOAD = textwrap.dedent(
     """
     import asyncio, os, signal, sys
     from aiobucket.config import BucketSettings
-    from aiobucket.providers.local import _provider as local
+    from aiobucket.providers import local
     from aiobucket.providers.base import PutOptions
     from aiobucket.types import BucketConfig
 

@@ -32,31 +32,75 @@ class BucketConfig:
     """Objects may be served at ``public_url(key)``."""
 
 
+_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~")
+
+
+def _header_value(what: str, value: str) -> None:
+    """The one rule for values that S3 and GCS carry in HTTP headers: printable ASCII,
+    with no space at either end (HTTP strips it), so every backend stores them alike."""
+    bad = next((c for c in value if not " " <= c <= "~"), None)
+    if bad is not None and bad.isascii():
+        raise InvalidArgument(
+            f"{what} contains the control character {bad!r}: header values cannot hold CR, LF, TAB "
+            "or other control characters"
+        )
+    if bad is not None:
+        raise InvalidArgument(
+            f"{what} contains the non-ASCII character {bad!r}: header values must be ASCII; "
+            "percent-encode the text (urllib.parse.quote) and decode it after reading"
+        )
+    if value != value.strip(" "):
+        raise InvalidArgument(f"{what} starts or ends with a space, which HTTP would strip: strip it first")
+
+
 @dataclass(frozen=True, slots=True)
 class UploadAttrs:
+    """Attributes of an upload. They travel as HTTP headers on S3 and GCS, so every
+    backend accepts the same values: printable ASCII with no space at either end
+    (control characters and non-ASCII text raise InvalidArgument before any I/O;
+    percent-encode such text yourself). Empty strings mean "not set"."""
+
     content_type: str | None = None
     """Guessed from the key's extension when left out, else application/octet-stream."""
     cache_control: str | None = None
     content_disposition: str | None = None
+    """For a non-ASCII file name use RFC 6266's ``filename*=UTF-8''<percent-encoded>``."""
     metadata: Mapping[str, str] = field(default_factory=dict)
-    """User metadata; keys are case-insensitive on S3, so use lower case."""
+    """User metadata. Keys are HTTP token characters and are stored lower-cased (S3
+    lower-cases them); values are non-empty (S3 drops empty ones)."""
 
     def __post_init__(self) -> None:
         for name in ("content_type", "cache_control", "content_disposition"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise InvalidArgument(f"UploadAttrs.{name} must be a str, got {type(value).__name__}")
+            if value == "":
+                object.__setattr__(self, name, None)  # S3 and GCS store an empty value as none
+            elif value is not None:
+                _header_value(f"UploadAttrs.{name}", value)
         if not isinstance(self.metadata, Mapping):
             raise InvalidArgument("UploadAttrs.metadata must be a dict[str, str]")
+        meta: dict[str, str] = {}
         for k, v in self.metadata.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise InvalidArgument("UploadAttrs.metadata keys and values must be str")
-            if not k or not k.isascii() or not k.isprintable() or any(c in k for c in " :"):
+            if not k or not _TOKEN.issuperset(k):
                 raise InvalidArgument(
-                    f"metadata key {k!r} must be non-empty printable ASCII without spaces or ':'"
+                    f"metadata key {k!r} must be non-empty ASCII letters, digits or !#$%&'*+-.^_`|~ "
+                    "(no spaces, ':' or other separators)"
                 )
-        # Freeze a private copy so later changes to the caller's dict do not leak in.
-        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+            if k.lower() in meta:
+                raise InvalidArgument(
+                    f"metadata keys {k!r} and another differ only in case; keys are lower-cased"
+                )
+            if not v:
+                raise InvalidArgument(
+                    f"metadata value for {k!r} is empty (S3 would drop it): leave the key out"
+                )
+            _header_value(f"metadata value for {k!r}", v)
+            meta[k.lower()] = v
+        # A private copy, so later changes to the caller's dict do not leak in.
+        object.__setattr__(self, "metadata", MappingProxyType(meta))
 
     @classmethod
     def of(cls, attrs: ObjectAttrs) -> UploadAttrs:

@@ -33,6 +33,7 @@ from .. import __version__, _runtime, config, devserver
 from ..bucket import Bucket
 from ..errors import BucketError, InvalidArgument
 from ..types import BucketConfig, ObjectAttrs, Query, UploadAttrs
+from . import _fsck
 from ._progress import progress
 
 __all__ = ["COMMANDS", "Command", "UsageError", "main"]
@@ -466,6 +467,7 @@ COMMANDS: dict[str, Command] = {
     "url": Command("print an object's public or signed URL", _url_args, _url, _URL_HELP),
     "buckets": Command("list the configured buckets and where they live", _buckets_args, _buckets),
     "serve": Command(devserver.HELP, devserver.add_arguments, devserver.run, devserver.DESCRIPTION),
+    "fsck": Command(_fsck.HELP, _fsck.add_arguments, _fsck.run, _fsck.DESCRIPTION),
     "infra": Command(
         "derive a permissions manifest (JSON, AWS IAM, Mermaid) from code, statically",
         _infra_args,

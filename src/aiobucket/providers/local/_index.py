@@ -88,6 +88,15 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def open_existing(path: Path) -> sqlite3.Connection:
+    """Open an index that must exist already, creating and migrating nothing (for fsck)."""
+    uri = f"{path.resolve().as_uri()}?mode=rw"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA busy_timeout = 30000")
+    return db
+
+
 def _create_or_migrate(db: sqlite3.Connection) -> None:
     if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return

@@ -4,15 +4,18 @@ Keys never become paths (S3 allows both "a" and "a/b", names may exceed 255
 bytes, some filesystems fold case), so the layout under the root is::
 
     blobs/<xx>/<id>    object bytes, never modified once renamed into place
-    tmp/               uploads in progress
-    index.sqlite3      one row per (key, version) plus per-key delete markers
+    tmp/               uploads in progress, and journals of blobs that may be orphaned
+    index.sqlite3      one row per (key, version) plus per-key delete markers (see _index)
 
 A write goes tmp file -> fsync -> rename into blobs/ -> fsync dir -> one
 ``BEGIN IMMEDIATE`` transaction that checks preconditions and swaps the index
 row. The commit is the only point where an object changes, so a crash leaves
 the old object or the new one; the leftovers (a tmp file or an unreferenced
-blob) are invisible. Readers open the blob file, so a later unlink by an
-overwrite cannot cut their stream short. Versioning follows memory.py.
+blob) are invisible, and reclaimed by the sweep at open or ``aiobucket fsck``
+(see _fsck). Each row keeps the object's MD5 (its etag) and CRC32C, which a
+whole-object download is checked against. Readers open the blob file, so a
+later unlink by an overwrite cannot cut their stream short; no file handle is
+ever dropped by a cancel. Versioning follows memory.py.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import secrets
 import shutil
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -65,7 +67,7 @@ from ..base import (
     new_version_id,
     put_options_from,
 )
-from . import _index, _signing
+from . import _fsck, _index, _signing
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -73,7 +75,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 CHUNK = 1024 * 1024
 PAGE = 1000
-TMP_MAX_AGE = 3600.0  # seconds an idle tmp file may sit before the open-time sweep removes it
 CAPABILITIES = Capabilities(signed_urls=True, parallel_parts=False, min_part_size=1)
 
 
@@ -130,31 +131,36 @@ async def _open_for_reading(path: Path) -> io.FileIO:
 
 
 class _Body:
-    """Positional reads (pread) of an open blob file in worker threads.
+    """Positional reads (pread) of an open blob file, in worker threads.
 
-    Each read runs to completion before a cancel is delivered, and ``aclose()``
-    waits for a read in flight, so the file is never closed under a thread
-    still reading it (its descriptor could be reused by then).
+    A cancel does not stop a read in flight, so reads and the close take one lock:
+    the file is closed only once the read in flight is over (its descriptor could
+    otherwise be reused under it), and a read that starts later finds it closed.
     """
 
     def __init__(self, f: io.FileIO, offset: int, length: int, key: str) -> None:
         self._f = f
+        self._lock = threading.Lock()
         self._pos = offset
         self._left = length
         self._key = key
         self._closed = False
-        self._reading: asyncio.Future[bytes] | None = None
+
+    def _read(self, n: int, pos: int) -> bytes | None:
+        with self._lock:
+            return None if self._f.closed else os.pread(self._f.fileno(), n, pos)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._f.close()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # A stream: iterating again continues where the last iteration stopped.
         with _mapped("read failed", self._key):
             while self._left > 0 and not self._closed:
-                read = anyio.to_thread.run_sync(os.pread, self._f.fileno(), min(CHUNK, self._left), self._pos)
-                self._reading = asyncio.ensure_future(read)
-                try:
-                    chunk = await run_to_completion(self._reading)
-                finally:
-                    self._reading = None
+                chunk = await anyio.to_thread.run_sync(self._read, min(CHUNK, self._left), self._pos)
+                if chunk is None:  # closed meanwhile
+                    return
                 if not chunk:
                     raise BackendError("blob file is shorter than its index entry", key=self._key)
                 self._pos += len(chunk)
@@ -162,10 +168,10 @@ class _Body:
                 yield chunk
 
     async def aclose(self) -> None:
-        self._closed = True
-        if self._reading is not None:
-            await asyncio.wait([self._reading])
-        self._f.close()  # idempotent, and quick for a file opened read-only
+        if not self._closed:
+            self._closed = True
+            # In a worker thread, which waits for a read in flight; a cancel cannot stop it.
+            await anyio.to_thread.run_sync(self._close)
 
 
 class _Upload:
@@ -273,17 +279,8 @@ class LocalProvider:
         for d in (self.root, self._blobs, self._tmpdir):
             d.mkdir(parents=True, exist_ok=True)
         db = _index.connect(self.root / "index.sqlite3")
-        self._sweep_tmp()
+        _fsck.sweep(self.root, db)  # debris of writes whose process died
         return db
-
-    def _sweep_tmp(self) -> None:
-        """Best effort: remove uploads abandoned by crashed processes."""
-        cutoff = time.time() - TMP_MAX_AGE
-        with contextlib.suppress(OSError), os.scandir(self._tmpdir) as it:
-            for entry in it:
-                with contextlib.suppress(OSError):
-                    if entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
 
     def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -294,14 +291,29 @@ class LocalProvider:
     async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self._locked, fn)
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], list[str]]) -> None:
+    def _tx(self, fn: Callable[[sqlite3.Connection], list[str]], journal: _fsck.Journal) -> None:
         """Run ``fn`` as one write transaction, then unlink the blobs it returned.
 
-        Runs in a worker thread from start to end: a cancelled caller stops
-        waiting but cannot interrupt it between the commit and the cleanup.
+        The blobs go into ``journal`` before the commit, so a process that dies
+        between the commit and the unlinks leaves a note for the sweep. Runs in a
+        worker thread from start to end: a cancelled caller stops waiting but cannot
+        interrupt it between the commit and the cleanup. The caller removes the journal.
         """
+
+        def run(db: sqlite3.Connection) -> list[str]:
+            gone = fn(db)
+            journal.note(gone)
+            return gone
+
         # Nothing refers to these any more; failing to unlink only leaves invisible garbage.
-        _discard(*(self._blobs / b for b in self._locked(lambda db: _index.transaction(db, fn))))
+        _discard(*(self._blobs / b for b in self._locked(lambda db: _index.transaction(db, run))))
+
+    def _tx_journaled(self, fn: Callable[[sqlite3.Connection], list[str]]) -> None:
+        journal = _fsck.Journal(self._tmpdir)
+        try:
+            self._tx(fn, journal)
+        finally:
+            journal.remove()
 
     async def _lookup(self, key: str, version: str | None) -> sqlite3.Row:
         row = await self._query(lambda db: _index.find(db, key, version))
@@ -345,6 +357,8 @@ class LocalProvider:
         )  # fmt: skip
 
         def commit(db: sqlite3.Connection) -> list[str]:
+            if not path.exists():  # only a sweep or fsck in another process removes it
+                raise BackendError("the new blob file vanished before the commit", key=key)
             cur = _index.find(db, key, None)
             check_preconditions(_index.attrs(cur) if cur else None, opts.preconditions, key)
             old: list[str] = []
@@ -356,12 +370,17 @@ class LocalProvider:
             return old
 
         def place_and_commit() -> None:
+            journal = _fsck.Journal(self._tmpdir)
             try:
-                place()
-                self._tx(commit)
-            except BaseException:
-                _discard(path)
-                raise
+                journal.note([blob])  # before the rename: from then on it could be orphaned
+                try:
+                    place()
+                    self._tx(commit, journal)
+                except BaseException:
+                    _discard(path)
+                    raise
+            finally:
+                journal.remove()
 
         with _mapped("write failed", key):
             await anyio.to_thread.run_sync(place_and_commit)
@@ -437,7 +456,7 @@ class LocalProvider:
             return gone
 
         with _mapped("delete failed", key):
-            await run_to_completion(anyio.to_thread.run_sync(self._tx, remove))
+            await run_to_completion(anyio.to_thread.run_sync(self._tx_journaled, remove))
 
     async def delete_many(self, keys: Sequence[str]) -> list[BucketError | None]:
         return await delete_each(self.delete, keys)
@@ -515,6 +534,7 @@ class LocalProvider:
         def copy_bytes() -> None:
             try:  # blobs are immutable, so sharing the inode is safe
                 os.link(blob, tmp)
+                os.utime(tmp)  # the new blob's age starts now (the sweep and fsck go by mtime)
             except OSError:  # no hard links here, or the source was just replaced: copy
                 with open(tmp, "xb") as out:
                     shutil.copyfileobj(fh, out, CHUNK)
