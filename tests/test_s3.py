@@ -934,3 +934,23 @@ async def test_conditional_get_raises_not_modified_with_full_attrs(backend: S3Se
         attrs, body = await provider.get(key, GetOptions(if_modified_since=old))
         assert b"".join([c async for c in body]) == b"cache me"
         await body.aclose()
+
+
+async def test_credentials_from_the_aws_chain(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without access_key_id the standard chain (here: environment variables) signs the
+    data plane; aiobotocore resolves it, and the credentials are frozen per request."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    settings = s3_server.settings(False, key_prefix=f"chain-{uuid.uuid4().hex[:8]}/")
+    del settings["access_key_id"], settings["secret_access_key"]
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    with config.override({name: settings}):
+        bucket = aiobucket.Bucket(name)
+        await put(bucket, "k", b"signed by the chain")
+        assert await bucket.download("k").read() == b"signed by the chain"
+        provider = s3_provider(bucket)
+        assert provider._ep is not None and provider._ep.static is None  # from the chain
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")  # resolved once: still signs
+        await bucket.remove("k")
