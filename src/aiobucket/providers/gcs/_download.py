@@ -7,7 +7,8 @@ generation. An answer is accepted only if it is exactly what was asked for:
 * a ranged request is answered 206 with ``Content-Range: bytes {offset}-{last}/{size}``;
   a 200 (GCS ignores Range when it decompresses a gzip-stored object) or any
   other range is refused, never spliced in: a range of another size is
-  ObjectChanged, anything else BackendError;
+  ObjectChanged, anything else ConnectionLost (as on S3). Only a range from
+  byte 0 may be answered 200: the first bytes of the pinned object are right;
 * a whole-object request is answered 200.
 
 A whole-object body is hashed as it streams and compared with the stored hash
@@ -47,10 +48,12 @@ def media_accept(
             if resp.status != 200:
                 raise BackendError(f"GCS answered a whole-object read with HTTP {resp.status}", key=key)
             return
+        if resp.status == 200 and offset == 0:
+            return  # bytes=0-N answered with the whole pinned object: its first N bytes are right
         if resp.status != 206:
             encoding = resp.headers.get("X-Goog-Stored-Content-Encoding", "")
             why = f" (the object is stored {encoding}-encoded)" if encoding not in ("", "identity") else ""
-            raise BackendError(
+            raise ConnectionLost(
                 f"GCS ignored the range {offset}-{end - 1} and sent the whole object (HTTP "
                 f"{resp.status}){why}; it was not spliced in",
                 key=key,
@@ -58,12 +61,12 @@ def media_accept(
         header = resp.headers.get("Content-Range", "")
         m = _CONTENT_RANGE.fullmatch(header.strip())
         if m is None:
-            raise BackendError(f"GCS answered a ranged read with Content-Range {header!r}", key=key)
+            raise ConnectionLost(f"GCS answered a ranged read with Content-Range {header!r}", key=key)
         first, last, total = (int(g) for g in m.groups())
         if total != size:
             raise ObjectChanged(f"the object is now {total} bytes, not {size}", key=key)
         if (first, last) != (offset, end - 1):
-            raise BackendError(
+            raise ConnectionLost(
                 f"GCS sent bytes {first}-{last} for a read of bytes {offset}-{end - 1}", key=key
             )
 

@@ -48,6 +48,8 @@ class Kind(enum.Enum):
 
 def never_sent(exc: BaseException) -> bool:
     """The request cannot have reached the server (no connection was made)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return True
     return isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
         exc, aiohttp.ClientConnectorCertificateError
     )
