@@ -89,19 +89,18 @@ from ._http import (
     HttpSettings,
     Kind,
     RetryPolicy,
-    attrs_from_resource,
     error_for_status,
-    resource_metadata,
 )
 from ._integrity import crc32c_b64
+from ._listing import list_entries
 from ._outcome import Written, read_back
+from ._resource import attrs_from_resource, resource_metadata
 from ._sign import sign_v4
 from ._upload import ResumableUpload
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
 
-LIST_PAGE = 1000
 
 CAPABILITIES = Capabilities(
     versioning=True,
@@ -145,12 +144,12 @@ class GcsProvider:
             return BackendError(f"{what}: GCS bucket {self.bucket!r} does not exist", key=key)
         return error_for_status(exc.status, exc.body, key=key, what=what, attempts=exc.attempts)
 
-    async def resource(self, key: str, version: str | None, bucket: str | None = None) -> dict[str, Any]:
+    async def resource(self, key: str, version: str | None) -> dict[str, Any]:
         """The object's resource (JSON API metadata), read with retries."""
         params = {"generation": version} if version is not None else None
         return await self.http.json(
             "GET",
-            self.http.object_url(bucket or self.bucket, key),
+            self.http.object_url(self.bucket, key),
             kind=Kind.READ,
             key=key,
             version=version,
@@ -333,7 +332,7 @@ class GcsProvider:
                 exc.status, exc.body, key=key, version=version, what="delete", attempts=exc.attempts
             ) from exc
 
-    async def list(
+    def list(
         self,
         prefix: str,
         *,
@@ -342,108 +341,9 @@ class GcsProvider:
         versions: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[ListEntry]:
-        page_size = LIST_PAGE if not limit else max(1, min(limit, LIST_PAGE))
-        skip_under: str | None = None
-        if start_after is not None and delimiter is not None and start_after.startswith(prefix):
-            cut = start_after.find(delimiter, len(prefix))
-            if cut >= 0:
-                # start_after sits inside a "folder": it is listed only if something
-                # in it comes after start_after; the rest of it is never repeated.
-                skip_under = start_after[: cut + len(delimiter)]
-                if await self._any_after(skip_under, start_after, versions):
-                    yield ListEntry(name=skip_under, is_prefix=True)
-        pending: builtins.list[dict[str, Any]] = []  # versions of one name, across pages
-        async for kind, value in self._pages(prefix, start_after, delimiter, versions, page_size):
-            if kind == "prefix":
-                name = str(value)
-                if name == skip_under:
-                    continue
-                for entry in self._flush(pending):
-                    yield entry
-                pending = []
-                yield ListEntry(name=name, is_prefix=True)
-                continue
-            assert isinstance(value, dict)
-            name = str(value["name"])
-            if start_after is not None and name.encode() <= start_after.encode():
-                continue  # startOffset is inclusive; start_after is not
-            if skip_under is not None and name.startswith(skip_under):
-                continue
-            if pending and pending[0]["name"] != name:
-                for entry in self._flush(pending):
-                    yield entry
-                pending = []
-            pending.append(value)
-        for entry in self._flush(pending):
-            yield entry
-
-    def _flush(self, items: builtins.list[dict[str, Any]]) -> builtins.list[ListEntry]:
-        """The versions of one key, newest first; the live one (no timeDeleted) is latest."""
-        items = sorted(items, key=lambda it: int(it.get("generation", 0)), reverse=True)
-        out = []
-        for it in items:
-            a = attrs_from_resource(it, versioned=self.versioned)
-            out.append(
-                ListEntry(
-                    name=a.name,
-                    size=a.size,
-                    etag=a.etag,
-                    version=a.version,
-                    last_modified=a.last_modified,
-                    is_latest="timeDeleted" not in it,
-                )
-            )
-        return out
-
-    async def _pages(
-        self, prefix: str, start_after: str | None, delimiter: str | None, versions: bool, page_size: int
-    ) -> AsyncIterator[tuple[str, object]]:
-        """Items and prefixes of each page, merged in UTF-8 byte order of name."""
-        params: dict[str, str] = {"maxResults": str(page_size)}
-        if prefix:
-            params["prefix"] = prefix
-        if delimiter is not None:
-            params["delimiter"] = delimiter
-        if start_after is not None:
-            params["startOffset"] = start_after
-        if versions:
-            params["versions"] = "true"
-        url = self.http.bucket_url(self.bucket)
-        while True:
-            try:
-                page = await self.http.json(
-                    "GET",
-                    url,
-                    kind=Kind.READ,
-                    key=None,
-                    params=params,
-                    what="list",
-                    not_found=_BucketMissing,
-                )
-            except _BucketMissing as exc:
-                raise BackendError(f"list: GCS bucket {self.bucket!r} does not exist") from exc
-            merged: builtins.list[tuple[bytes, str, object]] = [
-                (str(it["name"]).encode(), "item", it) for it in page.get("items", [])
-            ]
-            merged += [(str(p).encode(), "prefix", str(p)) for p in page.get("prefixes", [])]
-            # Stable: the server's order among versions of one name is kept.
-            merged.sort(key=lambda m: m[0])
-            for _, kind, value in merged:
-                yield kind, value
-            token = page.get("nextPageToken")
-            if not token:
-                return
-            params["pageToken"] = str(token)
-
-    async def _any_after(self, under: str, start_after: str, versions: bool) -> bool:
-        async for kind, value in self._pages(under, start_after, None, versions, 10):
-            if (
-                kind == "item"
-                and isinstance(value, dict)
-                and str(value["name"]).encode() > start_after.encode()
-            ):
-                return True
-        return False
+        return list_entries(
+            self, prefix, start_after=start_after, delimiter=delimiter, versions=versions, limit=limit
+        )
 
     def can_copy_from(self, source: Provider) -> bool:
         # rewrite works across buckets that this provider's credentials can reach.
@@ -561,10 +461,6 @@ class GcsProvider:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-
-class _BucketMissing(BucketError):
-    """Internal: a 404 on a bucket-level request."""
 
 
 def _float_option(options: Mapping[str, object], name: str, default: float) -> float:

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 from ...errors import BackendError, IntegrityError, InvalidArgument, OutcomeUnknown, PreconditionFailed
 from ...types import ObjectAttrs
 from ..base import Part, PartOrder, PutOptions
-from ._http import HttpError, Kind, attrs_from_resource, error_for_status, resource_metadata
+from ._http import HttpError, Kind, error_for_status
 from ._integrity import Crc32c
 from ._outcome import Written, read_back
+from ._resource import attrs_from_resource, resource_metadata
 
 if TYPE_CHECKING:
     from ._provider import GcsProvider
