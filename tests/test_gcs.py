@@ -8,6 +8,7 @@ quirk (see ``servers.fakegcs.QUIRKS``); behaviours the emulator cannot exercise
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import os
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
+import google_crc32c
 import pytest
 from aiohttp import web
 from servers.fakegcs import QUIRKS, GcsServer
@@ -441,7 +443,7 @@ class FakeResumableGcs:
     """Just enough of the GCS upload protocol, with real offset queries, to inject failures."""
 
     def __init__(self, fail: str) -> None:
-        self.fail = fail  # "503-partial" | "drop"
+        self.fail = fail  # "503-partial" | "drop" | "lost-final" | "finish-early"
         self.data = bytearray()
         self.log: list[tuple[str, str]] = []
         self.failed = False
@@ -472,13 +474,21 @@ class FakeResumableGcs:
         spec, total = cr.removeprefix("bytes ").split("/")
         body = await request.read()
         if spec == "*":  # offset query (or an empty final chunk)
+            if self.fail == "finish-early" and self.failed:
+                return self._done()  # a session that claims to be finished mid-upload
             if total != "*" and int(total) == len(self.data):
                 return self._done()
             return web.Response(status=308, headers=self._range())
         start, end = (int(x) for x in spec.split("-"))
         assert start == len(self.data), f"chunk starts at {start}, server has {len(self.data)}"
         assert len(body) == end - start + 1
-        if start > 0 and not self.failed:
+        if self.fail == "lost-final" and total != "*" and not self.failed:
+            self.failed = True
+            self.data += body  # applied; the answer never leaves
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        if start > 0 and not self.failed and self.fail != "lost-final":
             self.failed = True
             self.data += body[: 256 * KiB]  # committed part of the chunk, then the failure
             if self.fail == "drop":
@@ -492,12 +502,14 @@ class FakeResumableGcs:
         return web.Response(status=308, headers=self._range())
 
     def _done(self) -> web.Response:
+        crc = base64.b64encode(google_crc32c.value(bytes(self.data)).to_bytes(4, "big")).decode()
         self.final = {
             "name": "obj",
             "size": str(len(self.data)),
             "etag": "abc",
             "generation": "7",
             "contentType": "application/octet-stream",
+            "crc32c": crc,
         }
         return web.json_response(self.final)
 
@@ -529,6 +541,44 @@ async def test_chunk_put_resumes_from_committed_offset(fail: str) -> None:
     assert puts[2] == "bytes */*"
     assert puts[3] == f"bytes {768 * KiB}-{1024 * KiB - 1}/*"
     assert puts[-1].endswith(f"/{len(data)}")
+
+
+async def _upload_through(fake: FakeResumableGcs, data: bytes) -> None:
+    runner = web.AppRunner(fake.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fake.base = f"http://127.0.0.1:{port}"
+    try:
+        with routed("resume", {"url": f"gs://bkt?endpoint={fake.base}"}):
+            b = aiobucket.Bucket("resume")
+            try:
+                async with b.upload("obj", part_size=512 * KiB) as w:
+                    await w.write(data)
+            finally:
+                await aiobucket.aclose()
+    finally:
+        await runner.cleanup()
+
+
+async def test_lost_final_chunk_is_found_finished_by_the_query() -> None:
+    """GCS answers the offset query of a finished session with the object: that is success
+    when it holds every byte sent, with our CRC32C."""
+    fake = FakeResumableGcs("lost-final")
+    data = os.urandom(3 * 512 * KiB + 1000)
+    await _upload_through(fake, data)
+    assert bytes(fake.data) == data and fake.failed
+    puts = [cr for m, cr in fake.log if m == "PUT"]
+    assert puts[-2:] == [f"bytes {3 * 512 * KiB}-{len(data) - 1}/{len(data)}", f"bytes */{len(data)}"]
+
+
+async def test_session_finished_mid_upload_is_an_integrity_error() -> None:
+    fake = FakeResumableGcs("finish-early")
+    with pytest.raises(aiobucket.IntegrityError, match="more were to come"):
+        await _upload_through(fake, os.urandom(3 * 512 * KiB + 1000))
+    puts = [cr for m, cr in fake.log if m == "PUT"]
+    assert puts[-1] == "bytes */*"  # the query answered "finished": nothing more was sent
 
 
 # -- 4b. resuming a download on a dropped connection ---------------------------

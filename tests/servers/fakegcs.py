@@ -45,6 +45,15 @@ QUIRKS: dict[str, str] = {
         "fake-gcs-server 1.54 treats the offset query `Content-Range: bytes */*` as the end of the "
         "upload and finalizes the object instead of answering 308 with the committed range"
     ),
+    "gcs_upload_ignores_client_checksums": (
+        "fake-gcs-server 1.54 ignores the crc32c/md5Hash an upload sends (multipart metadata, "
+        "X-Goog-Hash on a resumable upload's final chunk) and stores whatever bytes arrived, where "
+        "GCS answers 400; the provider's own check after the upload removes such an object"
+    ),
+    "gcs_finished_session_forgotten": (
+        "fake-gcs-server 1.54 forgets a resumable session once it is finished: an offset query "
+        "then answers 404 where GCS answers 200 with the object"
+    ),
     "gcs_resumable_cancel_keeps_session": (
         "fake-gcs-server 1.54 answers DELETE on a session URI with 499 but keeps the session, so a "
         "later chunk PUT to it is still accepted"

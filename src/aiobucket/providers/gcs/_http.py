@@ -1,50 +1,63 @@
-"""GCS transport: one lazily made aiohttp session, auth headers, retries, error mapping.
+"""GCS transport: one lazily made aiohttp session, retries, timeouts, error mapping.
 
-The session is shared by gcloud-aio's ``Storage`` client (URL roots, emulator
-detection) and its ``Token`` (credential chain), and closed in ``aclose()``.
-Requests go through :meth:`GcsHttp.request`, which retries with full-jitter
-exponential backoff on 408, 429, 5xx and connection errors, but only when the
-request is idempotent (a connection refused before anything was sent is always
-safe to retry). Every failure leaves here as an ``aiobucket.errors`` type.
+Invariants:
+
+* Every request goes through :meth:`GcsHttp.call` (the answer is read whole,
+  inside the retry loop, so a body cut after its headers is retried like any
+  other failure) or :meth:`GcsHttp.open` (a streamed download: status and
+  headers are checked inside the loop, the body is the caller's).
+* Whether a failed attempt is tried again is decided by ``_retry.RetryPolicy``
+  for the request's ``Kind``, and nowhere else; attempts are bounded.
+* Every request carries an explicit ``ClientTimeout``: small ones a total limit,
+  streamed ones (``long=True``) only ``sock_connect`` and ``sock_read``, so a
+  stream never waits forever and never dies of its length.
+* A write marked ``shield=True`` (a commit) is awaited to its answer even if the
+  caller is cancelled (it may be on the wire); the backoff between attempts is
+  never shielded.
+* Every failure leaves here as an ``aiobucket.errors`` type, or as
+  :class:`HttpError` for the caller to map (it knows what a 404 means).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 
+from ..._aio import run_to_completion
 from ...errors import (
     BackendError,
     BucketError,
+    IntegrityError,
     InvalidArgument,
     ObjectNotFound,
     PermissionDenied,
     PreconditionFailed,
     RangeNotSatisfiable,
 )
-from ...types import ObjectAttrs
+from ._gcloud import Auth, TokenUnavailable, make_session
+from ._retry import Kind, RetryPolicy, never_sent
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+__all__ = [
+    "GCS_PUBLIC_ROOT",
+    "GcsHttp",
+    "HttpError",
+    "HttpSettings",
+    "Kind",
+    "Reply",
+    "RetryPolicy",
+    "error_for_status",
+]
+
 GCS_PUBLIC_ROOT = "https://storage.googleapis.com"
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int = 6
-    """Total tries, including the first."""
-    base: float = 0.1
-    cap: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
+# A 408 or 429 is a refusal before any work; a 5xx may come after the write was applied.
+_MAYBE_APPLIED_STATUS = frozenset({500, 502, 503, 504})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +73,40 @@ class HttpSettings:
     trace_configs: Sequence[aiohttp.TraceConfig] = ()
 
 
-def _retryable_exc(exc: BaseException) -> bool:
-    return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | TimeoutError)
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole answer with an ``ok`` status."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    attempts: int
+    maybe_applied: bool
+    """An earlier attempt of this request may have been applied by the server."""
+
+    def json(self, key: str | None, what: str) -> dict[str, Any]:
+        return parse_json(self.body, key, what)
 
 
-def _never_sent(exc: BaseException) -> bool:
-    """The request cannot have reached the server, so retrying is always safe."""
-    return isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
-        exc, aiohttp.ClientConnectorCertificateError
-    )
+class HttpError(Exception):
+    """Internal: a non-success status, with its body read (the response is released)."""
+
+    def __init__(
+        self,
+        status: int,
+        body: str,
+        headers: Mapping[str, str],
+        *,
+        attempts: int = 1,
+        maybe_applied: bool = False,
+    ) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.headers = headers
+        self.attempts = attempts
+        self.maybe_applied = maybe_applied
+        """An attempt before the one that got this status may have been applied."""
 
 
 def error_for_status(
@@ -79,6 +117,7 @@ def error_for_status(
     version: str | None = None,
     what: str = "",
     not_found: type[BucketError] = ObjectNotFound,
+    attempts: int = 1,
 ) -> BucketError:
     """Map an HTTP error status from the JSON API to our hierarchy."""
     detail = _google_message(body)
@@ -96,8 +135,13 @@ def error_for_status(
     if status in (401, 403):
         return PermissionDenied(f"{prefix}GCS denied access (HTTP {status}){suffix}", key=key)
     if status == 400:
+        lowered = detail.lower()
+        if "crc32c" in lowered or "md5" in lowered or "checksum" in lowered:
+            # GCS refuses an upload whose bytes do not match the hash we sent.
+            return IntegrityError(f"{prefix}GCS refused the bytes (HTTP 400){suffix}", key=key)
         return InvalidArgument(f"{prefix}GCS rejected the request (HTTP 400){suffix}", key=key)
-    return BackendError(f"{prefix}GCS returned HTTP {status}{suffix}", key=key, version=version)
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    return BackendError(f"{prefix}GCS returned HTTP {status}{tries}{suffix}", key=key, version=version)
 
 
 def _google_message(body: str) -> str:
@@ -109,14 +153,21 @@ def _google_message(body: str) -> str:
         return body.strip()[:300]
 
 
-class HttpError(Exception):
-    """Internal: a non-success status, with its body read (the response is released)."""
+def parse_json(raw: bytes, key: str | None, what: str) -> dict[str, Any]:
+    """A JSON object answer (an empty body is ``{}``); anything else is BackendError."""
+    if not raw.strip():
+        return {}
+    try:
+        out = json.loads(raw)
+    except ValueError as exc:
+        raise BackendError(f"{what}: GCS sent a response that is not JSON", key=key) from exc
+    if not isinstance(out, dict):
+        raise BackendError(f"{what}: GCS sent a JSON {type(out).__name__}, not an object", key=key)
+    return out
 
-    def __init__(self, status: int, body: str, headers: Mapping[str, str]) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.body = body
-        self.headers = headers
+
+class _BadBody(Exception):
+    """Internal: an ok status whose body did not parse (a corrupted or cut answer)."""
 
 
 class GcsHttp:
@@ -125,241 +176,244 @@ class GcsHttp:
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
-        self._storage: Any = None
+        self._auth: Auth | None = None
         self._closed = False
+        s = settings
+        self._small = aiohttp.ClientTimeout(
+            total=s.request_timeout, sock_connect=s.connect_timeout, sock_read=s.read_timeout
+        )
+        # No total: a stream may take as long as it keeps moving (timeout=None would be no limit at all).
+        self._long = aiohttp.ClientTimeout(
+            total=None, sock_connect=s.connect_timeout, sock_read=s.read_timeout
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
-    def _ensure(self) -> tuple[aiohttp.ClientSession, Any]:
+    def _ensure(self) -> tuple[aiohttp.ClientSession, Auth]:
         if self._closed:
             raise BackendError("the GCS provider was closed (aiobucket.aclose()); use a new one")
         if self._session is None:
-            from gcloud.aio.storage import Storage
-
             s = self.settings
-            timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=s.connect_timeout, sock_read=s.read_timeout
-            )
-            session = aiohttp.ClientSession(
-                timeout=timeout,
-                trace_configs=list(s.trace_configs) or None,
-            )
-            # aiohttp silently re-sends an "idempotent" method (PUT, DELETE) once when a
-            # kept-alive connection drops. For a resumable chunk PUT that would resend
-            # bytes GCS may already have committed, and it hides failures from the
-            # retry policy here (which knows what is really idempotent), so turn it off.
-            if hasattr(session, "_retry_connection"):
-                session._retry_connection = False
-            try:
-                # gcloud-aio types its session as its own wrapper; an aiohttp session is what it wraps.
-                storage = Storage(
-                    service_file=s.service_file, session=cast(Any, session), api_root=s.endpoint
-                )
-            except Exception as exc:
-                # The session holds no connection yet; closing it later is enough.
-                self._session = session
-                raise PermissionDenied(
-                    f"cannot load GCS credentials ({s.service_file or 'default chain'}): {exc}"
-                ) from exc
-            self._session, self._storage = session, storage
-        return self._session, self._storage
+            # The session holds no connection yet; if Auth fails, aclose() closes it.
+            self._session = make_session(self._long, list(s.trace_configs))
+        if self._auth is None:
+            self._auth = Auth(self._session, self.settings.endpoint, self.settings.service_file)
+        return self._session, self._auth
 
     @property
-    def storage(self) -> Any:
+    def auth(self) -> Auth:
         return self._ensure()[1]
 
     @property
     def api_root(self) -> str:
-        root: str = self.storage._api_root
-        return root.rstrip("/")
+        return self.auth.api_root
 
     @property
     def is_emulator(self) -> bool:
-        return bool(self.storage._api_is_dev)
+        return self.auth.is_emulator
 
     def object_url(self, bucket: str, key: str) -> str:
-        from urllib.parse import quote
-
         return f"{self.api_root}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(key, safe='')}"
 
     def bucket_url(self, bucket: str, upload: bool = False) -> str:
-        from urllib.parse import quote
-
         mid = "upload/storage/v1" if upload else "storage/v1"
         return f"{self.api_root}/{mid}/b/{quote(bucket, safe='')}/o"
 
     async def aclose(self) -> None:
         self._closed = True
-        session, self._session, self._storage = self._session, None, None
+        session, self._session, self._auth = self._session, None, None
         if session is not None and not session.closed:
             await session.close()
 
     # -- requests --------------------------------------------------------------
 
-    async def auth_headers(self) -> dict[str, str]:
-        storage = self.storage
-        try:
-            headers: dict[str, str] = await storage._headers()
-        except asyncio.CancelledError:
-            raise
-        except aiohttp.ClientResponseError as exc:
-            if exc.status in (400, 401, 403):
-                raise PermissionDenied(f"GCS credentials were refused: {exc.message}") from exc
-            raise BackendError(f"cannot get a GCS access token: {exc}") from exc
-        except Exception as exc:  # the token chain raises many kinds
-            raise PermissionDenied(f"cannot get a GCS access token: {exc}") from exc
-        return headers
-
-    async def request(
+    async def call(
         self,
         method: str,
         url: str,
         *,
+        kind: Kind,
         key: str | None,
-        idempotent: bool,
+        what: str,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        data: bytes | None = None,
+        data: bytes | memoryview | None = None,
         ok: Sequence[int] = (200, 201, 204),
-        stream: bool = False,
-        what: str = "",
-    ) -> aiohttp.ClientResponse:
-        """Send with retries; return the response on an ``ok`` status, else raise HttpError.
+        long: bool = False,
+        shield: bool = False,
+        check: Callable[[bytes], object] | None = None,
+    ) -> Reply:
+        """Send with retries; the answer is read whole inside the loop.
 
-        The caller owns a returned response and must read or release it. An
-        HttpError carries the status and body; translate it with
-        ``error_for_status`` (the caller knows what a 404 means).
+        ``check`` validates an ok answer's body (it raises ValueError if the
+        body is corrupt); a READ whose body fails it is tried again. A non-ok
+        final status raises :class:`HttpError`.
         """
-        session, _ = self._ensure()
+        session, auth = self._ensure()
         policy = self.settings.retry
-        timeout = (
-            None
-            if stream
-            else aiohttp.ClientTimeout(
-                total=self.settings.request_timeout,
-                sock_connect=self.settings.connect_timeout,
-                sock_read=self.settings.read_timeout,
-            )
-        )
+        timeout = self._long if long else self._small
+        maybe_applied = False
         attempt = 0
         while True:
-            hdrs = dict(headers or {})
-            hdrs.update(await self.auth_headers())
             try:
-                resp = await session.request(
-                    method, url, params=params, headers=hdrs, data=data, timeout=timeout
-                )
+                hdrs = {**(headers or {}), **await auth.headers()}
+                once = self._exchange(session, method, url, params, hdrs, data, timeout)
+                status, rheaders, body = await (run_to_completion(once) if shield else once)
+                if status in ok and check is not None:
+                    try:
+                        check(body)
+                    except ValueError as exc:
+                        raise _BadBody(str(exc)) from exc
             except asyncio.CancelledError:
                 raise
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                if attempt + 1 < policy.attempts and (idempotent or _never_sent(exc)):
-                    await asyncio.sleep(policy.delay(attempt))
-                    attempt += 1
-                    continue
-                raise connection_error(exc, self.api_root, what, key) from exc
-            if resp.status in ok:
-                return resp
-            try:
-                body = await resp.text(errors="replace")
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                body = ""
-            finally:
-                resp.release()
-            if resp.status in RETRYABLE_STATUS and idempotent and attempt + 1 < policy.attempts:
-                await asyncio.sleep(_retry_after(resp.headers) or policy.delay(attempt))
+            except TokenUnavailable:
+                # Our request was never sent; the token endpoint failed.
+                if attempt + 1 >= policy.attempts:
+                    raise
+                await policy.backoff(attempt)
                 attempt += 1
                 continue
-            raise HttpError(resp.status, body, resp.headers)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                if policy.retryable(kind, attempt, exc=exc):
+                    maybe_applied = maybe_applied or not never_sent(exc)
+                    await policy.backoff(attempt)
+                    attempt += 1
+                    continue
+                raise connection_error(exc, auth.api_root, what, key, attempt + 1) from exc
+            except _BadBody as exc:
+                if kind is Kind.READ and attempt + 1 < policy.attempts:
+                    await policy.backoff(attempt)
+                    attempt += 1
+                    continue
+                raise BackendError(f"{what}: GCS sent an answer that cannot be read: {exc}", key=key) from exc
+            if status in ok:
+                return Reply(status, rheaders, body, attempt + 1, maybe_applied)
+            if policy.retryable(kind, attempt, status=status):
+                maybe_applied = maybe_applied or status in _MAYBE_APPLIED_STATUS
+                await policy.backoff(attempt, rheaders)
+                attempt += 1
+                continue
+            text = body.decode("utf-8", errors="replace")
+            raise HttpError(status, text, rheaders, attempts=attempt + 1, maybe_applied=maybe_applied)
+
+    @staticmethod
+    async def _exchange(
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        data: bytes | memoryview | None,
+        limits: aiohttp.ClientTimeout,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One attempt, its answer read whole and the connection released."""
+        async with session.request(
+            method, url, params=params, headers=headers, data=data, timeout=limits
+        ) as resp:
+            try:
+                body = await resp.read()
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                if resp.status < 400:
+                    raise
+                body = b""  # an error status says enough without its body
+            return resp.status, resp.headers, body
+
+    async def open(
+        self,
+        url: str,
+        *,
+        key: str | None,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok: Sequence[int] = (200, 206),
+        accept: Callable[[aiohttp.ClientResponse], Awaitable[None]] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """A streamed GET with retries; the caller owns (and must release) the response.
+
+        ``accept`` validates an ok response's status and headers; it raises
+        (a typed error, never retried) after closing the response.
+        """
+        session, auth = self._ensure()
+        policy = self.settings.retry
+        attempt = 0
+        while True:
+            try:
+                hdrs = {**(headers or {}), **await auth.headers()}
+                resp = await session.get(url, params=params, headers=hdrs, timeout=self._long)
+            except asyncio.CancelledError:
+                raise
+            except TokenUnavailable:
+                if attempt + 1 >= policy.attempts:
+                    raise
+                await policy.backoff(attempt)
+                attempt += 1
+                continue
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                if policy.retryable(Kind.READ, attempt, exc=exc):
+                    await policy.backoff(attempt)
+                    attempt += 1
+                    continue
+                raise connection_error(exc, auth.api_root, what, key, attempt + 1) from exc
+            if resp.status in ok:
+                if accept is not None:
+                    try:
+                        await accept(resp)
+                    except BaseException:
+                        resp.close()
+                        raise
+                return resp
+            try:
+                body = await resp.read()
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                body = b""
+            finally:
+                resp.release()
+            if policy.retryable(Kind.READ, attempt, status=resp.status):
+                await policy.backoff(attempt, resp.headers)
+                attempt += 1
+                continue
+            text = body.decode("utf-8", errors="replace")
+            raise HttpError(resp.status, text, resp.headers, attempts=attempt + 1)
 
     async def json(
         self,
         method: str,
         url: str,
         *,
+        kind: Kind,
         key: str | None,
-        idempotent: bool,
+        what: str,
         version: str | None = None,
-        what: str = "",
         not_found: type[BucketError] = ObjectNotFound,
         **kw: Any,
     ) -> dict[str, Any]:
-        """A small request whose answer is a JSON document (or empty)."""
+        """A small request whose answer is a JSON object (or empty), errors mapped."""
         try:
-            resp = await self.request(method, url, key=key, idempotent=idempotent, what=what, **kw)
+            reply = await self.call(method, url, kind=kind, key=key, what=what, check=_json_check, **kw)
         except HttpError as exc:
             raise error_for_status(
-                exc.status, exc.body, key=key, version=version, what=what, not_found=not_found
+                exc.status,
+                exc.body,
+                key=key,
+                version=version,
+                what=what,
+                not_found=not_found,
+                attempts=exc.attempts,
             ) from exc
-        try:
-            raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise connection_error(exc, self.api_root, what, key) from exc
-        finally:
-            resp.release()
-        if not raw.strip():
-            return {}
-        try:
-            out = json.loads(raw)
-        except ValueError as exc:
-            raise BackendError(f"{what}: GCS sent a response that is not JSON", key=key) from exc
-        return out if isinstance(out, dict) else {}
+        return reply.json(key, what)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return min(float(value), 30.0)
-    except ValueError:
-        return None
+def _json_check(raw: bytes) -> None:
+    if raw.strip():
+        json.loads(raw)  # ValueError on a corrupt answer: a READ tries again
 
 
-def connection_error(exc: BaseException, root: str, what: str, key: str | None) -> BackendError:
+def connection_error(
+    exc: BaseException, root: str, what: str, key: str | None, attempts: int = 1
+) -> BackendError:
     prefix = f"{what}: " if what else ""
+    tries = f" ({attempts} attempts)" if attempts > 1 else ""
     if isinstance(exc, TimeoutError):
-        return BackendError(f"{prefix}GCS request to {root} timed out", key=key)
-    return BackendError(f"{prefix}cannot reach GCS at {root}: {exc}", key=key)
-
-
-def parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def attrs_from_resource(item: Mapping[str, Any], *, versioned: bool) -> ObjectAttrs:
-    """An objects resource (JSON API) as ObjectAttrs; ``version`` only on versioned buckets."""
-    meta = item.get("metadata") or {}
-    return ObjectAttrs(
-        name=str(item["name"]),
-        size=int(item.get("size", 0)),
-        etag=str(item.get("etag", "")).strip('"'),
-        content_type=str(item.get("contentType") or "application/octet-stream"),
-        version=str(item["generation"]) if versioned and "generation" in item else None,
-        cache_control=item.get("cacheControl"),
-        content_disposition=item.get("contentDisposition"),
-        metadata={str(k): str(v) for k, v in meta.items() if v is not None},
-        last_modified=parse_time(item.get("updated") or item.get("timeCreated")),
-    )
-
-
-def resource_metadata(
-    content_type: str,
-    cache_control: str | None,
-    content_disposition: str | None,
-    metadata: Mapping[str, str],
-    name: str | None = None,
-) -> dict[str, Any]:
-    """The writable part of an objects resource, for uploads and rewrites."""
-    out: dict[str, Any] = {"contentType": content_type, "metadata": dict(metadata)}
-    if name is not None:
-        out["name"] = name
-    if cache_control is not None:
-        out["cacheControl"] = cache_control
-    if content_disposition is not None:
-        out["contentDisposition"] = content_disposition
-    return out
+        return BackendError(f"{prefix}GCS request to {root} timed out{tries}", key=key)
+    return BackendError(f"{prefix}cannot reach GCS at {root}{tries}: {exc}", key=key)

@@ -1,11 +1,11 @@
-"""Google Cloud Storage backend on gcloud-aio-storage's session, token and URL roots.
+"""Google Cloud Storage backend: the JSON API over aiohttp, credentials from gcloud-aio.
 
-Configuration: ``gs://cloud-bucket-name[?endpoint=http://127.0.0.1:4443][&prefix=p/]``.
+Configuration: ``gs://cloud-bucket-name[?endpoint=http://127.0.0.1:4443]``.
 ``endpoint=`` (or ``STORAGE_EMULATOR_HOST``) points at an emulator and sends no
 credentials. Otherwise credentials come from the standard Google chain, or the
 ``service_file`` option (a service-account JSON file). Other options:
 ``connect_timeout``, ``read_timeout``, ``request_timeout`` (seconds),
-``retries`` (total attempts for idempotent requests), ``trace_configs``
+``retries`` (total attempts of each request), ``trace_configs``
 (aiohttp TraceConfig objects, for observability and tests).
 
 Semantics at the contract level:
@@ -21,11 +21,35 @@ Semantics at the contract level:
   that generation, so a body never splices two versions; ``GetOptions.if_match``
   is compared to that metadata's etag.
 * Streams run without a total timeout (only connect and socket-read timeouts).
+
+Faults (decided in ``_retry.py``; ``retries`` bounds the attempts of each request):
+
+* Reads, lists, metadata and starting a session retry on 408, 429, 5xx and
+  connection errors; a metadata answer cut after its headers is retried too.
+* An unconditional small upload, rewrite or delete retries the same way: it is
+  idempotent in effect (the same bytes and attributes, or "gone"), which is the
+  rule the S3 backend follows too. A delete whose retry finds nothing (404)
+  after an attempt that may have been applied has succeeded.
+* A conditional write (``ifGenerationMatch``: ``not_exists``, ``if_match``,
+  a generation-pinned delete) retries too; a 412 after an attempt that may have
+  been applied is resolved by reading the object back and comparing its size,
+  CRC32C, content type and metadata with ours (``_outcome.py``): ours is
+  success, a mismatch PreconditionFailed, unreadable OutcomeUnknown.
+* Resumable chunks resume from the offset the session reports (``_upload.py``).
+* A cancel ends a backoff at once; only an attempt of a commit that may be on
+  the wire is awaited to its answer.
+
+Integrity: uploads send their CRC32C (multipart metadata, or ``X-Goog-Hash`` on
+the final chunk) and the stored object's CRC32C and size are compared with ours;
+a mismatch is IntegrityError and the bad generation is removed. Whole-object
+downloads are checked against the stored hash; ranged ones must be a 206 of
+exactly the asked range of the pinned generation (``_download.py``).
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -38,7 +62,7 @@ import aiohttp
 from ...errors import (
     BackendError,
     BucketError,
-    ConnectionLost,
+    IntegrityError,
     InvalidArgument,
     NotSupported,
     ObjectNotFound,
@@ -57,25 +81,26 @@ from ..base import (
     check_read,
     delete_each,
 )
+from ._download import MediaBody, media_accept, whole_object_check
 from ._http import (
     GCS_PUBLIC_ROOT,
     GcsHttp,
     HttpError,
     HttpSettings,
+    Kind,
     RetryPolicy,
-    attrs_from_resource,
-    connection_error,
     error_for_status,
-    resource_metadata,
 )
+from ._integrity import crc32c_b64
+from ._listing import list_entries
+from ._outcome import Written, read_back
+from ._resource import attrs_from_resource, resource_metadata
 from ._sign import sign_v4
 from ._upload import ResumableUpload
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
 
-READ_CHUNK = 256 * KiB
-LIST_PAGE = 1000
 
 CAPABILITIES = Capabilities(
     versioning=True,
@@ -91,45 +116,6 @@ CAPABILITIES = Capabilities(
 )
 
 __all__ = ["CAPABILITIES", "GcsProvider", "create"]
-
-
-class _Body:
-    """A media response streamed in chunks; a dropped connection is ConnectionLost."""
-
-    def __init__(self, resp: aiohttp.ClientResponse | None, expected: int, key: str) -> None:
-        self._resp = resp
-        self._expected = expected
-        self._key = key
-        self._received = 0
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        resp = self._resp
-        if resp is None:
-            return
-        try:
-            while self._received < self._expected:
-                chunk = await resp.content.read(min(READ_CHUNK, self._expected - self._received))
-                if not chunk:
-                    break
-                self._received += len(chunk)
-                yield chunk
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
-            raise ConnectionLost(
-                f"connection lost after {self._received} of {self._expected} bytes: {exc}", key=self._key
-            ) from exc
-        if self._received < self._expected:
-            raise ConnectionLost(
-                f"the body ended after {self._received} of {self._expected} bytes", key=self._key
-            )
-
-    async def aclose(self) -> None:
-        resp, self._resp = self._resp, None
-        if resp is None:
-            return
-        if self._received >= self._expected and resp.content.at_eof():
-            resp.release()  # fully read: the connection goes back to the pool
-        else:
-            resp.close()  # unread bytes: drop the connection rather than drain it
 
 
 def _account(p: GcsProvider) -> tuple[str | None, str | None]:
@@ -156,16 +142,17 @@ class GcsProvider:
         """For requests on the bucket itself (uploads, lists): a 404 means no bucket."""
         if exc.status == 404:
             return BackendError(f"{what}: GCS bucket {self.bucket!r} does not exist", key=key)
-        return error_for_status(exc.status, exc.body, key=key, what=what)
+        return error_for_status(exc.status, exc.body, key=key, what=what, attempts=exc.attempts)
 
-    async def _resource(self, key: str, version: str | None) -> dict[str, Any]:
+    async def resource(self, key: str, version: str | None) -> dict[str, Any]:
+        """The object's resource (JSON API metadata), read with retries."""
         params = {"generation": version} if version is not None else None
         return await self.http.json(
             "GET",
             self.http.object_url(self.bucket, key),
+            kind=Kind.READ,
             key=key,
             version=version,
-            idempotent=True,
             params=params,
             what="get object metadata",
         )
@@ -177,7 +164,7 @@ class GcsProvider:
         if pre.if_match is None:
             return None
         try:
-            res = await self._resource(key, None)
+            res = await self.resource(key, None)
         except ObjectNotFound:
             raise PreconditionFailed(
                 f"precondition if_match={pre.if_match!r} failed: the object does not exist", key=key
@@ -189,6 +176,39 @@ class GcsProvider:
             )
         return str(res["generation"])
 
+    async def discard(self, key: str, resource: Mapping[str, Any]) -> None:
+        """Remove one bad generation we stored (failed verification); best effort.
+
+        Pinned with ifGenerationMatch, so it never removes anyone else's write.
+        """
+        gen = str(resource.get("generation", ""))
+        if not gen:
+            return
+        with contextlib.suppress(HttpError, BucketError):  # the IntegrityError raised says enough
+            await self.http.call(
+                "DELETE",
+                self.http.object_url(self.bucket, key),
+                kind=Kind.CONDITIONAL,
+                key=key,
+                what="remove the unverified object",
+                params={"generation": gen, "ifGenerationMatch": gen},
+                ok=(200, 204, 404, 412),
+                shield=True,
+            )
+
+    async def _verified(self, key: str, res: dict[str, Any], written: Written, what: str) -> ObjectAttrs:
+        """The stored object's attrs, if its size and CRC32C are ours; else remove it."""
+        crc = res.get("crc32c")
+        size = str(res.get("size", ""))
+        if size != str(written.size) or (isinstance(crc, str) and crc != written.crc32c):
+            await self.discard(key, res)
+            raise IntegrityError(
+                f"{what}: GCS stored {size} bytes with CRC32C {crc} where we sent {written.size} "
+                f"with {written.crc32c}; the object was removed",
+                key=key,
+            )
+        return attrs_from_resource(res, versioned=self.versioned)
+
     # -- the contract ----------------------------------------------------------
 
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
@@ -196,9 +216,11 @@ class GcsProvider:
         params = {"uploadType": "multipart"}
         if gen is not None:
             params["ifGenerationMatch"] = gen
+        crc = crc32c_b64(data)
         meta = resource_metadata(
             opts.content_type, opts.cache_control, opts.content_disposition, opts.metadata, name=key
         )
+        meta["crc32c"] = crc  # GCS refuses the upload if the bytes it got hash otherwise
         boundary = os.urandom(16).hex()
         body = b"".join(
             [
@@ -209,57 +231,67 @@ class GcsProvider:
                 f"\r\n--{boundary}--\r\n".encode(),
             ]
         )
+        replaced = gen if gen not in (None, "0") else None
+        written = Written(len(data), crc, opts.content_type, opts.metadata, replaced)
         try:
-            resp = await self.http.request(
+            reply = await self.http.call(
                 "POST",
                 self.http.bucket_url(self.bucket, upload=True),
+                kind=Kind.OVERWRITE if gen is None else Kind.CONDITIONAL,
                 key=key,
-                idempotent=gen is not None,
+                what="upload",
                 params=params,
                 data=body,
                 headers={"Content-Type": f"multipart/related; boundary={boundary}"},
-                what="upload",
+                long=len(body) > 1 * MiB,
+                shield=True,  # the commit: once sent, its answer is awaited
             )
         except HttpError as exc:
-            raise self.bucket_error(exc, key, "upload") from exc
+            if exc.status != 412 or not exc.maybe_applied:
+                raise self.bucket_error(exc, key, "upload") from exc
+            # Our earlier attempt may be what the precondition now meets.
+            found = await read_back(lambda: self.resource(key, None), written, key, "upload")
+            if found is None:
+                raise self.bucket_error(exc, key, "upload") from exc
+            return attrs_from_resource(found, versioned=self.versioned)
         try:
-            raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise connection_error(exc, self.http.api_root, "upload", key) from exc
-        finally:
-            resp.release()
-        try:
-            return attrs_from_resource(json.loads(raw), versioned=self.versioned)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BackendError("GCS sent an unexpected upload response", key=key) from exc
+            res = reply.json(key, "upload")
+            str(res["name"])
+        except (BackendError, KeyError) as exc:
+            # Stored (2xx), but the answer is unreadable: read the object instead.
+            found = await read_back(lambda: self.resource(key, None), written, key, "upload")
+            if found is None:
+                raise BackendError("upload: GCS sent an unreadable answer", key=key) from exc
+            res = found
+        return await self._verified(key, res, written, "upload")
 
     async def start_multipart(self, key: str, opts: PutOptions) -> ResumableUpload:
         return ResumableUpload(self, key, opts)
 
-    async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, _Body]:
+    async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, MediaBody]:
+        url = self.http.object_url(self.bucket, key)
         for _ in range(3):
-            res = await self._resource(key, opts.version)
+            res = await self.resource(key, opts.version)
             attrs = attrs_from_resource(res, versioned=self.versioned)
+            # if_match, NotModified and the range are settled here: no media request yet.
             check_read(attrs, opts, key)
             size = attrs.size
             end = size if opts.length is None else min(size, opts.offset + opts.length)
             if end <= opts.offset:
-                return attrs, _Body(None, 0, key)
+                return attrs, MediaBody(None, 0, key)
+            gen = str(res["generation"])
+            ranged = bool(opts.offset) or end < size
             headers = {"Accept-Encoding": "identity"}
-            if opts.offset or end < size:
+            if ranged:
                 headers["Range"] = f"bytes={opts.offset}-{end - 1}"
-            params = {"alt": "media", "generation": str(res["generation"])}
             try:
-                resp = await self.http.request(
-                    "GET",
-                    self.http.object_url(self.bucket, key),
+                resp = await self.http.open(
+                    url,
                     key=key,
-                    idempotent=True,
-                    params=params,
-                    headers=headers,
-                    ok=(200, 206),
-                    stream=True,
                     what="download",
+                    params={"alt": "media", "generation": gen},
+                    headers=headers,
+                    accept=media_accept(key, gen, opts.offset, end, size, ranged),
                 )
             except HttpError as exc:
                 if exc.status == 404 and opts.version is None and opts.if_match is None:
@@ -267,28 +299,40 @@ class GcsProvider:
                 if exc.status == 404 and opts.if_match is not None:
                     raise PreconditionFailed("object changed while being read", key=key) from exc
                 raise error_for_status(
-                    exc.status, exc.body, key=key, version=opts.version, what="download"
+                    exc.status,
+                    exc.body,
+                    key=key,
+                    version=opts.version,
+                    what="download",
+                    attempts=exc.attempts,
                 ) from exc
-            return attrs, _Body(resp, end - opts.offset, key)
+            check = None if ranged else whole_object_check(res, resp.headers)
+            return attrs, MediaBody(resp, end - opts.offset, key, check)
         raise BackendError("the object kept changing while the download was starting", key=key)
 
     async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
-        return attrs_from_resource(await self._resource(key, version), versioned=self.versioned)
+        return attrs_from_resource(await self.resource(key, version), versioned=self.versioned)
 
     async def delete(self, key: str, version: str | None = None) -> None:
         params = None if version is None else {"generation": version, "ifGenerationMatch": version}
-        await self.http.json(
-            "DELETE",
-            self.http.object_url(self.bucket, key),
-            key=key,
-            version=version,
-            # Only a generation-pinned delete is safe to repeat.
-            idempotent=version is not None,
-            params=params,
-            what="delete",
-        )
+        try:
+            await self.http.call(
+                "DELETE",
+                self.http.object_url(self.bucket, key),
+                kind=Kind.OVERWRITE if version is None else Kind.CONDITIONAL,
+                key=key,
+                what="delete",
+                params=params,
+                shield=True,
+            )
+        except HttpError as exc:
+            if exc.status == 404 and exc.maybe_applied:
+                return  # an earlier attempt removed it; its answer was lost
+            raise error_for_status(
+                exc.status, exc.body, key=key, version=version, what="delete", attempts=exc.attempts
+            ) from exc
 
-    async def list(
+    def list(
         self,
         prefix: str,
         *,
@@ -297,108 +341,9 @@ class GcsProvider:
         versions: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[ListEntry]:
-        page_size = LIST_PAGE if not limit else max(1, min(limit, LIST_PAGE))
-        skip_under: str | None = None
-        if start_after is not None and delimiter is not None and start_after.startswith(prefix):
-            cut = start_after.find(delimiter, len(prefix))
-            if cut >= 0:
-                # start_after sits inside a "folder": it is listed only if something
-                # in it comes after start_after; the rest of it is never repeated.
-                skip_under = start_after[: cut + len(delimiter)]
-                if await self._any_after(skip_under, start_after, versions):
-                    yield ListEntry(name=skip_under, is_prefix=True)
-        pending: builtins.list[dict[str, Any]] = []  # versions of one name, across pages
-        async for kind, value in self._pages(prefix, start_after, delimiter, versions, page_size):
-            if kind == "prefix":
-                name = str(value)
-                if name == skip_under:
-                    continue
-                for entry in self._flush(pending):
-                    yield entry
-                pending = []
-                yield ListEntry(name=name, is_prefix=True)
-                continue
-            assert isinstance(value, dict)
-            name = str(value["name"])
-            if start_after is not None and name.encode() <= start_after.encode():
-                continue  # startOffset is inclusive; start_after is not
-            if skip_under is not None and name.startswith(skip_under):
-                continue
-            if pending and pending[0]["name"] != name:
-                for entry in self._flush(pending):
-                    yield entry
-                pending = []
-            pending.append(value)
-        for entry in self._flush(pending):
-            yield entry
-
-    def _flush(self, items: builtins.list[dict[str, Any]]) -> builtins.list[ListEntry]:
-        """The versions of one key, newest first; the live one (no timeDeleted) is latest."""
-        items = sorted(items, key=lambda it: int(it.get("generation", 0)), reverse=True)
-        out = []
-        for it in items:
-            a = attrs_from_resource(it, versioned=self.versioned)
-            out.append(
-                ListEntry(
-                    name=a.name,
-                    size=a.size,
-                    etag=a.etag,
-                    version=a.version,
-                    last_modified=a.last_modified,
-                    is_latest="timeDeleted" not in it,
-                )
-            )
-        return out
-
-    async def _pages(
-        self, prefix: str, start_after: str | None, delimiter: str | None, versions: bool, page_size: int
-    ) -> AsyncIterator[tuple[str, object]]:
-        """Items and prefixes of each page, merged in UTF-8 byte order of name."""
-        params: dict[str, str] = {"maxResults": str(page_size)}
-        if prefix:
-            params["prefix"] = prefix
-        if delimiter is not None:
-            params["delimiter"] = delimiter
-        if start_after is not None:
-            params["startOffset"] = start_after
-        if versions:
-            params["versions"] = "true"
-        url = self.http.bucket_url(self.bucket)
-        while True:
-            try:
-                page = await self.http.json(
-                    "GET",
-                    url,
-                    key=None,
-                    idempotent=True,
-                    params=params,
-                    what="list",
-                    not_found=_BucketMissing,
-                )
-            except _BucketMissing as exc:
-                raise BackendError(f"list: GCS bucket {self.bucket!r} does not exist") from exc
-            merged: builtins.list[tuple[bytes, str, object]] = [
-                (str(it["name"]).encode(), "item", it) for it in page.get("items", [])
-            ]
-            merged += [(str(p).encode(), "prefix", str(p)) for p in page.get("prefixes", [])]
-            # Stable: the server's order among versions of one name is kept.
-            merged.sort(key=lambda m: m[0])
-            for _, kind, value in merged:
-                yield kind, value
-            token = page.get("nextPageToken")
-            if not token:
-                return
-            params["pageToken"] = str(token)
-
-    async def _any_after(self, under: str, start_after: str, versions: bool) -> bool:
-        async for kind, value in self._pages(under, start_after, None, versions, 10):
-            if (
-                kind == "item"
-                and isinstance(value, dict)
-                and str(value["name"]).encode() > start_after.encode()
-            ):
-                return True
-        return False
+        return list_entries(
+            self, prefix, start_after=start_after, delimiter=delimiter, versions=versions, limit=limit
+        )
 
     def can_copy_from(self, source: Provider) -> bool:
         # rewrite works across buckets that this provider's credentials can reach.
@@ -425,17 +370,25 @@ class GcsProvider:
         )
         data = json.dumps(body).encode()
         while True:
-            res = await self.http.json(
-                "POST",
-                url,
-                key=src,
-                version=opts.version,
-                idempotent=gen is not None,
-                params=params,
-                data=data,
-                headers={"Content-Type": "application/json; charset=UTF-8"},
-                what="copy",
-            )
+            try:
+                reply = await self.http.call(
+                    "POST",
+                    url,
+                    kind=Kind.OVERWRITE if gen is None else Kind.CONDITIONAL,
+                    key=src,
+                    what="copy",
+                    params=params,
+                    data=data,
+                    headers={"Content-Type": "application/json; charset=UTF-8"},
+                    shield=True,
+                )
+            except HttpError as exc:
+                if exc.status == 412 and exc.maybe_applied:
+                    return await self._copied(origin, src, dst, opts, gen, exc)
+                raise error_for_status(
+                    exc.status, exc.body, key=src, version=opts.version, what="copy", attempts=exc.attempts
+                ) from exc
+            res = reply.json(src, "copy")
             if res.get("done") or not res.get("rewriteToken"):
                 break
             params["rewriteToken"] = str(res["rewriteToken"])
@@ -443,6 +396,27 @@ class GcsProvider:
         if not isinstance(resource, dict):
             raise BackendError("GCS did not return the copied object", key=dst)
         return attrs_from_resource(resource, versioned=self.versioned)
+
+    async def _copied(
+        self, origin: GcsProvider, src: str, dst: str, opts: CopyOptions, gen: str | None, exc: HttpError
+    ) -> ObjectAttrs:
+        """A conditional copy met a 412 after an attempt that may have been applied: look."""
+        try:
+            source = await origin.resource(src, opts.version)
+        except BucketError as err:
+            raise error_for_status(412, exc.body, key=dst, what="copy") from err
+        r = opts.replace
+        written = Written(
+            int(source.get("size", -1)),
+            source.get("crc32c"),
+            None if r is None else r.content_type,
+            None if r is None else r.metadata,
+            gen if gen not in (None, "0") else None,
+        )
+        found = await read_back(lambda: self.resource(dst, None), written, dst, "copy")
+        if found is None:
+            raise error_for_status(412, exc.body, key=dst, what="copy") from exc
+        return attrs_from_resource(found, versioned=self.versioned)
 
     async def delete_many(self, keys: Sequence[str]) -> builtins.list[BucketError | None]:
         return await delete_each(self.delete, keys)
@@ -475,7 +449,7 @@ class GcsProvider:
         )
 
     def _signing_key(self, key: str) -> tuple[str, str]:
-        data: Mapping[str, Any] = self.http.storage.token.service_data or {}
+        data: Mapping[str, Any] = self.http.auth.service_data
         email, pem = data.get("client_email"), data.get("private_key")
         if not isinstance(email, str) or not isinstance(pem, str) or not email or not pem:
             raise NotSupported(
@@ -487,10 +461,6 @@ class GcsProvider:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-
-class _BucketMissing(BucketError):
-    """Internal: a 404 on a bucket-level request."""
 
 
 def _float_option(options: Mapping[str, object], name: str, default: float) -> float:

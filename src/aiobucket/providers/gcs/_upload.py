@@ -7,31 +7,36 @@ one is sent with ``Content-Range: bytes a-b/*``. ``complete()`` sends the held
 chunk with the total. At most two chunks are alive: the writer's buffer and the
 one held here.
 
-A chunk PUT that fails with a retryable error (connection error, 408, 429, 5xx)
-is resumed: the session's committed offset is queried (``bytes */*``) and the
-rest of the chunk is resent from there. ``abort()`` DELETEs the session URI.
+Faults (decided by ``RetryPolicy.resumable``):
+
+* A chunk PUT is never repeated blindly. After a transient failure (connection
+  error, 408, 429, 5xx) the session's committed offset is queried
+  (``bytes */*``) and the chunk is resent from that offset.
+* A session that answers "finished" to a query is accepted only for the final
+  chunk, and only if the stored object has every byte we sent and our CRC32C;
+  a session finished early is IntegrityError (the truncated object is removed).
+* A final chunk whose answer was lost and whose session is then gone (404/410)
+  is resolved by reading the object back (``_outcome.py``): ours is success,
+  anything else OutcomeUnknown.
+* The final chunk carries ``X-Goog-Hash: crc32c=...`` so GCS refuses changed
+  bytes; the finished object's CRC32C is compared with ours as well.
+
+``abort()`` DELETEs the session URI.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from ...errors import BackendError, InvalidArgument, PreconditionFailed
+from ...errors import BackendError, IntegrityError, InvalidArgument, OutcomeUnknown, PreconditionFailed
 from ...types import ObjectAttrs
 from ..base import Part, PartOrder, PutOptions
-from ._http import (
-    RETRYABLE_STATUS,
-    HttpError,
-    attrs_from_resource,
-    connection_error,
-    error_for_status,
-    resource_metadata,
-)
+from ._http import HttpError, Kind, error_for_status
+from ._integrity import Crc32c
+from ._outcome import Written, read_back
+from ._resource import attrs_from_resource, resource_metadata
 
 if TYPE_CHECKING:
     from ._provider import GcsProvider
@@ -48,8 +53,10 @@ class ResumableUpload:
         self._key = key
         self._opts = opts
         self._session_uri: str | None = None
+        self._generation: str | None = None  # the ifGenerationMatch the session was started with
         self._held: bytes | None = None
         self._offset = 0  # bytes the server has committed
+        self._crc = Crc32c()  # of every byte accepted so far, in stream order
         self._order = PartOrder()
         self._done = False
 
@@ -76,23 +83,22 @@ class ResumableUpload:
             }
             try:
                 # Starting a session creates nothing visible, so a retry is harmless.
-                resp = await p.http.request(
+                reply = await p.http.call(
                     "POST",
                     p.http.bucket_url(p.bucket, upload=True),
+                    kind=Kind.READ,
                     key=self._key,
-                    idempotent=True,
+                    what="start resumable upload",
                     params=params,
                     headers=headers,
                     data=body,
-                    what="start resumable upload",
                 )
             except HttpError as exc:
                 raise p.bucket_error(exc, self._key, "start resumable upload") from exc
-            location = resp.headers.get("Location")
-            resp.release()
+            location = reply.headers.get("Location")
             if not location:
                 raise BackendError("GCS did not return a resumable session URI", key=self._key)
-            self._session_uri = location
+            self._session_uri, self._generation = location, gen
         return self._session_uri
 
     async def put_part(self, number: int, data: bytes | bytearray) -> Part:
@@ -107,8 +113,9 @@ class ResumableUpload:
                     f"GCS resumable chunks must be a multiple of 256 KiB; got {len(held)} bytes",
                     key=self._key,
                 )
-            await self._send(held, final_total=None)
+            await self._send(held, final=False)
         self._held = bytes(data)
+        self._crc.update(self._held)
         return Part(number, "", len(data))
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
@@ -116,7 +123,7 @@ class ResumableUpload:
             raise InvalidArgument("the upload is already finished", key=self._key)
         await self._start()
         held, self._held = self._held or b"", None
-        resource = await self._send(held, final_total=self._offset + len(held))
+        resource = await self._send(held, final=True)
         self._done = True
         if resource is None:
             raise BackendError("GCS did not confirm the finished upload", key=self._key)
@@ -130,24 +137,22 @@ class ResumableUpload:
         uri = self._session_uri
         if uri is None:
             return
-        p = self._p
         try:
-            resp = await p.http.request(
+            await self._p.http.call(
                 "DELETE",
                 uri,
+                kind=Kind.READ,
                 key=self._key,
-                idempotent=True,
-                ok=(200, 204, 404, 410, 499),
                 what="cancel resumable upload",
+                ok=(200, 204, 404, 410, 499),
             )
-            resp.release()
         except HttpError as exc:
             raise error_for_status(exc.status, exc.body, key=self._key, what="cancel upload") from exc
 
     # -- chunk transfer --------------------------------------------------------
 
-    async def _send(self, chunk: bytes, final_total: int | None) -> dict[str, Any] | None:
-        """PUT ``chunk`` at the committed offset; resume after retryable failures.
+    async def _send(self, chunk: bytes, final: bool) -> dict[str, Any] | None:
+        """PUT ``chunk`` at the committed offset; resume after transient failures.
 
         Returns the object resource when the upload finished (final chunk).
         """
@@ -156,109 +161,143 @@ class ResumableUpload:
         assert uri is not None
         start = self._offset
         end = start + len(chunk)
-        total = "*" if final_total is None else str(final_total)
+        total = str(end) if final else "*"
         policy = p.http.settings.retry
+        view = memoryview(chunk)
         attempt = 0
+        sent = False  # an attempt may have reached the server
         while True:
-            sent_from = self._offset
-            data = chunk if sent_from == start else chunk[sent_from - start :]
-            content_range = f"bytes {sent_from}-{end - 1}/{total}" if data else f"bytes */{total}"
+            data = view[self._offset - start :]
             headers = {
-                "Content-Range": content_range,
+                "Content-Range": f"bytes {self._offset}-{end - 1}/{total}" if data else f"bytes */{total}",
                 # GCS ignores it on chunk PUTs; some emulators take the object's type from it.
                 "Content-Type": self._opts.content_type,
             }
+            if final:
+                headers["X-Goog-Hash"] = f"crc32c={self._crc.b64()}"
             try:
-                resp = await p.http.request(
+                reply = await p.http.call(
                     "PUT",
                     uri,
+                    kind=Kind.ONCE,
                     key=self._key,
-                    idempotent=False,
+                    what="upload chunk",
                     headers=headers,
                     data=data,
                     ok=(200, 201, 308),
-                    stream=True,
-                    what="upload chunk",
+                    long=True,
+                    shield=final,  # the final chunk is the commit
                 )
-                status, resource = await self._read(resp)
+                resource = self._answer(reply.status, reply.headers, reply.body)
             except HttpError as exc:
-                if exc.status not in RETRYABLE_STATUS or attempt + 1 >= policy.attempts:
+                if exc.status in (404, 410) and final and sent:
+                    return await self._lost_final(end)
+                if not policy.resumable(attempt, status=exc.status):
                     raise self._chunk_error(exc) from exc
-            except BackendError:
-                # A connection error: the chunk may be partly committed.
-                if attempt + 1 >= policy.attempts:
+            except BackendError as exc:
+                # A dropped connection or a cut answer: part of the chunk may be committed.
+                if not policy.resumable(attempt, exc=exc.__cause__ or exc):
                     raise
             else:
-                if status != 308:
-                    self._offset = end
-                    if final_total is None:
-                        raise BackendError("GCS finished the upload before the last chunk", key=self._key)
-                    return resource
-                if not start <= self._offset <= end:
-                    raise BackendError(
-                        f"GCS reports {self._offset} bytes committed, outside the chunk {start}-{end}",
-                        key=self._key,
-                    )
-                if self._offset == end and final_total is None:
+                if resource is not None:
+                    return await self._finished(resource, end, final)
+                self._check_offset(start, end)
+                if self._offset == end and not final:
                     return None
-                # The server kept less than we sent (or wants the final total):
-                # resend from its offset.
+                # The server kept less than we sent (or wants the final total): resend from its offset.
                 attempt += 1
                 if attempt >= policy.attempts:
                     raise BackendError(
                         f"GCS keeps committing only {self._offset} of {end} bytes", key=self._key
                     )
                 continue
-            await asyncio.sleep(policy.delay(attempt))
+            sent = True
+            await policy.backoff(attempt)
             attempt += 1
-            resource = await self._query(final_total)
+            resource = await self._query(total, final, end)
             if resource is not None:
-                self._offset = end
-                return resource
-            if not start <= self._offset <= end:
-                raise BackendError(
-                    f"GCS reports {self._offset} bytes committed, outside the chunk {start}-{end}",
-                    key=self._key,
-                )
-            if self._offset == end and final_total is None:
+                return await self._finished(resource, end, final)
+            self._check_offset(start, end)
+            if self._offset == end and not final:
                 return None
 
-    async def _read(self, resp: aiohttp.ClientResponse) -> tuple[int, dict[str, Any] | None]:
-        """Read a chunk or query response: 308 updates the committed offset."""
+    def _answer(self, status: int, headers: Any, body: bytes) -> dict[str, Any] | None:
+        """A chunk or query answer: 308 updates the committed offset, else the resource."""
+        if status == 308:
+            self._offset = _committed(headers.get("Range"))
+            return None
         try:
-            raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise connection_error(exc, self._p.http.api_root, "upload chunk", self._key) from exc
-        finally:
-            resp.release()
-        if resp.status == 308:
-            self._offset = _committed(resp.headers.get("Range"))
-            return 308, None
-        try:
-            out = json.loads(raw)
+            out = json.loads(body)
         except ValueError as exc:
             raise BackendError("GCS sent a non-JSON upload response", key=self._key) from exc
-        return resp.status, out if isinstance(out, dict) else {}
+        return out if isinstance(out, dict) else {}
 
-    async def _query(self, final_total: int | None) -> dict[str, Any] | None:
+    def _check_offset(self, start: int, end: int) -> None:
+        if not start <= self._offset <= end:
+            raise BackendError(
+                f"GCS reports {self._offset} bytes committed, outside the chunk {start}-{end}",
+                key=self._key,
+            )
+
+    async def _query(self, total: str, final: bool, end: int) -> dict[str, Any] | None:
         """Ask the session how much it has; returns the resource if it already finished."""
         p = self._p
         assert self._session_uri is not None
-        total = "*" if final_total is None else str(final_total)
         try:
-            resp = await p.http.request(
+            reply = await p.http.call(
                 "PUT",
                 self._session_uri,
+                kind=Kind.READ,
                 key=self._key,
-                idempotent=True,
+                what="query upload offset",
                 headers={"Content-Range": f"bytes */{total}"},
                 ok=(200, 201, 308),
-                what="query upload offset",
             )
         except HttpError as exc:
+            if exc.status in (404, 410) and final:
+                # The session is gone: did our final chunk finish it before its answer was lost?
+                resource = await self._lost_final(end)
+                return resource
             raise self._chunk_error(exc) from exc
-        status, resource = await self._read(resp)
-        return None if status == 308 else resource
+        return self._answer(reply.status, reply.headers, reply.body)
+
+    def _written(self, end: int) -> Written:
+        o = self._opts
+        replaced = self._generation if self._generation not in (None, "0") else None
+        return Written(end, self._crc.b64(), o.content_type, o.metadata, replaced)
+
+    async def _lost_final(self, end: int) -> dict[str, Any]:
+        """The final chunk may have finished the upload, and the session is gone: look."""
+        p = self._p
+        resource = await read_back(
+            lambda: p.resource(self._key, None), self._written(end), self._key, "upload"
+        )
+        if resource is None:
+            raise OutcomeUnknown(
+                "upload: the session ended while the final chunk's answer was lost, and the object "
+                "now stored is not ours; whether ours was stored (and then replaced) cannot be known",
+                key=self._key,
+            )
+        return resource
+
+    async def _finished(self, resource: dict[str, Any], end: int, final: bool) -> dict[str, Any]:
+        """Accept a finished session only if it stored exactly what we sent."""
+        size = str(resource.get("size", ""))
+        if not final or size != str(end):
+            await self._p.discard(self._key, resource)
+            raise IntegrityError(
+                f"GCS finished the upload at {size or 'an unknown number of'} bytes while "
+                f"{end} were sent{'' if final else ' and more were to come'}; the object was removed",
+                key=self._key,
+            )
+        crc = resource.get("crc32c")
+        if isinstance(crc, str) and crc != self._crc.b64():
+            await self._p.discard(self._key, resource)
+            raise IntegrityError(
+                f"GCS stored bytes whose CRC32C is {crc}, not {self._crc.b64()}; the object was removed",
+                key=self._key,
+            )
+        return resource
 
     def _chunk_error(self, exc: HttpError) -> Exception:
         if exc.status == 412:
@@ -270,7 +309,9 @@ class ResumableUpload:
                 f"the resumable upload session is gone (HTTP {exc.status}); start the upload again",
                 key=self._key,
             )
-        return error_for_status(exc.status, exc.body, key=self._key, what="upload chunk")
+        return error_for_status(
+            exc.status, exc.body, key=self._key, what="upload chunk", attempts=exc.attempts
+        )
 
 
 def _committed(range_header: str | None) -> int:
