@@ -28,6 +28,7 @@ from ..http import parse_range
 from ..providers.local import _signing
 from ..reader import Reader
 from ..types import Preconditions, UploadAttrs
+from . import _forms
 from ._common import (
     CHUNK,
     Registry,
@@ -87,7 +88,17 @@ async def _authorize(
         return f"cannot read the bucket's signing key: {exc}"
     if secret is None:
         return "the URL is not validly signed (this bucket has never signed a URL)"
-    return _signing.verify(secret, op, served.name, stored, version, q.get("expires"), q.get("signature"))
+    return _signing.verify(
+        secret,
+        op,
+        served.name,
+        stored,
+        version,
+        q.get("expires"),
+        q.get("signature"),
+        content_type=q.get("content_type"),
+        content_length=q.get("content_length"),
+    )
 
 
 async def handle_object(request: web.Request) -> web.StreamResponse:
@@ -110,6 +121,8 @@ async def handle_object(request: web.Request) -> web.StreamResponse:
     version = request.query.get("version")
     op = "PUT" if request.method == "PUT" else "GET"
     denied = await _authorize(request, served, op, stored, version)
+    if denied is None and op == "PUT":
+        denied = _forms.check_signed_put(request)  # the Content-Type and size it signed
     if denied is not None:
         return _text(403, f"access denied: {denied}")
     try:
@@ -206,6 +219,7 @@ def make_app(registry: Registry, *, hosts: Iterable[str] = (), token: str | None
     app[TOKEN] = token or secrets.token_urlsafe(32)
     app[HOSTS] = frozenset({"127.0.0.1", "localhost", "::1", *hosts})
     app.router.add_route("*", PREFIX + "{tail:.*}", handle_object)
+    _forms.add_routes(app)
     _browser.add_routes(app)
     app.on_response_prepare.append(_add_headers)
     app.on_cleanup.append(_close_clients)

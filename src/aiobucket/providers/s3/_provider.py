@@ -37,7 +37,7 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
 
 from ..._aio import run_to_completion
-from ...errors import BucketError, InvalidArgument, NotSupported, ObjectNotFound, RangeNotSatisfiable
+from ...errors import BucketError, InvalidArgument, ObjectNotFound, RangeNotSatisfiable
 from ...types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, UploadForm
 from ..base import (
     Capabilities,
@@ -83,6 +83,8 @@ CAPABILITIES = Capabilities(
     versioning=True,
     conditional_put=True,
     signed_urls=True,
+    signed_forms=True,
+    signed_url_length=True,
     server_side_copy=True,
     parallel_parts=True,
     min_part_size=5 * MiB,
@@ -464,7 +466,9 @@ class S3Provider:
         return await delete_each(self.delete, keys)
 
     async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
-        raise NotSupported("S3 upload forms are not implemented yet", key=key)
+        from ._post import sign_post
+
+        return await sign_post(await self.client(), self.bucket, key, policy)
 
     async def sign_url(
         self,
@@ -482,6 +486,10 @@ class S3Provider:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if version is not None and method == "GET":
             params["VersionId"] = version
+        if method == "PUT" and content_type is not None:  # signed headers: S3 refuses others
+            params["ContentType"] = content_type
+        if method == "PUT" and content_length is not None:
+            params["ContentLength"] = content_length
         with mapped("sign url", self.bucket, key):
             url: str = await client.generate_presigned_url(
                 "get_object" if method == "GET" else "put_object",
