@@ -164,7 +164,9 @@ async def test_content_type_prefix_takes_the_browsers_type(backend, poster):
     if form is None:
         return
     assert "Content-Type" not in form.fields  # the browser adds it (file.type)
-    status, text = await poster.post(form, b"webp bytes", fields={**form.fields, "Content-Type": "image/webp"})
+    status, text = await poster.post(
+        form, b"webp bytes", fields={**form.fields, "Content-Type": "image/webp"}
+    )
     assert 200 <= status < 300, text
     assert (await b.attrs("avatar")).content_type == "image/webp"
 

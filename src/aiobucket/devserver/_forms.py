@@ -153,6 +153,8 @@ async def _receive(request: web.Request, served: Served) -> web.Response:
                 raise _Refused(f"EntityTooSmall: the file is {size} bytes, under min_size ({low} bytes)")
     except _Refused as exc:
         return _reply(400, f"{exc}; nothing was stored")
+    except ConnectionResetError:  # the browser went away; the block aborted the upload
+        return _reply(400, "the upload was cut off; nothing was stored")
     done = await w.close()  # committed on leaving the block; this returns the same attrs
     return _reply(204, "", ETag=f'"{done.etag}"')
 
