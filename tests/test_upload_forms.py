@@ -576,3 +576,53 @@ async def test_example_app_hands_out_a_form_the_dev_server_takes(
             )
         finally:
             await runner.cleanup()
+
+
+# -- the real ``aiobucket serve``: big form uploads stream with bounded memory -----------------
+
+
+def _streamed_form(form: UploadForm, size: int, block: bytes) -> aiohttp.MultipartWriter:
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(size // len(block)):
+            yield block
+
+    writer = aiohttp.MultipartWriter("form-data")
+    for name, value in form.fields.items():
+        writer.append(value).set_content_disposition("form-data", name=name)
+    part = writer.append(aiohttp.payload.AsyncIterablePayload(body()))
+    part.set_content_disposition("form-data", name="file", filename="big.bin")
+    return writer
+
+
+async def test_big_form_uploads_stream_through_the_dev_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_devserver import Server, write_config
+
+    cfg = write_config(tmp_path)
+    server = Server(tmp_path)
+    try:
+        monkeypatch.setenv("AIOBUCKET_CONFIG", str(cfg))
+        monkeypatch.setenv("AIOBUCKET_DEV_SERVER", server.wait_listening())
+        config.reset()
+        size, block = 96 * 1024 * 1024, bytes(range(256)) * 4096  # 1 MiB blocks
+        bucket = Bucket("priv")
+        rss_before = server.status("VmRSS")
+        async with aiohttp.ClientSession() as session:
+            form = await bucket.signed_upload_form("big.bin", max_size=size)
+            async with session.post(form.url, data=_streamed_form(form, size, block)) as resp:
+                assert resp.status == 204, await resp.text()
+            small = await bucket.signed_upload_form("over.bin", max_size=1024 * 1024)
+            async with session.post(small.url, data=_streamed_form(small, size, block)) as resp:
+                assert resp.status == 400 and "TooLarge" in await resp.text()
+        growth = server.status("VmHWM") - rss_before
+        print(f"dev server peak RSS growth over two 96 MiB form uploads: {growth / 2**20:.1f} MiB")
+        assert growth < 48 * 1024 * 1024, f"the server's peak RSS grew by {growth / 2**20:.0f} MiB"
+        assert (await bucket.attrs("big.bin")).size == size
+        assert not await bucket.exists("over.bin")
+        await aiobucket.aclose()
+    finally:
+        rc = server.stop()
+        config.reset()
+        log = server.log()
+    assert rc == 0 and "Traceback" not in log and "Error handling request" not in log, log
