@@ -484,12 +484,12 @@ class S3Provider:
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
         client = await self.client()
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if version is not None and method == "GET":
-            params["VersionId"] = version
         if method == "PUT" and content_type is not None:  # signed headers: S3 refuses others
             params["ContentType"] = content_type
         if method == "PUT" and content_length is not None:
             params["ContentLength"] = content_length
+        if version is not None and method == "GET":
+            params["VersionId"] = version
         with mapped("sign url", self.bucket, key):
             url: str = await client.generate_presigned_url(
                 "get_object" if method == "GET" else "put_object",
