@@ -28,7 +28,6 @@ from ..http import parse_range
 from ..providers.local import _signing
 from ..reader import Reader
 from ..types import Preconditions, UploadAttrs
-from . import _forms
 from ._common import (
     CHUNK,
     Registry,
@@ -37,6 +36,8 @@ from ._common import (
     error_response,
     object_headers,
 )
+from ._forms import add_routes as add_form_routes
+from ._forms import check_signed_put
 
 REGISTRY = web.AppKey("registry", Registry)
 TOKEN = web.AppKey("token", str)
@@ -122,7 +123,7 @@ async def handle_object(request: web.Request) -> web.StreamResponse:
     op = "PUT" if request.method == "PUT" else "GET"
     denied = await _authorize(request, served, op, stored, version)
     if denied is None and op == "PUT":
-        denied = _forms.check_signed_put(request)  # the Content-Type and size it signed
+        denied = check_signed_put(request)  # the Content-Type and size it signed
     if denied is not None:
         return _text(403, f"access denied: {denied}")
     try:
@@ -219,7 +220,7 @@ def make_app(registry: Registry, *, hosts: Iterable[str] = (), token: str | None
     app[TOKEN] = token or secrets.token_urlsafe(32)
     app[HOSTS] = frozenset({"127.0.0.1", "localhost", "::1", *hosts})
     app.router.add_route("*", PREFIX + "{tail:.*}", handle_object)
-    _forms.add_routes(app)
+    add_form_routes(app)
     _browser.add_routes(app)
     app.on_response_prepare.append(_add_headers)
     app.on_cleanup.append(_close_clients)
