@@ -41,7 +41,7 @@ from .refs import (
     SignedUploader,
     Uploader,
 )
-from .types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, Query, UploadAttrs
+from .types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, Query, UploadAttrs, UploadForm
 from .writer import Writer
 
 __version__ = "0.1.0"
@@ -81,6 +81,7 @@ __all__ = [
     "SignedUploader",
     "UploadAborted",
     "UploadAttrs",
+    "UploadForm",
     "Uploader",
     "Writer",
     "WriterClosed",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, TypeVar, cast
@@ -16,7 +16,7 @@ from .listing import ListItem, iterate
 from .providers.base import Provider
 from .reader import Reader
 from .refs import TTL, BucketRef, Uploader
-from .types import BucketConfig, ObjectAttrs, Preconditions, Query, UploadAttrs
+from .types import BucketConfig, ObjectAttrs, Preconditions, Query, UploadAttrs, UploadForm
 from .writer import Writer
 
 __all__ = ["Bucket"]
@@ -176,9 +176,63 @@ class Bucket:
             )
         return settings.public_base_url.rstrip("/") + "/" + quote(settings.key_prefix + key, safe="/~")
 
-    async def signed_upload_url(self, key: str, *, ttl: TTL = DEFAULT_TTL) -> str:
-        """A URL anyone may PUT the object's bytes to until ``ttl`` passes (1 h default, 7 days max)."""
-        return await self._sign(key, "PUT", ttl, None)
+    async def signed_upload_url(
+        self,
+        key: str,
+        *,
+        ttl: TTL = DEFAULT_TTL,
+        content_type: str | None = None,
+        content_length: int | None = None,
+    ) -> str:
+        """A URL anyone may PUT the object's bytes to until ``ttl`` passes (1 h default, 7 days max).
+
+        ``content_type`` and ``content_length`` are signed into the URL: the server then
+        refuses a PUT with another Content-Type header or another size (S3, the dev
+        server; GCS signs ``content_type`` only and raises NotSupported for
+        ``content_length``). To cap the size rather than fix it, use signed_upload_form().
+        """
+        from ._upload_forms import check_content_type, check_size
+
+        try:
+            if content_type is not None:
+                check_content_type("content_type", content_type)
+            if content_length is not None:
+                check_size("content_length", content_length)
+        except InvalidArgument as exc:
+            raise exc.with_context(bucket=self.name, key=key) from None
+        return await self._sign(key, "PUT", ttl, None, content_type, content_length)
+
+    async def signed_upload_form(
+        self,
+        key: str,
+        *,
+        max_size: int,
+        ttl: TTL = DEFAULT_TTL,
+        min_size: int = 0,
+        content_type: str | None = None,
+        content_type_prefix: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> UploadForm:
+        """A signed browser upload form for ``key``: the server refuses a file outside
+        ``min_size``..``max_size`` bytes, after ``ttl``, or with other fields.
+
+        POST ``form.fields`` and then the file, as the last field named ``file``, as
+        ``multipart/form-data`` to ``form.url``. The Content-Type is fixed to
+        ``content_type`` (default: guessed from the key, as upload() does); with
+        ``content_type_prefix="image/"`` instead, the browser adds a ``Content-Type``
+        field (such as ``file.type``) that must start with it. ``metadata`` is stored
+        with the object. Works on S3 (a SigV4 POST policy), GCS (a V4 POST policy) and
+        the local backend (through ``aiobucket serve``); NotSupported on memory.
+        """
+        from ._upload_forms import make_policy
+
+        key = self._key(key)
+        delta = self._ttl(ttl, key)
+        try:
+            policy = make_policy(key, delta, max_size, min_size, content_type, content_type_prefix, metadata)
+        except InvalidArgument as exc:
+            raise exc.with_context(bucket=self.name, key=key) from None
+        return await self._run("signed_upload_form", key, None, lambda p: p.sign_post(key, policy))
 
     async def signed_download_url(
         self, key: str, *, ttl: TTL = DEFAULT_TTL, version: str | None = None
@@ -219,18 +273,40 @@ class Bucket:
             raise exc.with_context(bucket=self.name) from None
         return query
 
-    async def _sign(self, key: str, method: Literal["GET", "PUT"], ttl: TTL, version: str | None) -> str:
-        key = self._key(key)
-        version = self._version(version, key)
+    def _ttl(self, ttl: TTL, key: str) -> timedelta:
+        """The one rule for signed URLs and forms: more than 0 and at most 7 days."""
         if isinstance(ttl, bool) or not isinstance(ttl, timedelta | int | float):
-            raise InvalidArgument(f"ttl must be a timedelta or seconds, got {type(ttl).__name__}", key=key)
+            raise InvalidArgument(
+                f"ttl must be a timedelta or seconds, got {type(ttl).__name__}", bucket=self.name, key=key
+            )
         delta = ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl)
         if not timedelta(0) < delta <= MAX_TTL:
             raise InvalidArgument(
                 f"ttl must be more than 0 and at most 7 days, got {delta}", bucket=self.name, key=key
             )
+        return delta
+
+    async def _sign(
+        self,
+        key: str,
+        method: Literal["GET", "PUT"],
+        ttl: TTL,
+        version: str | None,
+        content_type: str | None = None,
+        content_length: int | None = None,
+    ) -> str:
+        key = self._key(key)
+        version = self._version(version, key)
+        delta = self._ttl(ttl, key)
         op = "signed_upload_url" if method == "PUT" else "signed_download_url"
-        return await self._run(op, key, version, lambda p: p.sign_url(key, method, delta, version))
+        return await self._run(
+            op,
+            key,
+            version,
+            lambda p: p.sign_url(
+                key, method, delta, version, content_type=content_type, content_length=content_length
+            ),
+        )
 
     async def _run(
         self, op: str, key: str | None, version: str | None, call: Callable[[Provider], Awaitable[T]]

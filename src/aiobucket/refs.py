@@ -10,7 +10,7 @@ permissions with a Protocol of your own::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +19,7 @@ from .errors import InvalidArgument, PermissionDenied
 if TYPE_CHECKING:
     from .listing import ListItem
     from .reader import Reader
-    from .types import ObjectAttrs, Preconditions, Query, UploadAttrs
+    from .types import ObjectAttrs, Preconditions, Query, UploadAttrs, UploadForm
     from .writer import Writer
 
 __all__ = [
@@ -87,7 +87,26 @@ class Remover(Protocol):
 
 
 class SignedUploader(Protocol):
-    async def signed_upload_url(self, key: str, *, ttl: TTL = ...) -> str: ...
+    async def signed_upload_url(
+        self,
+        key: str,
+        *,
+        ttl: TTL = ...,
+        content_type: str | None = None,
+        content_length: int | None = None,
+    ) -> str: ...
+
+    async def signed_upload_form(
+        self,
+        key: str,
+        *,
+        max_size: int,
+        ttl: TTL = ...,
+        min_size: int = 0,
+        content_type: str | None = None,
+        content_type_prefix: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> UploadForm: ...
 
 
 class SignedDownloader(Protocol):

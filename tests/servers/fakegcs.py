@@ -58,6 +58,14 @@ QUIRKS: dict[str, str] = {
         "fake-gcs-server 1.54 answers DELETE on a session URI with 499 but keeps the session, so a "
         "later chunk PUT to it is still accepted"
     ),
+    "gcs_post_policy_unchecked": (
+        "fake-gcs-server 1.54 stores any form POST without checking its policy, signature, expiry, "
+        "content-length-range or Content-Type condition (GCS answers 400/403 and stores nothing)"
+    ),
+    "gcs_signed_url_unchecked": (
+        "fake-gcs-server 1.54 never checks a V4 signature, so a signed header such as Content-Type "
+        "is not enforced on a signed PUT"
+    ),
 }
 
 
@@ -157,6 +165,8 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
                 "memory",
                 "-external-url",
                 endpoint,
+                "-public-host",  # form uploads (POST /BUCKET) are routed on the public host only
+                f"127.0.0.1:{port}",
                 "-log-level",
                 "warn",
             ],

@@ -434,7 +434,14 @@ async def _url(args: argparse.Namespace) -> int:
 
 def _infra_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="the codebase: each top-level package under it is a service")
-    p.add_argument("--format", choices=("json", "iam-aws", "mermaid"), default="json")
+    p.add_argument("--format", choices=("json", "iam-aws", "mermaid", "cors"), default="json")
+    p.add_argument(
+        "--origin",
+        action="append",
+        metavar="ORIGIN",
+        help="with --format cors: a page origin allowed to upload, e.g. https://app.example.com "
+        "(repeatable; default *)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
 
 
@@ -451,6 +458,8 @@ def _infra(args: argparse.Namespace) -> int:
             sys.stderr.write(f"aiobucket: warning: {w}\n")
         if args.format == "iam-aws":
             _out(json.dumps(infra.iam_policies(manifest), indent=2))
+        elif args.format == "cors":
+            _out(json.dumps(infra.cors(manifest, args.origin or ["*"]), indent=2))
         else:
             sys.stdout.write(infra.mermaid(manifest))
     return 1 if args.strict and manifest.warnings else 0

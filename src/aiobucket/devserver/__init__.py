@@ -1,8 +1,9 @@
 """``aiobucket serve``: a local dev server for local-backend buckets, with a bucket browser.
 
 It makes the URLs the library hands out for ``file://`` buckets work:
-``signed_download_url()`` / ``signed_upload_url()`` (HMAC-signed, with expiry)
-and ``public_url()`` for public buckets. Objects are served at
+``signed_download_url()`` / ``signed_upload_url()`` (HMAC-signed, with expiry),
+``signed_upload_form()`` (``POST /upload/{bucket}``, see ``_forms``) and
+``public_url()`` for public buckets. Objects are served at
 ``/o/{bucket}/{stored key}`` with GET, HEAD (Range, ETag, ...), PUT and CORS; the
 bucket browser is at ``/``. It binds 127.0.0.1:8787 by default.
 
@@ -32,6 +33,12 @@ Objects: /o/BUCKET/KEY (KEY includes the bucket's key_prefix, as in
 public_url()). GET and HEAD (Range, ETag, Last-Modified), PUT, and CORS.
 A URL needs a valid signature from signed_download_url() / signed_upload_url()
 (403 when expired or tampered with), except GET and HEAD on a public bucket.
+
+Upload forms: POST /upload/BUCKET (multipart/form-data) with the fields of
+signed_upload_form(), then the file. The signed policy is checked before the
+file is read (403: expired, tampered, other fields or Content-Type); the file
+streams into the bucket and is refused with 400, storing nothing, once it
+passes max_size (or ends under min_size).
 
 The server cannot see the code's BucketConfig, so a bucket is public when
 --public names it, its configuration has public_base_url or `public = true`,

@@ -36,6 +36,8 @@ from ._common import (
     error_response,
     object_headers,
 )
+from ._forms import add_routes as add_form_routes
+from ._forms import check_signed_put
 
 REGISTRY = web.AppKey("registry", Registry)
 TOKEN = web.AppKey("token", str)
@@ -87,7 +89,17 @@ async def _authorize(
         return f"cannot read the bucket's signing key: {exc}"
     if secret is None:
         return "the URL is not validly signed (this bucket has never signed a URL)"
-    return _signing.verify(secret, op, served.name, stored, version, q.get("expires"), q.get("signature"))
+    return _signing.verify(
+        secret,
+        op,
+        served.name,
+        stored,
+        version,
+        q.get("expires"),
+        q.get("signature"),
+        content_type=q.get("content_type"),
+        content_length=q.get("content_length"),
+    )
 
 
 async def handle_object(request: web.Request) -> web.StreamResponse:
@@ -110,6 +122,8 @@ async def handle_object(request: web.Request) -> web.StreamResponse:
     version = request.query.get("version")
     op = "PUT" if request.method == "PUT" else "GET"
     denied = await _authorize(request, served, op, stored, version)
+    if denied is None and op == "PUT":
+        denied = check_signed_put(request)  # the Content-Type and size it signed
     if denied is not None:
         return _text(403, f"access denied: {denied}")
     try:
@@ -206,6 +220,7 @@ def make_app(registry: Registry, *, hosts: Iterable[str] = (), token: str | None
     app[TOKEN] = token or secrets.token_urlsafe(32)
     app[HOSTS] = frozenset({"127.0.0.1", "localhost", "::1", *hosts})
     app.router.add_route("*", PREFIX + "{tail:.*}", handle_object)
+    add_form_routes(app)
     _browser.add_routes(app)
     app.on_response_prepare.append(_add_headers)
     app.on_cleanup.append(_close_clients)

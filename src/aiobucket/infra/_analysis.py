@@ -33,6 +33,7 @@ METHOD_PERMISSION = {
     "exists": "Attrser",
     "remove": "Remover",
     "signed_upload_url": "SignedUploader",
+    "signed_upload_form": "SignedUploader",
     "signed_download_url": "SignedDownloader",
     "public_url": "PublicURLer",
 }

@@ -1,4 +1,5 @@
-"""Rendering an ``aiobucket infra`` manifest: JSON, AWS IAM policies, a Mermaid flowchart."""
+"""Rendering an ``aiobucket infra`` manifest: JSON, AWS IAM policies, a Mermaid flowchart,
+and the bucket CORS configurations that browser uploads and downloads need."""
 
 from __future__ import annotations
 
@@ -112,3 +113,99 @@ def mermaid(manifest: Manifest) -> str:
             label = ", ".join(sorted(perms))
             lines.append(f'    {node_id("svc", service)} -->|"{label}"| {node_id("bkt", bucket)}')
     return "\n".join(lines) + "\n"
+
+
+# -- CORS for browser uploads and downloads ------------------------------------------------
+
+CORS_REQUEST_HEADERS = (
+    "Cache-Control",
+    "Content-Disposition",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Range",
+)
+"""Headers a page may send with a signed PUT or a GET (form POSTs need none)."""
+CORS_EXPOSE_HEADERS = (
+    "Accept-Ranges",
+    "Content-Length",
+    "Content-Range",
+    "Content-Type",
+    "ETag",
+    "Last-Modified",
+)
+"""Response headers a page may read: the ETag of what it uploaded, ranges, validators."""
+CORS_MAX_AGE = 3600
+_BROWSER_METHODS = {
+    "SignedUploader": ("POST", "PUT"),  # signed_upload_form, signed_upload_url
+    "SignedDownloader": ("GET", "HEAD"),
+    "PublicURLer": ("GET", "HEAD"),
+}
+
+
+def cloud_location(bucket: str) -> list[tuple[str, str]]:
+    """[(scheme, cloud bucket name)] from the configuration: s3:// or gs://, else both
+    under the code's name (the bucket's production home is not known here)."""
+    from .. import config
+
+    settings = config.resolve(bucket)
+    if settings.scheme in ("s3", "gs"):
+        return [(settings.scheme, urlsplit(settings.url).netloc or bucket)]
+    return [("s3", bucket), ("gs", bucket)]
+
+
+def cors(
+    manifest: Manifest,
+    origins: list[str],
+    location: Callable[[str], list[tuple[str, str]]] = cloud_location,
+) -> dict[str, dict[str, Any]]:
+    """The CORS configuration each cloud bucket needs for the browser uses in the manifest.
+
+    Keyed ``s3://NAME`` (``configuration`` is the JSON ``aws s3api put-bucket-cors``
+    takes) and ``gs://NAME`` (the JSON ``gsutil cors set`` takes). Only buckets that
+    hand out signed URLs, upload forms or public URLs need one.
+    """
+    methods: dict[tuple[str, str], set[str]] = {}
+    users: dict[tuple[str, str], set[str]] = {}
+    for buckets in manifest.services.values():
+        for bucket, perms in buckets.items():
+            wanted = {m for p in perms for m in _BROWSER_METHODS.get(p, ())}
+            if not wanted:
+                continue
+            for where in location(bucket):
+                methods.setdefault(where, set()).update(wanted)
+                users.setdefault(where, set()).add(bucket)
+    out: dict[str, dict[str, Any]] = {}
+    for (scheme, name), allowed in sorted(methods.items()):
+        if scheme == "s3":
+            document: Any = {"CORSRules": [_s3_rule(origins, allowed)]}
+            command = f"aws s3api put-bucket-cors --bucket {name} --cors-configuration file://cors.json"
+        else:
+            document = [_gcs_rule(origins, allowed)]
+            command = f"gsutil cors set cors.json gs://{name}"
+        out[f"{scheme}://{name}"] = {
+            "buckets": sorted(users[(scheme, name)]),
+            "command": command,
+            "configuration": document,
+        }
+    return out
+
+
+def _s3_rule(origins: list[str], methods: set[str]) -> dict[str, Any]:
+    return {
+        "AllowedOrigins": list(origins),
+        "AllowedMethods": sorted(methods),
+        "AllowedHeaders": list(CORS_REQUEST_HEADERS),
+        "ExposeHeaders": list(CORS_EXPOSE_HEADERS),
+        "MaxAgeSeconds": CORS_MAX_AGE,
+    }
+
+
+def _gcs_rule(origins: list[str], methods: set[str]) -> dict[str, Any]:
+    # GCS has one list for both directions: headers a request may carry and a page may read.
+    return {
+        "origin": list(origins),
+        "method": sorted(methods),
+        "responseHeader": sorted(set(CORS_REQUEST_HEADERS) | set(CORS_EXPOSE_HEADERS)),
+        "maxAgeSeconds": CORS_MAX_AGE,
+    }

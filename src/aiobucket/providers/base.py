@@ -66,6 +66,10 @@ class Capabilities:
     conditional_put: bool = True
     """not_exists and if_match on put and on multipart complete."""
     signed_urls: bool = False
+    signed_forms: bool = False
+    """sign_post() makes browser upload forms whose limits the server enforces."""
+    signed_url_length: bool = False
+    """A signed PUT URL can fix ``content_length`` (else sign_url raises NotSupported for it)."""
     server_side_copy: bool = True
     parallel_parts: bool = False
     """Parts may be uploaded concurrently and out of order (S3). When False the

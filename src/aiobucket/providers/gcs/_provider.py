@@ -106,6 +106,7 @@ CAPABILITIES = Capabilities(
     versioning=True,
     conditional_put=True,
     signed_urls=True,
+    signed_forms=True,
     server_side_copy=True,
     parallel_parts=False,
     min_part_size=256 * KiB,
@@ -422,7 +423,13 @@ class GcsProvider:
         return await delete_each(self.delete, keys)
 
     async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
-        raise NotSupported("GCS upload forms are not implemented yet", key=key)
+        from ._post import sign_post_v4
+
+        email, pem = self._signing_key(key)
+        base = self.http.api_root if self.http.is_emulator else GCS_PUBLIC_ROOT
+        return sign_post_v4(
+            base_url=base, bucket=self.bucket, key=key, policy=policy, client_email=email, private_key_pem=pem
+        )
 
     async def sign_url(
         self,
@@ -434,6 +441,10 @@ class GcsProvider:
         content_type: str | None = None,
         content_length: int | None = None,
     ) -> str:
+        if content_length is not None:
+            raise NotSupported(
+                "GCS signed URLs cannot fix the upload size; use signed_upload_form(max_size=...)", key=key
+            )
         email, pem = self._signing_key(key)
         base = self.http.api_root if self.http.is_emulator else GCS_PUBLIC_ROOT
         extra = {"generation": version} if version is not None and method == "GET" else None
@@ -446,6 +457,7 @@ class GcsProvider:
             client_email=email,
             private_key_pem=pem,
             extra_query=extra,
+            content_type=content_type if method == "PUT" else None,
         )
 
     def _signing_key(self, key: str) -> tuple[str, str]:

@@ -2,8 +2,8 @@
 
 https://cloud.google.com/storage/docs/access-control/signing-urls-manually
 
-Only the ``host`` header is signed and the payload is UNSIGNED-PAYLOAD, so a
-signed PUT accepts any Content-Type the uploader sends.
+The ``host`` header is signed, plus ``content-type`` when the caller fixes it (then
+GCS refuses a PUT with another Content-Type); the payload is UNSIGNED-PAYLOAD.
 """
 
 from __future__ import annotations
@@ -33,12 +33,10 @@ def sign_v4(
     client_email: str,
     private_key_pem: str,
     extra_query: Mapping[str, str] | None = None,
+    content_type: str | None = None,
     now: datetime | None = None,
 ) -> str:
     """A path-style V4 signed URL: ``{base_url}/{bucket}/{key}?X-Goog-...``."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
     seconds = int(ttl.total_seconds())
     if seconds < 1 or ttl > MAX_TTL:
         raise InvalidArgument(f"signed URL ttl must be between 1 second and 7 days, got {ttl}", key=key)
@@ -48,6 +46,10 @@ def sign_v4(
     base = urlsplit(base_url)
     host = base.netloc
     path = f"{base.path.rstrip('/')}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+    headers = {"host": host}
+    if content_type is not None:
+        headers["content-type"] = " ".join(content_type.split())  # canonical: trimmed, spaces folded
+    signed_headers = ";".join(sorted(headers))
     params = dict(extra_query or {})
     params.update(
         {
@@ -55,19 +57,30 @@ def sign_v4(
             "X-Goog-Credential": f"{client_email}/{scope}",
             "X-Goog-Date": stamp,
             "X-Goog-Expires": str(seconds),
-            "X-Goog-SignedHeaders": "host",
+            "X-Goog-SignedHeaders": signed_headers,
         }
     )
     query = canonical_query(params)
-    canonical_request = "\n".join([method, path, query, f"host:{host}\n", "host", "UNSIGNED-PAYLOAD"])
+    canonical_headers = "".join(f"{name}:{headers[name]}\n" for name in sorted(headers))
+    canonical_request = "\n".join(
+        [method, path, query, canonical_headers, signed_headers, "UNSIGNED-PAYLOAD"]
+    )
     string_to_sign = "\n".join(
         [ALGORITHM, stamp, scope, hashlib.sha256(canonical_request.encode()).hexdigest()]
     )
+    signature = rsa_sign_hex(private_key_pem, string_to_sign.encode(), key)
+    return f"{base.scheme}://{host}{path}?{query}&X-Goog-Signature={signature}"
+
+
+def rsa_sign_hex(private_key_pem: str, message: bytes, key: str) -> str:
+    """RSASSA-PKCS1-v1_5 with SHA-256 (GOOG4-RSA-SHA256), hex: URLs and POST policies alike."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
     try:
         pkey = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
     except (ValueError, TypeError) as exc:
         raise NotSupported(f"the service-account private key cannot be loaded: {exc}", key=key) from exc
     if not isinstance(pkey, rsa.RSAPrivateKey):
         raise NotSupported("the service-account private key is not an RSA key", key=key)
-    signature = pkey.sign(string_to_sign.encode(), padding.PKCS1v15(), hashes.SHA256()).hex()
-    return f"{base.scheme}://{host}{path}?{query}&X-Goog-Signature={signature}"
+    return pkey.sign(message, padding.PKCS1v15(), hashes.SHA256()).hex()

@@ -47,7 +47,6 @@ from ...errors import (
     BackendError,
     BucketError,
     InvalidArgument,
-    NotSupported,
     ObjectNotFound,
     PermissionDenied,
 )
@@ -75,7 +74,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 CHUNK = 1024 * 1024
 PAGE = 1000
-CAPABILITIES = Capabilities(signed_urls=True, parallel_parts=False, min_part_size=1)
+CAPABILITIES = Capabilities(
+    signed_urls=True, signed_forms=True, signed_url_length=True, parallel_parts=False, min_part_size=1
+)
 
 
 @contextlib.contextmanager
@@ -549,7 +550,15 @@ class LocalProvider:
             _discard(tmp)
 
     async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
-        raise NotSupported("the local backend cannot sign upload forms yet", key=key)
+        """An HMAC-signed form for ``aiobucket serve``, which enforces it (see _signing)."""
+        secret = await self._secret(key)
+        return _signing.signed_form(_signing.dev_server_base(self._options), secret, self.name, key, policy)
+
+    async def _secret(self, key: str) -> bytes:
+        with _mapped("cannot sign", key):
+            secret = await anyio.to_thread.run_sync(_signing.load_key, self.root)
+        assert secret is not None
+        return secret
 
     async def sign_url(
         self,
@@ -566,11 +575,20 @@ class LocalProvider:
         The secret lives in ``<root>/signing.key`` (created on first use), so the dev
         server verifies it with no configuration. ``key`` is the stored key.
         """
-        with _mapped("cannot sign the URL", key):
-            secret = await anyio.to_thread.run_sync(_signing.load_key, self.root)
-        assert secret is not None
+        secret = await self._secret(key)
         base = _signing.dev_server_base(self._options)
-        return _signing.signed_url(base, secret, method, self.name, key, version, ttl.total_seconds())
+        put = method == "PUT"
+        return _signing.signed_url(
+            base,
+            secret,
+            method,
+            self.name,
+            key,
+            version,
+            ttl.total_seconds(),
+            content_type=content_type if put else None,
+            content_length=content_length if put else None,
+        )
 
     async def aclose(self) -> None:
         def close() -> None:

@@ -51,7 +51,6 @@ from ...errors import (
     ConnectionLost,
     InvalidArgument,
     NotModified,
-    NotSupported,
     ObjectChanged,
     ObjectNotFound,
     OutcomeUnknown,
@@ -103,6 +102,8 @@ CAPABILITIES = Capabilities(
     versioning=True,
     conditional_put=True,
     signed_urls=True,
+    signed_forms=True,
+    signed_url_length=True,
     server_side_copy=True,
     parallel_parts=True,
     min_part_size=5 * MiB,
@@ -559,7 +560,9 @@ class S3Provider:
     # -- signing and closing ---------------------------------------------------------------------
 
     async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
-        raise NotSupported("S3 upload forms are not implemented yet", key=key)
+        from ._post import sign_post
+
+        return await sign_post(await self.client(), self.bucket, key, policy)
 
     async def sign_url(
         self,
