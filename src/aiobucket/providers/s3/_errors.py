@@ -19,6 +19,7 @@ from ...errors import (
     BucketError,
     ConnectionLost,
     InvalidArgument,
+    NotModified,
     NotSupported,
     ObjectNotFound,
     PermissionDenied,
@@ -75,6 +76,8 @@ def map_error(
                 "(check the s3:// URL in the bucket's configuration)",
                 key=key,
             )
+        if status == 304:  # a conditional GET (if_none_match / if_modified_since) matched
+            return NotModified(f"{op}: not modified", key=key, version=version)
         if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
             return PreconditionFailed(f"{op}: precondition failed ({code or status}: {message})", key=key)
         if conditional_write and (code in _NOT_FOUND or status == 404):

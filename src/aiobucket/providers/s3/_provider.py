@@ -29,6 +29,7 @@ import contextlib
 import heapq
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,7 +38,14 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
 
 from ..._aio import run_to_completion
-from ...errors import BucketError, InvalidArgument, NotSupported, ObjectNotFound, RangeNotSatisfiable
+from ...errors import (
+    BucketError,
+    InvalidArgument,
+    NotModified,
+    NotSupported,
+    ObjectNotFound,
+    RangeNotSatisfiable,
+)
 from ...types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, UploadForm
 from ..base import (
     Capabilities,
@@ -267,9 +275,18 @@ class S3Provider:
         if opts.offset or opts.length is not None:
             end = "" if opts.length is None else str(opts.offset + opts.length - 1)
             params["Range"] = f"bytes={opts.offset}-{end}"
+        # HTTP caching: S3 answers 304 with only an etag, so a 304 is confirmed with a
+        # HEAD, whose attrs go into NotModified (check_read raises it; a changed object reads).
+        if opts.if_none_match is not None:
+            params["IfNoneMatch"] = "*" if opts.if_none_match == "*" else _quote(opts.if_none_match)
+        elif opts.if_modified_since is not None:
+            params["IfModifiedSince"] = opts.if_modified_since
         try:
             with mapped("download", self.bucket, key, opts.version):
                 resp = await client.get_object(**params)
+        except NotModified:
+            check_read(await self._head(key, opts.version), replace(opts, offset=0), key)
+            return await self.get(key, opts)  # it changed since the 304; read it
         except RangeNotSatisfiable:
             if opts.offset:
                 raise RangeNotSatisfiable(
