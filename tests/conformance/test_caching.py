@@ -17,6 +17,7 @@ import pytest
 
 import aiobucket
 from aiobucket import tracing
+from aiobucket.http import serve
 from aiobucket.tracing import TraceEvent
 from conformance.conftest import get, put
 
@@ -163,3 +164,52 @@ async def test_bad_conditions_are_invalid_arguments(backend):
         b.download("k", if_none_match="")
     with pytest.raises(aiobucket.InvalidArgument, match="if_none_match"):
         b.download("k", if_none_match=b"etag")  # type: ignore[arg-type]
+
+
+# -- aiobucket.http.serve: a GET answered in one call, on every backend ---------------------
+
+
+async def test_serve_answers_200_304_206_and_416(backend):
+    b = backend.bucket()
+    stored = await put(b, "a.css", DATA, attrs=aiobucket.UploadAttrs(content_type="text/css"))
+    resp = await serve(b, "a.css", {}, cache_control="no-cache")
+    assert resp.status == 200 and resp.reader is not None
+    assert b"".join([c async for c in resp.body()]) == DATA
+    assert resp.headers["ETag"] == f'"{stored.etag}"'
+    assert resp.headers["Cache-Control"] == "no-cache"
+    assert resp.headers["Content-Type"] == "text/css"
+    assert resp.headers["Content-Length"] == str(len(DATA))
+    last_modified = resp.headers["Last-Modified"]
+
+    # Header names in any case, from any mapping; a list of etags; a weak one.
+    for headers in (
+        {"if-none-match": f'"{stored.etag}"'},
+        {"If-None-Match": f'"x", W/"{stored.etag}"'},
+        {"IF-MODIFIED-SINCE": last_modified},
+    ):
+        nm = await serve(b, "a.css", headers, cache_control="no-cache")
+        assert nm.status == 304 and nm.reader is None, headers
+        assert nm.headers == {
+            "ETag": f'"{stored.etag}"',
+            "Last-Modified": last_modified,
+            "Cache-Control": "no-cache",
+        }
+
+    part = await serve(b, "a.css", {"Range": "bytes=-5", "If-None-Match": '"x"'})
+    assert (
+        part.status == 206
+        and part.headers["Content-Range"] == f"bytes {len(DATA) - 5}-{len(DATA) - 1}/{len(DATA)}"
+    )
+    assert b"".join([c async for c in part.body()]) == DATA[-5:]
+    beyond = await serve(b, "a.css", {"Range": f"bytes={len(DATA)}-"})
+    assert beyond.status == 416 and beyond.headers == {"Content-Range": f"bytes */{len(DATA)}"}
+
+
+async def test_serve_prefers_the_objects_own_cache_control(backend):
+    b = backend.bucket()
+    await put(b, "logo.png", DATA, attrs=aiobucket.UploadAttrs(cache_control="public, max-age=86400"))
+    resp = await serve(b, "logo.png", {}, cache_control="no-cache")
+    await resp.aclose()
+    assert resp.headers["Cache-Control"] == "public, max-age=86400"
+    with pytest.raises(aiobucket.ObjectNotFound):
+        await serve(b, "nothing.png", {"If-None-Match": '"x"'})
