@@ -30,7 +30,7 @@ from . import _runtime
 from ._aio import run_to_completion
 from ._checksum import Verifier
 from ._parallel import TASK_NAME, fetch_range, open_first, ranges_of
-from .errors import IntegrityError, InvalidArgument
+from .errors import BucketError, IntegrityError, InvalidArgument
 from .providers.base import Body, GetOptions, Provider
 from .tracing import Span, start_span
 from .types import ObjectAttrs
@@ -55,22 +55,29 @@ async def download_to(
     on_progress: Callable[[int], object] | None,
 ) -> ObjectAttrs:
     """Download the object into ``path``: parts written in place into a temporary file
-    in the same directory, renamed over ``path`` once complete and verified."""
+    in the same directory, renamed over ``path`` once complete and verified.
+
+    Storage errors are aiobucket errors; errors of the local file (a missing directory,
+    no permission, a full disk) are the OSError the file system raised, as from open().
+    """
     if await anyio.Path(path).is_dir():
         raise InvalidArgument(f"{str(path)!r} is a directory; name the file", bucket=bucket.name, key=key)
     span = start_span("download_to", bucket.name, key, version=version, concurrency=concurrency)
-    async with _runtime.mapped_errors(bucket.name, key, span.end):
+    try:
         provider, _ = bucket.provider()
         cache = replace(cache or GetOptions(), version=version)
         attrs, body, _ = await open_first(provider, key, cache, 0, None, part_size)
         span.set(size=attrs.size, version=attrs.version)
-        try:
-            await _write_file(provider, key, attrs, body, path, concurrency, part_size, span, on_progress)
-        except BaseException as exc:
-            if isinstance(exc, BaseExceptionGroup):  # one failing part: report it, not the group
-                first = exc.exceptions[0]
-                raise first from first.__cause__
+        await _write_file(provider, key, attrs, body, path, concurrency, part_size, span, on_progress)
+    except BaseException as exc:
+        # One failing part is reported as itself, not as the TaskGroup's group.
+        first = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) else exc
+        local_file = isinstance(first, OSError) and not isinstance(first, BucketError)
+        err = first if local_file else _runtime.map_error(first, bucket.name, key)
+        span.end(err)
+        if err is exc:
             raise
+        raise err from (first if err is not first else first.__cause__)
     span.end()
     return attrs
 
