@@ -87,7 +87,8 @@ async def test_durations_bytes_and_errors_per_operation(backend, reader):
     assert nm.attributes["aiobucket.operation"] == "download" and "error.type" not in nm.attributes
     assert unit_of(reader, "aiobucket.client.operation.duration") == "s"
 
-    io = {p.attributes["network.io.direction"]: p.value for p in points(reader, "aiobucket.client.io", b.name)}
+    io_points = points(reader, "aiobucket.client.io", b.name)
+    io = {p.attributes["network.io.direction"]: p.value for p in io_points}
     assert io == {"transmit": len(data), "receive": len(data)}
     assert unit_of(reader, "aiobucket.client.io") == "By"
 

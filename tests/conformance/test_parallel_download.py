@@ -63,9 +63,8 @@ async def test_parallel_ranges_and_reads_of_any_size(backend):
     b = backend.bucket()
     data = payload(5 * PART + 17, seed=4)
     await put(b, "big", data)
-    assert await b.download("big", offset=PART - 3, length=2 * PART, concurrency=3, part_size=PART).read() == (
-        data[PART - 3 : 3 * PART - 3]
-    )
+    ranged = b.download("big", offset=PART - 3, length=2 * PART, concurrency=3, part_size=PART)
+    assert await ranged.read() == data[PART - 3 : 3 * PART - 3]
     assert await b.download("big", offset=4 * PART, concurrency=2, part_size=PART).read() == data[4 * PART :]
     r = b.download("big", concurrency=2, part_size=PART)
     got = bytearray()
@@ -198,7 +197,9 @@ async def test_download_to_writes_the_object_and_nothing_else(backend, tmp_path:
     out = tmp_path / "out"
     out.mkdir()
     seen: list[int] = []
-    attrs = await b.download_to("big", out / "file.bin", concurrency=3, part_size=PART, on_progress=seen.append)
+    attrs = await b.download_to(
+        "big", out / "file.bin", concurrency=3, part_size=PART, on_progress=seen.append
+    )
     assert (out / "file.bin").read_bytes() == data
     assert attrs.size == len(data) and sum(seen) == len(data)
     assert os.listdir(out) == ["file.bin"]  # the temporary file was renamed, not copied

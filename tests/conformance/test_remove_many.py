@@ -45,7 +45,7 @@ async def test_removes_reports_missing_and_invalid_keys_in_input_order(backend, 
     b = backend.bucket()
     batch = backend.supports(b).delete_batch
     stored = [f"del/{i:05d}" for i in range(2 * batch + 7)]  # more than two batches
-    await _store(b, stored + ["keep/a", "keep/b"])
+    await _store(b, [*stored, "keep/a", "keep/b"])
     keys = [*stored[:3], "del/missing-1", "bad/../key", *stored[3:], "del/missing-2", stored[0]]
     results = [(err, key) async for err, key in b.remove_many(keys)]
 

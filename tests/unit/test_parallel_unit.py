@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,7 +70,7 @@ async def test_a_whole_download_is_verified(bucket: Bucket, spies: Spies, tmp_pa
     assert info.value.bucket == "par" and info.value.key == "obj"
     with pytest.raises(IntegrityError, match=kind):
         await bucket.download_to("obj", tmp_path / "g", concurrency=3, part_size=PART)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # no bad file, no temporary
+    assert sorted(os.listdir(tmp_path)) == ["f"]  # no bad file, no temporary
     # A range is not the whole object: nothing to compare it with, so it is not checked.
     assert await bucket.download("obj", concurrency=2, part_size=PART, offset=1).read() == DATA[1:]
 
