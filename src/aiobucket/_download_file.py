@@ -59,6 +59,8 @@ async def download_to(
 
     Storage errors are aiobucket errors; errors of the local file (a missing directory,
     no permission, a full disk) are the OSError the file system raised, as from open().
+    The file is not fsynced (as with cp or curl -o): call os.fsync() on it if it must
+    survive a power loss.
     """
     if await anyio.Path(path).is_dir():
         raise InvalidArgument(f"{str(path)!r} is a directory; name the file", bucket=bucket.name, key=key)

@@ -34,13 +34,15 @@ if TYPE_CHECKING:
     from ._runtime import Handle
     from .providers.base import Provider
 
-__all__ = ["DEFAULT_CONCURRENCY", "RemoveItem", "check_keys", "remove_many"]
+__all__ = ["BATCHES_IN_FLIGHT", "DELETES_IN_FLIGHT", "RemoveItem", "check_keys", "remove_many"]
 
 RemoveItem = tuple[BucketError | None, str]
 """``(None, key)`` when the key was removed, else ``(error, key)``."""
 
-DEFAULT_CONCURRENCY = {True: 4, False: 16}
-"""Batches in flight by default: for batched backends (1,000 keys a call), else single deletes."""
+BATCHES_IN_FLIGHT = 4
+"""Default concurrency on backends that delete in batches (S3: 1,000 keys a call)."""
+DELETES_IN_FLIGHT = 16
+"""Default concurrency on backends that delete one key a call."""
 
 TASK_NAME = "aiobucket-remove"
 _Entry = tuple[str, BucketError | None]  # (key as given, why it is not sent) in input order
@@ -130,7 +132,7 @@ async def remove_many(
         async with _runtime.mapped_errors(bucket.name, None):
             provider, _ = bucket.provider()
         size = max(1, provider.capabilities.delete_batch)
-        limit = concurrency or DEFAULT_CONCURRENCY[size > 1]
+        limit = concurrency or (BATCHES_IN_FLIGHT if size > 1 else DELETES_IN_FLIGHT)
         span.set(batch_size=size, concurrency=limit)
         source = _Source(keys)
         exhausted = False

@@ -28,7 +28,8 @@ Phase = Literal["start", "end"]
 @dataclass(frozen=True, slots=True)
 class TraceEvent:
     operation: str
-    """upload, download, list, list_versions, remove, attrs, exists, copy, signed_url ..."""
+    """upload, download, download_to, list, list_versions, remove, remove_many, attrs, exists,
+    copy, signed_url ..."""
     bucket: str
     key: str | None
     phase: Phase
