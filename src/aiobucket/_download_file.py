@@ -28,8 +28,8 @@ import anyio
 
 from . import _runtime
 from ._aio import run_to_completion
-from ._checksum import Verifier
 from ._parallel import TASK_NAME, fetch_range, open_first, ranges_of
+from ._verify import WholeObjectCheck
 from .errors import BucketError, IntegrityError, InvalidArgument
 from .providers.base import Body, GetOptions, Provider
 from .tracing import Span, start_span
@@ -102,7 +102,7 @@ async def _write_file(
         fd = await anyio.to_thread.run_sync(_create, tmp, attrs.size)
         ranges = ranges_of(0, attrs.size, part_size)
         done = [asyncio.Event() for _ in ranges]
-        verifier = Verifier.of(attrs)
+        check = WholeObjectCheck.for_read(attrs, 0, None)
         todo = iter(range(len(ranges)))
 
         wfd = fd
@@ -143,16 +143,16 @@ async def _write_file(
                 await part(i)
 
         async def verify() -> None:
-            assert verifier is not None
+            assert check is not None
             for (start, length), ready in zip(ranges, done, strict=True):
                 await ready.wait()
-                await anyio.to_thread.run_sync(_hash_range, wfd, start, length, verifier)
-            verifier.check(key)
+                await anyio.to_thread.run_sync(_hash_range, wfd, start, length, check)
+            check.end()
 
         async with asyncio.TaskGroup() as tg:
             for _ in range(min(concurrency, len(ranges))):
                 tg.create_task(worker(), name=TASK_NAME)
-            if verifier is not None:
+            if check is not None:
                 tg.create_task(verify(), name=TASK_NAME)
         await anyio.to_thread.run_sync(_finish_file, fd, tmp, path)
         fd = None
@@ -179,13 +179,13 @@ def _pwrite_all(fd: int, data: bytes, pos: int) -> None:
         view, pos = view[n:], pos + n
 
 
-def _hash_range(fd: int, start: int, length: int, verifier: Verifier) -> None:
+def _hash_range(fd: int, start: int, length: int, check: WholeObjectCheck) -> None:
     end = start + length
     while start < end:
         block = os.pread(fd, min(end - start, WRITE_BUFFER), start)
         if not block:
             raise IntegrityError(f"the temporary file is short at offset {start}")
-        verifier.update(block)
+        check.update(block)
         start += len(block)
 
 

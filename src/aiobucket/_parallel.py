@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import _runtime
 from ._aio import run_to_completion
-from ._checksum import Verifier
+from ._verify import WholeObjectCheck
 from .errors import ConnectionLost, IntegrityError, InvalidArgument, ObjectChanged, PreconditionFailed
 from .providers.base import Body, GetOptions, Provider
 from .tracing import Span, start_span
@@ -156,7 +156,7 @@ class ParallelReader:
         self._next_take = 0
         self._current: deque[bytes] = deque()
         self._pending = b""  # read() leftovers
-        self._verifier: Verifier | None = None
+        self._check: WholeObjectCheck | None = None  # set when the read covers the object
         self._failure: asyncio.Task[list[bytes]] | None = None
         self._first_body: Body | None = None  # until part 0's task takes it over
         self._opened = False
@@ -252,8 +252,7 @@ class ParallelReader:
             )
             self._attrs = attrs
             self._ranges = ranges_of(self._offset, end, self._part_size)
-            if self._offset == 0 and end == attrs.size:
-                self._verifier = Verifier.of(attrs)
+            self._check = WholeObjectCheck.for_read(attrs, self._offset, end - self._offset)
             self._first_body = body
             self._span.set(size=attrs.size, version=attrs.version, parts=len(self._ranges))
             self._launch()
@@ -293,14 +292,14 @@ class ParallelReader:
                     self._failure.result()  # raises the part's error
                 if self._current:
                     chunk = self._current.popleft()
-                    if self._verifier is not None:
-                        self._verifier.update(chunk)
+                    if self._check is not None:
+                        self._check.update(chunk)  # raises before a corrupt object's last chunk
                     if self._span is not None:
                         self._span.add("bytes", len(chunk))
                     return chunk
                 if self._next_take == len(self._ranges):
-                    if self._verifier is not None:
-                        self._verifier.check(self.key, self._bucket.name)
+                    if self._check is not None:
+                        self._check.end()
                     self._eof = True
                     await self._finish(None)
                     return b""
