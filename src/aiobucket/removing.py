@@ -10,7 +10,9 @@ Invariants:
 * Every key yields exactly one pair, in input order: ``(None, key)`` removed,
   ``(ObjectNotFound, key)`` missing, ``(InvalidArgument, key)`` not a valid key (never
   sent), any other BucketError in its key's slot (a batch that fails as a whole gives
-  each of its keys the error). A per-key error never stops the iterator.
+  each of its keys the error). A per-key error never stops the iterator. Batches run
+  concurrently, so a key given twice is removed once, and which of its two pairs says
+  ObjectNotFound is not defined.
 * Stopping early (``break`` inside ``aclosing()``, ``aclose()``, a cancellation) cancels
   the batches in flight and waits for them, so no task outlives the iterator. Keys not
   yet yielded may or may not have been removed.

@@ -50,14 +50,17 @@ async def test_removes_reports_missing_and_invalid_keys_in_input_order(backend, 
     results = [(err, key) async for err, key in b.remove_many(keys)]
 
     assert [key for _, key in results] == keys  # one pair per key, in input order
-    verdicts = {key: err for err, key in results[:-1]}
-    assert all(verdicts[k] is None for k in stored)
+    # stored[0] comes twice: the two deletes may run at once, so either one may be the
+    # one that removed it; the other finds it gone.
+    twice = [err for err, key in results if key == stored[0]]
+    assert sorted(type(e).__name__ for e in twice) == ["NoneType", "ObjectNotFound"]
+    verdicts = {key: err for err, key in results if key != stored[0]}
+    assert {k: verdicts[k] for k in stored[1:] if verdicts[k] is not None} == {}
     for missing in ("del/missing-1", "del/missing-2"):
         err = verdicts[missing]
         assert isinstance(err, aiobucket.ObjectNotFound)
         assert err.key == missing and err.bucket == b.name
     assert isinstance(verdicts["bad/../key"], aiobucket.InvalidArgument)
-    assert isinstance(results[-1][0], aiobucket.ObjectNotFound)  # removed earlier in this very call
     assert await names(b) == ["keep/a", "keep/b"]
 
     [end] = spans
@@ -102,7 +105,10 @@ async def test_stopping_early_leaves_no_task_behind(backend):
     # Whatever was in flight finished or was cancelled; what is left can still be removed.
     leftovers = await names(b)
     assert set(leftovers) <= set(keys) and len(leftovers) < len(keys)
-    assert [err async for err, _ in b.remove_many(leftovers)] == [None] * len(leftovers)
+    # A delete cancelled on the wire may still land after the listing: missing is fine.
+    rest = [err async for err, _ in b.remove_many(leftovers)]
+    assert all(err is None or isinstance(err, aiobucket.ObjectNotFound) for err in rest), rest
+    assert await names(b) == []
 
 
 async def test_cancelling_the_consumer_leaves_no_task_behind(backend):
