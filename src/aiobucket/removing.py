@@ -11,8 +11,8 @@ Invariants:
   ``(ObjectNotFound, key)`` missing, ``(InvalidArgument, key)`` not a valid key (never
   sent), any other BucketError in its key's slot (a batch that fails as a whole gives
   each of its keys the error). A per-key error never stops the iterator. Batches run
-  concurrently, so a key given twice is removed once, and which of its two pairs says
-  ObjectNotFound is not defined.
+  concurrently, so for a key given twice, which pair says it was removed is not defined
+  (the other says ObjectNotFound, or, when the two raced, also that it was removed).
 * Stopping early (``break`` inside ``aclosing()``, ``aclose()``, a cancellation) cancels
   the batches in flight and waits for them, so no task outlives the iterator. Keys not
   yet yielded may or may not have been removed.
