@@ -102,7 +102,7 @@ async def serve_profile_picture(request: web.Request) -> web.StreamResponse:
         try:
             async for chunk in resp.reader:
                 await response.write(chunk)
-        except ConnectionResetError:
+        except ConnectionError:  # reset in write(), or "Connection lost" while draining
             return response  # the client went away mid-download; the finally closes the reader
         await response.write_eof()
         return response
