@@ -198,6 +198,20 @@ async def memory(env: Env) -> dict[str, Any]:
     }
 
 
+WEB_SCENARIOS = {
+    "delete_many": "bulk_delete",
+    "download_parallel": "parallel_download",
+    "download_to": "parallel_download",
+}
+
+
+async def web(env: Env) -> dict[str, Any]:
+    """Scenarios 9 and 10 (bulk delete, parallel downloads): each module runs its own."""
+    module = importlib.import_module(f"benchmarks.scenarios.{WEB_SCENARIOS[env.scenario]}")
+    result: dict[str, Any] = await module.run(env)
+    return result
+
+
 def main() -> None:
     raw = json.loads(sys.argv[1])
     env = Env(**{f.name: raw[f.name] for f in dataclasses.fields(Env) if f.name in raw})
@@ -207,6 +221,8 @@ def main() -> None:
         result = asyncio.run(local(env))
     elif env.scenario in ("memory_put", "memory_get"):
         result = asyncio.run(memory(env))
+    elif env.scenario in WEB_SCENARIOS:
+        result = asyncio.run(web(env))
     else:
         raise SystemExit(f"unknown scenario {env.scenario!r}")
     print(json.dumps(result), flush=True)

@@ -27,7 +27,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from benchmarks import _imports, _prepare, _report  # noqa: E402
 from benchmarks._common import Env, GiB, KiB, MiB  # noqa: E402
-from benchmarks.scenarios import curl_cli  # noqa: E402
+from benchmarks._worker import WEB_SCENARIOS  # noqa: E402
+from benchmarks.scenarios import bulk_delete, curl_cli, parallel_download  # noqa: E402
 
 S3_LIBS = ["aiobucket", "aiobotocore", "aioboto3", "obstore", "s3fs"]
 SCENARIOS: list[tuple[str, str, str, list[str]]] = [
@@ -41,8 +42,11 @@ SCENARIOS: list[tuple[str, str, str, list[str]]] = [
     ("import", "7", "import time (fresh interpreter)", list(_imports.MODULES)),
     ("memory_put", "8", "memory backend: sequential 4 KiB puts", ["aiobucket", "obstore"]),
     ("memory_get", "8", "memory backend: sequential 4 KiB gets", ["aiobucket", "obstore"]),
+    ("delete_many", "9", "delete {keys} keys", bulk_delete.LIBS),
+    ("download_parallel", "10", "{big} down in 8 ranges of 8 MiB at a time", parallel_download.STREAM_LIBS),
+    ("download_to", "10", "{big} into a file, 8 ranges at a time", parallel_download.FILE_LIBS),
 ]
-SERVER_SCENARIOS = {"upload", "download", "put_small", "get_small", "list"}
+SERVER_SCENARIOS = {"upload", "download", "put_small", "get_small", "list", *WEB_SCENARIOS}
 DEFAULT_PART, DEFAULT_CONCURRENCY = 8 * MiB, 8  # aiobucket's S3 defaults, for the RSS target
 
 

@@ -1,7 +1,7 @@
 """The profile-picture service with aiohttp.web: streaming uploads and downloads.
 
     POST   /profile-picture/{user_id}   store the request body (any size, streamed)
-    GET    /profile-picture/{user_id}   serve it, with Range, ETag and If-None-Match
+    GET    /profile-picture/{user_id}   serve it: Range, and HTTP caching (ETag, 304)
     DELETE /profile-picture/{user_id}   remove it
 
 Run it (the bucket lives under ./.aiobucket/ unless AIOBUCKET_CONFIG says otherwise):
@@ -21,22 +21,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import AsyncIterator, Awaitable, Callable
-from email.utils import format_datetime
 
 from aiohttp import web
 
 import aiobucket
-from aiobucket import (
-    Bucket,
-    InvalidArgument,
-    ObjectAttrs,
-    ObjectChanged,
-    ObjectNotFound,
-    RangeNotSatisfiable,
-    Reader,
-    UploadAttrs,
-)
-from aiobucket.http import ByteRange, open_range
+from aiobucket import Bucket, InvalidArgument, ObjectChanged, ObjectNotFound, UploadAttrs
+from aiobucket.http import serve
 
 # Declared once, at module level. Declaring does no I/O; configuration decides where it lives.
 ProfilePictures = Bucket("profile-pictures")
@@ -91,50 +81,33 @@ async def delete_profile_picture(request: web.Request) -> web.StreamResponse:
 
 # -- download -----------------------------------------------------------------------
 
-async def open_download(key: str, range_header: str | None) -> tuple[Reader, ObjectAttrs, ByteRange | None]:
-    """Open a reader on the picture, or on the byte range the client asked for.
-
-    aiobucket.http.open_range parses the header and pins a suffix range to one version.
-    """
-    try:
-        return await open_range(ProfilePictures, key, range_header)
-    except ObjectChanged:
-        raise web.HTTPServiceUnavailable(text="the picture is changing; try again") from None
-
-
 
 @routes.get(ROUTE)
 async def serve_profile_picture(request: web.Request) -> web.StreamResponse:
+    # One call answers the GET: 304 when the client's copy is current (If-None-Match,
+    # If-Modified-Since: no body leaves the store), 206 for a Range, 416 for a range
+    # beyond the end, else 200; with ETag, Last-Modified and Cache-Control. "no-cache"
+    # (unless the object has its own Cache-Control) lets browsers keep the picture but
+    # ask each time, so a new picture shows at once and an unchanged one costs a 304.
     try:
-        reader, attrs, rng = await open_download(key_for(request), request.headers.get("Range"))
-    except RangeNotSatisfiable as exc:
-        return web.Response(status=416, headers={"Content-Range": f"bytes */{exc.size}"})
-
+        resp = await serve(ProfilePictures, key_for(request), request.headers, cache_control="no-cache")
+    except ObjectChanged:
+        raise web.HTTPServiceUnavailable(text="the picture is changing; try again") from None
+    if resp.reader is None:
+        return web.Response(status=resp.status, headers=resp.headers)
     # The reader is open: from here on, every path closes it.
     try:
-        headers = {"ETag": f'"{attrs.etag}"', "Accept-Ranges": "bytes"}
-        if attrs.last_modified is not None:
-            headers["Last-Modified"] = format_datetime(attrs.last_modified, usegmt=True)
-        if_none_match = request.headers.get("If-None-Match", "")
-        if headers["ETag"] in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
-            return web.Response(status=304, headers=headers)
-        headers["Content-Type"] = attrs.content_type
-        response = web.StreamResponse(status=200 if rng is None else 206, headers=headers)
-        if rng is None:
-            response.content_length = attrs.size
-        else:
-            response.content_length = rng[1] - rng[0] + 1
-            response.headers["Content-Range"] = f"bytes {rng[0]}-{rng[1]}/{attrs.size}"
+        response = web.StreamResponse(status=resp.status, headers=resp.headers)
         await response.prepare(request)
         try:
-            async for chunk in reader:
+            async for chunk in resp.reader:
                 await response.write(chunk)
-        except ConnectionResetError:
+        except ConnectionError:  # reset in write(), or "Connection lost" while draining
             return response  # the client went away mid-download; the finally closes the reader
         await response.write_eof()
         return response
     finally:
-        await reader.aclose()
+        await resp.aclose()
 
 
 async def aiobucket_clients(app: web.Application) -> AsyncIterator[None]:

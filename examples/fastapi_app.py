@@ -1,7 +1,7 @@
 """The profile-picture service with FastAPI: streaming uploads and downloads.
 
     POST   /profile-picture/{user_id}   store the request body (any size, streamed)
-    GET    /profile-picture/{user_id}   serve it, with Range, ETag and If-None-Match
+    GET    /profile-picture/{user_id}   serve it: Range, and HTTP caching (ETag, 304)
     DELETE /profile-picture/{user_id}   remove it
 
 Run it (the bucket lives under ./.aiobucket/ unless AIOBUCKET_CONFIG says otherwise):
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import AsyncGenerator
-from email.utils import format_datetime
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Path, Request
@@ -31,17 +30,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 import aiobucket
-from aiobucket import (
-    Bucket,
-    InvalidArgument,
-    ObjectAttrs,
-    ObjectChanged,
-    ObjectNotFound,
-    RangeNotSatisfiable,
-    Reader,
-    UploadAttrs,
-)
-from aiobucket.http import ByteRange, open_range
+from aiobucket import Bucket, InvalidArgument, ObjectChanged, ObjectNotFound, Reader, UploadAttrs
+from aiobucket.http import serve
 
 # Declared once, at module level. Declaring does no I/O; configuration decides where it lives.
 ProfilePictures = Bucket("profile-pictures")
@@ -94,17 +84,6 @@ async def delete_profile_picture(user_id: UserId) -> Response:
 
 # -- download -----------------------------------------------------------------------
 
-async def open_download(key: str, range_header: str | None) -> tuple[Reader, ObjectAttrs, ByteRange | None]:
-    """Open a reader on the picture, or on the byte range the client asked for.
-
-    aiobucket.http.open_range parses the header and pins a suffix range to one version.
-    """
-    try:
-        return await open_range(ProfilePictures, key, range_header)
-    except ObjectChanged:
-        raise HTTPException(503, "the picture is changing; try again") from None
-
-
 
 class ReaderResponse(StreamingResponse):
     """Streams an aiobucket Reader and always closes it.
@@ -137,31 +116,18 @@ class ReaderResponse(StreamingResponse):
 
 @app.get("/profile-picture/{user_id}")
 async def serve_profile_picture(user_id: UserId, request: Request) -> Response:
-    key = key_for(user_id)
+    # One call answers the GET: 304 when the client's copy is current (If-None-Match,
+    # If-Modified-Since: no body leaves the store), 206 for a Range, 416 for a range
+    # beyond the end, else 200; with ETag, Last-Modified and Cache-Control. "no-cache"
+    # (unless the object has its own Cache-Control) lets browsers keep the picture but
+    # ask each time, so a new picture shows at once and an unchanged one costs a 304.
     try:
-        reader, attrs, rng = await open_download(key, request.headers.get("range"))
-    except RangeNotSatisfiable as exc:
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
-
-    headers = {
-        "Content-Type": attrs.content_type,
-        "ETag": f'"{attrs.etag}"',
-        "Accept-Ranges": "bytes",
-    }
-    if attrs.last_modified is not None:
-        headers["Last-Modified"] = format_datetime(attrs.last_modified, usegmt=True)
-    if_none_match = request.headers.get("if-none-match", "")
-    if headers["ETag"] in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
-        await reader.aclose()
-        del headers["Content-Type"]
-        return Response(status_code=304, headers=headers)
-    if rng is None:
-        headers["Content-Length"] = str(attrs.size)
-        return ReaderResponse(reader, 200, headers)
-    first, last = rng
-    headers["Content-Length"] = str(last - first + 1)
-    headers["Content-Range"] = f"bytes {first}-{last}/{attrs.size}"
-    return ReaderResponse(reader, 206, headers)
+        resp = await serve(ProfilePictures, key_for(user_id), request.headers, cache_control="no-cache")
+    except ObjectChanged:
+        raise HTTPException(503, "the picture is changing; try again") from None
+    if resp.reader is None:
+        return Response(status_code=resp.status, headers=resp.headers)
+    return ReaderResponse(resp.reader, resp.status, resp.headers)
 
 
 if __name__ == "__main__":

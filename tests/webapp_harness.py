@@ -49,6 +49,8 @@ class AppServer:
             "AIOBUCKET_CONFIG": str(config),
             "PYTHONUNBUFFERED": "1",
         }
+        if "PYTHONPATH" in os.environ:  # a worktree's sources ahead of the installed package
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-W", "always::ResourceWarning", str(EXAMPLES / f"{app}.py"), "--port", "0"],

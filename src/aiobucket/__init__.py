@@ -6,6 +6,7 @@ where they live.
 """
 
 from . import tracing
+from ._parallel import ParallelReader
 from ._runtime import aclose, lifespan
 from .bucket import Bucket
 from .config import BucketSettings, configure, register_provider
@@ -41,6 +42,7 @@ from .refs import (
     SignedUploader,
     Uploader,
 )
+from .removing import RemoveItem
 from .types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, Query, UploadAttrs, UploadForm
 from .writer import Writer
 
@@ -70,12 +72,14 @@ __all__ = [
     "OutcomeUnknown",
     "PermissionDenied",
     "PreconditionFailed",
+    "ParallelReader",
     "Preconditions",
     "PublicURLer",
     "Query",
     "RangeNotSatisfiable",
     "ReadWriter",
     "Reader",
+    "RemoveItem",
     "Remover",
     "SignedDownloader",
     "SignedUploader",

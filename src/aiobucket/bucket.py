@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import timedelta
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal, TypeVar, cast
+from typing import Literal, TypeVar, cast, overload
 from urllib.parse import quote, urlsplit
 
-from . import _runtime, config
+from . import _download_file, _parallel, _runtime, config
+from ._parallel import ParallelReader
 from .errors import InvalidArgument, ObjectNotFound
 from .keys import validate_prefix
 from .listing import ListItem, iterate
-from .providers.base import Provider
+from .providers.base import GetOptions, Provider
 from .reader import Reader
 from .refs import TTL, BucketRef, Uploader
+from .removing import RemoveItem, check_keys, remove_many
 from .types import BucketConfig, ObjectAttrs, Preconditions, Query, UploadAttrs, UploadForm
 from .writer import Writer
 
@@ -64,20 +75,116 @@ class Bucket:
         key = self._key(key)
         return Writer(self._handle, key, attrs, preconditions, part_size, concurrency)
 
+    @overload
     def download(
-        self, key: str, *, version: str | None = None, offset: int = 0, length: int | None = None
-    ) -> Reader:
-        """Open a streaming read of the object, or of ``length`` bytes from ``offset``."""
+        self,
+        key: str,
+        *,
+        version: str | None = None,
+        offset: int = 0,
+        length: int | None = None,
+        if_none_match: str | None = None,
+        if_modified_since: datetime | None = None,
+        concurrency: None = None,
+        part_size: None = None,
+    ) -> Reader: ...
+
+    @overload
+    def download(
+        self,
+        key: str,
+        *,
+        version: str | None = None,
+        offset: int = 0,
+        length: int | None = None,
+        if_none_match: str | None = None,
+        if_modified_since: datetime | None = None,
+        concurrency: int,
+        part_size: int | None = None,
+    ) -> ParallelReader: ...
+
+    def download(
+        self,
+        key: str,
+        *,
+        version: str | None = None,
+        offset: int = 0,
+        length: int | None = None,
+        if_none_match: str | None = None,
+        if_modified_since: datetime | None = None,
+        concurrency: int | None = None,
+        part_size: int | None = None,
+    ) -> Reader | ParallelReader:
+        """Open a streaming read of the object, or of ``length`` bytes from ``offset``.
+
+        ``if_none_match`` (an etag, or ``*``) and ``if_modified_since`` make it conditional,
+        as in HTTP caching: opening raises NotModified, with the object's ``attrs``, and
+        no body is transferred, when the caller's copy is current.
+
+        ``concurrency=N`` fetches ``part_size`` ranges (8 MiB by default) N at a time,
+        pinned to one etag, and yields them in order (a ParallelReader); memory stays
+        under ``part_size * (N + 1)``.
+        """
         key = self._key(key)
         version = self._version(version, key)
         for name, value, low in (("offset", offset, 0), ("length", length, 0)):
             if value is None and name == "length":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            self._int(name, value, low, key)
+        cache = self._cache(if_none_match, if_modified_since, key)
+        if concurrency is None:
+            if part_size is not None:
                 raise InvalidArgument(
-                    f"{name} must be an int >= {low}, got {value!r}", bucket=self.name, key=key
+                    "part_size= sets the range size of a parallel download: pass concurrency= too",
+                    bucket=self.name,
+                    key=key,
                 )
-        return Reader(self._handle, key, version, offset, length)
+            return Reader(self._handle, key, version, offset, length, cache)
+        concurrency, part_size = self._parallel(concurrency, part_size, key)
+        return ParallelReader(self._handle, key, version, offset, length, concurrency, part_size, cache)
+
+    async def download_to(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        version: str | None = None,
+        concurrency: int | None = None,
+        part_size: int | None = None,
+        if_none_match: str | None = None,
+        if_modified_since: datetime | None = None,
+        on_progress: Callable[[int], object] | None = None,
+    ) -> ObjectAttrs:
+        """Download the object into the file ``path``, ``concurrency`` ranges at a time.
+
+        Parts are written in place into a temporary file beside ``path``, which replaces
+        ``path`` only once every byte is in (and verified, where the backend keeps a
+        checksum); on any failure or cancellation it is removed and ``path`` is untouched.
+        ``concurrency`` defaults to the backend's (8), ``part_size`` to 8 MiB; an object
+        of one part is one request. ``on_progress(n)`` is called as each ``n`` bytes land.
+        Returns the object's attributes.
+        """
+        key = self._key(key)
+        version = self._version(version, key)
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidArgument(
+                f"path must be a str or os.PathLike, got {type(path).__name__}", bucket=self.name, key=key
+            )
+        cache = self._cache(if_none_match, if_modified_since, key)
+        if concurrency is None:
+            provider, settings = self._handle.provider()
+            concurrency = settings.concurrency or provider.capabilities.default_concurrency
+        concurrency, part_size = self._parallel(concurrency, part_size, key)
+        return await _download_file.download_to(
+            self._handle,
+            key,
+            Path(path),
+            version=version,
+            concurrency=concurrency,
+            part_size=part_size,
+            cache=cache,
+            on_progress=on_progress,
+        )
 
     # -- listing ------------------------------------------------------------
 
@@ -96,6 +203,23 @@ class Bucket:
         key = self._key(key)
         version = self._version(version, key)
         await self._run("remove", key, version, lambda p: p.delete(key, version))
+
+    def remove_many(
+        self, keys: Iterable[str] | AsyncIterable[str], *, concurrency: int | None = None
+    ) -> AsyncGenerator[RemoveItem, None]:
+        """Remove many objects: ``(error, key)`` pairs, one per key, in the order the keys came.
+
+        ``keys`` is any iterable or async iterable (a listing's names, for instance), read
+        lazily. ``(None, key)`` means removed, ``(ObjectNotFound, key)`` that it was not
+        there, ``(InvalidArgument, key)`` that it is not a valid key; an error never stops
+        the iteration. Keys go in batches of the backend's ``delete_batch`` (S3: 1,000),
+        ``concurrency`` batches at a time (default 4 batches of 1,000, or 16 single
+        deletes). Stop early with ``contextlib.aclosing()``: in-flight batches are cancelled.
+        """
+        keys = check_keys(keys, self.name)
+        if concurrency is not None:
+            self._int("concurrency", concurrency, 1, None)
+        return remove_many(self._handle, keys, concurrency)
 
     async def attrs(self, key: str, *, version: str | None = None) -> ObjectAttrs:
         key = self._key(key)
@@ -261,6 +385,40 @@ class Bucket:
 
     def _version(self, version: str | None, key: str) -> str | None:
         return self._handle.version(version, key)
+
+    def _int(self, name: str, value: object, low: int, key: str | None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidArgument(f"{name} must be an int >= {low}, got {value!r}", bucket=self.name, key=key)
+        return value
+
+    def _cache(
+        self, if_none_match: str | None, if_modified_since: datetime | None, key: str
+    ) -> GetOptions | None:
+        """The caching conditions of a download, checked (None when there are none)."""
+        if if_none_match is None and if_modified_since is None:
+            return None
+        if if_none_match is not None and (not isinstance(if_none_match, str) or not if_none_match.strip('"')):
+            raise InvalidArgument(
+                f"if_none_match must be a non-empty etag string (or '*'), got {if_none_match!r}",
+                bucket=self.name,
+                key=key,
+            )
+        if if_modified_since is not None and (
+            not isinstance(if_modified_since, datetime) or if_modified_since.tzinfo is None
+        ):
+            raise InvalidArgument(
+                "if_modified_since must be a timezone-aware datetime "
+                f"(such as datetime.now(timezone.utc)), got {if_modified_since!r}",
+                bucket=self.name,
+                key=key,
+            )
+        etag = None if if_none_match is None else if_none_match.strip().removeprefix("W/").strip('"')
+        return GetOptions(if_none_match=etag, if_modified_since=if_modified_since)
+
+    def _parallel(self, concurrency: object, part_size: object, key: str) -> tuple[int, int]:
+        n = self._int("concurrency", concurrency, 1, key)
+        size = _parallel.DEFAULT_PART_SIZE if part_size is None else self._int("part_size", part_size, 1, key)
+        return n, size
 
     def _query(self, query: Query | None) -> Query:
         if query is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -20,7 +21,7 @@ from . import _runtime
 from ._aio import run_to_completion
 from ._checksum import WholeObjectCheck
 from .errors import ConnectionLost, InvalidArgument, ObjectChanged, PreconditionFailed
-from .providers.base import Body, GetOptions, Provider
+from .providers.base import Body, GetOptions, Provider, check_read
 from .tracing import Span, start_span
 from .types import ObjectAttrs
 
@@ -43,13 +44,20 @@ class Reader:
     """Returned by ``Bucket.download``. Read with ``read(n)`` or ``async for chunk in reader``."""
 
     def __init__(
-        self, bucket: Handle, key: str, version: str | None, offset: int, length: int | None
+        self,
+        bucket: Handle,
+        key: str,
+        version: str | None,
+        offset: int,
+        length: int | None,
+        cache: GetOptions | None = None,
     ) -> None:
         self._bucket = bucket
         self.key = key
         self._version = version
         self._offset = offset
         self._length = length
+        self._cache = cache  # if_none_match / if_modified_since, checked on open only
         self._provider: Provider | None = None
         self._attrs: ObjectAttrs | None = None
         self._body: Body | None = None
@@ -138,11 +146,14 @@ class Reader:
         )
         async with _runtime.mapped_errors(self._bucket.name, self.key, self._failed_open):
             self._provider, _ = self._bucket.provider()
+            opts = GetOptions(version=self._version, offset=self._offset, length=self._length)
+            if self._cache is not None:
+                opts = replace(self._cache, version=opts.version, offset=opts.offset, length=opts.length)
             if self._length == 0:
                 self._attrs = await self._provider.head(self.key, self._version)
+                check_read(self._attrs, replace(opts, offset=0), self.key)
                 self._body = _Empty()
             else:
-                opts = GetOptions(version=self._version, offset=self._offset, length=self._length)
                 self._attrs, self._body = await self._provider.get(self.key, opts)
                 self._check = WholeObjectCheck.for_read(self._attrs, self._offset, self._length)
         assert self._attrs is not None

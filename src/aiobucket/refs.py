@@ -10,15 +10,18 @@ permissions with a Protocol of your own::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+import os
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from .errors import InvalidArgument, PermissionDenied
 
 if TYPE_CHECKING:
+    from ._parallel import ParallelReader
     from .listing import ListItem
     from .reader import Reader
+    from .removing import RemoveItem
     from .types import ObjectAttrs, Preconditions, Query, UploadAttrs, UploadForm
     from .writer import Writer
 
@@ -51,9 +54,46 @@ class Uploader(Protocol):
 
 
 class Downloader(Protocol):
+    @overload
     def download(
-        self, key: str, *, version: str | None = None, offset: int = 0, length: int | None = None
+        self,
+        key: str,
+        *,
+        version: str | None = None,
+        offset: int = 0,
+        length: int | None = None,
+        if_none_match: str | None = None,
+        if_modified_since: datetime | None = None,
+        concurrency: None = None,
+        part_size: None = None,
     ) -> Reader: ...
+
+    @overload
+    def download(
+        self,
+        key: str,
+        *,
+        version: str | None = None,
+        offset: int = 0,
+        length: int | None = None,
+        if_none_match: str | None = None,
+        if_modified_since: datetime | None = None,
+        concurrency: int,
+        part_size: int | None = None,
+    ) -> ParallelReader: ...
+
+    async def download_to(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        version: str | None = None,
+        concurrency: int | None = None,
+        part_size: int | None = None,
+        if_none_match: str | None = None,
+        if_modified_since: datetime | None = None,
+        on_progress: Callable[[int], object] | None = None,
+    ) -> ObjectAttrs: ...
 
     async def copy(
         self,
@@ -84,6 +124,10 @@ class Attrser(Protocol):
 
 class Remover(Protocol):
     async def remove(self, key: str, *, version: str | None = None) -> None: ...
+
+    def remove_many(
+        self, keys: Iterable[str] | AsyncIterable[str], *, concurrency: int | None = None
+    ) -> AsyncGenerator[RemoveItem, None]: ...
 
 
 class SignedUploader(Protocol):

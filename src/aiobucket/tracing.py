@@ -1,8 +1,13 @@
-"""Tracing of every operation: OpenTelemetry spans when installed, plus plain listeners.
+"""Tracing of every operation: OpenTelemetry spans and metrics when installed, plus plain listeners.
 
 A span ends when the operation really ends: a download when its reader is
 closed or exhausted, a list when its iterator stops. OpenTelemetry is imported
 on the first span, never by ``import aiobucket``.
+
+Metrics are recorded in one place, :meth:`Span.end`, so every operation is
+covered exactly once (instrument names and attributes: see ``_metrics.py``).
+Retries happen below the span, inside a provider: providers report each one
+with :func:`record_retry`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Span", "TraceEvent", "add_listener", "remove_listener", "start_span"]
+from . import _metrics
+from .errors import NotModified
+
+__all__ = ["Span", "TraceEvent", "add_listener", "record_retry", "remove_listener", "start_span"]
 
 Phase = Literal["start", "end"]
 
@@ -20,7 +28,8 @@ Phase = Literal["start", "end"]
 @dataclass(frozen=True, slots=True)
 class TraceEvent:
     operation: str
-    """upload, download, list, list_versions, remove, attrs, exists, copy, signed_url ..."""
+    """upload, download, download_to, list, list_versions, remove, remove_many, attrs, exists,
+    copy, signed_url ..."""
     bucket: str
     key: str | None
     phase: Phase
@@ -109,11 +118,15 @@ class Span:
             from opentelemetry.trace import Status, StatusCode
 
             self._otel.set_attributes(_otel_attrs(self.attributes))
-            if error is not None:
+            self._otel.set_attribute("aiobucket.backend", _metrics.backend_of(self.bucket))
+            if isinstance(error, NotModified):  # the caller's copy is current: an answer, not a failure
+                self._otel.set_attribute("aiobucket.not_modified", True)
+            elif error is not None:
                 self._otel.set_attribute("error.type", type(error).__name__)
                 self._otel.record_exception(error)
                 self._otel.set_status(Status(StatusCode.ERROR, str(error)))
             self._otel.end()
+        _metrics.record_operation(self.operation, self.bucket, self.attributes, error, duration)
         if _listeners:
             _emit(
                 TraceEvent(
@@ -133,3 +146,15 @@ def _otel_attrs(attributes: Mapping[str, object]) -> dict[str, Any]:
 
 def start_span(operation: str, bucket: str, key: str | None = None, **attributes: object) -> Span:
     return Span(operation, bucket, key, {k: v for k, v in attributes.items() if v is not None})
+
+
+def record_retry(bucket: str, operation: str, backend: str, *, error_type: str | None = None) -> None:
+    """Count one retry in the ``aiobucket.client.retries`` metric; providers call this.
+
+    ``bucket`` is the bucket's name in code (the ``name`` a provider factory is given),
+    ``operation`` the aiobucket operation or the backend request being retried (such as
+    ``download`` or ``PutObject``), ``backend`` the provider's backend (``s3``, ``gcs``),
+    ``error_type`` what made the attempt fail (an exception class name or an HTTP status).
+    Does nothing unless opentelemetry-api is installed.
+    """
+    _metrics.record_retry(bucket, operation, backend, error_type=error_type)

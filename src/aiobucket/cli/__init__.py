@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import inspect
 import json
 import os
 import posixpath
 import re
 import sys
-import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -31,7 +31,7 @@ import anyio
 
 from .. import __version__, _runtime, config, devserver
 from ..bucket import Bucket
-from ..errors import BucketError, InvalidArgument
+from ..errors import BucketError, InvalidArgument, ObjectNotFound
 from ..types import BucketConfig, ObjectAttrs, Query, UploadAttrs
 from . import _fsck
 from ._progress import progress
@@ -293,30 +293,21 @@ def _output_path(dest: str, key: str) -> Path:
 
 
 async def download(b: Bucket, key: str, dest: str, version: str | None, *, show: bool) -> None:
-    """Stream an object to a local file (written aside, then renamed) or stdout."""
+    """An object to stdout (streamed), or to a local file with ``download_to`` (parallel
+    ranges written in place into a temporary file, renamed when complete)."""
+    if dest != "-":
+        attrs = await b.attrs(key, version=version)  # sizes the bar; fails before any file exists
+        with progress(key, attrs.size, show=show) as advance:
+            await b.download_to(key, _output_path(dest, key), version=version, on_progress=advance)
+        return
     async with b.download(key, version=version) as reader:
-        attrs = await reader.attrs()  # fails before any file is created
-        if dest == "-":
-            out = sys.stdout.buffer
-            with progress(key, attrs.size, show=show) as advance:
-                async for chunk in reader:
-                    await anyio.to_thread.run_sync(out.write, chunk)
-                    advance(len(chunk))
-            await anyio.to_thread.run_sync(out.flush)
-            return
-        path = _output_path(dest, key)
-        tmp = path.with_name(f".{path.name}.aiobucket-{uuid.uuid4().hex[:8]}")
-        try:
-            async with await anyio.open_file(tmp, "wb") as f:
-                with progress(key, attrs.size, show=show) as advance:
-                    async for chunk in reader:
-                        await f.write(chunk)
-                        advance(len(chunk))
-            await anyio.Path(tmp).replace(path)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await anyio.Path(tmp).unlink(missing_ok=True)
-            raise
+        attrs = await reader.attrs()
+        out = sys.stdout.buffer
+        with progress(key, attrs.size, show=show) as advance:
+            async for chunk in reader:
+                await anyio.to_thread.run_sync(out.write, chunk)
+                advance(len(chunk))
+        await anyio.to_thread.run_sync(out.flush)
 
 
 async def _transfer(
@@ -354,17 +345,44 @@ async def _cat(args: argparse.Namespace) -> int:
 
 
 def _rm_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("objects", metavar="BUCKET:KEY", nargs="+")
+    p.add_argument("objects", metavar="BUCKET:KEY", nargs="+", help="with -r: BUCKET:PREFIX")
+    p.add_argument("-r", "--recursive", action="store_true", help="every object under each prefix")
     _version_option(p)
     _versioned_option(p)
 
 
 async def _rm(args: argparse.Namespace) -> int:
     _versioned(args)
+    if args.recursive:
+        if args.object_version:
+            raise UsageError("--version names one object; it cannot go with -r")
+        failed = 0
+        for t in [remote(o, key=False) for o in args.objects]:
+            failed += await _rm_prefix(bucket(t.bucket, args), t.key)
+        return 1 if failed else 0
     targets = [remote(o) for o in args.objects]
     for t in targets:
         await bucket(t.bucket, args).remove(t.key, version=args.object_version)
     return 0
+
+
+async def _rm_prefix(b: Bucket, prefix: str) -> int:
+    """Remove every object under ``prefix`` in bulk; print each failure; return how many."""
+
+    async def keys() -> AsyncIterator[str]:
+        async for err, entry in b.list(Query(prefix=prefix)):
+            if err is not None:
+                raise err
+            assert entry is not None
+            yield entry.name
+
+    failed = 0
+    async with contextlib.aclosing(b.remove_many(keys())) as results:
+        async for err, _key in results:
+            if err is not None and not isinstance(err, ObjectNotFound):  # gone already: fine
+                _fail(str(err))
+                failed += 1
+    return failed
 
 
 def _stat_args(p: argparse.ArgumentParser) -> None:

@@ -27,11 +27,13 @@ PROTOCOL_PERMISSIONS["ReadWriter"] = frozenset(PERMISSIONS) - {"PublicURLer"}
 METHOD_PERMISSION = {
     "upload": "Uploader",
     "download": "Downloader",
+    "download_to": "Downloader",
     "list": "Lister",
     "list_versions": "Lister",
     "attrs": "Attrser",
     "exists": "Attrser",
     "remove": "Remover",
+    "remove_many": "Remover",
     "signed_upload_url": "SignedUploader",
     "signed_upload_form": "SignedUploader",
     "signed_download_url": "SignedDownloader",
