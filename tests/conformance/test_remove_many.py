@@ -66,8 +66,9 @@ async def test_removes_reports_missing_and_invalid_keys_in_input_order(backend, 
     [end] = spans
     assert end.error is None
     assert end.attributes["keys"] == len(keys)
-    assert end.attributes["removed"] == len(stored)
-    assert end.attributes["missing"] == 3
+    # The duplicated key counts as removed once or (racing itself) twice, as above.
+    assert end.attributes["removed"] == len(stored) - 1 + twice.count(None)
+    assert end.attributes["missing"] == 2 + len(twice) - twice.count(None)
     assert end.attributes["failed"] == 1
     assert end.attributes["batch_size"] == batch
 
