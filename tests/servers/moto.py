@@ -31,7 +31,10 @@ __all__ = ["NAME", "QUIRKS", "conformance_target", "launch", "moto_server"]
 NAME = "moto"
 
 QUIRKS: dict[str, str] = {
-    "moto_signatures_unchecked": "moto checks no signature, policy, expiry or signed header, so forged or expired forms and signed URLs are accepted",
+    "moto_signatures_unchecked": (
+        "moto checks no signature, policy, expiry or signed header, "
+        "so forged or expired forms and signed URLs are accepted"
+    ),
     "checksums_unverified": (
         "moto 5.2 stores a body that does not match its Content-MD5 or x-amz-checksum-* header "
         "(and checks no signature, so not x-amz-content-sha256 either)"
