@@ -5,6 +5,8 @@ filesystem and memory. Declare buckets at module level; configuration decides
 where they live.
 """
 
+from types import ModuleType
+
 from . import tracing
 from ._runtime import aclose, lifespan
 from .bucket import Bucket
@@ -45,6 +47,19 @@ from .types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, Query, U
 from .writer import Writer
 
 __version__ = "0.1.0"
+
+# Submodules reachable as attributes without an import of their own, loaded on first
+# use so `import aiobucket` stays cheap: aiobucket.testing.memory_buckets(), ...
+_LAZY_SUBMODULES = frozenset({"http", "testing"})
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Attrser",

@@ -73,6 +73,26 @@ CHUNK = 1024 * 1024
 PAGE = 1000
 TMP_MAX_AGE = 3600.0  # seconds an idle tmp file may sit before the open-time sweep removes it
 CAPABILITIES = Capabilities(signed_urls=True, parallel_parts=False, min_part_size=1)
+INDEX = "index.sqlite3"  # its presence is what makes a directory a bucket
+OPTIONS = ("dev_server_url", "public", "versioned")
+"""Config options of file:// buckets: the dev server's URL for signed and public URLs, and
+``public`` / ``versioned``, which tell the CLI and ``aiobucket serve`` (they cannot see the
+code's BucketConfig) how the code declares the bucket."""
+
+
+def is_bucket(root: Path) -> bool:
+    """Whether ``root`` holds a local bucket (one that has been written to)."""
+    return (root / INDEX).is_file()
+
+
+def root_of(url: str) -> Path:
+    """The root directory a ``file:///abs/path`` URL names (the path as written: not unquoted)."""
+    return Path(urlsplit(url).path)
+
+
+class _Missing(Exception):
+    """A read found no bucket at the root: it answers "nothing there" and creates nothing."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -282,7 +302,7 @@ class LocalProvider:
             d.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves. The connection is shared
         # by worker threads, serialised by self._lock.
-        db = sqlite3.connect(self.root / "index.sqlite3", isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.root / INDEX, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA busy_timeout = 30000")  # wait for other processes' write transactions
             for attempt in range(100):  # switching to WAL takes a lock the busy handler may not wait for
@@ -311,14 +331,23 @@ class LocalProvider:
                     if entry.stat().st_mtime < cutoff:
                         os.unlink(entry.path)
 
-    def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _locked(self, fn: Callable[[sqlite3.Connection], T], *, read: bool = False) -> T:
         with self._lock:
             if self._db is None:
+                if read and not is_bucket(self.root):
+                    raise _Missing  # reads never create the bucket (a misspelt name stays a typo)
                 self._db = self._connect()
             return fn(self._db)
 
     async def _index(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self._locked, fn)
+
+    async def _read_index(self, fn: Callable[[sqlite3.Connection], T], missing: T) -> T:
+        """Like _index, for reads: ``missing`` when the bucket was never written."""
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(self._locked, fn, read=True))
+        except _Missing:
+            return missing
 
     def _tx(self, fn: Callable[[sqlite3.Connection], list[str]]) -> None:
         """Run ``fn`` as one write transaction, then unlink the blobs it returned.
@@ -351,7 +380,7 @@ class LocalProvider:
         return tuple(row) if row is not None else None
 
     async def _lookup(self, key: str, version: str | None) -> tuple[Any, ...]:
-        row = await self._index(lambda db: self._find(db, key, version))
+        row = await self._read_index(lambda db: self._find(db, key, version), None)
         if row is None:
             raise ObjectNotFound(
                 "object not found" if version is None else "object version not found",
@@ -485,6 +514,9 @@ class LocalProvider:
             return gone
 
         with _mapped("delete failed", key):
+            if self._db is None and not await anyio.to_thread.run_sync(is_bucket, self.root):
+                missing = "object not found" if version is None else "object version not found"
+                raise ObjectNotFound(missing, key=key, version=version)  # and creates nothing
             await run_to_completion(anyio.to_thread.run_sync(self._tx, remove))
 
     async def delete_many(self, keys: Sequence[str]) -> list[BucketError | None]:
@@ -518,7 +550,7 @@ class LocalProvider:
         while True:
             args = {"ck": cursor[0], "cs": cursor[1], "hi": hi, "page": page}
             with _mapped("list failed"):
-                rows = await self._index(functools.partial(_fetch, sql, args))
+                rows: list[Any] = await self._read_index(functools.partial(_fetch, sql, args), [])
             for row in rows:
                 key = row[0]
                 if delimiter is not None:
@@ -620,4 +652,4 @@ def create(settings: BucketSettings, name: str, config: BucketConfig) -> LocalPr
     parts = urlsplit(settings.url)
     if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
         raise InvalidArgument(f"bucket {name!r}: file URL {settings.url!r} needs an absolute path")
-    return LocalProvider(Path(parts.path), config.versioned, name=name, options=settings.options)
+    return LocalProvider(root_of(settings.url), config.versioned, name=name, options=settings.options)
