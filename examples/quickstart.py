@@ -25,9 +25,7 @@ async def fake_image_stream(size: int, chunk: int = 64 * 1024):
 
 async def main() -> None:
     # Upload: stream chunks into a writer; leaving the block commits it.
-    async with ProfilePictures.upload(
-        "users/42.jpg", attrs=UploadAttrs(metadata={"user": "42"})
-    ) as writer:
+    async with ProfilePictures.upload("users/42.jpg", attrs=UploadAttrs(metadata={"user": "42"})) as writer:
         async for chunk in fake_image_stream(300_000):
             await writer.write(chunk)
     attrs = await writer.close()  # the same attrs the block committed

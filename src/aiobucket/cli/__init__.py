@@ -428,10 +428,12 @@ def _url_args(p: argparse.ArgumentParser) -> None:
 async def _url(args: argparse.Namespace) -> int:
     _versioned(args)
     obj = remote(args.object)
+    if args.signed is None and (args.ttl is not None or args.object_version):
+        raise UsageError("--ttl and --version need --signed")
+    if args.signed == "put" and args.object_version:
+        raise UsageError("--version applies to --signed get")
     b = bucket(obj.bucket, args)
     if args.signed is None:
-        if args.ttl is not None or args.object_version:
-            raise UsageError("--ttl and --version need --signed")
         if not b.config.public:
             raise InvalidArgument(
                 "no public URL: the bucket is not public; set public_base_url (or, for a local "
@@ -444,8 +446,6 @@ async def _url(args: argparse.Namespace) -> int:
     if args.signed == "get":
         _out(await b.signed_download_url(obj.key, ttl=ttl, version=args.object_version))
     else:
-        if args.object_version:
-            raise UsageError("--version applies to --signed get")
         _out(await b.signed_upload_url(obj.key, ttl=ttl))
     return 0
 

@@ -175,7 +175,7 @@ class _Analysis:
         self._resolving: set[tuple[str, str]] = set()
         self._memo: dict[tuple[str, str], _Sym | None] = {}
         self._packages: set[str] = set()  # every dotted prefix of a module name
-        self._declared_by: dict[str, str] = {}  # bucket name -> the service of its first declaration
+        self._declared_by: dict[str, set[str]] = {}  # bucket name -> the services declaring it
 
     def warn(self, mod: _Module, node: ast.AST, message: str) -> None:
         self.manifest.warnings.append(Finding(mod.file, getattr(node, "lineno", 0), message))
@@ -260,16 +260,17 @@ class _Analysis:
                 # Separate services (programs) each declare the buckets they share; that is
                 # fine while they agree. Within one service, a bucket is declared once.
                 differs = (other.versioned, other.public) != (decl.versioned, decl.public)
-                if differs or self._declared_by[decl.name] == mod.service:
+                if differs or mod.service in self._declared_by[decl.name]:
                     why = " with a different BucketConfig" if differs else ""
                     self.warn(
                         mod,
                         node,
                         f"bucket {decl.name!r} is declared again{why} (first at {other.file}:{other.line})",
                     )
+                self._declared_by[decl.name].add(mod.service)
                 continue
             self.manifest.buckets[decl.name] = decl
-            self._declared_by[decl.name] = mod.service
+            self._declared_by[decl.name] = {mod.service}
 
     def _declaration(self, mod: _Module, call: ast.Call, variable: str | None) -> BucketDecl | None:
         name_node = call.args[0] if call.args else _keyword(call, "name")
