@@ -5,7 +5,7 @@ filesystem and memory. Declare buckets at module level; configuration decides
 where they live.
 """
 
-from types import ModuleType
+import types as _types
 
 from . import tracing
 from ._runtime import aclose, lifespan
@@ -53,7 +53,7 @@ __version__ = "0.1.0"
 _LAZY_SUBMODULES = frozenset({"http", "testing"})
 
 
-def __getattr__(name: str) -> ModuleType:
+def __getattr__(name: str) -> _types.ModuleType:
     if name in _LAZY_SUBMODULES:
         import importlib
 

@@ -580,7 +580,6 @@ class LocalProvider:
         assert isinstance(source, LocalProvider)
         origin = source
         with _mapped("copy failed", src):
-            await self._index(lambda db: None)  # the destination's layout, on first use
             row, fh = await origin._open_blob(src, opts.version)  # the open handle pins the bytes
         found = _attrs(row)
         put = (
@@ -589,6 +588,8 @@ class LocalProvider:
             else replace(opts.replace, preconditions=opts.preconditions)
         )
         try:
+            with _mapped("copy failed", dst):  # the destination's layout, once there is a source
+                await self._index(lambda db: None)
             return await run_to_completion(self._copy_blob(origin._blobs / row[9], fh, dst, put, found))
         finally:
             with contextlib.suppress(OSError):
