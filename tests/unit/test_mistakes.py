@@ -85,7 +85,7 @@ async def test_a_forgotten_await_mid_stream_aborts_the_multipart_upload(store: P
     await w.write(b"0123456789")  # on local: parts of 4 bytes are on their way
     w.write(b"lost")  # type: ignore[unused-awaitable]
     w.write(b"lost too")  # type: ignore[unused-awaitable]
-    with pytest.raises(InvalidArgument, match="^2 write\\(\\) calls were never awaited"):
+    with pytest.raises(InvalidArgument, match=r"^2 write\(\) calls were never awaited"):
         await w.close()
     assert await stored(b, "k") is None
     if store is not None:
