@@ -148,7 +148,7 @@ def test_stat_text_and_json(tmp_path: Path) -> None:
     assert list(fields) == [f.name for f in dataclasses.fields(ObjectAttrs)]  # every field, in order
     assert list(fields)[:9] == [
         "name", "size", "etag", "content_type", "version",
-        "cache_control", "content_disposition", "metadata", "last_modified",
+        "cache_control", "content_disposition", "metadata", "last_modified", "crc32c", "md5",
     ]  # fmt: skip
     assert fields["size"].strip() == "2" and fields["content_type"].strip() == "application/json"
     assert (

@@ -188,7 +188,8 @@ _CHILD_UPLOAD = textwrap.dedent(
     os.replace = replace
 
     if mode == "after-commit":  # the first cleanup after a commit unlinks the replaced blob
-        local._discard = lambda *paths: die()
+        from aiobucket.providers.local import _provider
+        _provider._discard = lambda *paths: die()
 
     async def main():
         p = local.create(BucketSettings(url="file://" + root), "b", BucketConfig())
@@ -391,7 +392,7 @@ async def test_abort_and_failed_complete_leave_no_files(tmp_path: Path) -> None:
     with pytest.raises(PreconditionFailed):
         await p.put("k", b"d", pre(not_exists=True))
     with pytest.raises(PreconditionFailed):
-        await p.copy("k", "k", CopyOptions(preconditions=Preconditions(not_exists=True)))
+        await p.copy(p, "k", "k", CopyOptions(preconditions=Preconditions(not_exists=True)))
 
     up = await p.start_multipart("other", OPTS)
     with pytest.raises(InvalidArgument):
@@ -410,7 +411,7 @@ async def test_overwrites_and_deletes_free_their_blobs(tmp_path: Path, versioned
     p = make(tmp_path, versioned)
     for i in range(3):
         await p.put("k", b"v%d" % i, OPTS)
-    await p.copy("k", "c", CopyOptions())
+    await p.copy(p, "k", "c", CopyOptions())
     assert len(blob_files(tmp_path)) == (4 if versioned else 2)
     await p.delete("k")
     await p.delete("c")
@@ -482,7 +483,7 @@ async def test_root_that_is_a_file_raises_bucket_errors(tmp_path: Path) -> None:
     with pytest.raises(BackendError):
         await entries(p.list(""))
     with pytest.raises(BackendError):
-        await p.copy("k", "j", CopyOptions())
+        await p.copy(p, "k", "j", CopyOptions())
     await p.aclose()
 
 
@@ -681,7 +682,7 @@ async def test_cancelled_writes_leave_old_or_new_and_no_debris(tmp_path: Path, o
         if op == "put":
             await p.put("k", new, OPTS)
         elif op == "copy":
-            await p.copy("src", "k", CopyOptions())
+            await p.copy(p, "src", "k", CopyOptions())
         elif op == "delete":
             await p.delete("k")
         else:
@@ -734,9 +735,9 @@ async def test_copy(tmp_path: Path) -> None:
     )
     assert (r.content_type, dict(r.metadata), await read(p, "dst")) == ("x/y", {}, b"second")
     with pytest.raises(ObjectNotFound):
-        await p.copy("missing", "dst", CopyOptions())
+        await p.copy(p, "missing", "dst", CopyOptions())
     with pytest.raises(ObjectNotFound):
-        await p.copy("src", "dst", CopyOptions(version="nope"))
+        await p.copy(p, "src", "dst", CopyOptions(version="nope"))
     await p.aclose()
 
 
