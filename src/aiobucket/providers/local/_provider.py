@@ -334,10 +334,15 @@ class LocalProvider:
     def _locked(self, fn: Callable[[sqlite3.Connection], T], *, read: bool = False) -> T:
         with self._lock:
             if self._db is None:
-                if read and not is_bucket(self.root):
-                    raise _Missing  # reads never create the bucket (a misspelt name stays a typo)
+                if read and self._absent():
+                    raise _Missing  # reads never create the bucket: a misspelt name stays a typo
                 self._db = self._connect()
             return fn(self._db)
+
+    def _absent(self) -> bool:
+        """No bucket here yet. A root that is not a directory at all is not "absent" but
+        broken: connecting reports it as an error."""
+        return not is_bucket(self.root) and (self.root.is_dir() or not self.root.exists())
 
     async def _index(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self._locked, fn)
@@ -514,7 +519,7 @@ class LocalProvider:
             return gone
 
         with _mapped("delete failed", key):
-            if self._db is None and not await anyio.to_thread.run_sync(is_bucket, self.root):
+            if self._db is None and await anyio.to_thread.run_sync(self._absent):
                 missing = "object not found" if version is None else "object version not found"
                 raise ObjectNotFound(missing, key=key, version=version)  # and creates nothing
             await run_to_completion(anyio.to_thread.run_sync(self._tx, remove))
