@@ -131,7 +131,7 @@ async def serve_profile_picture(request: web.Request) -> web.StreamResponse:
         try:
             async for chunk in reader:
                 await response.write(chunk)
-        except ConnectionResetError:
+        except ConnectionError:  # reset, or "Connection lost" while waiting for the socket to drain
             return response  # the client went away mid-download; the finally closes the reader
         await response.write_eof()
         return response
