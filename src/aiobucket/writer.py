@@ -298,7 +298,16 @@ class Writer:
 
     def __del__(self) -> None:
         # getattr: __init__ may have raised before setting anything.
-        if getattr(self, "_state", None) is _State.OPEN and getattr(self, "_provider", None) is not None:
+        if getattr(self, "_state", None) is not _State.OPEN:
+            return
+        if getattr(self, "_unstarted", None):  # no coroutine exists to warn, so the writer does
+            warnings.warn(
+                f"aiobucket Writer for {self.key!r}: write() was never awaited and the upload was "
+                "never closed; nothing was stored",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+        elif getattr(self, "_provider", None) is not None:
             warnings.warn(
                 f"aiobucket Writer for {self.key!r} was never closed or aborted; "
                 "use 'async with bucket.upload(...)'",

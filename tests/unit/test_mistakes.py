@@ -105,6 +105,17 @@ async def test_a_write_that_would_overtake_an_unawaited_one_is_refused(store: Pa
     await aiobucket.aclose()
 
 
+def test_a_dropped_writer_with_an_unawaited_write_warns() -> None:
+    """With no coroutine to complain, the writer itself says what happened."""
+    w = Bucket("photos").upload("k")
+    w.write(b"data")  # type: ignore[unused-awaitable]
+    with pytest.warns(
+        RuntimeWarning, match=r"Writer for 'k': write\(\) was never awaited .* nothing was stored"
+    ):
+        del w
+        gc.collect()
+
+
 async def test_writes_created_first_and_awaited_in_order_are_fine(store: Path | None) -> None:
     b = Bucket("photos")
     async with b.upload("k") as w:
