@@ -44,7 +44,7 @@ from .refs import (
     Uploader,
 )
 from .types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, Query, UploadAttrs
-from .writer import Writer
+from .writer import PendingWrite, Writer
 
 __version__ = "0.1.0"
 
@@ -83,6 +83,7 @@ __all__ = [
     "ObjectChanged",
     "ObjectNotFound",
     "OutcomeUnknown",
+    "PendingWrite",
     "PermissionDenied",
     "PreconditionFailed",
     "Preconditions",

@@ -89,14 +89,10 @@ class PendingWrite(Coroutine[Any, Any, int]):
         self.seq = seq
 
     def _start(self) -> Coroutine[Any, Any, int]:
+        """The real coroutine, made on first use: from then on it is not "unstarted"."""
         if self._inner is None:
             data, self._data = self._data, None
-            if data is None:  # close()d before it started
-                raise InvalidArgument(
-                    "this write() was closed before it ran; call write() again",
-                    bucket=self._writer._bucket.name,
-                    key=self._writer.key,
-                )
+            assert data is not None
             self._writer._unstarted.pop(self.seq, None)
             self._inner = self._writer._write(data, self.seq)
         return self._inner
@@ -114,11 +110,8 @@ class PendingWrite(Coroutine[Any, Any, int]):
         return inner.throw(typ, val, tb)  # pragma: no cover - the deprecated 3-argument form
 
     def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
-        else:  # discarded on purpose (as a coroutine that is closed unstarted): not "forgotten"
-            self._data = None
-            self._writer._unstarted.pop(self.seq, None)
+        # Closed before it ran, it never runs: discarded on purpose, not forgotten.
+        self._start().close()
 
 
 class Writer:
@@ -200,7 +193,8 @@ class Writer:
         return pending
 
     async def _write(self, data: bytes | bytearray | memoryview, seq: int) -> int:
-        if self._state is _State.OPEN and self._unstarted and min(self._unstarted) < seq:
+        # (While another call runs, _enter refuses this one and leaves the writer alone.)
+        if self._state is _State.OPEN and not self._busy and self._unstarted and min(self._unstarted) < seq:
             await self._refuse_unawaited()
         view = _byte_view(data, self._bucket.name, self.key)  # bad input: raised, nothing aborted
         self._enter("write")
@@ -229,7 +223,7 @@ class Writer:
         """
         if self._state is _State.CLOSED and self._result is not None:
             return self._result
-        if self._state is _State.OPEN and self._unstarted:
+        if self._state is _State.OPEN and not self._busy and self._unstarted:
             await self._refuse_unawaited()
         self._enter("close")
         try:

@@ -94,6 +94,29 @@ async def test_a_forgotten_await_mid_stream_aborts_the_multipart_upload(store: P
 
 
 @pytest.mark.usefixtures("no_unawaited_warnings")
+async def test_an_unawaited_write_during_a_running_one_leaves_it_alone(tmp_path: Path) -> None:
+    """close() while a write runs is refused as before; the unawaited write is caught after."""
+    b = Bucket("photos")
+    with config.override(default=tmp_path.as_uri()):  # local: a part goes out in a worker thread
+        w = b.upload("k", part_size=4)
+        running = asyncio.create_task(w.write(b"running"))
+        await asyncio.sleep(0)  # now waiting on the first part
+        await _unawaited_write_during(w, running)
+        assert await stored(b, "k") is None
+        await aiobucket.aclose()
+        assert list((tmp_path / "photos" / "tmp").iterdir()) == []
+
+
+async def _unawaited_write_during(w: aiobucket.Writer, running: asyncio.Task[int]) -> None:
+    w.write(b"forgotten")  # type: ignore[unused-awaitable]
+    with pytest.raises(InvalidArgument, match="another write or close on this writer is still running"):
+        await w.close()
+    assert await running == 7
+    with pytest.raises(InvalidArgument, match="never awaited"):
+        await w.close()
+
+
+@pytest.mark.usefixtures("no_unawaited_warnings")
 async def test_a_write_that_would_overtake_an_unawaited_one_is_refused(store: Path | None) -> None:
     b = Bucket("photos")
     w = b.upload("k")
@@ -124,6 +147,10 @@ async def test_writes_created_first_and_awaited_in_order_are_fine(store: Path | 
         three = asyncio.create_task(w.write(b"three"))  # a PendingWrite is a coroutine
         assert await three == 5
         assert await asyncio.gather(w.write(b"!")) == [1]
+        dropped = w.write(b"never")
+        dropped.close()  # discarded on purpose, as a coroutine can be: not a forgotten await
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            await dropped
     assert await stored(b, "k") == b"one,two,three!"
     await aiobucket.aclose()
 
