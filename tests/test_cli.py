@@ -301,6 +301,17 @@ def test_versioned_buckets(tmp_path: Path) -> None:
     assert json.loads(ok(tmp_path, "stat", "v:k", "--version", old, "--json"))["size"] == 5
 
 
+def test_versioned_true_in_the_config_is_read_as_the_dev_server_reads_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "aiobucket.toml"
+    cfg.write_text(f'[buckets.v]\nurl = "{(tmp_path / "v").as_uri()}"\nversioned = true\n')
+    for data in (b"first", b"second"):
+        ok(tmp_path, "cp", "-", "v:k", input=data, config=cfg)  # no --versioned needed
+    entries = [
+        json.loads(x) for x in ok(tmp_path, "ls", "v", "--versions", "--json", config=cfg).splitlines()
+    ]
+    assert ok(tmp_path, "cat", "v:k", "--version", entries[1]["version"], config=cfg) == b"first"
+
+
 def test_url_public_and_signed(tmp_path: Path, two_buckets: Path) -> None:
     out = ok(tmp_path, "url", "photos:u/a b.jpg", config=two_buckets)
     assert out == b"https://cdn.example.com/p/pp/u/a%20b.jpg\n"

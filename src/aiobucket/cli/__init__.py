@@ -90,8 +90,8 @@ def bucket(name: str, args: argparse.Namespace, *, write: bool = False) -> Bucke
 
     The CLI cannot see the code's BucketConfig: a bucket counts as public by
     config.public_reason() (the dev server's rule too), and as versioned with
-    --versioned. A bucket that does not exist is an error, unless ``write`` and
-    --create make it.
+    --versioned or ``versioned = true`` in its config (as for the dev server). A
+    bucket that does not exist is an error, unless ``write`` and --create make it.
     """
     settings = config.resolve(name)
     if not _exists(name, settings):
@@ -103,7 +103,8 @@ def bucket(name: str, args: argparse.Namespace, *, write: bool = False) -> Bucke
                 f"no such bucket {name!r} (buckets: {known}); pass --create to make a new bucket"
             )
     public = bool(config.public_reason(name, settings))
-    return Bucket(name, BucketConfig(versioned=getattr(args, "versioned", False), public=public))
+    versioned = getattr(args, "versioned", False) or settings.options.get("versioned") is True
+    return Bucket(name, BucketConfig(versioned=versioned, public=public))
 
 
 def _exists(name: str, settings: config.BucketSettings) -> bool:
