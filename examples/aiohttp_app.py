@@ -1,6 +1,6 @@
 """The profile-picture service with aiohttp.web: streaming uploads and downloads.
 
-    POST   /profile-picture/{user_id}   store the request body (any size, streamed)
+    PUT    /profile-picture/{user_id}   store the request body (any size, streamed); POST works too
     GET    /profile-picture/{user_id}   serve it: Range, and HTTP caching (ETag, 304)
     DELETE /profile-picture/{user_id}   remove it
 
@@ -11,6 +11,7 @@ Run it (the bucket lives under ./.aiobucket/ unless AIOBUCKET_CONFIG says otherw
 
     curl -T me.jpg -H 'Content-Type: image/jpeg' http://127.0.0.1:8000/profile-picture/42
     curl -r 0-99 http://127.0.0.1:8000/profile-picture/42 | xxd | head
+    aiobucket infra examples/ --strict          # the IAM permissions this code needs
 
 Memory stays bounded however large the body: the request is streamed into the
 writer chunk by chunk, and the object is streamed back out chunk by chunk.
@@ -52,6 +53,7 @@ async def bucket_errors(
         return web.json_response({"detail": str(exc)}, status=400)
 
 
+@routes.put(ROUTE)  # curl -T sends PUT: "store this at this key"
 @routes.post(ROUTE)
 async def upload_profile_picture(request: web.Request) -> web.StreamResponse:
     content_type = request.headers.get("Content-Type") or "application/octet-stream"

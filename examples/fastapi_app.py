@@ -1,6 +1,6 @@
 """The profile-picture service with FastAPI: streaming uploads and downloads.
 
-    POST   /profile-picture/{user_id}   store the request body (any size, streamed)
+    PUT    /profile-picture/{user_id}   store the request body (any size, streamed); POST works too
     GET    /profile-picture/{user_id}   serve it: Range, and HTTP caching (ETag, 304)
     DELETE /profile-picture/{user_id}   remove it
 
@@ -11,6 +11,7 @@ Run it (the bucket lives under ./.aiobucket/ unless AIOBUCKET_CONFIG says otherw
 
     curl -T me.jpg -H 'Content-Type: image/jpeg' http://127.0.0.1:8000/profile-picture/42
     curl -r 0-99 http://127.0.0.1:8000/profile-picture/42 | xxd | head
+    aiobucket infra examples/ --strict          # the IAM permissions this code needs
 
 Memory stays bounded however large the body: the request is streamed into the
 writer chunk by chunk, and the object is streamed back out chunk by chunk.
@@ -56,7 +57,7 @@ async def invalid(request: Request, exc: InvalidArgument) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=400)
 
 
-@app.post("/profile-picture/{user_id}")
+@app.api_route("/profile-picture/{user_id}", methods=["PUT", "POST"])
 async def upload_profile_picture(user_id: UserId, request: Request) -> Response:
     content_type = request.headers.get("content-type") or "application/octet-stream"
     writer = ProfilePictures.upload(key_for(user_id), attrs=UploadAttrs(content_type=content_type))

@@ -7,6 +7,7 @@ one process.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pty
@@ -16,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from aiobucket import ObjectAttrs
 
 SCRIPT = shutil.which("aiobucket", path=os.path.dirname(sys.executable))
 
@@ -67,7 +70,7 @@ def two_buckets(tmp_path: Path) -> Path:
 def test_cp_file_to_bucket_and_back_streams_without_progress_off_a_tty(tmp_path: Path) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)  # over the progress threshold
     (tmp_path / "big.bin").write_bytes(data)
-    ok(tmp_path, "cp", "big.bin", "media:in/big.bin")
+    ok(tmp_path, "cp", "--create", "big.bin", "media:in/big.bin")
     assert (tmp_path / ".aiobucket" / "media").is_dir()  # the default local backend
     ok(tmp_path, "cp", "media:in/big.bin", "copy.bin")
     assert (tmp_path / "copy.bin").read_bytes() == data
@@ -76,7 +79,7 @@ def test_cp_file_to_bucket_and_back_streams_without_progress_off_a_tty(tmp_path:
 
 def test_cp_keeps_the_name_for_bucket_dirs_and_local_dirs(tmp_path: Path) -> None:
     (tmp_path / "note.txt").write_text("hi")
-    ok(tmp_path, "cp", "note.txt", "docs:")
+    ok(tmp_path, "cp", "--create", "note.txt", "docs:")
     ok(tmp_path, "cp", "note.txt", "docs:sub/")
     (tmp_path / "out").mkdir()
     ok(tmp_path, "cp", "docs:sub/note.txt", "out")
@@ -87,19 +90,19 @@ def test_cp_keeps_the_name_for_bucket_dirs_and_local_dirs(tmp_path: Path) -> Non
 
 def test_cp_stdin_to_bucket_and_bucket_to_stdout(tmp_path: Path) -> None:
     payload = b"from a pipe\x00\xff" * 1000
-    ok(tmp_path, "cp", "-", "pipes:p.bin", "--content-type", "application/x-test", input=payload)
+    ok(tmp_path, "cp", "--create", "-", "pipes:p.bin", "--content-type", "application/x-test", input=payload)
     assert ok(tmp_path, "cp", "pipes:p.bin", "-") == payload
     assert json.loads(ok(tmp_path, "stat", "pipes:p.bin", "--json"))["content_type"] == "application/x-test"
 
 
 def test_cat(tmp_path: Path) -> None:
-    ok(tmp_path, "cp", "-", "b:hello.txt", input=b"hello world\n")
+    ok(tmp_path, "cp", "--create", "-", "b:hello.txt", input=b"hello world\n")
     assert ok(tmp_path, "cat", "b:hello.txt") == b"hello world\n"
 
 
 def test_ls_folders_recursive_prefix_and_json(tmp_path: Path) -> None:
     for key in ("a.txt", "dir/b.txt", "dir/sub/c.txt", "other/d.txt"):
-        ok(tmp_path, "cp", "-", f"tree:{key}", input=key.encode())
+        ok(tmp_path, "cp", "--create", "-", f"tree:{key}", input=key.encode())
     lines = ok(tmp_path, "ls", "tree").decode().splitlines()
     assert [line.split()[-1] for line in lines] == ["a.txt", "dir/", "other/"]
     assert lines[1].split()[0] == "DIR" and lines[0].split()[0] == "5"
@@ -132,16 +135,17 @@ def test_ls_and_buckets_show_configured_buckets_and_the_default(tmp_path: Path, 
 
 
 def test_buckets_without_config_lists_local_buckets_under_the_default(tmp_path: Path) -> None:
-    ok(tmp_path, "cp", "-", "zeta:k", input=b"z")
+    ok(tmp_path, "cp", "--create", "-", "zeta:k", input=b"z")
     rows = [line.split()[:2] for line in ok(tmp_path, "buckets").decode().splitlines()]
     root = (tmp_path / ".aiobucket").resolve()
     assert rows[1:] == [["zeta", f"file://{root / 'zeta'}"], ["(default)", f"file://{root}/<name>"]]
 
 
 def test_stat_text_and_json(tmp_path: Path) -> None:
-    ok(tmp_path, "cp", "-", "s:x.json", input=b"{}")
+    ok(tmp_path, "cp", "--create", "-", "s:x.json", input=b"{}")
     text = ok(tmp_path, "stat", "s:x.json").decode()
     fields = dict(line.split(":", 1) for line in text.splitlines())
+    assert list(fields) == [f.name for f in dataclasses.fields(ObjectAttrs)]  # every field, in order
     assert list(fields) == [
         "name", "size", "etag", "content_type", "version",
         "cache_control", "content_disposition", "metadata", "last_modified", "crc32c", "md5",
@@ -156,7 +160,7 @@ def test_stat_text_and_json(tmp_path: Path) -> None:
 
 
 def test_rm_then_the_object_is_missing(tmp_path: Path) -> None:
-    ok(tmp_path, "cp", "-", "r:one", input=b"1")
+    ok(tmp_path, "cp", "--create", "-", "r:one", input=b"1")
     ok(tmp_path, "cp", "-", "r:two", input=b"2")
     assert ok(tmp_path, "rm", "r:one", "r:two") == b""
     one_line_error(run(tmp_path, "stat", "r:one"), 1, "not found", "'r'", "'one'")
@@ -164,13 +168,82 @@ def test_rm_then_the_object_is_missing(tmp_path: Path) -> None:
 
 
 def test_missing_object_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    ok(tmp_path, "cp", "--create", "-", "nb:there", input=b"x")
     for args in (["cat", "nb:missing"], ["cp", "nb:missing", "out.bin"], ["cp", "nb:missing", "-"]):
         proc = run(tmp_path, *args)
         one_line_error(proc, 1, "object not found", "'missing'")
         assert proc.stdout == b""
     assert not (tmp_path / "out.bin").exists()
     assert [p.name for p in tmp_path.iterdir()] == [".aiobucket"]  # no partial download left
-    one_line_error(run(tmp_path, "cp", "no-such-file", "nb:k"), 1, "No such file", "no-such-file")
+    proc = run(tmp_path, "cp", "--create", "no-such-file", "new:k")
+    one_line_error(proc, 1, "No such file", "no-such-file")
+    assert not (tmp_path / ".aiobucket" / "new").exists()  # --create made nothing for a failed copy
+
+
+# -- misspelt names and missing folders: a clear answer, and nothing created -----------------
+
+
+def listing(tmp_path: Path) -> list[str]:
+    return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+
+
+def test_a_misspelt_bucket_is_no_such_bucket_and_lists_the_real_ones(tmp_path: Path) -> None:
+    ok(tmp_path, "cp", "--create", "-", "avatars:u/1.jpg", input=b"jpeg")
+    ok(tmp_path, "cp", "--create", "-", "archive:a", input=b"a")
+    before = listing(tmp_path)
+    for args in (
+        ["ls", "nosuchbucket"],
+        ["ls", "avatrs:u/"],
+        ["cat", "avatrs:u/1.jpg"],
+        ["stat", "avatrs:u/1.jpg"],
+        ["rm", "avatrs:u/1.jpg"],
+        ["url", "avatrs:u/1.jpg", "--signed", "get"],
+        ["cp", "avatrs:u/1.jpg", "out.jpg"],
+    ):
+        proc = run(tmp_path, *args)
+        bad = args[1].partition(":")[0]
+        one_line_error(proc, 1, f"no such bucket {bad!r}", "(buckets: archive, avatars;")
+    # Writes say how to make a new bucket on purpose.
+    (tmp_path / "x").write_bytes(b"x")
+    one_line_error(
+        run(tmp_path, "cp", "x", "avatrs:k"), 1, "no such bucket 'avatrs'", "archive, avatars", "--create"
+    )
+    one_line_error(run(tmp_path, "cp", "avatars:u/1.jpg", "avatrs:k"), 1, "no such bucket 'avatrs'")
+    (tmp_path / "x").unlink()
+    assert listing(tmp_path) == before  # nothing was created, not even an empty directory
+
+
+def test_rm_checks_every_bucket_before_removing_anything(tmp_path: Path) -> None:
+    ok(tmp_path, "cp", "--create", "-", "real:k", input=b"1")
+    one_line_error(run(tmp_path, "rm", "real:k", "typo:k"), 1, "no such bucket 'typo'")
+    assert ok(tmp_path, "cat", "real:k") == b"1"
+
+
+def test_create_applies_to_a_bucket_destination(tmp_path: Path) -> None:
+    ok(tmp_path, "cp", "--create", "-", "real:k", input=b"1")
+    one_line_error(run(tmp_path, "cp", "--create", "real:k", "out"), 2, "--create applies")
+
+
+def test_a_configured_bucket_exists_before_its_first_write(tmp_path: Path, two_buckets: Path) -> None:
+    assert ok(tmp_path, "ls", "archive", config=two_buckets) == b""  # empty, not missing
+    assert not (tmp_path / "store" / "archive").exists()  # and listing it created nothing
+    ok(tmp_path, "cp", "-", "archive:k", input=b"1", config=two_buckets)  # no --create needed
+    one_line_error(
+        run(tmp_path, "ls", "archiv", config=two_buckets), 1, "no such bucket 'archiv'", "archive, photos"
+    )
+
+
+def test_download_into_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
+    ok(tmp_path, "cp", "--create", "-", "avatars:u/1.jpg", input=b"jpeg")
+    for dest, folder in (("./downloads/", "downloads/"), ("downloads/1.jpg", "downloads/")):
+        proc = run(tmp_path, "cp", "avatars:u/1.jpg", dest)
+        err = one_line_error(proc, 1, f"the folder {folder!r} does not exist")
+        assert ".aiobucket-" not in err  # never the name of the temporary file
+    (tmp_path / "file").write_text("")
+    one_line_error(run(tmp_path, "cp", "avatars:u/1.jpg", "file/1.jpg"), 1, "'file/' is not a folder")
+    (tmp_path / "downloads").mkdir()
+    ok(tmp_path, "cp", "avatars:u/1.jpg", "./downloads/")
+    assert (tmp_path / "downloads" / "1.jpg").read_bytes() == b"jpeg"
 
 
 def test_bad_usage_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -210,10 +283,15 @@ def test_cp_between_buckets_and_within_one(tmp_path: Path, two_buckets: Path) ->
     assert ok(tmp_path, "cat", "photos:u/1-copy.jpg", config=two_buckets) == data
     names = ok(tmp_path, "ls", "photos", "-r", config=two_buckets).decode().split()
     assert names[-1] == "u/1.jpg" and "u/1-copy.jpg" in names
+    # Copies go through Bucket.copy, so on the "server" where the backend can: the local
+    # backend hard-links the immutable blob instead of writing the bytes again.
+    ok(tmp_path, "cp", "archive:2024/1.jpg", "photos:from-archive.jpg", config=two_buckets)
+    blobs = [p for p in (tmp_path / "store").rglob("blobs/*/*") if p.is_file()]
+    assert blobs and all(p.stat().st_nlink >= 2 for p in blobs), [p.stat().st_nlink for p in blobs]
 
 
 def test_versioned_buckets(tmp_path: Path) -> None:
-    ok(tmp_path, "cp", "-", "v:k", "--versioned", input=b"first")
+    ok(tmp_path, "cp", "--create", "-", "v:k", "--versioned", input=b"first")
     ok(tmp_path, "cp", "-", "v:k", "--versioned", input=b"second")
     entries = [json.loads(x) for x in ok(tmp_path, "ls", "v", "--versions", "--json").splitlines()]
     assert [e["is_latest"] for e in entries] == [True, False]
@@ -221,6 +299,17 @@ def test_versioned_buckets(tmp_path: Path) -> None:
     assert ok(tmp_path, "cat", "v:k", "--version", old) == b"first"
     assert ok(tmp_path, "cat", "v:k") == b"second"
     assert json.loads(ok(tmp_path, "stat", "v:k", "--version", old, "--json"))["size"] == 5
+
+
+def test_versioned_true_in_the_config_is_read_as_the_dev_server_reads_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "aiobucket.toml"
+    cfg.write_text(f'[buckets.v]\nurl = "{(tmp_path / "v").as_uri()}"\nversioned = true\n')
+    for data in (b"first", b"second"):
+        ok(tmp_path, "cp", "-", "v:k", input=data, config=cfg)  # no --versioned needed
+    entries = [
+        json.loads(x) for x in ok(tmp_path, "ls", "v", "--versions", "--json", config=cfg).splitlines()
+    ]
+    assert ok(tmp_path, "cat", "v:k", "--version", entries[1]["version"], config=cfg) == b"first"
 
 
 def test_url_public_and_signed(tmp_path: Path, two_buckets: Path) -> None:
@@ -244,6 +333,30 @@ def test_url_public_and_signed(tmp_path: Path, two_buckets: Path) -> None:
     )
 
 
+def test_url_follows_the_one_public_rule(tmp_path: Path) -> None:
+    """`aiobucket url` and `aiobucket serve` agree on what is public (config.public_reason)."""
+    cfg = tmp_path / "aiobucket.toml"
+    cfg.write_text(
+        f'[buckets.pub]\nurl = "file://{tmp_path / "pub"}"\npublic = true\n'
+        f'dev_server_url = "http://127.0.0.1:9999"\n'
+        f'[buckets.priv]\nurl = "file://{tmp_path / "priv"}"\n'
+    )
+    # A local bucket without public_base_url: the dev server's URL, as public_url() gives.
+    assert ok(tmp_path, "url", "pub:a b.jpg", config=cfg) == b"http://127.0.0.1:9999/o/pub/a%20b.jpg\n"
+    one_line_error(run(tmp_path, "url", "priv:k", config=cfg), 1, "not public", "public = true")
+    # Code that declared it BucketConfig(public=True) and called public_url() makes it public too.
+    script = (
+        "import aiobucket\n"
+        "b = aiobucket.Bucket('priv', aiobucket.BucketConfig(public=True))\n"
+        "print(b.public_url('k'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOBUCKET")}
+    env["AIOBUCKET_CONFIG"] = str(cfg)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert ok(tmp_path, "url", "priv:k", config=cfg) == proc.stdout
+
+
 def test_help_documents_the_public_rule(tmp_path: Path) -> None:
     text = ok(tmp_path, "url", "--help").decode()
     assert "public_base_url" in text and "--ttl" in text
@@ -260,7 +373,7 @@ def test_progress_bar_renders_on_a_tty(tmp_path: Path) -> None:
     env.update(COLUMNS="120", TERM="xterm")
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
-        [SCRIPT, "cp", "big.bin", "bar:big.bin"], cwd=tmp_path, env=env, stderr=secondary,
+        [SCRIPT, "cp", "--create", "big.bin", "bar:big.bin"], cwd=tmp_path, env=env, stderr=secondary,
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     os.close(secondary)

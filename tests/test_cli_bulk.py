@@ -92,4 +92,4 @@ def test_cp_to_a_file_downloads_parallel_ranges(tmp_path: Path, request: pytest.
     one_line_error(run(tmp_path, "cp", "remote:missing", "out/x", config=s3_config), 1, "not found")
     assert os.listdir(tmp_path / "out") == ["big.bin"]
     err = run(tmp_path, "cp", "remote:big.bin", "nodir/x", config=s3_config)
-    one_line_error(err, 1, "No such file or directory")
+    one_line_error(err, 1, "does not exist")

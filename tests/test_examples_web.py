@@ -75,7 +75,8 @@ def random_bytes(n: int, seed: int = 0) -> bytes:
 
 
 async def put(client: httpx.AsyncClient, srv: AppServer, user: str, data: bytes) -> dict[str, object]:
-    r = await client.post(srv.url(user), content=data, headers={"Content-Type": "image/png"})
+    # PUT, as `curl -T` in the README sends (test_upload_accepts_put_and_post covers POST)
+    r = await client.put(srv.url(user), content=data, headers={"Content-Type": "image/png"})
     assert r.status_code == 200, r.text
     body: dict[str, object] = r.json()
     return body
@@ -317,5 +318,16 @@ def test_examples_import_without_io(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     paths = {getattr(r, "path", None) for r in fastapi_app.app.routes}
     assert "/profile-picture/{user_id}" in paths
     app = aiohttp_app.create_app()
-    assert {r.method for r in app.router.routes()} >= {"GET", "POST", "DELETE"}
+    assert {r.method for r in app.router.routes()} >= {"GET", "PUT", "POST", "DELETE"}
     assert list(tmp_path.iterdir()) == []  # declaring buckets and building apps did no I/O
+
+
+async def test_upload_accepts_put_and_post(server: AppServer) -> None:
+    """`curl -T` sends PUT (the README's command); POST, the form-style verb, works too."""
+    async with httpx.AsyncClient(timeout=60.0) as client:
+        for method, data in (("PUT", b"by put"), ("POST", b"by post")):
+            r = await client.request(method, server.url("verbs"), content=data)
+            assert r.status_code == 200, (method, r.text)
+            assert (await client.get(server.url("verbs"))).content == data
+        r = await client.patch(server.url("verbs"), content=b"x")
+        assert r.status_code == 405

@@ -258,3 +258,81 @@ def test_relative_imports_package_roots_and_unparsable_files(tmp_path: Path) -> 
     assert "Files.upload (bound method of bucket 'files')" in messages[1]
     assert messages[2].startswith("cannot parse this file")
     assert "BucketConfig(versioned=...) is not a literal" in messages[3]
+
+
+# -- aiobucket's own helpers, and the shipped examples -----------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_the_shipped_examples_pass_strict_and_can_read() -> None:
+    proc = cli("infra", str(EXAMPLES), "--strict")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert manifest["warnings"] == []
+    for app in ("fastapi_app", "aiohttp_app"):
+        # Downloads go through aiobucket.http.open_range(ProfilePictures, ...): attrs + download.
+        perms = manifest["services"][app]["profile-pictures"]
+        assert perms == ["Attrser", "Downloader", "Remover", "Uploader"]
+    policies = json.loads(cli("infra", str(EXAMPLES), "--format", "iam-aws").stdout)
+    for app in ("fastapi_app", "aiohttp_app"):
+        assert "s3:GetObject" in policies[app]["Statement"][0]["Action"]
+
+
+def test_helpers_that_take_a_bucket_are_followed(tmp_path: Path) -> None:
+    (tmp_path / "store.py").write_text(
+        "from aiobucket import Bucket, Downloader, Attrser\n"
+        "from typing import Protocol\n"
+        "A = Bucket('a')\nB = Bucket('b')\nC = Bucket('c')\nD = Bucket('d')\nE = Bucket('e')\n"
+        "class Both(Downloader, Attrser, Protocol): ...\n"
+    )
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "__init__.py").write_text("")
+    (tmp_path / "svc" / "views.py").write_text(
+        "import aiobucket\n"
+        "import aiobucket.http as h\n"
+        "from aiobucket import http, Downloader\n"
+        "from aiobucket.http import open_range\n"
+        "from store import A, B, C, D, E, Both\n"
+        "async def f(key, rng):\n"
+        "    await open_range(A, key, rng)\n"
+        "    await h.open_range(bucket=B, key=key, header=rng)\n"
+        "    await aiobucket.http.open_range(C, key, rng)\n"
+        "    await http.open_range(D.ref(Downloader), key, rng)\n"  # lacks Attrser
+        "    both = E.ref(Both)\n"
+        "    await open_range(both, key, rng)\n"
+        "    await other(A)\n"
+    )
+    manifest = infra.to_json(infra.analyse(tmp_path))
+    assert manifest["services"]["svc"] == {
+        "a": ["Attrser", "Downloader"],
+        "b": ["Attrser", "Downloader"],
+        "c": ["Attrser", "Downloader"],
+        "d": ["Downloader"],
+        "e": ["Attrser", "Downloader"],
+    }
+    where = [(w["file"], w["line"]) for w in manifest["warnings"]]
+    assert where == [("svc/views.py", 10), ("svc/views.py", 13)]
+    ref_warning, other_warning = (w["message"] for w in manifest["warnings"])
+    assert ref_warning.startswith(
+        "aiobucket.http.open_range() needs Attrser on its bucket, which ref(Downloader) of bucket 'd'"
+    )
+    assert "PermissionDenied" in ref_warning
+    assert "is passed to other()" in other_warning  # only aiobucket's own helpers are followed
+
+
+def test_services_may_each_declare_a_bucket_they_share_if_they_agree(tmp_path: Path) -> None:
+    (tmp_path / "one.py").write_text(
+        "import aiobucket\nP = aiobucket.Bucket('p')\nQ = aiobucket.Bucket('q')\n"
+    )
+    (tmp_path / "two.py").write_text(
+        "import aiobucket\n"
+        "P = aiobucket.Bucket('p', aiobucket.BucketConfig(versioned=False))\n"  # the same config
+        "Q = aiobucket.Bucket('q', aiobucket.BucketConfig(versioned=True))\n"  # a different one
+        "P2 = aiobucket.Bucket('p')\n"  # twice in one service
+    )
+    warnings = infra.to_json(infra.analyse(tmp_path))["warnings"]
+    assert [(w["file"], w["line"], w["message"]) for w in warnings] == [
+        ("two.py", 3, "bucket 'q' is declared again with a different BucketConfig (first at one.py:3)"),
+        ("two.py", 4, "bucket 'p' is declared again (first at one.py:2)"),
+    ]

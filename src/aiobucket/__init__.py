@@ -5,6 +5,8 @@ filesystem and memory. Declare buckets at module level; configuration decides
 where they live.
 """
 
+import types as _types
+
 from . import tracing
 from ._parallel import ParallelReader
 from ._runtime import aclose, lifespan
@@ -44,9 +46,22 @@ from .refs import (
 )
 from .removing import RemoveItem
 from .types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, Query, UploadAttrs, UploadForm
-from .writer import Writer
+from .writer import PendingWrite, Writer
 
 __version__ = "0.1.0"
+
+# Submodules reachable as attributes without an import of their own, loaded on first
+# use so `import aiobucket` stays cheap: aiobucket.testing.memory_buckets(), ...
+_LAZY_SUBMODULES = frozenset({"http", "testing"})
+
+
+def __getattr__(name: str) -> _types.ModuleType:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Attrser",
@@ -70,6 +85,7 @@ __all__ = [
     "ObjectChanged",
     "ObjectNotFound",
     "OutcomeUnknown",
+    "PendingWrite",
     "PermissionDenied",
     "PreconditionFailed",
     "ParallelReader",

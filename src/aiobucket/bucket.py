@@ -35,7 +35,8 @@ __all__ = ["Bucket"]
 T = TypeVar("T")
 P = TypeVar("P")
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+"""What a bucket name may be; the CLI and the dev server match names with it too."""
 DEFAULT_TTL = timedelta(hours=1)
 MAX_TTL = timedelta(days=7)
 
@@ -46,7 +47,7 @@ class Bucket:
     __slots__ = ("_handle", "config", "name")
 
     def __init__(self, name: str, config: BucketConfig | None = None) -> None:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise InvalidArgument(
                 f"bucket name {name!r} must be 1-63 characters of a-z, 0-9, '.', '_' or '-', "
                 "starting with a letter or digit"
@@ -376,7 +377,10 @@ class Bucket:
             raise InvalidArgument(
                 f"ref() takes a permission Protocol such as Downloader, got {perm!r}", bucket=self.name
             )
-        return cast(P, BucketRef(self, perm))
+        try:
+            return cast(P, BucketRef(self, perm))
+        except InvalidArgument as exc:
+            raise exc.with_context(bucket=self.name) from None
 
     # -- internals ----------------------------------------------------------
 

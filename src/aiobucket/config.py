@@ -16,13 +16,19 @@ TOML format::
     public_base_url = "https://cdn.example.com/pp/"   # optional
     part_size = 8388608                       # optional, bytes
     concurrency = 8                           # optional, parts in flight
-    # any other key is passed to the provider, e.g. access_key_id, secret_access_key_env
+    # other keys are the provider's options, e.g. access_key_id, secret_access_key_env
 
 A bucket may also be a plain string: ``profile-pictures = "memory://"``.
+
+Option names are checked when the configuration is read: besides the fields
+above, a bucket takes the options its provider declares (the ``OPTIONS`` tuple
+of the provider's module, or ``register_provider(..., options=...)``), so a
+misspelt ``key_prefx`` is an error naming the valid ones, never silently ignored.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import threading
@@ -63,6 +69,8 @@ _PROVIDERS: dict[str, str | Factory] = {
     "s3": "aiobucket.providers.s3:create",
     "gs": "aiobucket.providers.gcs:create",
 }
+# Option names of providers registered with a callable (string factories declare OPTIONS).
+_OPTIONS: dict[str, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +90,50 @@ class BucketSettings:
         return urlsplit(self.url).scheme
 
 
-def register_provider(scheme: str, factory: str | Factory) -> None:
-    """Route ``scheme://`` URLs to a provider factory (a callable or "module:attr")."""
+def register_provider(
+    scheme: str, factory: str | Factory, *, options: tuple[str, ...] | list[str] | None = None
+) -> None:
+    """Route ``scheme://`` URLs to a provider factory (a callable or "module:attr").
+
+    ``options`` names the config options the provider takes; with it, any other
+    name is refused when the configuration is read. A "module:attr" factory may
+    instead declare them as ``OPTIONS`` in its module. With neither, any name passes.
+    """
     _PROVIDERS[scheme] = factory
+    _OPTIONS.pop(scheme, None)
+    if options is not None:
+        _OPTIONS[scheme] = tuple(options)
+
+
+def _declared_options(scheme: str) -> tuple[str, ...] | None:
+    """The option names ``scheme``'s provider declares; None when it declares none."""
+    if scheme in _OPTIONS:
+        return _OPTIONS[scheme]
+    factory = _PROVIDERS.get(scheme)
+    if not isinstance(factory, str):
+        return None
+    try:  # provider packages keep their drivers out of this import
+        module = importlib.import_module(factory.partition(":")[0])
+    except ImportError:
+        return None  # reported when the provider is built, with the extra to install
+    declared = getattr(module, "OPTIONS", None)
+    return tuple(declared) if isinstance(declared, tuple | list) else None
+
+
+def _check_options(name: str, s: BucketSettings) -> None:
+    declared = _declared_options(s.scheme) if s.options else None
+    if declared is None:
+        return
+    unknown = sorted(k for k in s.options if k not in declared)
+    if not unknown:
+        return
+    valid = [*_KNOWN_FIELDS, *declared]
+    hints = [m for k in unknown for m in difflib.get_close_matches(k, valid, n=1)]
+    guess = f" (did you mean {' or '.join(repr(h) for h in hints)}?)" if hints else ""
+    raise InvalidArgument(
+        f"bucket {name!r}: unknown option{'s' if len(unknown) > 1 else ''} "
+        f"{', '.join(repr(k) for k in unknown)}{guess}; a {s.scheme}:// bucket takes: {', '.join(valid)}"
+    )
 
 
 class _State:
@@ -176,6 +225,7 @@ def _check(name: str, s: BucketSettings) -> None:
             raise InvalidArgument(f"bucket {name!r}: {fld} must be a positive int, got {v!r}")
     if s.public_base_url is not None and not isinstance(s.public_base_url, str):
         raise InvalidArgument(f"bucket {name!r}: public_base_url must be a str")
+    _check_options(name, s)
 
 
 def _parse_tables(
@@ -263,6 +313,27 @@ def resolve(name: str) -> BucketSettings:
         return _from_default(default, name)
 
 
+def public_reason(name: str, settings: BucketSettings | None = None) -> str:
+    """Why the tools treat bucket ``name`` as public ("" when they do not).
+
+    The CLI and ``aiobucket serve`` cannot see the code's ``BucketConfig(public=...)``,
+    so this is their one rule: the bucket's config has ``public_base_url`` or
+    ``public = true``, or (local buckets) the code called ``public_url()`` on it, which
+    leaves a marker file. The library itself follows the BucketConfig.
+    """
+    s = settings or resolve(name)
+    if s.public_base_url:
+        return "public_base_url in the config"
+    if s.options.get("public") is True:
+        return "public = true in the config"
+    if s.scheme == "file":
+        from .providers.local import _signing, root_of
+
+        if _signing.is_marked_public(root_of(s.url)):
+            return "declared BucketConfig(public=True) (marker file)"
+    return ""
+
+
 def configured_buckets() -> dict[str, BucketSettings]:
     """Every bucket named in configuration (code, file, overrides)."""
     with _state.lock:
@@ -316,8 +387,9 @@ def build_provider(name: str, settings: BucketSettings, bucket_config: BucketCon
     factory = _PROVIDERS[settings.scheme]
     if isinstance(factory, str):
         module_name, _, attr = factory.partition(":")
-        try:
+        try:  # a provider package may import its driver lazily, on getattr
             module = importlib.import_module(module_name)
+            loaded = getattr(module, attr, None)
         except ImportError as exc:
             if exc.name == "aiobucket" or (exc.name or "").startswith("aiobucket."):
                 raise InvalidArgument(
@@ -328,7 +400,6 @@ def build_provider(name: str, settings: BucketSettings, bucket_config: BucketCon
                 f"bucket {name!r}: {settings.scheme}:// needs an optional dependency "
                 f"({exc.name}); install aiobucket[{extra}]"
             ) from exc
-        loaded = getattr(module, attr, None)
         if loaded is None:
             raise InvalidArgument(f"bucket {name!r}: provider {factory!r} has no attribute {attr!r}")
         factory = loaded

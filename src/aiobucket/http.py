@@ -39,8 +39,10 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 class _Readable(Downloader, Attrser, Protocol): ...
 
 
-def _unsatisfiable(size: int) -> RangeNotSatisfiable:
-    err = RangeNotSatisfiable(f"no byte of the requested range exists (the object has {size} bytes)")
+def _unsatisfiable(size: int, bucket: str | None = None, key: str | None = None) -> RangeNotSatisfiable:
+    err = RangeNotSatisfiable(
+        f"no byte of the requested range exists (the object has {size} bytes)", bucket=bucket, key=key
+    )
     err.size = size
     return err
 
@@ -98,6 +100,7 @@ async def open_range(
     """
     from .errors import ObjectChanged
 
+    name: str | None = getattr(bucket, "name", None)  # for error messages
     parsed = _syntax(header)
     if parsed is None:
         reader = bucket.download(
@@ -120,13 +123,17 @@ async def open_range(
             try:
                 attrs = await reader.attrs()
             except RangeNotSatisfiable:
-                raise _unsatisfiable((await bucket.attrs(key, version=version)).size) from None
+                size = (await bucket.attrs(key, version=version)).size
+                raise _unsatisfiable(size, name, key) from None
             if attrs.size == 0:
                 await reader.aclose()
-                raise _unsatisfiable(0)
+                raise _unsatisfiable(0, name, key)
             return reader, attrs, (start, min(start + (length or attrs.size), attrs.size) - 1)
         head = await bucket.attrs(key, version=version)
-        rng = parse_range(header, head.size)
+        try:
+            rng = parse_range(header, head.size)
+        except RangeNotSatisfiable as exc:
+            raise exc.with_context(bucket=name, key=key) from None
         assert rng is not None
         reader = bucket.download(
             key,
@@ -143,7 +150,9 @@ async def open_range(
         if attrs.etag == head.etag:
             return reader, attrs, rng
         await reader.aclose()
-    raise ObjectChanged("the object kept changing while the range was opened; try again", key=key)
+    raise ObjectChanged(
+        "the object kept changing while the range was opened; try again", bucket=name, key=key
+    )
 
 
 # -- serve: a whole GET answer --------------------------------------------------------------

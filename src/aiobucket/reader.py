@@ -82,7 +82,9 @@ class Reader:
     async def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (all that is left when ``n`` < 0); b"" at the end."""
         if isinstance(n, bool) or not isinstance(n, int):
-            raise InvalidArgument(f"read() takes an int, got {type(n).__name__}", key=self.key)
+            raise InvalidArgument(
+                f"read() takes an int, got {type(n).__name__}", bucket=self._bucket.name, key=self.key
+            )
         if n < 0:
             parts = [self._take(-1)]
             while (chunk := await self._next_chunk()) != b"":

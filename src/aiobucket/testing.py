@@ -8,10 +8,14 @@ Outside pytest::
 Under pytest this module is a plugin (registered through the ``pytest11``
 entry point) that provides the ``aiobucket_memory`` fixture. Ask for it, or
 put ``pytestmark = pytest.mark.usefixtures("aiobucket_memory")`` in a module.
+The fixture is synchronous, so it works with any async test runner: anyio's
+pytest plugin (``@pytest.mark.anyio``) and pytest-asyncio (``@pytest.mark.asyncio``)
+are both tested.
 """
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,11 +37,10 @@ def memory_buckets() -> Iterator[None]:
         memory.drop_namespace(namespace)
 
 
-try:
+# The fixture only exists under pytest, which loads this module as a plugin after importing
+# itself; a script calling memory_buckets() does not pay for importing pytest.
+if "pytest" in sys.modules:
     import pytest
-except ImportError:  # pragma: no cover - pytest is only needed for the plugin
-    pass
-else:
 
     @pytest.fixture
     def aiobucket_memory() -> Iterator[None]:

@@ -19,6 +19,13 @@ arrives during it is passed to the commit: a provider ends a retry backoff at
 once (nothing is stored) and lets a request that is already on the wire finish
 before re-raising (never half done), so the object is then stored whole or not
 at all. Either way no partial object is ever visible.
+
+``write()`` is a plain method returning a coroutine-like ``PendingWrite`` that
+starts the write when awaited (or stepped by a task). Creating one registers
+it with the writer, so a write that was never awaited is seen: ``close()``
+refuses to commit (InvalidArgument, and the upload is aborted), and so does a
+later write that would overtake it. Python's "never awaited" warning alone
+would let a truncated object be stored.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import warnings
+from collections.abc import Coroutine, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from . import _runtime
 from ._aio import run_to_completion
@@ -39,7 +47,7 @@ from .types import ObjectAttrs, Preconditions, UploadAttrs
 if TYPE_CHECKING:
     from ._runtime import Handle
 
-__all__ = ["Writer"]
+__all__ = ["PendingWrite", "Writer"]
 
 TASK_NAME = "aiobucket-upload"  # every task the writer starts, so tests can prove none leak
 
@@ -50,12 +58,66 @@ class _State(enum.Enum):
     ABORTED = "aborted"
 
 
-def _positive(name: str, value: object) -> int | None:
+def _positive(name: str, value: object, bucket: str, key: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgument(f"{name} must be a positive int, got {value!r}")
+        raise InvalidArgument(f"{name} must be a positive int, got {value!r}", bucket=bucket, key=key)
     return value
+
+
+def _byte_view(data: bytes | bytearray | memoryview, bucket: str, key: str) -> memoryview:
+    """``data`` as a flat view of bytes; a non-contiguous view is copied first."""
+    try:
+        view = memoryview(data)
+    except ValueError as exc:  # a released memoryview
+        raise InvalidArgument(f"write() cannot read this memoryview: {exc}", bucket=bucket, key=key) from None
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())  # strided or Fortran-ordered: copied in C order
+    return view.cast("B")
+
+
+class PendingWrite(Coroutine[Any, Any, int]):
+    """What ``Writer.write()`` returns: await it (it gives ``len(data)``).
+
+    A coroutine in every way that matters (``await``, ``asyncio.create_task``,
+    ``gather``), but it exists from the moment write() is called, before it
+    runs: the writer keeps the ones not yet started and refuses to commit
+    while any is left, so a forgotten ``await`` cannot store the wrong bytes.
+    """
+
+    __slots__ = ("_data", "_inner", "_writer", "seq")
+
+    def __init__(self, writer: Writer, data: bytes | bytearray | memoryview, seq: int) -> None:
+        self._writer = writer
+        self._data: bytes | bytearray | memoryview | None = data
+        self._inner: Coroutine[Any, Any, int] | None = None
+        self.seq = seq
+
+    def _start(self) -> Coroutine[Any, Any, int]:
+        """The real coroutine, made on first use: from then on it is not "unstarted"."""
+        if self._inner is None:
+            data, self._data = self._data, None
+            assert data is not None
+            self._writer._unstarted.pop(self.seq, None)
+            self._inner = self._writer._write(data, self.seq)
+        return self._inner
+
+    def __await__(self) -> Generator[Any, None, int]:
+        return self._start().__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._start().send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: TracebackType | None = None) -> Any:
+        inner = self._start()
+        if val is None and tb is None:
+            return inner.throw(typ)
+        return inner.throw(typ, val, tb)  # pragma: no cover - the deprecated 3-argument form
+
+    def close(self) -> None:
+        # Closed before it ran, it never runs: discarded on purpose, not forgotten.
+        self._start().close()
 
 
 class Writer:
@@ -71,17 +133,21 @@ class Writer:
         concurrency: int | None,
     ) -> None:
         if attrs is not None and not isinstance(attrs, UploadAttrs):
-            raise InvalidArgument(f"attrs must be UploadAttrs, got {type(attrs).__name__}", key=key)
+            raise InvalidArgument(
+                f"attrs must be UploadAttrs, got {type(attrs).__name__}", bucket=bucket.name, key=key
+            )
         if preconditions is not None and not isinstance(preconditions, Preconditions):
             raise InvalidArgument(
-                f"preconditions must be Preconditions, got {type(preconditions).__name__}", key=key
+                f"preconditions must be Preconditions, got {type(preconditions).__name__}",
+                bucket=bucket.name,
+                key=key,
             )
         self._bucket = bucket
         self.key = key
         self._attrs_in = attrs or UploadAttrs()
         self._pre = preconditions or Preconditions()
-        self._part_size_arg = _positive("part_size", part_size)
-        self._concurrency_arg = _positive("concurrency", concurrency)
+        self._part_size_arg = _positive("part_size", part_size, bucket.name, key)
+        self._concurrency_arg = _positive("concurrency", concurrency, bucket.name, key)
         self._state = _State.OPEN
         self._result: ObjectAttrs | None = None
         self._error: BaseException | None = None
@@ -93,6 +159,8 @@ class Writer:
         self._buffers = 1  # part buffers allocated so far, the growing first one included
         self._owner: dict[asyncio.Task[Part], bytearray] = {}
         self._size = 0
+        self._writes = 0  # write() calls so far: each PendingWrite's sequence number
+        self._unstarted: dict[int, PendingWrite] = {}  # write() calls not yet awaited
         # Set up on first I/O:
         self._provider: Provider | None = None
         self._caps = Capabilities()
@@ -116,19 +184,33 @@ class Writer:
     def bytes_written(self) -> int:
         return self._size
 
-    async def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Buffer ``data``; full parts are uploaded as they fill. Returns len(data)."""
+    def write(self, data: bytes | bytearray | memoryview) -> PendingWrite:
+        """Buffer ``data``; full parts are uploaded as they fill. ``await`` it: gives len(data).
+
+        A write must be awaited before the next one and before close(): one that
+        never runs makes close() raise InvalidArgument and abort the upload.
+        """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidArgument(
                 f"write() takes bytes, bytearray or memoryview, got {type(data).__name__}; encode str first",
                 bucket=self._bucket.name,
                 key=self.key,
             )
+        self._writes += 1
+        pending = PendingWrite(self, data, self._writes)
+        if self._state is _State.OPEN:
+            self._unstarted[self._writes] = pending
+        return pending
+
+    async def _write(self, data: bytes | bytearray | memoryview, seq: int) -> int:
+        # (While another call runs, _enter refuses this one and leaves the writer alone.)
+        if self._state is _State.OPEN and not self._busy and self._unstarted and min(self._unstarted) < seq:
+            await self._refuse_unawaited()
+        view = _byte_view(data, self._bucket.name, self.key)  # bad input: raised, nothing aborted
         self._enter("write")
         try:
             async with _runtime.mapped_errors(self._bucket.name, self.key, self._fail):
                 self._start()
-                view = memoryview(data).cast("B")
                 n, pos, ps = len(view), 0, self._part_size
                 while pos < n:
                     if self._fill == ps:
@@ -151,6 +233,8 @@ class Writer:
         """
         if self._state is _State.CLOSED and self._result is not None:
             return self._result
+        if self._state is _State.OPEN and not self._busy and self._unstarted:
+            await self._refuse_unawaited()
         self._enter("close")
         try:
             async with _runtime.mapped_errors(self._bucket.name, self.key, self._fail):
@@ -213,7 +297,16 @@ class Writer:
 
     def __del__(self) -> None:
         # getattr: __init__ may have raised before setting anything.
-        if getattr(self, "_state", None) is _State.OPEN and getattr(self, "_provider", None) is not None:
+        if getattr(self, "_state", None) is not _State.OPEN:
+            return
+        if getattr(self, "_unstarted", None):  # no coroutine exists to warn, so the writer does
+            warnings.warn(
+                f"aiobucket Writer for {self.key!r}: write() was never awaited and the upload was "
+                "never closed; nothing was stored",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+        elif getattr(self, "_provider", None) is not None:
             warnings.warn(
                 f"aiobucket Writer for {self.key!r} was never closed or aborted; "
                 "use 'async with bucket.upload(...)'",
@@ -222,6 +315,19 @@ class Writer:
             )
 
     # -- internals ----------------------------------------------------------
+
+    async def _refuse_unawaited(self) -> NoReturn:
+        """A write() was never awaited: committing now would store the wrong bytes."""
+        n = len(self._unstarted)
+        self._unstarted.clear()
+        err = InvalidArgument(
+            f"{n} write() call{'s were' if n > 1 else ' was'} never awaited, so the upload would miss "
+            "data; it was aborted and nothing was stored. Write 'await w.write(data)'",
+            bucket=self._bucket.name,
+            key=self.key,
+        )
+        await self._fail(err)
+        raise err
 
     def _enter(self, op: str) -> None:
         if self._state is _State.ABORTED:
@@ -373,6 +479,7 @@ class Writer:
     async def _abort_shielded(self, cause: BaseException | None = None) -> None:
         self._state = _State.ABORTED
         self._buf, self._fill, self._free = bytearray(), 0, []
+        self._unstarted.clear()  # they raise the abort's error if awaited later
         if self._cleanup is None:
             self._cleanup = asyncio.create_task(self._cleanup_upload(), name=TASK_NAME)
             if self._span is not None:

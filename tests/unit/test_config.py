@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def test_configure_string_table_and_settings_forms() -> None:
         {
             "plain": "memory://",
             "table": {
-                "url": "memory://store?ns=x",
+                "url": "s3://store?endpoint=http://127.0.0.1:9",
                 "key_prefix": "pp/",
                 "public_base_url": "https://cdn.example.com/pp/",
                 "part_size": 1024,
@@ -77,7 +78,7 @@ def test_configure_string_table_and_settings_forms() -> None:
     assert config.resolve("plain") == BucketSettings(url="memory://")
     t = config.resolve("table")
     assert (t.url, t.key_prefix, t.public_base_url, t.part_size, t.concurrency) == (
-        "memory://store?ns=x",
+        "s3://store?endpoint=http://127.0.0.1:9",
         "pp/",
         "https://cdn.example.com/pp/",
         1024,
@@ -140,7 +141,7 @@ part_size = 8388608
 concurrency = 8
 access_key_id = "AKIA"
 secret_access_key_env = "MY_SECRET"
-timeouts = { connect = 5 }
+read_timeout = 5
 """,
     )
     assert config.resolve("plain") == BucketSettings(url="memory://plainstore")
@@ -154,7 +155,7 @@ timeouts = { connect = 5 }
     assert dict(pp.options) == {
         "access_key_id": "AKIA",
         "secret_access_key_env": "MY_SECRET",
-        "timeouts": {"connect": 5},
+        "read_timeout": 5,
     }
     assert config.resolve("unlisted").url == "memory://unlisted?ns=filedefault"
     assert set(config.configured_buckets()) == {"plain", "profile-pictures"}
@@ -257,9 +258,64 @@ def test_configure_rejects_a_non_mapping() -> None:
         aiobucket.configure(["memory://"])  # type: ignore[arg-type]
 
 
-def test_unknown_bucket_field_is_not_an_error_but_an_option() -> None:
-    aiobucket.configure({"b": {"url": "memory://", "weird_option": [1, 2]}})
-    assert dict(config.resolve("b").options) == {"weird_option": [1, 2]}
+def test_an_unknown_option_is_an_error_naming_the_valid_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt name (key_prefx) would otherwise be ignored: every key stored unprefixed."""
+    write_config(tmp_path, monkeypatch, '[buckets.b]\nurl = "s3://cloud"\nkey_prefx = "pp/"\n')
+    with pytest.raises(InvalidArgument) as info:
+        config.resolve("b")
+    message = str(info.value)
+    assert message.startswith("bucket 'b': ")
+    assert "unknown option 'key_prefx' (did you mean 'key_prefix'?)" in message
+    assert (
+        "a s3:// bucket takes: url, key_prefix, public_base_url, part_size, concurrency, region," in message
+    )
+    assert "secret_access_key_env" in message  # the S3 provider's own options are listed too
+
+
+@pytest.mark.parametrize(
+    ("url", "option", "accepted"),
+    [
+        ("s3://cloud", "access_key_id", True),
+        ("s3://cloud", "service_file", False),  # a GCS option
+        ("gs://cloud", "service_file", True),
+        ("gs://cloud", "access_key_id", False),
+        ("file:///srv/b", "dev_server_url", True),
+        ("file:///srv/b", "public", True),
+        ("file:///srv/b", "region", False),
+        ("memory://", "region", False),  # memory takes no options at all
+    ],
+)
+def test_options_are_checked_per_scheme(url: str, option: str, accepted: bool) -> None:
+    settings = {"url": url, option: "x"}
+    if accepted:
+        aiobucket.configure({"b": settings})
+        assert dict(config.resolve("b").options) == {option: "x"}
+    else:
+        with pytest.raises(InvalidArgument, match=rf"bucket 'b': unknown option '{option}'"):
+            aiobucket.configure({"b": settings})
+
+
+def test_checking_options_does_not_import_a_driver(tmp_path: Path) -> None:
+    """The S3 and GCS packages declare OPTIONS without importing aiobotocore or gcloud."""
+    script = (
+        "import sys, aiobucket\n"
+        "aiobucket.configure({'a': {'url': 's3://x', 'region': 'r'}, 'g': {'url': 'gs://y', 'retries': 2}})\n"
+        "print(sorted(m for m in ('aiobotocore', 'gcloud', 'aiohttp') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\n"
+
+
+def test_registered_providers_declare_their_options_or_take_any(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "_OPTIONS", {})
+    config.register_provider("strict", lambda s, n, c: None, options=["colour"])  # type: ignore[arg-type,return-value]
+    config.register_provider("loose", lambda s, n, c: None)  # type: ignore[arg-type,return-value]
+    aiobucket.configure({"a": {"url": "strict://x", "colour": "red"}, "b": {"url": "loose://", "any": 1}})
+    with pytest.raises(InvalidArgument, match=r"unknown option 'color' \(did you mean 'colour'\?\)"):
+        aiobucket.configure({"a": {"url": "strict://x", "color": "red"}})
 
 
 @pytest.mark.parametrize(

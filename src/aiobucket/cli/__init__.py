@@ -5,6 +5,11 @@ live under ``./.aiobucket``). Objects are named ``BUCKET:KEY``; anything else is
 a local path, and ``-`` is stdin or stdout. Errors print one line,
 ``aiobucket: error: ...``, and exit 2 for bad usage, 1 for everything else.
 
+A misspelt bucket name never makes a bucket: a bucket exists when the
+configuration names it or, on the local backend, when its directory holds a
+bucket. Anything else is "no such bucket" with the list of those that exist,
+and ``cp`` makes a new one only when given ``--create``.
+
 Subcommands live in :data:`COMMANDS`; adding one is one line::
 
     COMMANDS["serve"] = Command("serve local buckets over HTTP", add_arguments, run)
@@ -25,25 +30,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
-from urllib.parse import unquote, urlsplit
 
 import anyio
 
 from .. import __version__, _runtime, config, devserver
-from ..bucket import Bucket
+from ..bucket import NAME, Bucket
 from ..errors import BucketError, InvalidArgument, ObjectNotFound
+from ..providers.local import is_bucket, root_of
 from ..types import BucketConfig, ObjectAttrs, Query, UploadAttrs
 from . import _fsck
 from ._progress import progress
 
-__all__ = ["COMMANDS", "Command", "UsageError", "main"]
+__all__ = ["COMMANDS", "Command", "CommandError", "UsageError", "main"]
 
 CHUNK = 1 << 20
-_REMOTE = re.compile(r"([a-z0-9][a-z0-9._-]{0,62}):(.*)", re.DOTALL)
+_REMOTE = re.compile(rf"({NAME.pattern}):(.*)", re.DOTALL)
 
 
 class UsageError(Exception):
     """The command line is wrong: exit status 2."""
+
+
+class CommandError(Exception):
+    """The command cannot do what was asked (no such bucket, no such folder): exit status 1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +86,34 @@ def remote(text: str, *, key: bool = True) -> Remote:
     return loc
 
 
-def bucket(name: str, args: argparse.Namespace) -> Bucket:
-    # The CLI cannot see the code's BucketConfig: a bucket counts as public when its
-    # configuration has a public_base_url, and as versioned with --versioned.
+def bucket(name: str, args: argparse.Namespace, *, write: bool = False) -> Bucket:
+    """Bucket ``name`` as the code would declare it, once it is known to exist.
+
+    The CLI cannot see the code's BucketConfig: a bucket counts as public by
+    config.public_reason() (the dev server's rule too), and as versioned with
+    --versioned or ``versioned = true`` in its config (as for the dev server). A
+    bucket that does not exist is an error, unless ``write`` and --create make it.
+    """
     settings = config.resolve(name)
-    public = settings.public_base_url is not None
-    return Bucket(name, BucketConfig(versioned=getattr(args, "versioned", False), public=public))
+    if not _exists(name, settings):
+        known = ", ".join(r["name"] for r in _bucket_table()[0]) or "none yet"
+        if not write:
+            raise CommandError(f"no such bucket {name!r} (buckets: {known}; see 'aiobucket buckets')")
+        if not getattr(args, "create", False):
+            raise CommandError(
+                f"no such bucket {name!r} (buckets: {known}); pass --create to make a new bucket"
+            )
+    public = bool(config.public_reason(name, settings))
+    versioned = getattr(args, "versioned", False) or settings.options.get("versioned") is True
+    return Bucket(name, BucketConfig(versioned=versioned, public=public))
+
+
+def _exists(name: str, settings: config.BucketSettings) -> bool:
+    """Named in the configuration, or a bucket on disk. A bucket that lives elsewhere by the
+    default (s3://, gs://) cannot be checked without a request: the backend answers."""
+    if name in config.configured_buckets():
+        return True
+    return is_bucket(root_of(settings.url)) if settings.scheme == "file" else True
 
 
 def _versioned_option(p: argparse.ArgumentParser) -> None:
@@ -158,11 +189,6 @@ def _buckets_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _local_root(url: str) -> Path | None:
-    parts = urlsplit(url)
-    return Path(unquote(parts.path)).parent if parts.scheme == "file" else None
-
-
 def _bucket_table() -> tuple[list[dict[str, Any]], str]:
     """Configured buckets, buckets found under a local default, and the default itself."""
     rows: list[dict[str, Any]] = []
@@ -178,8 +204,9 @@ def _bucket_table() -> tuple[list[dict[str, Any]], str]:
             }
         )
     # "<name>" cannot be a bucket name, so this shows where an unlisted bucket would live.
-    default = config.resolve("<name>").url
-    root = _local_root(default)
+    default_settings = config.resolve("<name>")
+    default = default_settings.url
+    root = root_of(default).parent if default_settings.scheme == "file" else None
     if root is not None and root.is_dir():
         rows += [
             {
@@ -190,7 +217,7 @@ def _bucket_table() -> tuple[list[dict[str, Any]], str]:
                 "source": "default",
             }
             for d in sorted(root.iterdir())
-            if d.name not in configured and (d / "index.sqlite3").is_file()
+            if d.name not in configured and NAME.fullmatch(d.name) and is_bucket(d)
         ]
     return rows, default
 
@@ -219,6 +246,7 @@ def _cp_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="FILE, BUCKET:KEY or - (stdin)")
     p.add_argument("dst", help="FILE, DIR, BUCKET:KEY, BUCKET: / BUCKET:DIR/ (keeps the name) or - (stdout)")
     p.add_argument("--content-type", help="for uploads (default: guessed from the key)")
+    p.add_argument("--create", action="store_true", help="make the destination bucket if it does not exist")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _version_option(p)
     _versioned_option(p)
@@ -242,20 +270,21 @@ async def _cp(args: argparse.Namespace) -> int:
         raise UsageError(f"name the source key: {src.bucket}:KEY")
     if args.object_version and not isinstance(src, Remote):
         raise UsageError("--version applies to a BUCKET:KEY source")
+    if args.create and not isinstance(dst, Remote):
+        raise UsageError("--create applies to a BUCKET:KEY destination")
     show = not args.quiet
     if not isinstance(src, Remote):
         assert isinstance(dst, Remote)
         attrs = UploadAttrs(content_type=args.content_type)
-        await upload(src, bucket(dst.bucket, args), _target_key(dst, src), attrs, show=show)
+        key = _target_key(dst, src)
+        await upload(src, bucket(dst.bucket, args, write=True), key, attrs, show=show)
     elif not isinstance(dst, Remote):
         await download(bucket(src.bucket, args), src.key, dst, args.object_version, show=show)
     else:
         key = _target_key(dst, src.key)
-        source = bucket(src.bucket, args)
-        if src.bucket == dst.bucket:  # server-side where the backend can
-            await source.copy(src.key, key, version=args.object_version)
-        else:
-            await _transfer(source, src.key, args.object_version, bucket(dst.bucket, args), key, show)
+        source, target = bucket(src.bucket, args), bucket(dst.bucket, args, write=True)
+        # The library's copy: on the server where the backend can, else streamed.
+        await source.copy(src.key, key, dst_bucket=target, version=args.object_version)
     return 0
 
 
@@ -285,10 +314,17 @@ async def upload(path: str, b: Bucket, key: str, attrs: UploadAttrs, *, show: bo
 
 
 def _output_path(dest: str, key: str) -> Path:
-    """Where a download goes: ``dest``, or ``dest/<last part of key>`` for a directory."""
+    """Where a download goes: ``dest``, or ``dest/<last part of key>`` for a directory.
+
+    The folder must exist: the download is written beside the file, then renamed.
+    """
     path = Path(dest)
     if path.is_dir() or dest.endswith(("/", os.sep)):
         path = path / posixpath.basename(key)
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise CommandError(f"cannot write {str(path)!r}: the folder {str(folder) + os.sep!r} {what}")
     return path
 
 
@@ -296,9 +332,10 @@ async def download(b: Bucket, key: str, dest: str, version: str | None, *, show:
     """An object to stdout (streamed), or to a local file with ``download_to`` (parallel
     ranges written in place into a temporary file, renamed when complete)."""
     if dest != "-":
+        path = _output_path(dest, key)  # a missing folder is named before any request
         attrs = await b.attrs(key, version=version)  # sizes the bar; fails before any file exists
         with progress(key, attrs.size, show=show) as advance:
-            await b.download_to(key, _output_path(dest, key), version=version, on_progress=advance)
+            await b.download_to(key, path, version=version, on_progress=advance)
         return
     async with b.download(key, version=version) as reader:
         attrs = await reader.attrs()
@@ -308,24 +345,6 @@ async def download(b: Bucket, key: str, dest: str, version: str | None, *, show:
                 await anyio.to_thread.run_sync(out.write, chunk)
                 advance(len(chunk))
         await anyio.to_thread.run_sync(out.flush)
-
-
-async def _transfer(
-    src: Bucket, src_key: str, version: str | None, dst: Bucket, dst_key: str, show: bool
-) -> None:
-    async with src.download(src_key, version=version) as reader:
-        a = await reader.attrs()
-        attrs = UploadAttrs(
-            content_type=a.content_type,
-            cache_control=a.cache_control,
-            content_disposition=a.content_disposition,
-            metadata=dict(a.metadata),
-        )
-        with progress(f"{dst.name}:{dst_key}", a.size, show=show) as advance:
-            async with dst.upload(dst_key, attrs=attrs) as w:
-                async for chunk in reader:
-                    await w.write(chunk)
-                    advance(len(chunk))
 
 
 def _cat_args(p: argparse.ArgumentParser) -> None:
@@ -361,8 +380,9 @@ async def _rm(args: argparse.Namespace) -> int:
             failed += await _rm_prefix(bucket(t.bucket, args), t.key)
         return 1 if failed else 0
     targets = [remote(o) for o in args.objects]
+    buckets = {t.bucket: bucket(t.bucket, args) for t in targets}  # all checked before any removal
     for t in targets:
-        await bucket(t.bucket, args).remove(t.key, version=args.object_version)
+        await buckets[t.bucket].remove(t.key, version=args.object_version)
     return 0
 
 
@@ -407,8 +427,10 @@ async def _stat(args: argparse.Namespace) -> int:
 
 _URL_HELP = """\
 Without --signed: the object's public URL. The CLI cannot see the code's
-BucketConfig(public=...), so it treats a bucket as public exactly when its
-configuration has a public_base_url.
+BucketConfig(public=...), so it treats a bucket as public when its
+configuration has a public_base_url or `public = true`, or when the code
+called public_url() on the local bucket (the rule `aiobucket serve` follows).
+A local bucket without public_base_url gets the dev server's URL.
 
 With --signed get|put: a pre-signed URL to download or upload the object,
 valid for --ttl seconds (default 3600, at most 7 days), where the backend can
@@ -426,13 +448,16 @@ def _url_args(p: argparse.ArgumentParser) -> None:
 async def _url(args: argparse.Namespace) -> int:
     _versioned(args)
     obj = remote(args.object)
+    if args.signed is None and (args.ttl is not None or args.object_version):
+        raise UsageError("--ttl and --version need --signed")
+    if args.signed == "put" and args.object_version:
+        raise UsageError("--version applies to --signed get")
     b = bucket(obj.bucket, args)
     if args.signed is None:
-        if args.ttl is not None or args.object_version:
-            raise UsageError("--ttl and --version need --signed")
         if not b.config.public:
             raise InvalidArgument(
-                "no public URL: the bucket has no public_base_url in its configuration (or use --signed get)",
+                "no public URL: the bucket is not public; set public_base_url (or, for a local "
+                "bucket, public = true) in its configuration, or use --signed get",
                 bucket=b.name,
             )
         _out(b.public_url(obj.key))
@@ -441,8 +466,6 @@ async def _url(args: argparse.Namespace) -> int:
     if args.signed == "get":
         _out(await b.signed_download_url(obj.key, ttl=ttl, version=args.object_version))
     else:
-        if args.object_version:
-            raise UsageError("--version applies to --signed get")
         _out(await b.signed_upload_url(obj.key, ttl=ttl))
     return 0
 
@@ -552,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         _fail(f"{exc} (see 'aiobucket {args.command} --help')")
         return 2
+    except CommandError as exc:
+        _fail(str(exc))
+        return 1
     except BucketError as exc:
         _fail(str(exc))
         return 1

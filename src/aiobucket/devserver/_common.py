@@ -7,12 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from .. import config
-from ..bucket import Bucket
+from ..bucket import NAME, Bucket
 from ..errors import (
     BucketError,
     InvalidArgument,
@@ -22,11 +21,10 @@ from ..errors import (
     RangeNotSatisfiable,
 )
 from ..keys import validate_key
-from ..providers.local import _signing
+from ..providers.local import is_bucket, root_of
 from ..types import BucketConfig, ObjectAttrs
 
 CHUNK = 256 * 1024
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _BAD_SEGMENTS = re.compile(r"(?:^|[/\\])\.{1,2}(?:[/\\]|$)")
 
 
@@ -44,7 +42,7 @@ class Served:
     @property
     def exists(self) -> bool:
         """Whether the bucket has been used at all (so looking at it need not create it)."""
-        return (self.root / "index.sqlite3").is_file()
+        return is_bucket(self.root)
 
     def bucket(self, *, for_version: bool = False) -> Bucket:
         """The bucket, declared as the server understands it.
@@ -70,23 +68,15 @@ class Registry:
         self.versioned = versioned
 
     def get(self, name: str) -> Served | None:
-        if not _NAME.fullmatch(name) or (self.names and name not in self.names):
+        if not NAME.fullmatch(name) or (self.names and name not in self.names):
             return None
         settings = config.resolve(name)
         if settings.scheme != "file":
             return None
-        root = Path(urlsplit(settings.url).path)  # as the local provider reads it: not unquoted
+        root = root_of(settings.url)
         opts = settings.options
-        if name in self.public:
-            reason = "--public"
-        elif settings.public_base_url:
-            reason = "public_base_url in the config"
-        elif opts.get("public") is True:
-            reason = "public = true in the config"
-        elif _signing.is_marked_public(root):
-            reason = "declared BucketConfig(public=True) (marker file)"
-        else:
-            reason = ""
+        # The CLI's rule (config.public_reason), plus this command's --public.
+        reason = "--public" if name in self.public else config.public_reason(name, settings)
         return Served(
             name=name,
             root=root,
@@ -105,9 +95,9 @@ class Registry:
         # "<name>" is no valid bucket name: it shows where an unlisted bucket would live.
         default = config.resolve("<name>")
         if default.scheme == "file":
-            top = Path(urlsplit(default.url).path).parent
+            top = root_of(default.url).parent
             if top.is_dir():
-                names |= {d.name for d in top.iterdir() if (d / "index.sqlite3").is_file()}
+                names |= {d.name for d in top.iterdir() if is_bucket(d)}
         return sorted((s for s in map(self.get, names) if s is not None), key=lambda s: s.name)
 
 

@@ -23,11 +23,11 @@ import anyio.to_thread
 from aiohttp import web
 
 from .. import _runtime
-from ..errors import BucketError, InvalidArgument, ObjectNotFound, RangeNotSatisfiable
-from ..http import parse_range
+from ..errors import BucketError, InvalidArgument, ObjectChanged, RangeNotSatisfiable
+from ..http import ByteRange, open_range, parse_range
 from ..providers.local import _signing
 from ..reader import Reader
-from ..types import Preconditions, UploadAttrs
+from ..types import ObjectAttrs, Preconditions, UploadAttrs
 from ._common import (
     CHUNK,
     Registry,
@@ -153,42 +153,59 @@ async def put_object(request: web.Request, served: Served, key: str) -> web.Resp
     return web.Response(status=200, headers={"ETag": f'"{done.etag}"'})
 
 
+def _not_modified(request: web.Request, attrs: ObjectAttrs) -> web.Response | None:
+    """304 when If-None-Match names the current ETag (checked before Range, as RFC 9110 says)."""
+    etag = f'"{attrs.etag}"'
+    inm = request.headers.get("If-None-Match")
+    tags = {t.strip().removeprefix("W/") for t in (inm or "").split(",")}
+    return web.Response(status=304, headers={"ETag": etag}) if inm and ("*" in tags or etag in tags) else None
+
+
+def _range_headers(headers: dict[str, str], rng: ByteRange | None, size: int) -> tuple[int, int]:
+    """(status, body length) for a whole object or a range; sets Content-Range for a range."""
+    if rng is None:
+        return 200, size
+    headers["Content-Range"] = f"bytes {rng[0]}-{rng[1]}/{size}"
+    return 206, rng[1] - rng[0] + 1
+
+
 async def get_object(
     request: web.Request, served: Served, key: str, version: str | None
 ) -> web.StreamResponse:
     b = served.bucket(for_version=version is not None)
-    for _ in range(5):  # the object may change between attrs() and the open; then look again
+    header = request.headers.get("Range")
+    if request.method == "HEAD":  # no body: the attributes and the parsed range say everything
         attrs = await b.attrs(key, version=version)
-        headers = object_headers(attrs)
-        inm = request.headers.get("If-None-Match")
-        tags = {t.strip().removeprefix("W/") for t in (inm or "").split(",")}
-        if inm and ("*" in tags or headers["ETag"] in tags):
-            return web.Response(status=304, headers={"ETag": headers["ETag"]})
+        if (not_modified := _not_modified(request, attrs)) is not None:
+            return not_modified
         try:
-            rng = parse_range(request.headers.get("Range"), attrs.size)
+            rng = parse_range(header, attrs.size)
         except RangeNotSatisfiable:
             return web.Response(status=416, headers={"Content-Range": f"bytes */{attrs.size}"})
-        offset, length = (rng[0], rng[1] - rng[0] + 1) if rng else (0, attrs.size)
-        status = 206 if rng else 200
-        if status == 206:
-            headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{attrs.size}"
-        if request.method == "HEAD":
-            resp = web.StreamResponse(status=status, headers=headers)
-            resp.content_length = length
-            await resp.prepare(request)
-            await resp.write_eof()
-            return resp
-        reader = b.download(key, version=version, offset=offset, length=length)
-        try:
-            opened = await reader.attrs()
-        except (RangeNotSatisfiable, ObjectNotFound):
-            await reader.aclose()
-            continue
-        if opened.etag != attrs.etag:
-            await reader.aclose()
-            continue
-        return await _stream(request, reader, status, headers, length)
-    return _text(503, "the object kept changing while it was being opened; try again")
+        headers = object_headers(attrs)
+        status, length = _range_headers(headers, rng, attrs.size)
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = length
+        await resp.prepare(request)
+        await resp.write_eof()
+        return resp
+    try:
+        # The library's pinned ranged open: a suffix range never splices two versions.
+        reader, attrs, rng = await open_range(b, key, header, version=version)
+    except RangeNotSatisfiable as exc:
+        if request.headers.get("If-None-Match"):
+            not_modified = _not_modified(request, await b.attrs(key, version=version))
+            if not_modified is not None:
+                return not_modified
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{exc.size}"})
+    except ObjectChanged:
+        return _text(503, "the object kept changing while it was being opened; try again")
+    if (not_modified := _not_modified(request, attrs)) is not None:
+        await reader.aclose()
+        return not_modified
+    headers = object_headers(attrs)
+    status, length = _range_headers(headers, rng, attrs.size)
+    return await _stream(request, reader, status, headers, length)
 
 
 async def _stream(

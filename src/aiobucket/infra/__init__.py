@@ -5,8 +5,11 @@ run. The analysis finds ``Bucket("name", BucketConfig(...))`` declarations and
 every use of them: method calls (``Photos.upload(...)``, also through imports
 such as ``import shared.storage as s; s.Photos.download(...)``) and refs
 (``Photos.ref(Downloader)``, or a Protocol of your own that combines
-permissions). Each use is attributed to a *service*: the top-level package (the
-first path component) under PATH.
+permissions). A bucket handed to one of aiobucket's own helpers
+(``aiobucket.http.open_range``) needs the permissions that helper's parameter
+declares. Each use is attributed to a *service*: the top-level package (the
+first path component) under PATH. Separate services may each declare a bucket
+they share, with the same BucketConfig.
 
 Uses that cannot be followed statically, such as a bucket passed to a function,
 stored in a variable or attribute, or reached with ``getattr``, become warnings

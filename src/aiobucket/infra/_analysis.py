@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ast
+import functools
+import importlib
+import inspect
 import os
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,11 @@ METHOD_PERMISSION = {
     "public_url": "PublicURLer",
 }
 _HARMLESS_ATTRS = frozenset({"name", "config"})
+
+# aiobucket's own functions that take a bucket (or a ref), by the parameter that does. A
+# bucket passed there is followed: it needs the permissions the parameter's annotation
+# names (open_range's is a Protocol of Downloader and Attrser), read from the function.
+HELPERS = {"aiobucket.http.open_range": "bucket"}
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "venv"})
 
 
@@ -89,6 +98,23 @@ class _ModuleSym:
 @dataclass(frozen=True, slots=True)
 class _AiobucketSym:
     attr: str | None  # None: the aiobucket module itself
+    module: str = field(default="aiobucket", compare=False)  # where attr was found: for HELPERS
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.attr}"
+
+
+@functools.cache
+def helper_permissions(qualname: str) -> tuple[int, str, frozenset[str]]:
+    """(position, name, permissions) of the bucket parameter of an aiobucket helper."""
+    module, _, name = qualname.rpartition(".")
+    func = getattr(importlib.import_module(module), name)
+    param = HELPERS[qualname]
+    position = list(inspect.signature(func).parameters).index(param)
+    protocol = typing.get_type_hints(func)[param]
+    perms = frozenset(c.__name__ for c in protocol.__mro__ if c.__name__ in PROTOCOL_PERMISSIONS)
+    return position, param, frozenset().union(*(PROTOCOL_PERMISSIONS[p] for p in perms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +178,7 @@ class _Analysis:
         self._resolving: set[tuple[str, str]] = set()
         self._memo: dict[tuple[str, str], _Sym | None] = {}
         self._packages: set[str] = set()  # every dotted prefix of a module name
+        self._declared_by: dict[str, set[str]] = {}  # bucket name -> the services declaring it
 
     def warn(self, mod: _Module, node: ast.AST, message: str) -> None:
         self.manifest.warnings.append(Finding(mod.file, getattr(node, "lineno", 0), message))
@@ -233,11 +260,20 @@ class _Analysis:
                 )
             other = self.manifest.buckets.get(decl.name)
             if other is not None and (other.file, other.line) != (decl.file, decl.line):
-                self.warn(
-                    mod, node, f"bucket {decl.name!r} is declared again (first at {other.file}:{other.line})"
-                )
+                # Separate services (programs) each declare the buckets they share; that is
+                # fine while they agree. Within one service, a bucket is declared once.
+                differs = (other.versioned, other.public) != (decl.versioned, decl.public)
+                if differs or mod.service in self._declared_by[decl.name]:
+                    why = " with a different BucketConfig" if differs else ""
+                    self.warn(
+                        mod,
+                        node,
+                        f"bucket {decl.name!r} is declared again{why} (first at {other.file}:{other.line})",
+                    )
+                self._declared_by[decl.name].add(mod.service)
                 continue
             self.manifest.buckets[decl.name] = decl
+            self._declared_by[decl.name] = {mod.service}
 
     def _declaration(self, mod: _Module, call: ast.Call, variable: str | None) -> BucketDecl | None:
         name_node = call.args[0] if call.args else _keyword(call, "name")
@@ -304,12 +340,15 @@ class _Analysis:
             target: str = binding[1]
             if target == "aiobucket":
                 return _AiobucketSym(None)
+            if target.startswith("aiobucket."):  # import aiobucket.http as h
+                parent, _, sub = target.rpartition(".")
+                return _AiobucketSym(sub, parent)
             return _ModuleSym(target) if self._is_module(target) else None
         if kind == "from":
             source = _absolute(mod, binding[1], binding[2][1])
             attr: str = binding[2][0]
             if source == "aiobucket" or source.startswith("aiobucket."):
-                return _AiobucketSym(attr)
+                return _AiobucketSym(attr, source)
             return self.module_symbol(source, attr)
         if kind == "class":
             perms = self.class_permissions(mod, binding[1])
@@ -336,8 +375,8 @@ class _Analysis:
             base = self.resolve(mod, node.value, scopes)
             if isinstance(base, _ModuleSym):
                 return self.module_symbol(base.name, node.attr)
-            if isinstance(base, _AiobucketSym) and base.attr is None:
-                return _AiobucketSym(node.attr)
+            if isinstance(base, _AiobucketSym):  # aiobucket.X, or aiobucket.http.X
+                return _AiobucketSym(node.attr, base.module if base.attr is None else base.qualname)
             return None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "ref":
             base = self.resolve(mod, node.func.value, scopes)
@@ -513,7 +552,34 @@ class _Visitor(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         if isinstance(node.func, ast.Attribute) and node.func.attr == "ref":
             self._ref_call(node)
+        self._ref_to_helper(node)
         self.generic_visit(node)
+
+    def _helper(
+        self, call: ast.Call, arg: ast.expr, keyword: str | None
+    ) -> tuple[str, frozenset[str]] | None:
+        """(helper name, permissions) when ``arg`` is the bucket argument of an aiobucket helper."""
+        sym = self.a.resolve(self.mod, call.func, self.scopes)
+        if not isinstance(sym, _AiobucketSym) or sym.qualname not in HELPERS:
+            return None
+        position, param, perms = helper_permissions(sym.qualname)
+        passed = keyword == param if keyword is not None else call.args[position : position + 1] == [arg]
+        return (sym.qualname, perms) if passed else None
+
+    def _ref_to_helper(self, call: ast.Call) -> None:
+        """A ref handed to an aiobucket helper must permit what the helper calls on it."""
+        for arg, keyword in [*((a, None) for a in call.args), *((k.value, k.arg) for k in call.keywords)]:
+            sym = self.a.resolve(self.mod, arg, self.scopes)
+            if not isinstance(sym, _RefSym):
+                continue
+            helper = self._helper(call, arg, keyword)
+            if helper is not None and not helper[1] <= sym.perms:
+                missing = ", ".join(sorted(helper[1] - sym.perms))
+                self._warn(
+                    arg,
+                    f"{helper[0]}() needs {missing} on its bucket, which ref({sym.label}) of bucket "
+                    f"{sym.bucket!r} does not permit: it raises PermissionDenied at run time",
+                )
 
     def _warn(self, node: ast.AST, message: str) -> None:
         self.a.warn(self.mod, node, message)
@@ -577,12 +643,17 @@ class _Visitor(ast.NodeVisitor):
             else:
                 self._warn(node, f"{var}.{method}() is not a Bucket method")
             return
+        keyword = None
         if isinstance(parent, ast.keyword):
             call = self.mod.parents.get(parent)
             if parent.arg == "dst_bucket" and isinstance(call, ast.Call) and self._is_bucket_copy(call):
                 return  # handled with the copy
-            parent = call
+            keyword, parent = parent.arg, call
         if isinstance(parent, ast.Call) and parent.func is not node:
+            helper = self._helper(parent, node, keyword)
+            if helper is not None:  # aiobucket's own helper: it needs what its parameter says
+                self._grant(bucket, *helper[1])
+                return
             func = ast.unparse(parent.func)
             if func == "getattr":
                 self._warn(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from ._analysis import Manifest
@@ -41,9 +41,8 @@ def aws_location(bucket: str) -> tuple[str, str]:
     settings = config.resolve(bucket)
     if settings.scheme != "s3":
         return bucket, ""
-    parts = urlsplit(settings.url)
-    url_prefix = parse_qs(parts.query).get("prefix", [""])[-1]
-    return parts.netloc or bucket, url_prefix + settings.key_prefix
+    # config already turned a URL's ?prefix= into key_prefix
+    return urlsplit(settings.url).netloc or bucket, settings.key_prefix
 
 
 def iam_policies(

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 CHUNK = 1024 * 1024
 CAPABILITIES = Capabilities(signed_urls=False, parallel_parts=False)
+OPTIONS: tuple[str, ...] = ()  # memory:// buckets take no config options
 
 
 @dataclass(slots=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ...errors import InvalidArgument
 from . import _index
+from ._index import INDEX
 
 __all__ = ["MAX_AGE", "FsckReport", "Journal", "fsck", "sweep"]
 
@@ -153,9 +154,9 @@ def fsck(root: Path, *, dry_run: bool = False, min_age: float = MAX_AGE) -> Fsck
     names and tmp files and journals, when they are older than ``min_age`` seconds
     and no live journal names them. Size mismatches are only reported.
     """
-    path = root / "index.sqlite3"
+    path = root / INDEX
     if not path.is_file():
-        raise InvalidArgument(f"no local bucket at {str(root)!r}: it has no index.sqlite3")
+        raise InvalidArgument(f"no local bucket at {str(root)!r}: it has no {INDEX}")
     db = _index.open_existing(path)
     try:
         return _index.transaction(db, lambda db: _check(db, root, dry_run, min_age))

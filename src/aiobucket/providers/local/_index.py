@@ -30,6 +30,8 @@ from ...types import ObjectAttrs
 
 T = TypeVar("T")
 
+INDEX = "index.sqlite3"  # the index file; its presence is what makes a directory a bucket
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """

@@ -67,6 +67,7 @@ from ..base import (
     put_options_from,
 )
 from . import _fsck, _index, _signing
+from ._index import INDEX
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -77,6 +78,24 @@ PAGE = 1000
 CAPABILITIES = Capabilities(
     signed_urls=True, signed_forms=True, signed_url_length=True, parallel_parts=False, min_part_size=1
 )
+OPTIONS = ("dev_server_url", "public", "versioned")
+"""Config options of file:// buckets: the dev server's URL for signed and public URLs, and
+``public`` / ``versioned``, which tell the CLI and ``aiobucket serve`` (they cannot see the
+code's BucketConfig) how the code declares the bucket."""
+
+
+def is_bucket(root: Path) -> bool:
+    """Whether ``root`` holds a local bucket (one that has been written to)."""
+    return (root / INDEX).is_file()
+
+
+def root_of(url: str) -> Path:
+    """The root directory a ``file:///abs/path`` URL names (the path as written: not unquoted)."""
+    return Path(urlsplit(url).path)
+
+
+class _Missing(Exception):
+    """A read found no bucket at the root: it answers "nothing there" and creates nothing."""
 
 
 @contextlib.contextmanager
@@ -279,18 +298,32 @@ class LocalProvider:
     def _connect(self) -> sqlite3.Connection:
         for d in (self.root, self._blobs, self._tmpdir):
             d.mkdir(parents=True, exist_ok=True)
-        db = _index.connect(self.root / "index.sqlite3")
+        db = _index.connect(self.root / INDEX)
         _fsck.sweep(self.root, db)  # debris of writes whose process died
         return db
 
-    def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _locked(self, fn: Callable[[sqlite3.Connection], T], *, read: bool = False) -> T:
         with self._lock:
             if self._db is None:
+                if read and self._absent():
+                    raise _Missing  # reads never create the bucket: a misspelt name stays a typo
                 self._db = self._connect()
             return fn(self._db)
 
+    def _absent(self) -> bool:
+        """No bucket here yet. A root that is not a directory at all is not "absent" but
+        broken: connecting reports it as an error."""
+        return not is_bucket(self.root) and (self.root.is_dir() or not self.root.exists())
+
     async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self._locked, fn)
+
+    async def _read_index(self, fn: Callable[[sqlite3.Connection], T], missing: T) -> T:
+        """Like _query, for reads: ``missing`` when the bucket was never written."""
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(self._locked, fn, read=True))
+        except _Missing:
+            return missing
 
     def _tx(self, fn: Callable[[sqlite3.Connection], list[str]], journal: _fsck.Journal) -> None:
         """Run ``fn`` as one write transaction, then unlink the blobs it returned.
@@ -317,7 +350,7 @@ class LocalProvider:
             journal.remove()
 
     async def _lookup(self, key: str, version: str | None) -> sqlite3.Row:
-        row = await self._query(lambda db: _index.find(db, key, version))
+        row = await self._read_index(lambda db: _index.find(db, key, version), None)
         if row is None:
             raise ObjectNotFound(
                 "object not found" if version is None else "object version not found",
@@ -457,6 +490,9 @@ class LocalProvider:
             return gone
 
         with _mapped("delete failed", key):
+            if self._db is None and await anyio.to_thread.run_sync(self._absent):
+                missing = "object not found" if version is None else "object version not found"
+                raise ObjectNotFound(missing, key=key, version=version)  # and creates nothing
             await run_to_completion(anyio.to_thread.run_sync(self._tx_journaled, remove))
 
     async def delete_many(self, keys: Sequence[str]) -> list[BucketError | None]:
@@ -484,7 +520,9 @@ class LocalProvider:
         while True:
             args = {"ck": cursor[0], "cs": cursor[1], "hi": hi, "page": page}
             with _mapped("list failed"):
-                rows = await self._query(functools.partial(_index.fetch, sql, args))
+                rows: list[sqlite3.Row] = await self._read_index(
+                    functools.partial(_index.fetch, sql, args), []
+                )
             for row in rows:
                 key = row["key"]
                 if delimiter is not None:
@@ -514,7 +552,6 @@ class LocalProvider:
         assert isinstance(source, LocalProvider)
         origin = source
         with _mapped("copy failed", src):
-            await self._query(lambda db: None)  # the destination's layout, on first use
             row, fh = await origin._open_blob(src, opts.version)  # the open handle pins the bytes
         found = _index.attrs(row)
         put = (
@@ -523,6 +560,8 @@ class LocalProvider:
             else replace(opts.replace, preconditions=opts.preconditions)
         )
         try:
+            with _mapped("copy failed", dst):  # the destination's layout, once there is a source
+                await self._query(lambda db: None)
             return await run_to_completion(self._copy_blob(origin._blobs / row["blob"], fh, dst, put, found))
         finally:
             fh.close()
@@ -606,4 +645,4 @@ def create(settings: BucketSettings, name: str, config: BucketConfig) -> LocalPr
     parts = urlsplit(settings.url)
     if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
         raise InvalidArgument(f"bucket {name!r}: file URL {settings.url!r} needs an absolute path")
-    return LocalProvider(Path(parts.path), config.versioned, name=name, options=settings.options)
+    return LocalProvider(root_of(settings.url), config.versioned, name=name, options=settings.options)
