@@ -113,6 +113,15 @@ async def digests(
     digests in parallel; a small one inline (a thread hop would cost more).
     """
 
+    if view.nbytes < _HASH_IN_THREAD and type(view.obj) is bytes and len(view.obj) == view.nbytes:
+        # The common small body (a whole bytes object): hashed inline, no copies.
+        data = view.obj
+        return (
+            hashlib.md5(data, usedforsecurity=False).digest() if md5 else None,
+            hashlib.sha256(data).hexdigest() if sha else None,
+            crc32c_b64(data) if crc else None,
+        )
+
     def md5_of() -> bytes:
         return hashlib.md5(view, usedforsecurity=False).digest()
 
