@@ -23,6 +23,7 @@ from ._common import BIG_KEY, Env, MiB, bounded, chunks, list_prefix, peak_mib, 
 
 S3_DRIVERS = {
     "aiobucket": "aiobucket_s3",
+    "aiobucket-baseline": "aiobucket_s3",  # another checkout's sources (run.py --baseline)
     "aiobotocore": "aiobotocore_raw",
     "aioboto3": "aioboto3_lib",
     "obstore": "obstore_lib",

@@ -1,11 +1,15 @@
 """Side-by-side benchmarks: aiobucket against aiobotocore, aioboto3, obstore, s3fs (and curl, cp).
 
-    python benchmarks/run.py [--quick] [--only SCENARIO[,SCENARIO]] [--rounds N]
+    python benchmarks/run.py [--quick] [--only SCENARIO[,SCENARIO]] [--rounds N] [--baseline SRC]
 
 Starts its own SeaweedFS on loopback (the test fixture's code), seeds it, then
 runs every scenario for every library interleaved, round after round; each
 measurement is a fresh subprocess (benchmarks/_worker.py) reporting throughput
 and peak RSS. Prints the table and writes it to benchmarks/results/latest.md.
+
+``--baseline SRC`` adds "aiobucket-baseline" to the S3 scenarios 1-5: the same
+driver run on the aiobucket sources in SRC (say a checkout of main's ``src``),
+interleaved with the rest, so a change is measured before and after in one run.
 """
 
 from __future__ import annotations
@@ -66,10 +70,16 @@ def select(only: str | None) -> list[tuple[str, str, str, list[str]]]:
     return chosen
 
 
-def run_worker(env: Env, timeout: float) -> dict[str, Any]:
+def run_worker(env: Env, timeout: float, pythonpath: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks._worker", json.dumps(dataclasses.asdict(env))]
+    environ = None
+    if pythonpath is not None:
+        environ = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in [pythonpath, os.environ.get("PYTHONPATH")] if p),
+        }
     try:
-        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=environ)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     reported = [ln for ln in out.stdout.strip().splitlines() if ln.startswith("{")]
@@ -87,8 +97,25 @@ def main() -> int:
     ap.add_argument("--only", help="scenario numbers or names, comma-separated (e.g. 1,2 or list)")
     ap.add_argument("--rounds", type=int, help="rounds per scenario (default 3; 1 with --quick)")
     ap.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.md")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="aiobucket sources (a src directory) to measure as 'aiobucket-baseline' in scenarios 1-5",
+    )
     args = ap.parse_args()
     scenarios = select(args.only)
+    baseline: str | None = None
+    if args.baseline is not None:
+        if not (args.baseline / "aiobucket" / "__init__.py").is_file():
+            raise SystemExit(
+                f"--baseline: {args.baseline} holds no aiobucket package (give its src directory)"
+            )
+        baseline = str(args.baseline.resolve())
+        s3 = {"upload", "download", "put_small", "get_small", "list"}
+        scenarios = [
+            (n, num, t, [*libs[:1], "aiobucket-baseline", *libs[1:]] if n in s3 else libs)
+            for n, num, t, libs in scenarios
+        ]
     rounds = args.rounds or (1 if args.quick else 3)
     if args.quick:
         sizes = {"big_size": 16 * MiB, "small_count": 200, "list_count": 200, "memory_ops": 2000}
@@ -156,7 +183,7 @@ def main() -> int:
                         if lib == "curl" and not curl_cli.available():
                             r = {"error": curl_cli.INSTALL_HINT}
                         else:
-                            r = run_worker(env, timeout=900)
+                            r = run_worker(env, 900, baseline if lib == "aiobucket-baseline" else None)
                         results.setdefault((name, lib), []).append(r)
                         shown = f"{r['value']:,.1f} {r['unit']}" if "value" in r else f"ERROR {r['error']}"
                         print(
