@@ -340,7 +340,10 @@ class GcsHttp:
         while True:
             try:
                 hdrs = {**(headers or {}), **await auth.headers()}
-                resp = await session.get(url, params=params, headers=hdrs, timeout=self._long)
+                # The bytes as served: a gzip-encoded object stays compressed (see _download.py).
+                resp = await session.get(
+                    url, params=params, headers=hdrs, timeout=self._long, auto_decompress=False
+                )
             except asyncio.CancelledError:
                 raise
             except TokenUnavailable:

@@ -30,11 +30,11 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..._checksum import Crc32c
 from ...errors import BackendError, IntegrityError, InvalidArgument, OutcomeUnknown, PreconditionFailed
 from ...types import ObjectAttrs
 from ..base import Part, PartOrder, PutOptions
 from ._http import HttpError, Kind, error_for_status
-from ._integrity import Crc32c
 from ._outcome import Written, read_back
 from ._resource import attrs_from_resource, resource_metadata
 
