@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gzip
 import hashlib
+import json
 import os
 import random
 import threading
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +36,7 @@ from faultproxy import (
     Request,
     ResetResponse,
     Respond,
+    Rewrite,
     Stall,
     gcs_error,
     lose_response,
@@ -42,6 +46,7 @@ from servers.fakegcs import QUIRKS, GcsServer
 import aiobucket
 from aiobucket import config
 from aiobucket.providers.base import GetOptions, PutOptions
+from aiobucket.providers.gcs._download import READ_CHUNK
 
 pytestmark = [pytest.mark.anyio, pytest.mark.gcs]
 
@@ -262,6 +267,76 @@ async def test_short_content_length_is_resumed_not_truncated(
     assert await read(bucket, "obj") == data
     ranges = [r.header("Range") for r in seen(proxy, is_media)]
     assert ranges == [None, f"bytes={MiB + 7}-{len(data) - 1}"]
+
+
+# -- gzip-encoded objects: read as stored, never transcoded and spliced ----------------
+
+
+def _store_gzip_encoded(server: GcsServer, name: str, blob: bytes) -> None:
+    """Store ``blob`` with ``Content-Encoding: gzip`` as another tool would (aiobucket never sets it)."""
+    meta = json.dumps({"name": name, "contentEncoding": "gzip", "contentType": "text/plain"})
+    body = (
+        b"--b\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n" + meta.encode()
+        + b"\r\n--b\r\nContent-Type: text/plain\r\n\r\n" + blob + b"\r\n--b--\r\n"
+    )  # fmt: skip
+    req = urllib.request.Request(
+        f"{server.endpoint}/upload/storage/v1/b/{server.bucket}/o?uploadType=multipart",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "multipart/related; boundary=b"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+@pytest.fixture
+def gzip_object(gcs_server: GcsServer, bucket: aiobucket.Bucket) -> tuple[str, bytes]:
+    """(key, stored bytes) of a gzip-encoded object under the test bucket's prefix."""
+    text = random.Random(7).randbytes(700_000).hex().encode()  # compresses to about half
+    blob = gzip.compress(text, mtime=0)
+    assert len(blob) > 2 * READ_CHUNK  # a cut after the first chunk leaves bytes to resume
+    prefix = config.resolve(bucket.name).key_prefix
+    _store_gzip_encoded(gcs_server, f"{prefix}gz", blob)
+    return "gz", blob
+
+
+async def test_gzip_encoded_object_is_read_as_stored(
+    bucket: aiobucket.Bucket, proxy: FaultProxy, gzip_object: tuple[str, bytes]
+) -> None:
+    """Asked with Accept-Encoding: gzip, GCS serves the stored bytes: they verify, and ranges
+    and resumes work on them."""
+    key, blob = gzip_object
+    assert (await bucket.attrs(key)).crc32c == crc32c(blob)
+    assert await read(bucket, key) == blob  # verified against the stored CRC32C
+    assert await read(bucket, key, offset=1000, length=5000) == blob[1000:6000]
+    proxy.add_rule(ResetResponse(after=READ_CHUNK + 10), when=is_media)
+    assert await read(bucket, key) == blob
+    await proxy.settled()
+    media = seen(proxy, is_media)
+    assert {r.header("Accept-Encoding") for r in media} == {"gzip"}
+    assert media[-1].header("Range") is not None and media[-1].status == 206
+
+
+@pytest.mark.parametrize("read_kind", ["whole", "ranged", "resumed"])
+async def test_transcoded_gzip_answer_is_refused(
+    bucket: aiobucket.Bucket, proxy: FaultProxy, gzip_object: tuple[str, bytes], read_kind: str
+) -> None:
+    """GCS decompresses a gzip-encoded object for a client that does not accept gzip, and
+    then ignores Range. Played here by dropping our Accept-Encoding on the way, so the
+    server transcodes: every such answer is a typed error, nothing is spliced."""
+    key, blob = gzip_object
+    transcode = Rewrite("request", {"Accept-Encoding": None})
+    if read_kind == "resumed":  # the first answer is as stored and cut; the resume is transcoded
+        proxy.add_rule(ResetResponse(after=READ_CHUNK + 10), when=is_media)
+    proxy.add_rule(transcode, when=is_media, times=None)
+    kw = {"offset": 1000} if read_kind == "ranged" else {}
+    got, err = await read_until_error(bucket, key, **kw)
+    assert isinstance(err, aiobucket.IntegrityError) and "decompressed" in str(err)
+    assert got == blob[: len(got)] and len(got) <= READ_CHUNK + 10
+    await proxy.settled()
+    answers = [(r.header("Range") is not None, r.status) for r in seen(proxy, is_media)]
+    assert answers[-1][1] == 200  # the server did ignore the range and transcode
+    assert len(answers) == (2 if read_kind == "resumed" else 1)  # refused, not retried
 
 
 # -- finding 2: a lost answer to a conditional write is resolved -------------------
