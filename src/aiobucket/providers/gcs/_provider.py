@@ -511,7 +511,7 @@ def create(settings: BucketSettings, name: str, config: BucketConfig) -> Provide
         connect_timeout=_float_option(opts, "connect_timeout", 10.0),
         read_timeout=_float_option(opts, "read_timeout", 60.0),
         request_timeout=_float_option(opts, "request_timeout", 120.0),
-        retry=RetryPolicy(attempts=retries),
+        retry=RetryPolicy(attempts=retries, bucket=name),
         trace_configs=tuple(traces),
     )
     return GcsProvider(parts.netloc or name, versioned=config.versioned, http=http)
