@@ -620,27 +620,42 @@ async def _until(proxy: FaultProxy, pred: Callable[[Request], bool], count: int)
             await asyncio.sleep(0.01)
 
 
-@pytest.mark.parametrize("op", ["attrs", "provider-put"])
+@pytest.mark.parametrize("op", ["attrs", "provider-put", "upload-commit", "final-chunk"])
 async def test_cancel_ends_the_backoff(bucket: aiobucket.Bucket, proxy: FaultProxy, op: str) -> None:
-    """A 503 with Retry-After: 30 puts the request to sleep 30 s; a cancel ends it at once."""
+    """A 503 with Retry-After: 30 puts the request to sleep 30 s; a cancel ends it at once.
+
+    upload-commit and final-chunk are a Bucket upload's commit (the small upload, the
+    resumable session's last chunk): the cancel is honoured, and nothing is stored.
+    """
     slow = gcs_error(503)
     slow = Respond(503, slow.body, {**slow.headers, "Retry-After": "30"})
-    if op == "attrs":
-        proxy.add_rule(slow, when=is_meta, times=None)
-        task = asyncio.create_task(bucket.attrs("k"))
-        pred = is_meta
-    else:
-        proxy.add_rule(slow, when=is_small_upload, times=None)
-        task = asyncio.create_task(provider_of(bucket).put("k", b"x", PutOptions("text/plain")))
-        pred = is_small_upload
+    pred = {
+        "attrs": is_meta,
+        "provider-put": is_small_upload,
+        "upload-commit": is_small_upload,
+        "final-chunk": is_final_chunk,
+    }[op]
+    proxy.add_rule(slow, when=pred, times=None)
+    work: Any = {
+        "attrs": lambda: bucket.attrs("k"),
+        "provider-put": lambda: provider_of(bucket).put("k", b"x", PutOptions("text/plain")),
+        "upload-commit": lambda: put(bucket, "k", b"x" * 1000),
+        "final-chunk": lambda: put(bucket, "k", os.urandom(STREAM), part_size=STREAM_PART),
+    }[op]
+    task = asyncio.create_task(work())
     await _until(proxy, pred, 1)
     await asyncio.sleep(0.05)  # well inside the 30 s backoff
+    loop = asyncio.get_running_loop()
+    cancelled_at = loop.time()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, 5.0)  # far less than the backoff it was in
-    assert len(seen(proxy, pred)) == 1
+        await asyncio.wait_for(task, 5.0)  # a hang guard, far below the 30 s backoff
+    took = loop.time() - cancelled_at
+    print(f"cancel during a 30 s backoff ({op}) returned after {took * 1000:.1f} ms")
+    assert len(seen(proxy, pred)) == 1  # the sleep ended: no further attempt
     proxy.clear()
     assert not await bucket.exists("k")
+    assert [e async for e in bucket.list()] == []
 
 
 # -- caching conditions are settled before any media request -------------------------
