@@ -12,7 +12,9 @@ Invariants:
   ``aclose()`` all of them are cancelled and awaited, and each closes its response
   body (connection or file handle) on the way out.
 * Verified. A download of the whole object is checked against the object's
-  ``crc32c`` or ``md5`` where the backend reported one (IntegrityError).
+  ``crc32c`` or ``md5`` where the backend reported one (IntegrityError). A range
+  answer may carry neither where the object has one (S3 sends no checksum with a
+  206, and a multipart object's ETag is no MD5): then one HEAD asks for it.
 * Each range resumes once after a dropped connection, from where it stopped,
   like the single-stream reader.
 """
@@ -119,6 +121,14 @@ async def open_first(
     first = part_size if length is None else min(part_size, length)
     attrs, body = await provider.get(key, replace(cache, offset=offset, length=first))
     end = attrs.size if length is None else min(attrs.size, offset + length)
+    if offset == 0 and end == attrs.size > first and attrs.crc32c is None and attrs.md5 is None:
+        try:
+            head = await provider.head(key, attrs.version)
+        except BaseException:
+            await run_to_completion(body.aclose())
+            raise
+        if head.etag == attrs.etag and head.size == attrs.size:  # else the pinned ranges fail
+            attrs = replace(attrs, crc32c=head.crc32c, md5=head.md5)
     return attrs, body, max(end, offset)
 
 
