@@ -428,8 +428,9 @@ async def _stat(args: argparse.Namespace) -> int:
 _URL_HELP = """\
 Without --signed: the object's public URL. The CLI cannot see the code's
 BucketConfig(public=...), so it treats a bucket as public when its
-configuration has a public_base_url or `public = true`, or when the code
-called public_url() on the local bucket (the rule `aiobucket serve` follows).
+configuration has a public_base_url or `public = true`, or when code that
+declares the local bucket BucketConfig(public=True) has used it, leaving a
+marker (the rule `aiobucket serve` follows).
 A local bucket without public_base_url gets the dev server's URL.
 
 With --signed get|put: a pre-signed URL to download or upload the object,

@@ -283,9 +283,11 @@ class LocalProvider:
         *,
         name: str | None = None,
         options: Mapping[str, object] | None = None,
+        public: bool = False,
     ) -> None:
         self.root = root
         self.versioned = versioned
+        self.public = public  # the code's BucketConfig(public=...), recorded for the dev server
         self.name = name or root.name  # the bucket name, for signed URLs
         self._options: Mapping[str, object] = options or {}
         self._blobs = root / "blobs"
@@ -300,6 +302,8 @@ class LocalProvider:
             d.mkdir(parents=True, exist_ok=True)
         db = _index.connect(self.root / INDEX)
         _fsck.sweep(self.root, db)  # debris of writes whose process died
+        if self.public:  # here, on the loop's first use and in a thread: public_url() does no I/O
+            _signing.mark_public(self.root)
         return db
 
     def _locked(self, fn: Callable[[sqlite3.Connection], T], *, read: bool = False) -> T:
@@ -645,4 +649,6 @@ def create(settings: BucketSettings, name: str, config: BucketConfig) -> LocalPr
     parts = urlsplit(settings.url)
     if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
         raise InvalidArgument(f"bucket {name!r}: file URL {settings.url!r} needs an absolute path")
-    return LocalProvider(root_of(settings.url), config.versioned, name=name, options=settings.options)
+    return LocalProvider(
+        root_of(settings.url), config.versioned, name=name, options=settings.options, public=config.public
+    )
