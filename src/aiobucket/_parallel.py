@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from . import _runtime
 from ._aio import run_to_completion
-from ._verify import WholeObjectCheck
+from ._checksum import WholeObjectCheck
 from .errors import ConnectionLost, IntegrityError, InvalidArgument, ObjectChanged, PreconditionFailed
-from .providers.base import Body, GetOptions, Provider
+from .providers.base import Body, GetOptions, MiB, Provider
 from .tracing import Span, start_span
 from .types import ObjectAttrs
 
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PART_SIZE", "TASK_NAME", "ParallelReader", "fetch_range", "open_first", "ranges_of"]
 
-MiB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MiB
 TASK_NAME = "aiobucket-download"  # every task started here, so tests can prove none leak
 
