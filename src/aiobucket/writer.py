@@ -405,10 +405,10 @@ class Writer:
         self._buf, self._fill = self._next_buffer(), 0
         number, self._next_part = self._next_part, self._next_part + 1
         if self._concurrency == 1:
-            self._parts.append(await upload.put_part(number, data))  # type: ignore[arg-type]
+            self._parts.append(await upload.put_part(number, data))
             self._free.append(buf)
         else:
-            task = asyncio.create_task(upload.put_part(number, data), name=TASK_NAME)  # type: ignore[arg-type]
+            task = asyncio.create_task(upload.put_part(number, data), name=TASK_NAME)
             self._tasks.add(task)
             self._owner[task] = buf
 

@@ -36,6 +36,7 @@ import anyio
 from .. import __version__, _runtime, config, devserver
 from ..bucket import NAME, Bucket
 from ..errors import BucketError, InvalidArgument, ObjectNotFound
+from ..providers.base import MiB
 from ..providers.local import is_bucket, root_of
 from ..types import BucketConfig, ObjectAttrs, Query, UploadAttrs
 from . import _fsck
@@ -43,7 +44,7 @@ from ._progress import progress
 
 __all__ = ["COMMANDS", "Command", "CommandError", "UsageError", "main"]
 
-CHUNK = 1 << 20
+CHUNK = MiB
 _REMOTE = re.compile(rf"({NAME.pattern}):(.*)", re.DOTALL)
 
 

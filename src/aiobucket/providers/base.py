@@ -39,6 +39,9 @@ __all__ = [
     "Capabilities",
     "CopyOptions",
     "GetOptions",
+    "GiB",
+    "KiB",
+    "MiB",
     "MultipartUpload",
     "Part",
     "Provider",
@@ -157,7 +160,7 @@ class Body(Protocol):
 class MultipartUpload(Protocol):
     """One in-progress upload. Exactly one of complete() or abort() ends it."""
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         """Upload one part. ``data`` is one of the writer's pooled part buffers (a
         bytearray, or a memoryview of one for a short last part): it is the writer's
         again once this returns or raises, so a provider that keeps bytes copies them."""

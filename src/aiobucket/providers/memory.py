@@ -25,6 +25,7 @@ from .base import (
     Capabilities,
     CopyOptions,
     GetOptions,
+    MiB,
     Part,
     PartOrder,
     PostPolicy,
@@ -40,7 +41,7 @@ from .base import (
 if TYPE_CHECKING:
     from ..config import BucketSettings
 
-CHUNK = 1024 * 1024
+CHUNK = MiB
 CAPABILITIES = Capabilities(signed_urls=False, parallel_parts=False)
 OPTIONS: tuple[str, ...] = ()  # memory:// buckets take no config options
 
@@ -194,7 +195,7 @@ class _Upload:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._order = PartOrder()
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         self._order.take(number)
         self._buf += data
         self._md5.update(data)

@@ -55,6 +55,7 @@ from ..base import (
     Capabilities,
     CopyOptions,
     GetOptions,
+    MiB,
     Part,
     PartOrder,
     PostPolicy,
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
     from ...config import BucketSettings
 
 T = TypeVar("T")
-CHUNK = 1024 * 1024
+CHUNK = MiB
 PAGE = 1000
 CAPABILITIES = Capabilities(
     signed_urls=True, signed_forms=True, signed_url_length=True, parallel_parts=False, min_part_size=1
@@ -217,7 +218,7 @@ class _Upload:
         with _mapped("cannot start the upload", self._key):
             self._fh = await aiofiles.open(self._tmp, "xb")
 
-    async def _append(self, data: bytes | bytearray) -> str:
+    async def _append(self, data: bytes | bytearray | memoryview) -> str:
         assert self._fh is not None
         # Write and hash at once, in two worker threads (hashlib and google-crc32c release
         # the GIL on large buffers). Only the whole object's MD5 and CRC32C are kept:
@@ -227,11 +228,11 @@ class _Upload:
         self._size += len(data)
         return f"part-{self._order.next - 1}"
 
-    def _hash(self, data: bytes | bytearray) -> None:
+    def _hash(self, data: bytes | bytearray | memoryview) -> None:
         self._md5.update(data)
         self._crc.update(data)
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         if self._done or self._fh is None:
             raise InvalidArgument("the upload is already finished", key=self._key)
         self._order.take(number)
@@ -613,7 +614,7 @@ class LocalProvider:
         content_type: str | None = None,
         content_length: int | None = None,
     ) -> str:
-        """An HMAC-signed URL to ``aiobucket serve`` (see aiobucket._signing).
+        """An HMAC-signed URL to ``aiobucket serve`` (see _signing).
 
         The secret lives in ``<root>/signing.key`` (created on first use), so the dev
         server verifies it with no configuration. ``key`` is the stored key.
