@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import _runtime
-from ._aio import run_to_completion
+from ._aio import cancel_and_wait, run_to_completion
 from ._checksum import WholeObjectCheck
 from .errors import ConnectionLost, IntegrityError, InvalidArgument, ObjectChanged, PreconditionFailed
 from .providers.base import Body, GetOptions, MiB, Provider
@@ -259,13 +259,7 @@ async def _cancel_all(tasks: list[asyncio.Task[Any]], body: Body | None = None) 
     """Cancel ``tasks`` and wait until every one has finished (each closes its body);
     close ``body``, a response no task took over."""
     try:
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        for t in tasks:
-            if not t.cancelled():
-                t.exception()  # retrieved: the error that ended the download takes precedence
+        await cancel_and_wait(tasks)  # the error that ended the download takes precedence
     finally:
         if body is not None:
             await body.aclose()
