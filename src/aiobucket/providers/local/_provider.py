@@ -31,8 +31,7 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -47,7 +46,6 @@ from ...errors import (
     BackendError,
     BucketError,
     InvalidArgument,
-    ObjectNotFound,
     PermissionDenied,
 )
 from ...types import BucketConfig, ListEntry, ObjectAttrs, UploadForm
@@ -63,9 +61,10 @@ from ..base import (
     PutOptions,
     check_preconditions,
     check_read,
+    copy_put_options,
     delete_each,
-    new_version_id,
-    put_options_from,
+    new_object_attrs,
+    not_found,
 )
 from . import _fsck, _index, _signing
 from ._index import INDEX
@@ -357,11 +356,7 @@ class LocalProvider:
     async def _lookup(self, key: str, version: str | None) -> sqlite3.Row:
         row = await self._read_index(lambda db: _index.find(db, key, version), None)
         if row is None:
-            raise ObjectNotFound(
-                "object not found" if version is None else "object version not found",
-                key=key,
-                version=version,
-            )
+            raise not_found(key, version)
         return row
 
     # -- the write path --
@@ -387,13 +382,7 @@ class LocalProvider:
             os.replace(tmp, path)
             _fsync_dir(path.parent)
 
-        now = datetime.now(UTC)
-        attrs = ObjectAttrs(
-            name=key, size=size, etag=etag, content_type=opts.content_type,
-            version=new_version_id() if self.versioned else None,
-            cache_control=opts.cache_control, content_disposition=opts.content_disposition,
-            metadata=dict(opts.metadata), last_modified=now, crc32c=crc32c, md5=etag,
-        )  # fmt: skip
+        attrs = new_object_attrs(key, opts, size=size, md5=etag, crc32c=crc32c, versioned=self.versioned)
 
         def commit(db: sqlite3.Connection) -> list[str]:
             if not path.exists():  # only a sweep or fsck in another process removes it
@@ -479,12 +468,12 @@ class LocalProvider:
             if version is not None:
                 row = _index.find(db, key, version)
                 if row is None:
-                    raise ObjectNotFound("object version not found", key=key, version=version)
+                    raise not_found(key, version)
                 db.execute("DELETE FROM versions WHERE seq = ?", (row["seq"],))
                 gone = [row["blob"]]
             else:
                 if _index.find(db, key, None) is None:
-                    raise ObjectNotFound("object not found", key=key)
+                    raise not_found(key)
                 if self.versioned:  # a delete marker; older versions stay
                     db.execute("INSERT OR IGNORE INTO deleted (key) VALUES (?)", (key,))
                     return []
@@ -496,8 +485,7 @@ class LocalProvider:
 
         with _mapped("delete failed", key):
             if self._db is None and await anyio.to_thread.run_sync(self._absent):
-                missing = "object not found" if version is None else "object version not found"
-                raise ObjectNotFound(missing, key=key, version=version)  # and creates nothing
+                raise not_found(key, version)  # and creates nothing
             await run_to_completion(anyio.to_thread.run_sync(self._tx_journaled, remove))
 
     async def delete_many(self, keys: Sequence[str]) -> list[BucketError | None]:
@@ -559,11 +547,7 @@ class LocalProvider:
         with _mapped("copy failed", src):
             row, fh = await origin._open_blob(src, opts.version)  # the open handle pins the bytes
         found = _index.attrs(row)
-        put = (
-            put_options_from(found, opts.preconditions)
-            if opts.replace is None
-            else replace(opts.replace, preconditions=opts.preconditions)
-        )
+        put = copy_put_options(found, opts)
         try:
             with _mapped("copy failed", dst):  # the destination's layout, once there is a source
                 await self._query(lambda db: None)
