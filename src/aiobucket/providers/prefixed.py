@@ -39,7 +39,7 @@ class _PrefixedUpload:
         self._outer = outer
         self._key = key
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         return await self._outer._call(self._key, self._inner.put_part(number, data))
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:

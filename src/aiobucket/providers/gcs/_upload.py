@@ -101,7 +101,7 @@ class ResumableUpload:
             self._session_uri, self._generation = location, gen
         return self._session_uri
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         if self._done:
             raise InvalidArgument("the upload is already finished", key=self._key)
         self._order.take(number)
