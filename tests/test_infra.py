@@ -271,7 +271,7 @@ def test_the_shipped_examples_pass_strict_and_can_read() -> None:
     manifest = json.loads(proc.stdout)
     assert manifest["warnings"] == []
     for app in ("fastapi_app", "aiohttp_app"):
-        # Downloads go through aiobucket.http.open_range(ProfilePictures, ...): attrs + download.
+        # Downloads go through aiobucket.http.serve(ProfilePictures, ...): attrs + download.
         perms = manifest["services"][app]["profile-pictures"]
         assert perms == ["Attrser", "Downloader", "Remover", "Uploader"]
     policies = json.loads(cli("infra", str(EXAMPLES), "--format", "iam-aws").stdout)
