@@ -344,10 +344,16 @@ def test_url_follows_the_one_public_rule(tmp_path: Path) -> None:
     # A local bucket without public_base_url: the dev server's URL, as public_url() gives.
     assert ok(tmp_path, "url", "pub:a b.jpg", config=cfg) == b"http://127.0.0.1:9999/o/pub/a%20b.jpg\n"
     one_line_error(run(tmp_path, "url", "priv:k", config=cfg), 1, "not public", "public = true")
-    # Code that declared it BucketConfig(public=True) and called public_url() makes it public too.
+    # Code that declared it BucketConfig(public=True) and wrote to it makes it public too
+    # (the provider leaves a marker when it opens the bucket; public_url() does no I/O).
     script = (
-        "import aiobucket\n"
+        "import asyncio, aiobucket\n"
         "b = aiobucket.Bucket('priv', aiobucket.BucketConfig(public=True))\n"
+        "async def main():\n"
+        "    async with b.upload('k') as w:\n"
+        "        await w.write(b'v')\n"
+        "    await aiobucket.aclose()\n"
+        "asyncio.run(main())\n"
         "print(b.public_url('k'))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOBUCKET")}

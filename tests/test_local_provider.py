@@ -815,6 +815,37 @@ async def test_sign_url_and_aclose(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     await p.aclose()
 
 
+async def test_public_url_does_no_io_and_a_public_bucket_is_marked_when_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """public_url() is synchronous, so it touches nothing; the provider records the
+    declaration (for ``aiobucket serve``) when it opens the bucket, in a worker thread."""
+    from aiobucket import Bucket, aclose, config
+    from aiobucket.providers.local import _signing
+
+    async def write(bucket: Bucket) -> None:
+        async with bucket.upload("k") as w:
+            await w.write(b"v")
+
+    monkeypatch.delenv("AIOBUCKET_DEV_SERVER", raising=False)
+    root = tmp_path / "pub"
+    with config.override({"pub": f"file://{root}", "priv": f"file://{tmp_path / 'priv'}"}):
+        try:
+            pub = Bucket("pub", BucketConfig(public=True))
+            assert pub.public_url("a b") == "http://127.0.0.1:8787/o/pub/a%20b"
+            assert tree(tmp_path) == set()  # not even the root
+            assert not await pub.exists("k")  # a read of a bucket never written creates nothing
+            assert tree(tmp_path) == set()
+            await write(pub)
+            assert _signing.is_marked_public(root)
+            assert config.public_reason("pub") == "declared BucketConfig(public=True) (marker file)"
+            await write(Bucket("priv"))  # a private bucket gets no marker
+            assert not _signing.is_marked_public(tmp_path / "priv")
+            assert config.public_reason("priv") == ""
+        finally:
+            await aclose()
+
+
 def test_factory_rejects_relative_urls() -> None:
     with pytest.raises(InvalidArgument):
         create(BucketSettings(url="file://relative/path"), "b", BucketConfig())

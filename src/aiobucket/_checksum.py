@@ -7,7 +7,8 @@ the GIL on buffers of 1 MB and more); it takes ``bytes`` only, so other buffers
 are copied first.
 
 A read of a whole object is checked against the object's crc32c, else its md5,
-else not at all; the check is decided here once and the reader only feeds it.
+else not at all; the check is decided here once, and the three readers (reader.py,
+the parallel reader, download_to) only feed it.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class WholeObjectCheck:
         whole = offset == 0 and (length is None or length >= attrs.size)
         return cls(attrs) if whole and (attrs.crc32c or attrs.md5) else None
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
         self._seen += len(chunk)
         if self._done or self._seen > self._attrs.size:
             self._fail(f"more bytes arrived than the object's size of {self._attrs.size}")

@@ -39,6 +39,11 @@ QUIRKS: dict[str, str] = {
         "moto 5.2 stores a body that does not match its Content-MD5 or x-amz-checksum-* header "
         "(and checks no signature, so not x-amz-content-sha256 either)"
     ),
+    "multipart_unverified": (
+        "a multipart object on this server has no whole-object checksum: its ETag is not an MD5, "
+        "and aiobucket's multipart uploads store per-part checksums only (no FULL_OBJECT "
+        "x-amz-checksum-crc32c), so a whole download of it is not verified"
+    ),
     "not_exists_race": (
         "moto 5.2 checks If-None-Match on CompleteMultipartUpload before assembling the parts, "
         "without a lock in its threaded server: concurrent not_exists multipart writers can both win"

@@ -34,6 +34,11 @@ QUIRKS: dict[str, str] = {
         "RGW 16.2 answers 412 to a quoted If-Match on PutObject, and to any If-Match on a "
         "versioned bucket's PutObject"
     ),
+    "multipart_unverified": (
+        "a multipart object on this server has no whole-object checksum: its ETag is not an MD5, "
+        "and aiobucket's multipart uploads store per-part checksums only (no FULL_OBJECT "
+        "x-amz-checksum-crc32c), so a whole download of it is not verified"
+    ),
     "not_exists_race": "RGW 16.2 ignores If-None-Match on PutObject in versioned buckets",
     "conditional_copy": ("RGW 16.2 ignores the destination If-None-Match/If-Match on CopyObject"),
 }

@@ -28,6 +28,11 @@ QUIRKS: dict[str, str] = {
         "SeaweedFS 4.48 checks If-None-Match non-atomically on CompleteMultipartUpload and on "
         "versioned PutObject: concurrent not_exists writers can both win"
     ),
+    "multipart_unverified": (
+        "a multipart object on this server has no whole-object checksum: its ETag is not an MD5, "
+        "and aiobucket's multipart uploads store per-part checksums only (no FULL_OBJECT "
+        "x-amz-checksum-crc32c), so a whole download of it is not verified"
+    ),
     "put_creates_bucket": (
         "SeaweedFS 4.48 creates a missing bucket on PutObject (for an admin identity) "
         "instead of answering NoSuchBucket"

@@ -5,7 +5,7 @@ and the signed URLs do; the server strips the prefix and goes through the public
 Bucket API (attrs, download, upload), so every rule of the library applies.
 
 Access: GET and HEAD on a public bucket need no signature; everything else needs a
-valid, unexpired HMAC signature (see ``aiobucket._signing``), else 403.
+valid, unexpired HMAC signature (see ``aiobucket.providers.local._signing``), else 403.
 """
 
 from __future__ import annotations
