@@ -14,6 +14,7 @@ import pty
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -231,6 +232,29 @@ def test_a_configured_bucket_exists_before_its_first_write(tmp_path: Path, two_b
     one_line_error(
         run(tmp_path, "ls", "archiv", config=two_buckets), 1, "no such bucket 'archiv'", "archive, photos"
     )
+
+
+def test_serve_shows_a_named_bucket_that_was_never_written(tmp_path: Path) -> None:
+    """serve takes a name the app has yet to write (it may do so through the server), but a
+    misspelt one shows: nothing written yet. Serving it creates nothing either."""
+    from test_devserver import Server
+
+    ok(tmp_path, "cp", "--create", "-", "avatars:u/1.jpg", input=b"jpeg")
+    (tmp_path / "aiobucket.toml").write_text("")
+    before = listing(tmp_path)
+    srv = Server(tmp_path, "avatars", "avatrs")
+    try:
+        srv.wait_listening()
+        for _ in range(600):  # bounded: the bucket lines follow the URL
+            if "Press Ctrl-C" in srv.log():
+                break
+            time.sleep(0.05)
+        lines = {line.split()[0]: line for line in srv.log().splitlines() if line.startswith("  ")}
+    finally:
+        assert srv.stop() == 0, srv.log()
+    assert not lines["avatars"].endswith("(nothing written yet)"), lines
+    assert lines["avatrs"].endswith("/.aiobucket/avatrs  (nothing written yet)"), lines
+    assert [p for p in listing(tmp_path) if p not in before] == ["serve.log"]
 
 
 def test_download_into_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
