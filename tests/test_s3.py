@@ -365,7 +365,16 @@ def spy_bodies(provider: S3Provider, which: Callable[[str, str], bool]) -> list[
 
 @pytest.mark.parametrize(
     "size",
-    [100, pytest.param(2 * PART + 1, marks=pytest.mark.xfail(reason="quirk not_exists_race (SeaweedFS)"))],
+    [
+        100,
+        pytest.param(
+            2 * PART + 1,
+            # Not strict: the server's race does not lose every time, so this may also pass.
+            marks=pytest.mark.xfail(
+                reason="quirk not_exists_race (SeaweedFS), a race that shows only sometimes"
+            ),
+        ),
+    ],
     ids=["single-put", "multipart"],
 )
 async def test_not_exists_race_has_exactly_one_winner(s3_server: S3Server, size: int) -> None:
