@@ -15,7 +15,8 @@ tried in order for each request; the first that fires applies its fault. Faults:
 - ``ResetResponse(after=None|N)`` (``lose_response()``): the server answers (the request is
   applied), the client gets nothing, or the head and N body bytes, then an RST (or FIN);
 - ``Stall(seconds|None, "request"|"response", after=None|N)``: a pause, cancelled by stop();
-- ``FlipByte(offset, "request"|"response", mask)``: corrupt one body byte;
+- ``FlipByte(offset, "request"|"response", mask, in_object=False)``: corrupt one body byte
+  (``in_object``: byte ``offset`` of the object, wherever a 200 or 206 answer holds it);
 - ``LieLength(declared, "request"|"response")``: rewrite Content-Length, send that much;
 - ``TruncateRequest(after)``: keep the declared length, send ``after`` bytes, then EOF;
 - ``Rewrite("request"|"response", headers, status)``: edit a head (e.g. drop ``Range``).
@@ -159,11 +160,17 @@ class Stall:
 
 @dataclass(frozen=True)
 class FlipByte:
-    """XOR the body byte at ``offset`` with ``mask`` (decoded body offset, framing excluded)."""
+    """XOR the body byte at ``offset`` with ``mask`` (decoded body offset, framing excluded).
+
+    ``in_object=True`` (responses): ``offset`` is an offset in the object, so that a rule
+    firing on every GET plays a byte corrupted at rest: a 206 answer is shifted by the start
+    of its ``Content-Range`` (and left alone when it does not hold that byte).
+    """
 
     offset: int = 0
     where: Side = "response"
     mask: int = 0x01
+    in_object: bool = False
 
 
 @dataclass(frozen=True)
@@ -433,6 +440,12 @@ def _plans(fault: Fault | None) -> tuple[_Plan, _Plan]:
     elif isinstance(fault, TruncateRequest):
         req.limit = fault.after
     return req, resp
+
+
+def _range_start(head: _Head, status: int) -> int:
+    """Where in the object a response body starts: a 206's Content-Range start, else 0."""
+    match = re.match(r"bytes (\d+)-", head.get("content-range") or "")
+    return int(match.group(1)) if status == 206 and match else 0
 
 
 def _rewrite(head: _Head, fault: Rewrite) -> None:
@@ -947,6 +960,8 @@ class FaultProxy:
             await _stall(fault.seconds, conn.reader)
         if isinstance(fault, Rewrite) and fault.where == "response":
             _rewrite(head, fault)
+        if isinstance(fault, FlipByte) and fault.where == "response" and fault.in_object:
+            plan.flip_at = fault.offset - _range_start(head, status)
         lie = isinstance(fault, LieLength) and fault.where == "response"
         if lie:
             head.set("Transfer-Encoding", None)

@@ -14,6 +14,7 @@ import pty
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -233,6 +234,29 @@ def test_a_configured_bucket_exists_before_its_first_write(tmp_path: Path, two_b
     )
 
 
+def test_serve_shows_a_named_bucket_that_was_never_written(tmp_path: Path) -> None:
+    """serve takes a name the app has yet to write (it may do so through the server), but a
+    misspelt one shows: nothing written yet. Serving it creates nothing either."""
+    from test_devserver import Server
+
+    ok(tmp_path, "cp", "--create", "-", "avatars:u/1.jpg", input=b"jpeg")
+    (tmp_path / "aiobucket.toml").write_text("")
+    before = listing(tmp_path)
+    srv = Server(tmp_path, "avatars", "avatrs")
+    try:
+        srv.wait_listening()
+        for _ in range(600):  # bounded: the bucket lines follow the URL
+            if "Press Ctrl-C" in srv.log():
+                break
+            time.sleep(0.05)
+        lines = {line.split()[0]: line for line in srv.log().splitlines() if line.startswith("  ")}
+    finally:
+        assert srv.stop() == 0, srv.log()
+    assert not lines["avatars"].endswith("(nothing written yet)"), lines
+    assert lines["avatrs"].endswith("/.aiobucket/avatrs  (nothing written yet)"), lines
+    assert [p for p in listing(tmp_path) if p not in before] == ["serve.log"]
+
+
 def test_download_into_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
     ok(tmp_path, "cp", "--create", "-", "avatars:u/1.jpg", input=b"jpeg")
     for dest, folder in (("./downloads/", "downloads/"), ("downloads/1.jpg", "downloads/")):
@@ -344,10 +368,16 @@ def test_url_follows_the_one_public_rule(tmp_path: Path) -> None:
     # A local bucket without public_base_url: the dev server's URL, as public_url() gives.
     assert ok(tmp_path, "url", "pub:a b.jpg", config=cfg) == b"http://127.0.0.1:9999/o/pub/a%20b.jpg\n"
     one_line_error(run(tmp_path, "url", "priv:k", config=cfg), 1, "not public", "public = true")
-    # Code that declared it BucketConfig(public=True) and called public_url() makes it public too.
+    # Code that declared it BucketConfig(public=True) and wrote to it makes it public too
+    # (the provider leaves a marker when it opens the bucket; public_url() does no I/O).
     script = (
-        "import aiobucket\n"
+        "import asyncio, aiobucket\n"
         "b = aiobucket.Bucket('priv', aiobucket.BucketConfig(public=True))\n"
+        "async def main():\n"
+        "    async with b.upload('k') as w:\n"
+        "        await w.write(b'v')\n"
+        "    await aiobucket.aclose()\n"
+        "asyncio.run(main())\n"
         "print(b.public_url('k'))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOBUCKET")}

@@ -393,10 +393,13 @@ async def test_public_url_of_a_declared_public_local_bucket_works(
     server: Server, http: httpx.AsyncClient
 ) -> None:
     decl = Bucket("decl", BucketConfig(public=True))
-    await put(decl, "logo.svg", b"<svg/>", "image/svg+xml")
-    assert (await http.get(f"{server.url}/o/decl/logo.svg")).status_code == 403  # not public yet
-    url = decl.public_url("logo.svg")
+    root = server.workdir / "store" / "decl"
+    url = decl.public_url("logo.svg")  # no I/O: the root is not even created
     assert url == f"{server.url}/o/decl/logo.svg"
+    assert not root.exists()
+    assert (await http.get(url)).status_code == 403  # nothing says it is public yet
+    # The first write through the declared bucket records it for the server.
+    await put(decl, "logo.svg", b"<svg/>", "image/svg+xml")
     r = await http.get(url)
     assert (r.status_code, r.content) == (200, b"<svg/>")
     with pytest.raises(aiobucket.InvalidArgument, match="public"):

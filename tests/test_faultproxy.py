@@ -348,6 +348,23 @@ async def test_flip_a_response_byte(
     assert got[200_000] == data[200_000] ^ 0x80
 
 
+async def test_flip_an_object_byte_in_whole_and_ranged_answers(
+    upstream: Upstream, proxy: FaultProxy, client: aiohttp.ClientSession
+) -> None:
+    """``in_object``: the same object byte is wrong in every answer that holds it."""
+    upstream.store["k"] = data = os.urandom(300 * KiB)
+    at = 200_000
+    proxy.add_rule(FlipByte(at, in_object=True), method="GET", times=None)
+    for start in (0, 150_000, at, at + 1):
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        async with client.get(f"{proxy.url}/o/k", headers=headers) as r:
+            assert r.status == (206 if start else 200)
+            got = await r.read()
+        want = data[start:]
+        diff = [start + i for i in range(len(want)) if got[i] != want[i]]
+        assert diff == ([at] if start <= at else [])
+
+
 async def test_flip_a_request_byte(
     upstream: Upstream, proxy: FaultProxy, client: aiohttp.ClientSession
 ) -> None:

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gzip
 import hashlib
+import json
 import os
 import random
 import threading
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +36,7 @@ from faultproxy import (
     Request,
     ResetResponse,
     Respond,
+    Rewrite,
     Stall,
     gcs_error,
     lose_response,
@@ -42,6 +46,7 @@ from servers.fakegcs import QUIRKS, GcsServer
 import aiobucket
 from aiobucket import config
 from aiobucket.providers.base import GetOptions, PutOptions
+from aiobucket.providers.gcs._download import READ_CHUNK
 
 pytestmark = [pytest.mark.anyio, pytest.mark.gcs]
 
@@ -262,6 +267,76 @@ async def test_short_content_length_is_resumed_not_truncated(
     assert await read(bucket, "obj") == data
     ranges = [r.header("Range") for r in seen(proxy, is_media)]
     assert ranges == [None, f"bytes={MiB + 7}-{len(data) - 1}"]
+
+
+# -- gzip-encoded objects: read as stored, never transcoded and spliced ----------------
+
+
+def _store_gzip_encoded(server: GcsServer, name: str, blob: bytes) -> None:
+    """Store ``blob`` with ``Content-Encoding: gzip`` as another tool would (aiobucket never sets it)."""
+    meta = json.dumps({"name": name, "contentEncoding": "gzip", "contentType": "text/plain"})
+    body = (
+        b"--b\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n" + meta.encode()
+        + b"\r\n--b\r\nContent-Type: text/plain\r\n\r\n" + blob + b"\r\n--b--\r\n"
+    )  # fmt: skip
+    req = urllib.request.Request(
+        f"{server.endpoint}/upload/storage/v1/b/{server.bucket}/o?uploadType=multipart",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "multipart/related; boundary=b"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+@pytest.fixture
+def gzip_object(gcs_server: GcsServer, bucket: aiobucket.Bucket) -> tuple[str, bytes]:
+    """(key, stored bytes) of a gzip-encoded object under the test bucket's prefix."""
+    text = random.Random(7).randbytes(700_000).hex().encode()  # compresses to about half
+    blob = gzip.compress(text, mtime=0)
+    assert len(blob) > 2 * READ_CHUNK  # a cut after the first chunk leaves bytes to resume
+    prefix = config.resolve(bucket.name).key_prefix
+    _store_gzip_encoded(gcs_server, f"{prefix}gz", blob)
+    return "gz", blob
+
+
+async def test_gzip_encoded_object_is_read_as_stored(
+    bucket: aiobucket.Bucket, proxy: FaultProxy, gzip_object: tuple[str, bytes]
+) -> None:
+    """Asked with Accept-Encoding: gzip, GCS serves the stored bytes: they verify, and ranges
+    and resumes work on them."""
+    key, blob = gzip_object
+    assert (await bucket.attrs(key)).crc32c == crc32c(blob)
+    assert await read(bucket, key) == blob  # verified against the stored CRC32C
+    assert await read(bucket, key, offset=1000, length=5000) == blob[1000:6000]
+    proxy.add_rule(ResetResponse(after=READ_CHUNK + 10), when=is_media)
+    assert await read(bucket, key) == blob
+    await proxy.settled()
+    media = seen(proxy, is_media)
+    assert {r.header("Accept-Encoding") for r in media} == {"gzip"}
+    assert media[-1].header("Range") is not None and media[-1].status == 206
+
+
+@pytest.mark.parametrize("read_kind", ["whole", "ranged", "resumed"])
+async def test_transcoded_gzip_answer_is_refused(
+    bucket: aiobucket.Bucket, proxy: FaultProxy, gzip_object: tuple[str, bytes], read_kind: str
+) -> None:
+    """GCS decompresses a gzip-encoded object for a client that does not accept gzip, and
+    then ignores Range. Played here by dropping our Accept-Encoding on the way, so the
+    server transcodes: every such answer is a typed error, nothing is spliced."""
+    key, blob = gzip_object
+    transcode = Rewrite("request", {"Accept-Encoding": None})
+    if read_kind == "resumed":  # the first answer is as stored and cut; the resume is transcoded
+        proxy.add_rule(ResetResponse(after=READ_CHUNK + 10), when=is_media)
+    proxy.add_rule(transcode, when=is_media, times=None)
+    kw = {"offset": 1000} if read_kind == "ranged" else {}
+    got, err = await read_until_error(bucket, key, **kw)
+    assert isinstance(err, aiobucket.IntegrityError) and "decompressed" in str(err)
+    assert got == blob[: len(got)] and len(got) <= READ_CHUNK + 10
+    await proxy.settled()
+    answers = [(r.header("Range") is not None, r.status) for r in seen(proxy, is_media)]
+    assert answers[-1][1] == 200  # the server did ignore the range and transcode
+    assert len(answers) == (2 if read_kind == "resumed" else 1)  # refused, not retried
 
 
 # -- finding 2: a lost answer to a conditional write is resolved -------------------
@@ -545,27 +620,42 @@ async def _until(proxy: FaultProxy, pred: Callable[[Request], bool], count: int)
             await asyncio.sleep(0.01)
 
 
-@pytest.mark.parametrize("op", ["attrs", "provider-put"])
+@pytest.mark.parametrize("op", ["attrs", "provider-put", "upload-commit", "final-chunk"])
 async def test_cancel_ends_the_backoff(bucket: aiobucket.Bucket, proxy: FaultProxy, op: str) -> None:
-    """A 503 with Retry-After: 30 puts the request to sleep 30 s; a cancel ends it at once."""
+    """A 503 with Retry-After: 30 puts the request to sleep 30 s; a cancel ends it at once.
+
+    upload-commit and final-chunk are a Bucket upload's commit (the small upload, the
+    resumable session's last chunk): the cancel is honoured, and nothing is stored.
+    """
     slow = gcs_error(503)
     slow = Respond(503, slow.body, {**slow.headers, "Retry-After": "30"})
-    if op == "attrs":
-        proxy.add_rule(slow, when=is_meta, times=None)
-        task = asyncio.create_task(bucket.attrs("k"))
-        pred = is_meta
-    else:
-        proxy.add_rule(slow, when=is_small_upload, times=None)
-        task = asyncio.create_task(provider_of(bucket).put("k", b"x", PutOptions("text/plain")))
-        pred = is_small_upload
+    pred = {
+        "attrs": is_meta,
+        "provider-put": is_small_upload,
+        "upload-commit": is_small_upload,
+        "final-chunk": is_final_chunk,
+    }[op]
+    proxy.add_rule(slow, when=pred, times=None)
+    work: Any = {
+        "attrs": lambda: bucket.attrs("k"),
+        "provider-put": lambda: provider_of(bucket).put("k", b"x", PutOptions("text/plain")),
+        "upload-commit": lambda: put(bucket, "k", b"x" * 1000),
+        "final-chunk": lambda: put(bucket, "k", os.urandom(STREAM), part_size=STREAM_PART),
+    }[op]
+    task = asyncio.create_task(work())
     await _until(proxy, pred, 1)
     await asyncio.sleep(0.05)  # well inside the 30 s backoff
+    loop = asyncio.get_running_loop()
+    cancelled_at = loop.time()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, 5.0)  # far less than the backoff it was in
-    assert len(seen(proxy, pred)) == 1
+        await asyncio.wait_for(task, 5.0)  # a hang guard, far below the 30 s backoff
+    took = loop.time() - cancelled_at
+    print(f"cancel during a 30 s backoff ({op}) returned after {took * 1000:.1f} ms")
+    assert len(seen(proxy, pred)) == 1  # the sleep ended: no further attempt
     proxy.clear()
     assert not await bucket.exists("k")
+    assert [e async for e in bucket.list()] == []
 
 
 # -- caching conditions are settled before any media request -------------------------

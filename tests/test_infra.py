@@ -271,12 +271,33 @@ def test_the_shipped_examples_pass_strict_and_can_read() -> None:
     manifest = json.loads(proc.stdout)
     assert manifest["warnings"] == []
     for app in ("fastapi_app", "aiohttp_app"):
-        # Downloads go through aiobucket.http.open_range(ProfilePictures, ...): attrs + download.
+        # Downloads go through aiobucket.http.serve(ProfilePictures, ...): attrs + download.
         perms = manifest["services"][app]["profile-pictures"]
         assert perms == ["Attrser", "Downloader", "Remover", "Uploader"]
     policies = json.loads(cli("infra", str(EXAMPLES), "--format", "iam-aws").stdout)
     for app in ("fastapi_app", "aiohttp_app"):
         assert "s3:GetObject" in policies[app]["Statement"][0]["Action"]
+
+
+def test_every_public_helper_that_takes_a_bucket_is_followed() -> None:
+    """A new helper in aiobucket.http (as serve() was) must be added to HELPERS, or the
+    examples' IAM policy silently loses its read permissions."""
+    import inspect
+    import typing
+
+    import aiobucket.http
+    from aiobucket.infra import _analysis
+
+    taking_a_bucket = set()
+    for name in aiobucket.http.__all__:
+        func = getattr(aiobucket.http, name)
+        if not inspect.isfunction(func):
+            continue
+        for param, hint in typing.get_type_hints(func).items():
+            perms = {c.__name__ for c in getattr(hint, "__mro__", ())} & set(_analysis.PROTOCOL_PERMISSIONS)
+            if perms:
+                taking_a_bucket.add((f"aiobucket.http.{name}", param))
+    assert taking_a_bucket == set(_analysis.HELPERS.items())
 
 
 def test_helpers_that_take_a_bucket_are_followed(tmp_path: Path) -> None:

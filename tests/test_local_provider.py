@@ -592,16 +592,22 @@ _CHILD_PERMS = textwrap.dedent(
 
 
 def _run_unprivileged(root: Path) -> dict[str, tuple[str, str]]:
-    """Run the child as 'nobody' when we are root (root ignores permission bits)."""
+    """Run the child without the capabilities that let root ignore permission bits.
+
+    As root it stays root (the owner of every file here, so the owner bits apply) but
+    drops every capability (CAP_DAC_OVERRIDE among them). Switching to 'nobody' instead
+    would fail on a checkout under a private directory (/root, or mktemp -d's 0700):
+    nobody cannot reach the venv or the sources there.
+    """
     cmd = [sys.executable, "-c", _CHILD_PERMS, str(root)]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            pytest.skip("running as root without setpriv to drop privileges")
-        cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+            pytest.skip("running as root without setpriv to drop capabilities")
+        cmd = [setpriv, "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if out.returncode != 0 and os.geteuid() == 0 and "Permission denied" in out.stderr and not out.stdout:
-        pytest.skip(f"the unprivileged user cannot run this Python: {out.stderr.strip()[-200:]}")
+    if out.returncode != 0 and out.stderr.startswith("setpriv:"):
+        pytest.skip(f"setpriv cannot drop capabilities here: {out.stderr.strip()[-200:]}")
     assert out.returncode == 0, out.stderr
     return {line.split()[0]: (line.split()[1], line.split()[2]) for line in out.stdout.splitlines()}
 
@@ -609,7 +615,6 @@ def _run_unprivileged(root: Path) -> dict[str, tuple[str, str]]:
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
 def test_unwritable_and_unreadable_roots_raise_permission_denied() -> None:
     base = Path(tempfile.mkdtemp())
-    base.chmod(0o755)  # reachable by the unprivileged child
     try:
         for name in ("readonly", "closed"):
             asyncio.run(_put_once(base / name, "k", b"v", OPTS))
@@ -808,6 +813,37 @@ async def test_sign_url_and_aclose(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     await p.put("k", b"v", OPTS)
     await p.aclose()
     await p.aclose()
+
+
+async def test_public_url_does_no_io_and_a_public_bucket_is_marked_when_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """public_url() is synchronous, so it touches nothing; the provider records the
+    declaration (for ``aiobucket serve``) when it opens the bucket, in a worker thread."""
+    from aiobucket import Bucket, aclose, config
+    from aiobucket.providers.local import _signing
+
+    async def write(bucket: Bucket) -> None:
+        async with bucket.upload("k") as w:
+            await w.write(b"v")
+
+    monkeypatch.delenv("AIOBUCKET_DEV_SERVER", raising=False)
+    root = tmp_path / "pub"
+    with config.override({"pub": f"file://{root}", "priv": f"file://{tmp_path / 'priv'}"}):
+        try:
+            pub = Bucket("pub", BucketConfig(public=True))
+            assert pub.public_url("a b") == "http://127.0.0.1:8787/o/pub/a%20b"
+            assert tree(tmp_path) == set()  # not even the root
+            assert not await pub.exists("k")  # a read of a bucket never written creates nothing
+            assert tree(tmp_path) == set()
+            await write(pub)
+            assert _signing.is_marked_public(root)
+            assert config.public_reason("pub") == "declared BucketConfig(public=True) (marker file)"
+            await write(Bucket("priv"))  # a private bucket gets no marker
+            assert not _signing.is_marked_public(tmp_path / "priv")
+            assert config.public_reason("priv") == ""
+        finally:
+            await aclose()
 
 
 def test_factory_rejects_relative_urls() -> None:

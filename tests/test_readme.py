@@ -83,6 +83,27 @@ def test_the_readme_has_the_blocks_this_file_checks() -> None:
     assert len(blocks("toml")) >= 4
 
 
+def test_the_errors_list_describes_every_public_error() -> None:
+    """One sub-bullet per direct subclass of BucketError; its subclasses in the same bullet."""
+    import aiobucket
+
+    text = README.read_text()
+    section = text[text.index("- **Errors.**") :]
+    section = section[: section.index("\n\n")]
+    public = {
+        n: getattr(aiobucket, n)
+        for n in aiobucket.__all__
+        if isinstance(getattr(aiobucket, n), type) and issubclass(getattr(aiobucket, n), Exception)
+    }
+    described = []
+    for bullet in re.split(r"\n  - ", section)[1:]:
+        first, *subclasses = [n for n in re.findall(r"`(\w+)`", bullet) if n in public]
+        assert public[first].__bases__[0] is aiobucket.BucketError, bullet
+        assert all(issubclass(public[n], public[first]) for n in subclasses), bullet
+        described += [first, *subclasses]
+    assert sorted(described) == sorted(set(public) - {"BucketError"})
+
+
 # -- Python blocks -------------------------------------------------------------------------
 
 
@@ -197,6 +218,7 @@ def test_the_cli_block_runs_as_written(tmp_path: Path) -> None:
     assert any(line.startswith("http://127.0.0.1:8787/o/avatars/u/1.jpg?expires=") for line in out)
     buckets = [line.split()[0] for line in out if line.startswith(("archive ", "avatars ", "backups "))]
     assert buckets == ["avatars", "archive", "backups"]  # configured first, then found on disk
+    assert out[-1] == "0 problem(s) repaired (0 bytes reclaimed)"  # fsck: a healthy bucket
 
 
 # -- the curl block, against both example apps ---------------------------------------------
@@ -243,6 +265,16 @@ def test_the_curl_commands_work_against_both_examples(app: AppServer, tmp_path: 
         timeout=60,
     )
     assert after.stdout == "404"  # the DELETE removed it
+
+
+# -- the development block ---------------------------------------------------------------------
+
+
+def test_the_development_block_checks_what_ci_checks() -> None:
+    (block,) = [b for b in blocks("bash") if "# Lint, format and types" in b.text]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    checks = [line for line in ci if line.startswith((".venv/bin/ruff", ".venv/bin/mypy"))]
+    assert checks and all(line in block.text.splitlines() for line in checks), checks
 
 
 # -- every example runs -----------------------------------------------------------------------

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Collection
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+async def cancel_and_wait(tasks: Collection[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has finished, so none outlives its owner.
+
+    Their exceptions are retrieved and dropped: the caller is already ending for its
+    own reason (an error, a cancel, a close), which takes precedence. A cancel of the
+    caller while it waits interrupts the wait; run it under run_to_completion to finish.
+    """
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
 
 
 async def run_to_completion(work: Awaitable[T]) -> T:

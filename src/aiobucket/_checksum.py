@@ -7,7 +7,13 @@ the GIL on buffers of 1 MB and more); it takes ``bytes`` only, so other buffers
 are copied first.
 
 A read of a whole object is checked against the object's crc32c, else its md5,
-else not at all; the check is decided here once and the reader only feeds it.
+else not at all; the check is decided here once, and the three readers (reader.py,
+the parallel reader, download_to) only feed it.
+
+``crc32c_combine`` gives the CRC32C of A+B from those of A and B and B's length
+(polynomial arithmetic modulo the CRC32C polynomial, as zlib's crc32_combine):
+an S3 multipart upload's whole-object CRC32C is built from its parts' CRC32Cs in
+part order, whatever order the parts were sent in.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import hashlib
 from .errors import IntegrityError
 from .types import ObjectAttrs
 
-__all__ = ["Crc32c", "WholeObjectCheck", "crc32c_b64"]
+__all__ = ["Crc32c", "WholeObjectCheck", "crc32c_b64", "crc32c_combine"]
 
 
 def _bytes(data: bytes | bytearray | memoryview) -> bytes:
@@ -50,6 +56,40 @@ def crc32c_b64(data: bytes | bytearray | memoryview) -> str:
     return crc.b64()
 
 
+_POLY = 0x82F63B78  # CRC32C's polynomial, bit-reversed (bit 31 is x^0, as the CRC is kept)
+
+
+def _multiply(a: int, b: int) -> int:
+    """a * b modulo the CRC32C polynomial, both in the CRC's bit-reversed order."""
+    product = 0
+    for bit in range(31, -1, -1):
+        if a >> bit & 1:
+            product ^= b
+        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
+    return product
+
+
+# x^(2^k) modulo the polynomial for k = 0..63: x^(8n) is a product of these (square and multiply).
+_X_POW_2K = [1 << 30]  # x^1
+for _ in range(63):
+    _X_POW_2K.append(_multiply(_X_POW_2K[-1], _X_POW_2K[-1]))
+
+
+def crc32c_combine(crc_a: int, crc_b: int, length_b: int) -> int:
+    """The CRC32C of A+B, from A's CRC32C, B's CRC32C and B's length in bytes.
+
+    Appending B multiplies A's CRC by x^(8 * len B) modulo the polynomial; the
+    CRC's initial and final inversions cancel out, so finished CRCs combine as is.
+    """
+    shift, bits, k = 1 << 31, 8 * length_b, 0  # x^0
+    while bits:
+        if bits & 1:
+            shift = _multiply(_X_POW_2K[k], shift)
+        bits >>= 1
+        k += 1
+    return _multiply(shift, crc_a) ^ crc_b
+
+
 class WholeObjectCheck:
     """Feed it every byte of a whole-object read, in order: it raises IntegrityError
     as soon as the bytes overrun the object's size, or end (at the size, or early
@@ -75,7 +115,7 @@ class WholeObjectCheck:
         whole = offset == 0 and (length is None or length >= attrs.size)
         return cls(attrs) if whole and (attrs.crc32c or attrs.md5) else None
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
         self._seen += len(chunk)
         if self._done or self._seen > self._attrs.size:
             self._fail(f"more bytes arrived than the object's size of {self._attrs.size}")

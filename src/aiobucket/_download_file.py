@@ -28,10 +28,10 @@ import anyio
 
 from . import _runtime
 from ._aio import run_to_completion
+from ._checksum import WholeObjectCheck
 from ._parallel import TASK_NAME, fetch_range, open_first, ranges_of
-from ._verify import WholeObjectCheck
 from .errors import BucketError, IntegrityError, InvalidArgument
-from .providers.base import Body, GetOptions, Provider
+from .providers.base import Body, GetOptions, MiB, Provider
 from .tracing import Span, start_span
 from .types import ObjectAttrs
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WRITE_BUFFER", "download_to"]
 
-WRITE_BUFFER = 1024 * 1024
+WRITE_BUFFER = MiB
 
 
 async def download_to(

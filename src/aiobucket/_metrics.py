@@ -132,11 +132,13 @@ def record_operation(
             inst.io.add(moved, {**attrs, "network.io.direction": direction})
 
 
-def record_retry(bucket: str, operation: str, backend: str, *, error_type: str | None = None) -> None:
+def record_retry(bucket: str | None, operation: str, backend: str, *, error_type: str | None = None) -> None:
     inst = _get()
     if inst is None:
         return
-    attrs = {"aiobucket.bucket": bucket, "aiobucket.operation": operation, "aiobucket.backend": backend}
+    attrs = {"aiobucket.operation": operation, "aiobucket.backend": backend}
+    if bucket is not None:  # unknown outside an operation when the provider does not know it
+        attrs["aiobucket.bucket"] = bucket
     if error_type is not None:
         attrs["error.type"] = error_type
     inst.retries.add(1, attrs)

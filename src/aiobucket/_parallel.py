@@ -12,7 +12,9 @@ Invariants:
   ``aclose()`` all of them are cancelled and awaited, and each closes its response
   body (connection or file handle) on the way out.
 * Verified. A download of the whole object is checked against the object's
-  ``crc32c`` or ``md5`` where the backend reported one (IntegrityError).
+  ``crc32c`` or ``md5`` where the backend reported one (IntegrityError). A range
+  answer may carry neither where the object has one (S3 sends no checksum with a
+  206, and a multipart object's ETag is no MD5): then one HEAD asks for it.
 * Each range resumes once after a dropped connection, from where it stopped,
   like the single-stream reader.
 """
@@ -20,19 +22,18 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from . import _runtime
-from ._aio import run_to_completion
-from ._verify import WholeObjectCheck
+from ._aio import cancel_and_wait, run_to_completion
+from ._checksum import WholeObjectCheck
 from .errors import ConnectionLost, IntegrityError, InvalidArgument, ObjectChanged, PreconditionFailed
-from .providers.base import Body, GetOptions, Provider
-from .tracing import Span, start_span
+from .providers.base import Body, GetOptions, MiB, Provider
+from .reader import ChunkReader
+from .tracing import start_span
 from .types import ObjectAttrs
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PART_SIZE", "TASK_NAME", "ParallelReader", "fetch_range", "open_first", "ranges_of"]
 
-MiB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MiB
 TASK_NAME = "aiobucket-download"  # every task started here, so tests can prove none leak
 
@@ -119,13 +119,21 @@ async def open_first(
     first = part_size if length is None else min(part_size, length)
     attrs, body = await provider.get(key, replace(cache, offset=offset, length=first))
     end = attrs.size if length is None else min(attrs.size, offset + length)
+    if offset == 0 and end == attrs.size > first and attrs.crc32c is None and attrs.md5 is None:
+        try:
+            head = await provider.head(key, attrs.version)
+        except BaseException:
+            await run_to_completion(body.aclose())
+            raise
+        if head.etag == attrs.etag and head.size == attrs.size:  # else the pinned ranges fail
+            attrs = replace(attrs, crc32c=head.crc32c, md5=head.md5)
     return attrs, body, max(end, offset)
 
 
 # -- the in-order stream ----------------------------------------------------------------
 
 
-class ParallelReader:
+class ParallelReader(ChunkReader):
     """Returned by ``Bucket.download(key, concurrency=N)``: the same interface as Reader,
     fed by up to ``concurrency`` range requests of ``part_size`` bytes at a time."""
 
@@ -140,8 +148,7 @@ class ParallelReader:
         part_size: int,
         cache: GetOptions | None = None,
     ) -> None:
-        self._bucket = bucket
-        self.key = key
+        super().__init__(bucket, key)
         self._version = version
         self._offset = offset
         self._length = length
@@ -155,16 +162,9 @@ class ParallelReader:
         self._next_launch = 0
         self._next_take = 0
         self._current: deque[bytes] = deque()
-        self._pending = b""  # read() leftovers
-        self._check: WholeObjectCheck | None = None  # set when the read covers the object
         self._failure: asyncio.Task[list[bytes]] | None = None
         self._first_body: Body | None = None  # until part 0's task takes it over
         self._opened = False
-        self._eof = False
-        self._closed = False
-        self._span: Span | None = None
-
-    # -- public API (as Reader) ---------------------------------------------------
 
     async def attrs(self) -> ObjectAttrs:
         """The object's attributes (of the whole object, not the range). Opens the reader."""
@@ -172,60 +172,8 @@ class ParallelReader:
         assert self._attrs is not None
         return self._attrs
 
-    async def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all that is left when ``n`` < 0); b"" at the end."""
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise InvalidArgument(f"read() takes an int, got {type(n).__name__}", key=self.key)
-        if n < 0:
-            parts = [self._take(-1)]
-            while (chunk := await self._next_chunk()) != b"":
-                parts.append(chunk)
-            return b"".join(parts)
-        if n == 0:
-            return b""
-        if not self._pending:
-            self._pending = await self._next_chunk()
-        return self._take(n)
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunk = self._take(-1) or await self._next_chunk()
-        if not chunk:
-            raise StopAsyncIteration
-        return chunk
-
-    async def aclose(self) -> None:
-        """Cancel every range request and release its body. Safe to call more than once."""
-        await self._finish(None)
-
-    async def __aenter__(self) -> Self:
-        await self._open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._finish(exc)
-
-    def __del__(self) -> None:
-        if getattr(self, "_tasks", None) and not self._closed:
-            warnings.warn(
-                f"aiobucket ParallelReader for {self.key!r} was neither exhausted nor closed; "
-                "use 'async with bucket.download(...)' or call aclose()",
-                ResourceWarning,
-                stacklevel=1,
-            )
-
-    # -- internals ------------------------------------------------------------------
-
-    def _take(self, n: int) -> bytes:
-        if n < 0 or n >= len(self._pending):
-            out, self._pending = self._pending, b""
-        else:
-            out, self._pending = self._pending[:n], self._pending[n:]
-        return out
+    def _holding(self) -> bool:
+        return bool(getattr(self, "_tasks", None))
 
     async def _open(self) -> None:
         if self._closed:
@@ -291,18 +239,9 @@ class ParallelReader:
                 if self._failure is not None:
                     self._failure.result()  # raises the part's error
                 if self._current:
-                    chunk = self._current.popleft()
-                    if self._check is not None:
-                        self._check.update(chunk)  # raises before a corrupt object's last chunk
-                    if self._span is not None:
-                        self._span.add("bytes", len(chunk))
-                    return chunk
+                    return self._deliver(self._current.popleft())
                 if self._next_take == len(self._ranges):
-                    if self._check is not None:
-                        self._check.end()
-                    self._eof = True
-                    await self._finish(None)
-                    return b""
+                    return await self._at_end()
                 task = self._tasks[self._next_take]
                 chunks = await task
                 del self._tasks[self._next_take]
@@ -330,13 +269,7 @@ async def _cancel_all(tasks: list[asyncio.Task[Any]], body: Body | None = None) 
     """Cancel ``tasks`` and wait until every one has finished (each closes its body);
     close ``body``, a response no task took over."""
     try:
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        for t in tasks:
-            if not t.cancelled():
-                t.exception()  # retrieved: the error that ended the download takes precedence
+        await cancel_and_wait(tasks)  # the error that ended the download takes precedence
     finally:
         if body is not None:
             await body.aclose()

@@ -16,7 +16,7 @@ from collections.abc import (
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal, TypeVar, cast, overload
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from . import _download_file, _parallel, _runtime, config
 from ._parallel import ParallelReader
@@ -276,8 +276,9 @@ class Bucket:
         at the dev server, ``aiobucket serve``: ``<dev server>/o/<bucket>/<key>``, where
         the dev server is the bucket option ``dev_server_url``, else the
         ``AIOBUCKET_DEV_SERVER`` environment variable, else ``http://127.0.0.1:8787``.
-        The bucket's root then gets a ``public`` marker file so the server, which
-        cannot see this BucketConfig, serves it without a signature.
+        No I/O: the local provider leaves a ``public`` marker file in the bucket's root
+        when it opens the bucket (first write, or first read of an existing bucket), so
+        the server, which cannot see this BucketConfig, serves it without a signature.
         """
         key = self._key(key)
         settings = config.resolve(self.name)
@@ -290,7 +291,6 @@ class Bucket:
         if not settings.public_base_url and settings.scheme == "file":
             from .providers.local import _signing
 
-            _signing.mark_public(Path(urlsplit(settings.url).path))
             base = _signing.dev_server_base(settings.options)
             return _signing.object_url(base, self.name, settings.key_prefix + key)
         if not settings.public_base_url:

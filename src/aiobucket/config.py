@@ -318,8 +318,8 @@ def public_reason(name: str, settings: BucketSettings | None = None) -> str:
 
     The CLI and ``aiobucket serve`` cannot see the code's ``BucketConfig(public=...)``,
     so this is their one rule: the bucket's config has ``public_base_url`` or
-    ``public = true``, or (local buckets) the code called ``public_url()`` on it, which
-    leaves a marker file. The library itself follows the BucketConfig.
+    ``public = true``, or (local buckets) code that declared it ``BucketConfig(public=True)``
+    has opened it, which leaves a marker file. The library itself follows the BucketConfig.
     """
     s = settings or resolve(name)
     if s.public_base_url:

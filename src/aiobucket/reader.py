@@ -28,7 +28,7 @@ from .types import ObjectAttrs
 if TYPE_CHECKING:
     from ._runtime import Handle
 
-__all__ = ["Reader"]
+__all__ = ["ChunkReader", "Reader"]
 
 
 class _Empty:
@@ -40,44 +40,23 @@ class _Empty:
         return None
 
 
-class Reader:
-    """Returned by ``Bucket.download``. Read with ``read(n)`` or ``async for chunk in reader``."""
+class ChunkReader:
+    """What Reader and ParallelReader share: ``read(n)``, ``async for``, ``async with``,
+    the leftovers of a short read, and feeding the whole-object check.
 
-    def __init__(
-        self,
-        bucket: Handle,
-        key: str,
-        version: str | None,
-        offset: int,
-        length: int | None,
-        cache: GetOptions | None = None,
-    ) -> None:
+    A subclass opens in ``_open``, yields the next non-empty chunk (b"" at the end)
+    from ``_next_chunk``, and releases everything in ``_finish``, which is safe to
+    call more than once. ``_holding`` says whether it still holds a body or a task.
+    """
+
+    def __init__(self, bucket: Handle, key: str) -> None:
         self._bucket = bucket
         self.key = key
-        self._version = version
-        self._offset = offset
-        self._length = length
-        self._cache = cache  # if_none_match / if_modified_since, checked on open only
-        self._provider: Provider | None = None
-        self._attrs: ObjectAttrs | None = None
-        self._body: Body | None = None
-        self._chunks: AsyncIterator[bytes] | None = None
         self._pending = b""  # read but not yet handed out
-        self._received = 0  # bytes of the range received so far
-        self._resumed = False
         self._check: WholeObjectCheck | None = None  # set when this read covers the whole object
         self._eof = False
         self._closed = False
         self._span: Span | None = None
-
-    # -- public API ---------------------------------------------------------
-
-    async def attrs(self) -> ObjectAttrs:
-        """The object's attributes (of the whole object, not the range). Opens the reader."""
-        if self._attrs is None:
-            await self._open()
-        assert self._attrs is not None
-        return self._attrs
 
     async def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (all that is left when ``n`` < 0); b"" at the end."""
@@ -106,7 +85,8 @@ class Reader:
         return chunk
 
     async def aclose(self) -> None:
-        """Release the response body. Safe to call more than once."""
+        """Release every response body (a parallel read cancels its range requests first).
+        Safe to call more than once."""
         await self._finish(None)
 
     async def __aenter__(self) -> Self:
@@ -119,15 +99,16 @@ class Reader:
         await self._finish(exc)
 
     def __del__(self) -> None:
-        if getattr(self, "_body", None) is not None and not self._closed:
+        # getattr: __init__ may have raised before setting anything.
+        if not getattr(self, "_closed", True) and self._holding():
             warnings.warn(
-                f"aiobucket Reader for {self.key!r} was neither exhausted nor closed; "
+                f"aiobucket {type(self).__name__} for {self.key!r} was neither exhausted nor closed; "
                 "use 'async with bucket.download(...)' or call aclose()",
                 ResourceWarning,
                 stacklevel=1,
             )
 
-    # -- internals ----------------------------------------------------------
+    # -- for subclasses -------------------------------------------------------
 
     def _take(self, n: int) -> bytes:
         if n < 0 or n >= len(self._pending):
@@ -135,6 +116,68 @@ class Reader:
         else:
             out, self._pending = self._pending[:n], self._pending[n:]
         return out
+
+    def _deliver(self, chunk: bytes) -> bytes:
+        """Hand out ``chunk``: checked first, so the one completing a corrupt object raises."""
+        if self._check is not None:
+            self._check.update(chunk)
+        if self._span is not None:
+            self._span.add("bytes", len(chunk))
+        return chunk
+
+    async def _at_end(self) -> bytes:
+        if self._check is not None:
+            self._check.end()  # before _eof: a failed check leaves the reader closed, not at EOF
+        self._eof = True
+        await self._finish(None)
+        return b""
+
+    def _holding(self) -> bool:
+        raise NotImplementedError
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _next_chunk(self) -> bytes:
+        raise NotImplementedError
+
+    async def _finish(self, error: BaseException | None) -> None:
+        raise NotImplementedError
+
+
+class Reader(ChunkReader):
+    """Returned by ``Bucket.download``. Read with ``read(n)`` or ``async for chunk in reader``."""
+
+    def __init__(
+        self,
+        bucket: Handle,
+        key: str,
+        version: str | None,
+        offset: int,
+        length: int | None,
+        cache: GetOptions | None = None,
+    ) -> None:
+        super().__init__(bucket, key)
+        self._version = version
+        self._offset = offset
+        self._length = length
+        self._cache = cache  # if_none_match / if_modified_since, checked on open only
+        self._provider: Provider | None = None
+        self._attrs: ObjectAttrs | None = None
+        self._body: Body | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._received = 0  # bytes of the range received so far
+        self._resumed = False
+
+    async def attrs(self) -> ObjectAttrs:
+        """The object's attributes (of the whole object, not the range). Opens the reader."""
+        if self._attrs is None:
+            await self._open()
+        assert self._attrs is not None
+        return self._attrs
+
+    def _holding(self) -> bool:
+        return getattr(self, "_body", None) is not None
 
     async def _open(self) -> None:
         if self._closed:
@@ -179,11 +222,7 @@ class Reader:
                 try:
                     chunk = await anext(self._chunks)
                 except StopAsyncIteration:
-                    if self._check is not None:
-                        self._check.end()  # before _eof: a failed check leaves the reader closed, not at EOF
-                    self._eof = True
-                    await self._finish(None)
-                    return b""
+                    return await self._at_end()
                 except ConnectionLost:
                     if self._resumed:
                         raise
@@ -191,12 +230,8 @@ class Reader:
                     await self._resume()
                     continue
                 if chunk:
-                    data = bytes(chunk)
-                    if self._check is not None:
-                        self._check.update(data)  # spans a resume: the bytes stay contiguous
+                    data = self._deliver(bytes(chunk))  # the check spans a resume: bytes stay contiguous
                     self._received += len(data)
-                    if self._span is not None:
-                        self._span.add("bytes", len(data))
                     return data
 
     async def _resume(self) -> None:

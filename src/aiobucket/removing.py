@@ -28,7 +28,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterab
 from typing import TYPE_CHECKING, cast
 
 from . import _runtime
-from ._aio import run_to_completion
+from ._aio import cancel_and_wait, run_to_completion
 from .errors import BackendError, BucketError, InvalidArgument, ObjectNotFound
 from .tracing import start_span
 
@@ -167,7 +167,7 @@ async def remove_many(
         pending.clear()
         try:
             if tasks:
-                await run_to_completion(_cancel(tasks))
+                await run_to_completion(cancel_and_wait(tasks))  # the iterator ended for its own reason
         finally:
             span.set(**counts)
             span.end(error)
@@ -183,12 +183,3 @@ def _invalid(bucket: Handle, key: object) -> BucketError | None:
     except InvalidArgument as exc:
         return exc
     return None
-
-
-async def _cancel(tasks: list[asyncio.Task[list[RemoveItem]]]) -> None:
-    for t in tasks:
-        t.cancel()
-    await asyncio.wait(tasks)
-    for t in tasks:
-        if not t.cancelled():
-            t.exception()  # retrieved; the iterator already ended for its own reason

@@ -7,13 +7,17 @@ on the first span, never by ``import aiobucket``.
 Metrics are recorded in one place, :meth:`Span.end`, so every operation is
 covered exactly once (instrument names and attributes: see ``_metrics.py``).
 Retries happen below the span, inside a provider: providers report each one
-with :func:`record_retry`.
+with :func:`record_retry`, which counts it in the retries metric and puts it on
+the span of the operation it belongs to: the innermost live span of that bucket
+started in the calling task (a context variable; tasks an operation starts
+inherit it). Two operations on one bucket interleaved in one task share it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,6 +47,9 @@ Listener = Callable[[TraceEvent], None]
 _listeners: list[Listener] = []
 _otel_tracer: Any = None
 _otel_checked = False
+_current: ContextVar[Span | None] = ContextVar("aiobucket_span", default=None)
+"""The span most recently started in this context; its ``_outer`` links lead to the
+spans that were live when it started."""
 
 
 def add_listener(listener: Listener) -> Callable[[], None]:
@@ -82,7 +89,8 @@ def _emit(event: TraceEvent) -> None:
 class Span:
     """One operation in flight. ``end()`` is idempotent; only the first call counts."""
 
-    __slots__ = ("_otel", "_start", "attributes", "bucket", "ended", "key", "operation")
+    __slots__ = ("_otel", "_outer", "_start", "attributes", "bucket", "ended", "key", "operation")
+    _outer: Span | None
 
     def __init__(self, operation: str, bucket: str, key: str | None, attributes: dict[str, object]) -> None:
         self.operation = operation
@@ -91,6 +99,11 @@ class Span:
         self.attributes = attributes
         self.ended = False
         self._start = time.perf_counter()
+        outer = _current.get()
+        while outer is not None and outer.ended:  # keep only live spans in the chain
+            outer = outer._outer
+        self._outer = outer
+        _current.set(self)
         tracer = _tracer()
         self._otel: Any = None
         if tracer is not None:
@@ -108,6 +121,14 @@ class Span:
         """Add to a counter attribute such as bytes or items."""
         current = self.attributes.get(name, 0)
         self.attributes[name] = (current if isinstance(current, int) else 0) + amount
+
+    def retried(self, request: str, attempt: int | None, reason: str | None, delay: float | None) -> None:
+        """One retry below this operation: counted in ``retries``, and an OTel span event."""
+        self.add("retries", 1)
+        if self._otel is not None:
+            event = {"request": request, "attempt": attempt, "reason": reason, "delay_s": delay}
+            attrs = {f"aiobucket.retry.{k}": v for k, v in event.items() if v is not None}
+            self._otel.add_event("aiobucket.retry", attributes=attrs)
 
     def end(self, error: BaseException | None = None) -> None:
         if self.ended:
@@ -148,13 +169,39 @@ def start_span(operation: str, bucket: str, key: str | None = None, **attributes
     return Span(operation, bucket, key, {k: v for k, v in attributes.items() if v is not None})
 
 
-def record_retry(bucket: str, operation: str, backend: str, *, error_type: str | None = None) -> None:
-    """Count one retry in the ``aiobucket.client.retries`` metric; providers call this.
+def _live_span(bucket: str | None) -> Span | None:
+    """The innermost live span of ``bucket`` (any bucket: None) started in this context."""
+    span = _current.get()
+    while span is not None and (span.ended or (bucket is not None and span.bucket != bucket)):
+        span = span._outer
+    return span
+
+
+def record_retry(
+    bucket: str | None,
+    operation: str,
+    backend: str,
+    *,
+    error_type: str | None = None,
+    attempt: int | None = None,
+    delay: float | None = None,
+) -> None:
+    """Report one retry a provider is about to make; providers call this before each backoff.
 
     ``bucket`` is the bucket's name in code (the ``name`` a provider factory is given),
-    ``operation`` the aiobucket operation or the backend request being retried (such as
-    ``download`` or ``PutObject``), ``backend`` the provider's backend (``s3``, ``gcs``),
-    ``error_type`` what made the attempt fail (an exception class name or an HTTP status).
-    Does nothing unless opentelemetry-api is installed.
+    or None where the provider does not know it: the operation in progress says.
+    ``operation`` is the request being retried (such as ``download`` or ``PutObject``),
+    ``backend`` the provider's backend (``s3``, ``gcs``), ``error_type`` what made the
+    attempt fail (an HTTP status or an exception class name), ``attempt`` the number of
+    the attempt about to be made (2 for the first retry), ``delay`` the backoff in seconds.
+
+    The retry is put on the span of the operation in progress in the calling task (its
+    ``retries`` attribute and an ``aiobucket.retry`` OTel event with the request, attempt,
+    reason and delay), and counted in the ``aiobucket.client.retries`` metric, labelled
+    with that operation (else ``operation``) and bucket. The metric needs opentelemetry-api.
     """
+    span = _live_span(bucket)
+    if span is not None:
+        span.retried(operation, attempt, error_type, delay)
+        bucket, operation = span.bucket, span.operation
     _metrics.record_retry(bucket, operation, backend, error_type=error_type)

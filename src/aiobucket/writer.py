@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from . import _runtime
-from ._aio import run_to_completion
+from ._aio import cancel_and_wait, run_to_completion
 from .errors import InvalidArgument, UploadAborted, WriterClosed
 from .providers.base import Capabilities, MultipartUpload, Part, Provider, PutOptions
 from .tracing import Span, start_span
@@ -405,10 +405,10 @@ class Writer:
         self._buf, self._fill = self._next_buffer(), 0
         number, self._next_part = self._next_part, self._next_part + 1
         if self._concurrency == 1:
-            self._parts.append(await upload.put_part(number, data))  # type: ignore[arg-type]
+            self._parts.append(await upload.put_part(number, data))
             self._free.append(buf)
         else:
-            task = asyncio.create_task(upload.put_part(number, data), name=TASK_NAME)  # type: ignore[arg-type]
+            task = asyncio.create_task(upload.put_part(number, data), name=TASK_NAME)
             self._tasks.add(task)
             self._owner[task] = buf
 
@@ -489,13 +489,7 @@ class Writer:
     async def _cleanup_upload(self) -> None:
         tasks, self._tasks = self._tasks, set()
         self._owner.clear()
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-            for task in tasks:
-                if not task.cancelled():
-                    task.exception()  # retrieved: the abort reason takes precedence
+        await cancel_and_wait(tasks)  # the abort reason takes precedence
         upload, self._upload = self._upload, None
         if upload is not None:
             try:

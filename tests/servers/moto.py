@@ -10,6 +10,11 @@ completion, where SeaweedFS and RGW declare quirks. It is not a judge of integri
 authentication: it accepts any signature, or none (it checks signatures only with IAM
 auth switched on), and it verifies no body digest (see QUIRKS). Signing and digests
 are proven on SeaweedFS and RGW (tests/test_s3_sigv4_server.py), never here.
+
+moto computes a multipart upload's FULL_OBJECT CRC32C itself (ignoring the one the
+client sends) with the optional ``crc32c`` package, and without it silently with
+zlib's CRC32 under the CRC32C name, which would fail every whole download of a
+multipart object: the fixture requires that package (it is in the dev extra).
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ def launch(base: Path) -> tuple[subprocess.Popen[bytes], S3Server]:
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
         missing("moto's server (moto[server])", INSTALL_HINT)
+    if importlib.util.find_spec("crc32c") is None:  # see the module docs
+        missing("the crc32c package, which moto needs to compute CRC32C checksums", INSTALL_HINT)
     base = tmp_path_factory.mktemp("moto")
     try:
         proc, server = launch(base)

@@ -34,6 +34,14 @@ QUIRKS: dict[str, str] = {
         "RGW 16.2 answers 412 to a quoted If-Match on PutObject, and to any If-Match on a "
         "versioned bucket's PutObject"
     ),
+    "multipart_unverified": (
+        "RGW 16.2 keeps no whole-object checksum for a multipart object: it ignores the "
+        "x-amz-checksum-algorithm/-type of CreateMultipartUpload and the FULL_OBJECT "
+        "x-amz-checksum-crc32c of CompleteMultipartUpload and returns no x-amz-checksum-* on "
+        "GET/HEAD, and the object's ETag is an MD5 of the parts' MD5s (HEAD ?partNumber= answers "
+        "with the whole object, so the part sizes to check it against cannot be learnt); a whole "
+        "download of it is not verified"
+    ),
     "not_exists_race": "RGW 16.2 ignores If-None-Match on PutObject in versioned buckets",
     "conditional_copy": ("RGW 16.2 ignores the destination If-None-Match/If-Match on CopyObject"),
 }

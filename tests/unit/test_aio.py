@@ -154,3 +154,43 @@ def test_inside_asyncio_run() -> None:
         return False, work.finished
 
     assert asyncio.run(main()) == (True, True)
+
+
+async def test_cancel_and_wait_reaps_every_task_and_retrieves_their_errors() -> None:
+    import gc
+
+    from aiobucket._aio import cancel_and_wait
+
+    async def fails_on_cancel() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise RuntimeError("cleanup failed")  # ends with an error, not as cancelled
+
+    async def cleans_up(log: list[str]) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0)  # cleanup that itself awaits still runs to its end
+            log.append("closed")
+
+    async def run() -> list[str]:
+        log: list[str] = []
+        tasks = [asyncio.create_task(fails_on_cancel())]
+        tasks += [asyncio.create_task(cleans_up(log)) for _ in range(3)]
+        await spin()
+        await cancel_and_wait(tasks)
+        assert [t.done() for t in tasks] == [True] * 4
+        assert [t.cancelled() for t in tasks] == [False, True, True, True]
+        return log
+
+    seen: list[object] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx))
+    try:
+        assert await run() == ["closed"] * 3
+        gc.collect()  # the failed task is gone: its error was retrieved, so nothing is reported
+        assert seen == []
+    finally:
+        loop.set_exception_handler(None)
+    await cancel_and_wait([])  # nothing to do is fine

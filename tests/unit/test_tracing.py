@@ -295,3 +295,37 @@ async def test_otel_aborted_upload_is_an_error_span(spans: InMemorySpanExporter)
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None
     assert span.attributes["error.type"] == "KeyError"
+
+
+async def test_a_retry_lands_on_the_live_operation_of_its_bucket(spans: InMemorySpanExporter) -> None:
+    """record_retry finds the operation in progress in the task: past operations that
+    ended since, and live ones of other buckets, are skipped."""
+    b, other = Bucket("ob"), Bucket("other")
+    await put(b, "k", b"x" * 100)
+    await put(other, "k", b"y" * 100)
+    reader = b.download("k")
+    assert await reader.read(10) == b"x" * 10  # open: its span is live until it is read out
+    elsewhere = other.download("k")
+    assert await elsewhere.read(10) == b"y" * 10  # live too, started later, another bucket
+    await b.attrs("k")  # started and ended after both
+    tracing.record_retry("ob", "GET k", "memory", error_type="503", attempt=2, delay=0.25)
+    tracing.record_retry(None, "GET k", "memory", error_type="ConnectionResetError", attempt=3)
+    assert await reader.read() == b"x" * 90
+    assert await elsewhere.read() == b"y" * 90
+    tracing.record_retry("ob", "GET k", "memory", error_type="503")  # nothing live: metric only
+
+    [mine] = [s for s in named(spans, "aiobucket.download") if s.attributes["aiobucket.bucket"] == "ob"]
+    [theirs] = [s for s in named(spans, "aiobucket.download") if s is not mine]
+    events = [dict(e.attributes or {}) for e in mine.events if e.name == "aiobucket.retry"]
+    assert events == [
+        {
+            "aiobucket.retry.request": "GET k",
+            "aiobucket.retry.attempt": 2,
+            "aiobucket.retry.reason": "503",
+            "aiobucket.retry.delay_s": 0.25,
+        }
+    ]
+    assert mine.attributes is not None and mine.attributes["aiobucket.retries"] == 1
+    # bucket None (a provider that does not know its name): the innermost live operation
+    assert [dict(e.attributes or {})["aiobucket.retry.attempt"] for e in theirs.events] == [3]
+    assert [s.events for s in named(spans, "aiobucket.attrs")] == [()]

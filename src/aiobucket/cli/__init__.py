@@ -36,6 +36,7 @@ import anyio
 from .. import __version__, _runtime, config, devserver
 from ..bucket import NAME, Bucket
 from ..errors import BucketError, InvalidArgument, ObjectNotFound
+from ..providers.base import MiB
 from ..providers.local import is_bucket, root_of
 from ..types import BucketConfig, ObjectAttrs, Query, UploadAttrs
 from . import _fsck
@@ -43,7 +44,7 @@ from ._progress import progress
 
 __all__ = ["COMMANDS", "Command", "CommandError", "UsageError", "main"]
 
-CHUNK = 1 << 20
+CHUNK = MiB
 _REMOTE = re.compile(rf"({NAME.pattern}):(.*)", re.DOTALL)
 
 
@@ -428,8 +429,9 @@ async def _stat(args: argparse.Namespace) -> int:
 _URL_HELP = """\
 Without --signed: the object's public URL. The CLI cannot see the code's
 BucketConfig(public=...), so it treats a bucket as public when its
-configuration has a public_base_url or `public = true`, or when the code
-called public_url() on the local bucket (the rule `aiobucket serve` follows).
+configuration has a public_base_url or `public = true`, or when code that
+declares the local bucket BucketConfig(public=True) has used it, leaving a
+marker (the rule `aiobucket serve` follows).
 A local bucket without public_base_url gets the dev server's URL.
 
 With --signed get|put: a pre-signed URL to download or upload the object,

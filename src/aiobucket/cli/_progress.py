@@ -8,9 +8,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from ..providers.base import MiB
+
 __all__ = ["MIN_BYTES", "progress"]
 
-MIN_BYTES = 1 << 20
+MIN_BYTES = MiB
 """Transfers known to be smaller than this finish too fast to need a bar."""
 
 Advance = Callable[[int], None]

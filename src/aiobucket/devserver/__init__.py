@@ -42,8 +42,8 @@ passes max_size (or ends under min_size).
 
 The server cannot see the code's BucketConfig, so a bucket is public when
 --public names it, its configuration has public_base_url or `public = true`,
-or the code called public_url() on it with BucketConfig(public=True) (which
-leaves a `public` marker file in the bucket's root).
+or code that declares it BucketConfig(public=True) has used it (the local
+provider then leaves a `public` marker file in the bucket's root).
 
 The library signs URLs for the bucket option dev_server_url, else
 $AIOBUCKET_DEV_SERVER, else http://127.0.0.1:8787: set it when you use

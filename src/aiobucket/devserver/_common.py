@@ -21,10 +21,11 @@ from ..errors import (
     RangeNotSatisfiable,
 )
 from ..keys import validate_key
+from ..providers.base import KiB
 from ..providers.local import is_bucket, root_of
 from ..types import BucketConfig, ObjectAttrs
 
-CHUNK = 256 * 1024
+CHUNK = 256 * KiB
 _BAD_SEGMENTS = re.compile(r"(?:^|[/\\])\.{1,2}(?:[/\\]|$)")
 
 

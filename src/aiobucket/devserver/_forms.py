@@ -25,13 +25,14 @@ import anyio.to_thread
 from aiohttp import BodyPartReader, web
 
 from ..errors import BucketError, InvalidArgument
+from ..providers.base import KiB
 from ..providers.local import _signing
 from ..types import UploadAttrs
 from ._common import CHUNK, Served, check_key, error_response
 
 __all__ = ["add_routes", "check_signed_put"]
 
-MAX_FIELD = 64 * 1024
+MAX_FIELD = 64 * KiB
 """Largest non-file field: a policy is well under 4 KiB."""
 MAX_FIELDS = 32
 ALLOWED = frozenset({"key", "policy", "signature", "content-type"})

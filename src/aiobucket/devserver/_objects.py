@@ -5,7 +5,7 @@ and the signed URLs do; the server strips the prefix and goes through the public
 Bucket API (attrs, download, upload), so every rule of the library applies.
 
 Access: GET and HEAD on a public bucket need no signature; everything else needs a
-valid, unexpired HMAC signature (see ``aiobucket._signing``), else 403.
+valid, unexpired HMAC signature (see ``aiobucket.providers.local._signing``), else 403.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from aiohttp import web
 from .. import _runtime
 from ..errors import BucketError, InvalidArgument, ObjectChanged, RangeNotSatisfiable
 from ..http import ByteRange, open_range, parse_range
-from ..providers.local import _signing
+from ..providers.local import _signing, is_bucket
 from ..reader import Reader
 from ..types import ObjectAttrs, Preconditions, UploadAttrs
 from ._common import (
@@ -276,7 +276,9 @@ async def serve(
         out.write(f"aiobucket serve: listening on {url}  (bucket browser at /, objects at /o/BUCKET/KEY)\n")
         for s in served:
             access = f"public: {s.public_reason}" if s.public else "private: signed URLs only"
-            out.write(f"  {s.name:<24} {access:<48} {s.root}\n")
+            # A misspelt name is served too (an app may write it later), but it shows.
+            empty = "" if is_bucket(s.root) else "  (nothing written yet)"
+            out.write(f"  {s.name:<24} {access:<48} {s.root}{empty}\n")
         if not names:
             out.write("  (and any other bucket that lives on the local backend)\n")
         base = _signing.dev_server_base()

@@ -47,8 +47,9 @@ _HARMLESS_ATTRS = frozenset({"name", "config"})
 
 # aiobucket's own functions that take a bucket (or a ref), by the parameter that does. A
 # bucket passed there is followed: it needs the permissions the parameter's annotation
-# names (open_range's is a Protocol of Downloader and Attrser), read from the function.
-HELPERS = {"aiobucket.http.open_range": "bucket"}
+# names (open_range's and serve's is a Protocol of Downloader and Attrser), read from the
+# function. tests/test_infra.py checks that every public helper taking a bucket is here.
+HELPERS = {"aiobucket.http.open_range": "bucket", "aiobucket.http.serve": "bucket"}
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "venv"})
 
 

@@ -22,13 +22,20 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import anyio
 
-from ..errors import BucketError, InvalidArgument, NotModified, PreconditionFailed, RangeNotSatisfiable
+from ..errors import (
+    BucketError,
+    InvalidArgument,
+    NotModified,
+    ObjectNotFound,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+)
 from ..types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, UploadForm
 
 if TYPE_CHECKING:
@@ -39,6 +46,9 @@ __all__ = [
     "Capabilities",
     "CopyOptions",
     "GetOptions",
+    "GiB",
+    "KiB",
+    "MiB",
     "MultipartUpload",
     "Part",
     "Provider",
@@ -47,8 +57,11 @@ __all__ = [
     "PutOptions",
     "check_preconditions",
     "check_read",
+    "copy_put_options",
     "delete_each",
+    "new_object_attrs",
     "new_version_id",
+    "not_found",
     "put_options_from",
     "PartOrder",
 ]
@@ -157,7 +170,7 @@ class Body(Protocol):
 class MultipartUpload(Protocol):
     """One in-progress upload. Exactly one of complete() or abort() ends it."""
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         """Upload one part. ``data`` is one of the writer's pooled part buffers (a
         bytearray, or a memoryview of one for a short last part): it is the writer's
         again once this returns or raises, so a provider that keeps bytes copies them."""
@@ -324,6 +337,40 @@ def put_options_from(attrs: ObjectAttrs, preconditions: Preconditions | None = N
         metadata=attrs.metadata,
         preconditions=preconditions or Preconditions(),
     )
+
+
+def copy_put_options(source: ObjectAttrs, opts: CopyOptions) -> PutOptions:
+    """What a copy writes: the caller's replacement attributes, else the source's; either
+    way under the copy's preconditions (for backends that copy by writing)."""
+    if opts.replace is None:
+        return put_options_from(source, opts.preconditions)
+    return replace(opts.replace, preconditions=opts.preconditions)
+
+
+def new_object_attrs(
+    key: str, opts: PutOptions, *, size: int, md5: str, crc32c: str | None, versioned: bool
+) -> ObjectAttrs:
+    """The attributes of an object a backend stores itself (memory, local): the etag is
+    the MD5 of its bytes, the version a new_version_id() when the bucket keeps versions."""
+    return ObjectAttrs(
+        name=key,
+        size=size,
+        etag=md5,
+        content_type=opts.content_type,
+        version=new_version_id() if versioned else None,
+        cache_control=opts.cache_control,
+        content_disposition=opts.content_disposition,
+        metadata=dict(opts.metadata),
+        last_modified=datetime.now(UTC),
+        crc32c=crc32c,
+        md5=md5,
+    )
+
+
+def not_found(key: str, version: str | None = None) -> ObjectNotFound:
+    """The one error for a missing object, or a missing version of one."""
+    what = "object not found" if version is None else "object version not found"
+    return ObjectNotFound(what, key=key, version=version)
 
 
 class PartOrder:

@@ -13,18 +13,19 @@ import hashlib
 import itertools
 import threading
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from .._checksum import crc32c_b64
-from ..errors import BucketError, NotSupported, ObjectNotFound
+from ..errors import BucketError, NotSupported
 from ..types import BucketConfig, ListEntry, ObjectAttrs, UploadForm
 from .base import (
     Capabilities,
     CopyOptions,
     GetOptions,
+    MiB,
     Part,
     PartOrder,
     PostPolicy,
@@ -32,15 +33,16 @@ from .base import (
     PutOptions,
     check_preconditions,
     check_read,
+    copy_put_options,
     delete_each,
-    new_version_id,
-    put_options_from,
+    new_object_attrs,
+    not_found,
 )
 
 if TYPE_CHECKING:
     from ..config import BucketSettings
 
-CHUNK = 1024 * 1024
+CHUNK = MiB
 CAPABILITIES = Capabilities(signed_urls=False, parallel_parts=False)
 OPTIONS: tuple[str, ...] = ()  # memory:// buckets take no config options
 
@@ -82,30 +84,14 @@ class MemoryStore:
                 for v in entry.versions:
                     if v.attrs.version == version:
                         return v
-        raise ObjectNotFound(
-            "object not found" if version is None else "object version not found",
-            key=key,
-            version=version,
-        )
+        raise not_found(key, version)
 
     def commit(
         self, key: str, data: bytes, opts: PutOptions, versioned: bool, etag: str, crc32c: str | None
     ) -> ObjectAttrs:
         """Store ``data`` as the key's object. The etag is the MD5 of ``data`` (or, for a
         copy, the source's, which is the same); ``crc32c`` is stored for read checks."""
-        attrs = ObjectAttrs(
-            name=key,
-            size=len(data),
-            etag=etag,
-            crc32c=crc32c,
-            md5=etag,
-            content_type=opts.content_type,
-            version=new_version_id() if versioned else None,
-            cache_control=opts.cache_control,
-            content_disposition=opts.content_disposition,
-            metadata=dict(opts.metadata),
-            last_modified=datetime.now(UTC),
-        )
+        attrs = new_object_attrs(key, opts, size=len(data), md5=etag, crc32c=crc32c, versioned=versioned)
         with self.lock:
             check_preconditions(self.current(key), opts.preconditions, key)
             entry = self.keys.get(key)
@@ -124,7 +110,7 @@ class MemoryStore:
             entry = self.keys.get(key)
             if version is None:
                 if entry is None or entry.current() is None:
-                    raise ObjectNotFound("object not found", key=key)
+                    raise not_found(key)
                 if versioned:
                     entry.deleted = True
                 else:
@@ -194,7 +180,7 @@ class _Upload:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._order = PartOrder()
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         self._order.take(number)
         self._buf += data
         self._md5.update(data)
@@ -278,11 +264,7 @@ class MemoryProvider:
         assert isinstance(source, MemoryProvider)
         with source.store.lock:
             found = source.store.find(src, opts.version)
-        put = (
-            put_options_from(found.attrs, opts.preconditions)
-            if opts.replace is None
-            else replace(opts.replace, preconditions=opts.preconditions)
-        )
+        put = copy_put_options(found.attrs, opts)
         # Bytes are immutable, so the copy shares them.
         return self.store.commit(dst, found.data, put, self.versioned, found.attrs.etag, found.attrs.crc32c)
 

@@ -4,7 +4,7 @@ A URL's ``?prefix=`` and the ``key_prefix`` setting both end here (config turns 
 first into the second), so a prefix is applied in exactly one place. Invariants:
 
 * every key going down gets the prefix; every name coming up (attrs, list entries)
-  and every error's key loses it, so callers never see the prefix;
+  and every error's key (a response body's too) loses it, so callers never see the prefix;
 * every Provider method is wrapped, including the multipart handle's.
 """
 
@@ -39,7 +39,7 @@ class _PrefixedUpload:
         self._outer = outer
         self._key = key
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         return await self._outer._call(self._key, self._inner.put_part(number, data))
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
@@ -47,6 +47,25 @@ class _PrefixedUpload:
 
     async def abort(self) -> None:
         await self._outer._call(self._key, self._inner.abort())
+
+
+class _PrefixedBody:
+    """A response body whose errors (a cut connection, say) name the caller's key."""
+
+    def __init__(self, inner: Body, outer: PrefixedProvider, key: str) -> None:
+        self._inner = inner
+        self._outer = outer
+        self._key = key
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except BucketError as exc:
+            raise self._outer._fix(exc, self._key) from exc.__cause__
+
+    async def aclose(self) -> None:
+        await self._outer._call(self._key, self._inner.aclose())
 
 
 class PrefixedProvider:
@@ -98,7 +117,7 @@ class PrefixedProvider:
 
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, Body]:
         attrs, body = await self._call(key, self.inner.get(self._full(key), opts))
-        return self._strip_attrs(attrs), body
+        return self._strip_attrs(attrs), _PrefixedBody(body, self, key)
 
     async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
         return self._strip_attrs(await self._call(key, self.inner.head(self._full(key), version)))

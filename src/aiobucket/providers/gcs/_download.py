@@ -4,16 +4,21 @@ A read first fetched the object's resource; the media request is pinned to its
 generation. An answer is accepted only if it is exactly what was asked for:
 
 * ``X-Goog-Generation``, when sent, is the pinned generation (else ObjectChanged);
+* the bytes are the stored ones: an object stored gzip-encoded is asked for with
+  ``Accept-Encoding: gzip`` (and aiohttp does not decompress it), so GCS serves
+  it as stored and honours Range. An answer decompressed anyway (decompressive
+  transcoding: ``X-Goog-Stored-Content-Encoding: gzip`` without
+  ``Content-Encoding: gzip``) is IntegrityError: its bytes are not the object's;
 * a ranged request is answered 206 with ``Content-Range: bytes {offset}-{last}/{size}``;
-  a 200 (GCS ignores Range when it decompresses a gzip-stored object) or any
-  other range is refused, never spliced in: a range of another size is
-  ObjectChanged, anything else ConnectionLost (as on S3). Only a range from
-  byte 0 may be answered 200: the first bytes of the pinned object are right;
+  a 200 (GCS ignores Range when it transcodes) or any other range is refused,
+  never spliced in: a range of another size is ObjectChanged, anything else
+  ConnectionLost (as on S3). Only a range from byte 0 may be answered 200: the
+  first bytes of the pinned object are right;
 * a whole-object request is answered 200.
 
-A whole-object body is hashed as it streams and compared with the stored hash
-before its last chunk is handed out (IntegrityError on a mismatch). A dropped
-connection or a short body is ConnectionLost; the reader resumes from there.
+The body is counted: a dropped connection or a short body is ConnectionLost, and
+the reader resumes from there. Whole-object bytes are verified against the stored
+CRC32C by the reader (``aiobucket._checksum``), the one place that check is made.
 """
 
 from __future__ import annotations
@@ -25,12 +30,20 @@ from typing import Any
 import aiohttp
 
 from ...errors import BackendError, ConnectionLost, IntegrityError, ObjectChanged
-from ._integrity import StreamCheck, stored_hash
 
-__all__ = ["MediaBody", "media_accept", "whole_object_check"]
+__all__ = ["MediaBody", "media_accept", "media_headers"]
 
 READ_CHUNK = 256 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+def _gzip(value: str | None) -> bool:
+    return "gzip" in (value or "").lower()
+
+
+def media_headers(resource: Mapping[str, Any]) -> dict[str, str]:
+    """Request headers that make GCS serve the stored bytes (no decompressive transcoding)."""
+    return {"Accept-Encoding": "gzip" if _gzip(resource.get("contentEncoding")) else "identity"}
 
 
 def media_accept(
@@ -43,6 +56,14 @@ def media_accept(
         if served is not None and served != generation:
             raise ObjectChanged(
                 f"GCS served generation {served} for a read pinned to generation {generation}", key=key
+            )
+        if _gzip(resp.headers.get("X-Goog-Stored-Content-Encoding")) and not _gzip(
+            resp.headers.get("Content-Encoding")
+        ):
+            raise IntegrityError(
+                "GCS decompressed the gzip-encoded object on the way (decompressive transcoding), "
+                "so the bytes are not the stored ones and cannot be verified; none were used",
+                key=key,
             )
         if not ranged:
             if resp.status != 200:
@@ -73,14 +94,6 @@ def media_accept(
     return accept
 
 
-def whole_object_check(resource: Mapping[str, Any], headers: Mapping[str, str]) -> StreamCheck | None:
-    """How to verify a whole-object body, or None when its stored hash does not apply."""
-    if headers.get("X-Goog-Stored-Content-Encoding", "identity") not in ("", "identity"):
-        return None  # decompressed on the way: the stored hash is of other bytes
-    found = stored_hash(resource, headers)
-    return None if found is None else StreamCheck(*found)
-
-
 class MediaBody:
     """A media response streamed in chunks of at most ``READ_CHUNK`` bytes."""
 
@@ -89,12 +102,10 @@ class MediaBody:
         resp: aiohttp.ClientResponse | None,
         expected: int,
         key: str,
-        check: StreamCheck | None = None,
     ) -> None:
         self._resp = resp
         self._expected = expected
         self._key = key
-        self._check = check
         self._received = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -107,14 +118,6 @@ class MediaBody:
                 if not chunk:
                     break
                 self._received += len(chunk)
-                if self._check is not None:
-                    self._check.update(chunk)
-                    if self._received == self._expected and not self._check.matches():
-                        raise IntegrityError(
-                            f"downloaded bytes fail the object's {self._check.algo} check "
-                            f"(stored {self._check.expected}, received {self._check.actual()})",
-                            key=self._key,
-                        )
                 yield chunk
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
             raise ConnectionLost(

@@ -270,19 +270,19 @@ class GcsHttp:
                 # Our request was never sent; the token endpoint failed.
                 if attempt + 1 >= policy.attempts:
                     raise
-                await policy.backoff(attempt)
+                await policy.backoff(attempt, what=what, reason="TokenUnavailable")
                 attempt += 1
                 continue
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 if policy.retryable(kind, attempt, exc=exc):
                     maybe_applied = maybe_applied or not never_sent(exc)
-                    await policy.backoff(attempt)
+                    await policy.backoff(attempt, what=what, reason=type(exc).__name__)
                     attempt += 1
                     continue
                 raise connection_error(exc, auth.api_root, what, key, attempt + 1) from exc
             except _BadBody as exc:
                 if kind is Kind.READ and attempt + 1 < policy.attempts:
-                    await policy.backoff(attempt)
+                    await policy.backoff(attempt, what=what, reason="unreadable answer")
                     attempt += 1
                     continue
                 raise BackendError(f"{what}: GCS sent an answer that cannot be read: {exc}", key=key) from exc
@@ -290,7 +290,7 @@ class GcsHttp:
                 return Reply(status, rheaders, body, attempt + 1, maybe_applied)
             if policy.retryable(kind, attempt, status=status):
                 maybe_applied = maybe_applied or status in _MAYBE_APPLIED_STATUS
-                await policy.backoff(attempt, rheaders)
+                await policy.backoff(attempt, rheaders, what=what, reason=str(status))
                 attempt += 1
                 continue
             text = body.decode("utf-8", errors="replace")
@@ -340,18 +340,21 @@ class GcsHttp:
         while True:
             try:
                 hdrs = {**(headers or {}), **await auth.headers()}
-                resp = await session.get(url, params=params, headers=hdrs, timeout=self._long)
+                # The bytes as served: a gzip-encoded object stays compressed (see _download.py).
+                resp = await session.get(
+                    url, params=params, headers=hdrs, timeout=self._long, auto_decompress=False
+                )
             except asyncio.CancelledError:
                 raise
             except TokenUnavailable:
                 if attempt + 1 >= policy.attempts:
                     raise
-                await policy.backoff(attempt)
+                await policy.backoff(attempt, what=what, reason="TokenUnavailable")
                 attempt += 1
                 continue
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 if policy.retryable(Kind.READ, attempt, exc=exc):
-                    await policy.backoff(attempt)
+                    await policy.backoff(attempt, what=what, reason=type(exc).__name__)
                     attempt += 1
                     continue
                 raise connection_error(exc, auth.api_root, what, key, attempt + 1) from exc
@@ -370,7 +373,7 @@ class GcsHttp:
             finally:
                 resp.release()
             if policy.retryable(Kind.READ, attempt, status=resp.status):
-                await policy.backoff(attempt, resp.headers)
+                await policy.backoff(attempt, resp.headers, what=what, reason=str(resp.status))
                 attempt += 1
                 continue
             text = body.decode("utf-8", errors="replace")

@@ -41,9 +41,10 @@ Faults (decided in ``_retry.py``; ``retries`` bounds the attempts of each reques
 
 Integrity: uploads send their CRC32C (multipart metadata, or ``X-Goog-Hash`` on
 the final chunk) and the stored object's CRC32C and size are compared with ours;
-a mismatch is IntegrityError and the bad generation is removed. Whole-object
-downloads are checked against the stored hash; ranged ones must be a 206 of
-exactly the asked range of the pinned generation (``_download.py``).
+a mismatch is IntegrityError and the bad generation is removed. Downloads get
+the stored bytes (a gzip-encoded object is not decompressed on the way), so the
+reader checks a whole one against the stored CRC32C; ranged ones must be a 206
+of exactly the asked range of the pinned generation (``_download.py``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
 
+from ..._checksum import crc32c_b64
 from ...errors import (
     BackendError,
     BucketError,
@@ -81,7 +83,7 @@ from ..base import (
     check_read,
     delete_each,
 )
-from ._download import MediaBody, media_accept, whole_object_check
+from ._download import MediaBody, media_accept, media_headers
 from ._http import (
     GCS_PUBLIC_ROOT,
     GcsHttp,
@@ -91,7 +93,6 @@ from ._http import (
     RetryPolicy,
     error_for_status,
 )
-from ._integrity import crc32c_b64
 from ._listing import list_entries
 from ._outcome import Written, read_back
 from ._resource import attrs_from_resource, resource_metadata
@@ -282,7 +283,7 @@ class GcsProvider:
                 return attrs, MediaBody(None, 0, key)
             gen = str(res["generation"])
             ranged = bool(opts.offset) or end < size
-            headers = {"Accept-Encoding": "identity"}
+            headers = media_headers(res)
             if ranged:
                 headers["Range"] = f"bytes={opts.offset}-{end - 1}"
             try:
@@ -307,8 +308,7 @@ class GcsProvider:
                     what="download",
                     attempts=exc.attempts,
                 ) from exc
-            check = None if ranged else whole_object_check(res, resp.headers)
-            return attrs, MediaBody(resp, end - opts.offset, key, check)
+            return attrs, MediaBody(resp, end - opts.offset, key)
         raise BackendError("the object kept changing while the download was starting", key=key)
 
     async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
@@ -511,7 +511,7 @@ def create(settings: BucketSettings, name: str, config: BucketConfig) -> Provide
         connect_timeout=_float_option(opts, "connect_timeout", 10.0),
         read_timeout=_float_option(opts, "read_timeout", 60.0),
         request_timeout=_float_option(opts, "request_timeout", 120.0),
-        retry=RetryPolicy(attempts=retries),
+        retry=RetryPolicy(attempts=retries, bucket=name),
         trace_configs=tuple(traces),
     )
     return GcsProvider(parts.netloc or name, versioned=config.versioned, http=http)

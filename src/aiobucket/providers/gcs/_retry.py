@@ -20,7 +20,8 @@ for a failed attempt, and :meth:`RetryPolicy.backoff` sleeps between attempts.
 A request that certainly never reached the server (the connection was refused)
 is retried whatever its kind. Attempts are bounded by ``attempts`` in total.
 The backoff sleep is never shielded, so a cancel ends it at once: only an
-attempt that may be on the wire is ever waited for.
+attempt that may be on the wire is ever waited for. Every backoff reports its
+retry first (``tracing.record_retry``: the operation's span and the retries metric).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+
+from ...tracing import record_retry
 
 __all__ = ["RETRYABLE_STATUS", "Kind", "RetryPolicy", "never_sent", "transient_error"]
 
@@ -69,6 +72,8 @@ class RetryPolicy:
     """Total tries of one request, including the first."""
     base: float = 0.1
     cap: float = 8.0
+    bucket: str | None = None
+    """The bucket's name in code, for the retries metric (None: the operation's)."""
 
     def retryable(
         self, kind: Kind, attempt: int, *, status: int | None = None, exc: BaseException | None = None
@@ -99,9 +104,15 @@ class RetryPolicy:
             return after
         return random.uniform(0, min(self.cap, self.base * (2**attempt)))
 
-    async def backoff(self, attempt: int, headers: Mapping[str, str] | None = None) -> None:
-        """Sleep before the next attempt. Not shielded: a cancel ends it at once."""
-        await asyncio.sleep(self.delay(attempt, headers))
+    async def backoff(
+        self, attempt: int, headers: Mapping[str, str] | None = None, *, what: str, reason: str
+    ) -> None:
+        """Report the retry of ``what`` after attempt number ``attempt`` (0-based) failed with
+        ``reason`` (an HTTP status or exception class), then sleep before the next attempt.
+        Not shielded: a cancel ends it at once."""
+        delay = self.delay(attempt, headers)
+        record_retry(self.bucket, what, "gcs", error_type=reason, attempt=attempt + 2, delay=delay)
+        await asyncio.sleep(delay)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -30,11 +30,11 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..._checksum import Crc32c
 from ...errors import BackendError, IntegrityError, InvalidArgument, OutcomeUnknown, PreconditionFailed
 from ...types import ObjectAttrs
 from ..base import Part, PartOrder, PutOptions
 from ._http import HttpError, Kind, error_for_status
-from ._integrity import Crc32c
 from ._outcome import Written, read_back
 from ._resource import attrs_from_resource, resource_metadata
 
@@ -101,7 +101,7 @@ class ResumableUpload:
             self._session_uri, self._generation = location, gen
         return self._session_uri
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         if self._done:
             raise InvalidArgument("the upload is already finished", key=self._key)
         self._order.take(number)
@@ -194,10 +194,13 @@ class ResumableUpload:
                     return await self._lost_final(end)
                 if not policy.resumable(attempt, status=exc.status):
                     raise self._chunk_error(exc) from exc
+                answer, reason = exc.headers, str(exc.status)  # a Retry-After is honoured
             except BackendError as exc:
                 # A dropped connection or a cut answer: part of the chunk may be committed.
-                if not policy.resumable(attempt, exc=exc.__cause__ or exc):
+                cause = exc.__cause__ or exc
+                if not policy.resumable(attempt, exc=cause):
                     raise
+                answer, reason = None, type(cause).__name__
             else:
                 if resource is not None:
                     return await self._finished(resource, end, final)
@@ -212,7 +215,7 @@ class ResumableUpload:
                     )
                 continue
             sent = True
-            await policy.backoff(attempt)
+            await policy.backoff(attempt, answer, what="upload chunk", reason=reason)
             attempt += 1
             resource = await self._query(total, final, end)
             if resource is not None:

@@ -31,8 +31,7 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -47,7 +46,6 @@ from ...errors import (
     BackendError,
     BucketError,
     InvalidArgument,
-    ObjectNotFound,
     PermissionDenied,
 )
 from ...types import BucketConfig, ListEntry, ObjectAttrs, UploadForm
@@ -55,6 +53,7 @@ from ..base import (
     Capabilities,
     CopyOptions,
     GetOptions,
+    MiB,
     Part,
     PartOrder,
     PostPolicy,
@@ -62,9 +61,10 @@ from ..base import (
     PutOptions,
     check_preconditions,
     check_read,
+    copy_put_options,
     delete_each,
-    new_version_id,
-    put_options_from,
+    new_object_attrs,
+    not_found,
 )
 from . import _fsck, _index, _signing
 from ._index import INDEX
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from ...config import BucketSettings
 
 T = TypeVar("T")
-CHUNK = 1024 * 1024
+CHUNK = MiB
 PAGE = 1000
 CAPABILITIES = Capabilities(
     signed_urls=True, signed_forms=True, signed_url_length=True, parallel_parts=False, min_part_size=1
@@ -217,7 +217,7 @@ class _Upload:
         with _mapped("cannot start the upload", self._key):
             self._fh = await aiofiles.open(self._tmp, "xb")
 
-    async def _append(self, data: bytes | bytearray) -> str:
+    async def _append(self, data: bytes | bytearray | memoryview) -> str:
         assert self._fh is not None
         # Write and hash at once, in two worker threads (hashlib and google-crc32c release
         # the GIL on large buffers). Only the whole object's MD5 and CRC32C are kept:
@@ -227,11 +227,11 @@ class _Upload:
         self._size += len(data)
         return f"part-{self._order.next - 1}"
 
-    def _hash(self, data: bytes | bytearray) -> None:
+    def _hash(self, data: bytes | bytearray | memoryview) -> None:
         self._md5.update(data)
         self._crc.update(data)
 
-    async def put_part(self, number: int, data: bytes | bytearray) -> Part:
+    async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         if self._done or self._fh is None:
             raise InvalidArgument("the upload is already finished", key=self._key)
         self._order.take(number)
@@ -283,9 +283,11 @@ class LocalProvider:
         *,
         name: str | None = None,
         options: Mapping[str, object] | None = None,
+        public: bool = False,
     ) -> None:
         self.root = root
         self.versioned = versioned
+        self.public = public  # the code's BucketConfig(public=...), recorded for the dev server
         self.name = name or root.name  # the bucket name, for signed URLs
         self._options: Mapping[str, object] = options or {}
         self._blobs = root / "blobs"
@@ -300,6 +302,8 @@ class LocalProvider:
             d.mkdir(parents=True, exist_ok=True)
         db = _index.connect(self.root / INDEX)
         _fsck.sweep(self.root, db)  # debris of writes whose process died
+        if self.public:  # here, on the loop's first use and in a thread: public_url() does no I/O
+            _signing.mark_public(self.root)
         return db
 
     def _locked(self, fn: Callable[[sqlite3.Connection], T], *, read: bool = False) -> T:
@@ -352,11 +356,7 @@ class LocalProvider:
     async def _lookup(self, key: str, version: str | None) -> sqlite3.Row:
         row = await self._read_index(lambda db: _index.find(db, key, version), None)
         if row is None:
-            raise ObjectNotFound(
-                "object not found" if version is None else "object version not found",
-                key=key,
-                version=version,
-            )
+            raise not_found(key, version)
         return row
 
     # -- the write path --
@@ -382,13 +382,7 @@ class LocalProvider:
             os.replace(tmp, path)
             _fsync_dir(path.parent)
 
-        now = datetime.now(UTC)
-        attrs = ObjectAttrs(
-            name=key, size=size, etag=etag, content_type=opts.content_type,
-            version=new_version_id() if self.versioned else None,
-            cache_control=opts.cache_control, content_disposition=opts.content_disposition,
-            metadata=dict(opts.metadata), last_modified=now, crc32c=crc32c, md5=etag,
-        )  # fmt: skip
+        attrs = new_object_attrs(key, opts, size=size, md5=etag, crc32c=crc32c, versioned=self.versioned)
 
         def commit(db: sqlite3.Connection) -> list[str]:
             if not path.exists():  # only a sweep or fsck in another process removes it
@@ -474,12 +468,12 @@ class LocalProvider:
             if version is not None:
                 row = _index.find(db, key, version)
                 if row is None:
-                    raise ObjectNotFound("object version not found", key=key, version=version)
+                    raise not_found(key, version)
                 db.execute("DELETE FROM versions WHERE seq = ?", (row["seq"],))
                 gone = [row["blob"]]
             else:
                 if _index.find(db, key, None) is None:
-                    raise ObjectNotFound("object not found", key=key)
+                    raise not_found(key)
                 if self.versioned:  # a delete marker; older versions stay
                     db.execute("INSERT OR IGNORE INTO deleted (key) VALUES (?)", (key,))
                     return []
@@ -491,8 +485,7 @@ class LocalProvider:
 
         with _mapped("delete failed", key):
             if self._db is None and await anyio.to_thread.run_sync(self._absent):
-                missing = "object not found" if version is None else "object version not found"
-                raise ObjectNotFound(missing, key=key, version=version)  # and creates nothing
+                raise not_found(key, version)  # and creates nothing
             await run_to_completion(anyio.to_thread.run_sync(self._tx_journaled, remove))
 
     async def delete_many(self, keys: Sequence[str]) -> list[BucketError | None]:
@@ -554,11 +547,7 @@ class LocalProvider:
         with _mapped("copy failed", src):
             row, fh = await origin._open_blob(src, opts.version)  # the open handle pins the bytes
         found = _index.attrs(row)
-        put = (
-            put_options_from(found, opts.preconditions)
-            if opts.replace is None
-            else replace(opts.replace, preconditions=opts.preconditions)
-        )
+        put = copy_put_options(found, opts)
         try:
             with _mapped("copy failed", dst):  # the destination's layout, once there is a source
                 await self._query(lambda db: None)
@@ -609,7 +598,7 @@ class LocalProvider:
         content_type: str | None = None,
         content_length: int | None = None,
     ) -> str:
-        """An HMAC-signed URL to ``aiobucket serve`` (see aiobucket._signing).
+        """An HMAC-signed URL to ``aiobucket serve`` (see _signing).
 
         The secret lives in ``<root>/signing.key`` (created on first use), so the dev
         server verifies it with no configuration. ``key`` is the stored key.
@@ -645,4 +634,6 @@ def create(settings: BucketSettings, name: str, config: BucketConfig) -> LocalPr
     parts = urlsplit(settings.url)
     if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
         raise InvalidArgument(f"bucket {name!r}: file URL {settings.url!r} needs an absolute path")
-    return LocalProvider(root_of(settings.url), config.versioned, name=name, options=settings.options)
+    return LocalProvider(
+        root_of(settings.url), config.versioned, name=name, options=settings.options, public=config.public
+    )

@@ -69,7 +69,6 @@ _SLACK = 60  # seconds of clock skew tolerated on the 7-day limit
 _SCHEME = "AIOBUCKET-HMAC-SHA256"
 _FORM_SCHEME = "AIOBUCKET-HMAC-SHA256-FORM"
 FORM_PREFIX = "/upload/"
-_marked: set[Path] = set()  # marker files known to exist: public_url() stats once
 
 
 def dev_server_base(options: Mapping[str, object] | None = None) -> str:
@@ -271,20 +270,15 @@ def verify_form(
 
 
 def mark_public(root: Path) -> None:
-    """Record that code declared this local bucket ``BucketConfig(public=True)``.
+    """Record in the bucket's root that code declared it ``BucketConfig(public=True)``.
 
-    ``aiobucket serve`` cannot see the code's BucketConfig; this marker file in the
-    bucket's root lets it serve unsigned GET/HEAD for the bucket, so the URLs
-    ``public_url()`` returns work. Best effort: a read-only root just skips it.
+    ``aiobucket serve`` cannot see the code's BucketConfig; this marker file lets it
+    serve unsigned GET/HEAD for the bucket, so the URLs ``public_url()`` returns work.
+    The local provider calls it when it opens the bucket (in a worker thread), never
+    ``public_url()``, which does no I/O. Best effort: a read-only root just skips it.
     """
-    path = root / PUBLIC_MARKER
-    if path in _marked:
-        return
     with contextlib.suppress(OSError):
-        if not path.exists():
-            root.mkdir(parents=True, exist_ok=True)
-            path.touch(exist_ok=True)
-        _marked.add(path)
+        (root / PUBLIC_MARKER).touch(exist_ok=True)
 
 
 def is_marked_public(root: Path) -> bool:

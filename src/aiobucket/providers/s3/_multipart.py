@@ -5,6 +5,13 @@ Invariants:
 * Every part carries a checksum the server verifies (``S3Provider.body_hashes``);
   its ETag is kept so a completion whose response was lost can be recognised: the
   object's ETag is then the multipart ETag of our parts (``multipart_etag``).
+* An upload of our bytes declares a FULL_OBJECT CRC32C when it starts, and its
+  completion sends the whole object's CRC32C, combined from the parts' CRC32Cs in
+  part-number order (``crc32c_combine``: parts may be sent concurrently, in any
+  order). A server that keeps it returns it on GET/HEAD, so whole downloads of
+  the object are verified; servers that do not know the headers ignore them (and
+  a wrong body is then refused by the part checksums alone). A copy made of
+  UploadPartCopy parts has no bytes of ours to checksum and declares none.
 * A completion is retried like any request; after an attempt that may have been
   applied, a 412 (conditional) or NoSuchUpload is resolved against the stored
   object (``S3Provider.resolve``), never reported as a lost race by default.
@@ -24,6 +31,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..._aio import run_to_completion
+from ..._checksum import crc32c_combine
 from ...errors import BackendError
 from ...types import ObjectAttrs
 from ..base import CopyOptions, Part, PutOptions, put_options_from
@@ -41,7 +49,14 @@ from ._wire import (
     unquote_etag,
     version_of,
 )
-from ._xml import complete_body, parse_complete, parse_copy, parse_error, parse_upload_id
+from ._xml import (
+    complete_body,
+    parse_complete,
+    parse_complete_crc32c,
+    parse_copy,
+    parse_error,
+    parse_upload_id,
+)
 
 if TYPE_CHECKING:
     from ._provider import S3Provider
@@ -70,21 +85,29 @@ async def xml_body(p: S3Provider, body: bytes) -> tuple[dict[str, str], str]:
 class Upload:
     """One S3 multipart upload: UploadPart / CompleteMultipartUpload / AbortMultipartUpload."""
 
-    def __init__(self, provider: S3Provider, key: str, opts: PutOptions, upload_id: str) -> None:
+    def __init__(
+        self, provider: S3Provider, key: str, opts: PutOptions, upload_id: str, *, crc32c: bool = True
+    ) -> None:
         self._p = provider
         self._key = key
         self._opts = opts
         self.upload_id = upload_id
         self._finished = False
+        self._full_crc32c = crc32c
+        self._crcs: dict[int, str] = {}
+        """Each part's CRC32C (base64) by part number, as sent."""
 
     @classmethod
-    async def start(cls, p: S3Provider, key: str, opts: PutOptions) -> Upload:
-        resp = await p.send(
-            "start upload", "POST", key, query=[("uploads", "")], headers=object_headers(opts)
-        )
+    async def start(cls, p: S3Provider, key: str, opts: PutOptions, *, crc32c: bool = True) -> Upload:
+        """``crc32c``: declare a FULL_OBJECT CRC32C (our parts' bytes pass through put_part)."""
+        headers = object_headers(opts)
+        if crc32c:
+            headers["x-amz-checksum-algorithm"] = "CRC32C"
+            headers["x-amz-checksum-type"] = "FULL_OBJECT"
+        resp = await p.send("start upload", "POST", key, query=[("uploads", "")], headers=headers)
         if resp.status >= 300:
             raise p.fail(resp, "start upload", key)
-        return cls(p, key, opts, parse_upload_id(resp.body))
+        return cls(p, key, opts, parse_upload_id(resp.body), crc32c=crc32c)
 
     def _query(self, number: int | None = None) -> list[tuple[str, str]]:
         q = [("uploadId", self.upload_id)]
@@ -106,7 +129,18 @@ class Upload:
         )
         if resp.status >= 300:
             raise p.fail(resp, op, self._key)
+        self._crcs[number] = checksum["x-amz-checksum-crc32c"]
         return Part(number, unquote_etag(resp.headers.get("etag")) or md5_hex or "", view.nbytes)
+
+    def _whole_crc32c(self, ordered: list[Part]) -> str | None:
+        """The object's CRC32C from its parts', in part-number order; None if one is unknown."""
+        if not self._full_crc32c or any(x.number not in self._crcs for x in ordered):
+            return None
+        crc = 0  # the CRC32C of no bytes
+        for x in ordered:
+            part_crc = int.from_bytes(base64.b64decode(self._crcs[x.number]), "big")
+            crc = crc32c_combine(crc, part_crc, x.size)
+        return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
         p = self._p
@@ -120,9 +154,14 @@ class Upload:
             # Servers that ignore If-None-Match/If-Match on completion (Ceph RGW
             # 16.2) still refuse outside a race thanks to this check.
             await p.precheck(self._key, pre)
-            body = complete_body([(x.number, x.etag) for x in ordered])
+            whole_crc = self._whole_crc32c(ordered)
+            crcs = self._crcs if whole_crc is not None else None
+            body = complete_body([(x.number, x.etag) for x in ordered], crcs)
             headers, payload_hash = await xml_body(p, body)
             headers.update(precondition_headers(pre))
+            if whole_crc is not None:
+                headers["x-amz-checksum-crc32c"] = whole_crc
+                headers["x-amz-checksum-type"] = "FULL_OBJECT"
             resp = await p.send(
                 "complete upload", "POST", self._key, query=self._query(), headers=headers, body=body,
                 payload_hash=payload_hash, shield=True, check=error_in_200,
@@ -154,7 +193,20 @@ class Upload:
         if not etag:  # Ceph RGW 16.2 leaves the ETag out of the response
             etag = (await p.head(self._key, version_of(version))).etag
         size = sum(x.size for x in ordered)
-        return put_attrs(self._key, self._opts, size, etag, version, http_date(resp.headers.get("date")))
+        stored_crc = self._stored_crc32c(resp, whole_crc)
+        return put_attrs(
+            self._key, self._opts, size, etag, version, http_date(resp.headers.get("date")), crc32c=stored_crc
+        )
+
+    def _stored_crc32c(self, resp: Response, ours: str | None) -> str | None:
+        """Our whole-object CRC32C when the completion answer confirms the server stored it
+        (SeaweedFS and AWS report it); None when it reports none or another one. A
+        server that stored another one fails every whole download of the object with
+        IntegrityError: loudly, never silently."""
+        reported, kind = parse_complete_crc32c(resp.body)
+        reported = reported or resp.headers.get("x-amz-checksum-crc32c", "")
+        kind = kind or resp.headers.get("x-amz-checksum-type", "")
+        return ours if ours is not None and reported == ours and kind in ("", "FULL_OBJECT") else None
 
     async def abort(self) -> None:
         if self._finished:
@@ -204,7 +256,7 @@ async def _multipart_copy(
     put: PutOptions,
     opts: CopyOptions,
 ) -> ObjectAttrs:
-    upload = await Upload.start(p, dst, replace(put, preconditions=opts.preconditions))
+    upload = await Upload.start(p, dst, replace(put, preconditions=opts.preconditions), crc32c=False)
     copy_source = _copy_source(src_bucket, src, opts.version)
     step = p.copy_part_size
     ranges = [(i // step + 1, i, min(i + step, source.size) - 1) for i in range(0, source.size, step)]

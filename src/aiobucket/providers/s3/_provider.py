@@ -26,7 +26,9 @@ PreconditionFailed, and when it cannot be known, OutcomeUnknown.
 Integrity: every upload body carries Content-MD5 (over http the payload's SHA-256
 is signed as well); a mismatch is IntegrityError and nothing is stored. A GET is
 checked against its Content-Length and Content-Range; ``ObjectAttrs.md5`` is
-filled where the ETag is a vouched MD5, so the reader verifies whole downloads.
+filled where the ETag is a vouched MD5, and ``crc32c`` from a FULL_OBJECT
+``x-amz-checksum-crc32c`` (single PUTs, and multipart uploads, which declare a
+FULL_OBJECT CRC32C: ``_multipart.py``), so the reader verifies whole downloads.
 
 Cancellation: a write that is on the wire is shielded and the cancel re-raised
 when it ends; nothing else is (a backoff never is).
@@ -276,13 +278,14 @@ class S3Provider:
         Every body carries a checksum the server verifies. A whole object carries
         Content-MD5 (which every S3 server checks, and whose value a lost-response
         check compares with the ETag) and its CRC32C (stored where supported, so a
-        whole download is checked cheaply). A part over http carries its CRC32C and
-        its signed SHA-256 (SeaweedFS checks the first, Ceph RGW the second, AWS
-        both); over https, where the payload is unsigned, Content-MD5.
+        whole download is checked cheaply). A part always carries its CRC32C (the
+        upload's whole-object CRC32C is combined from them), and over http its
+        signed SHA-256 (SeaweedFS checks the first, Ceph RGW the second, AWS both);
+        over https, where the payload is unsigned, Content-MD5 too.
         """
         ep = self._ep or await self._endpoint()
         signed = ep.signed_payload
-        md5, sha, crc = await digests(data, md5=whole or not signed, sha=signed, crc=whole or signed)
+        md5, sha, crc = await digests(data, md5=whole or not signed, sha=signed, crc=True)
         headers: dict[str, str] = {}
         if md5 is not None:
             headers["content-md5"] = base64.b64encode(md5).decode()

@@ -15,7 +15,8 @@ Every request goes through :meth:`RetryPolicy.call`, which decides attempt by at
 * At most ``max_attempts`` attempts, with full-jitter backoff between them
   (uniform in ``[0, min(cap, base * 2**n))``). The sleep is a plain
   ``asyncio.sleep``: a cancel ends it at once. Only the request on the wire is ever
-  shielded (by the transport, for writes), never a backoff.
+  shielded (by the transport, for writes), never a backoff. Each retry is reported
+  (``tracing.record_retry``: the operation's span and the retries metric) before it sleeps.
 * Connection refused by a loopback endpoint is final at once: nothing listens
   there, and waiting will not change that. Elsewhere refusals are retried
   (a restarting server, a load balancer).
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from ...errors import BackendError
+from ...tracing import record_retry
 from ._transport import Response
 
 __all__ = ["BUSY", "THROTTLED", "RetryPolicy", "is_transient_status", "transport_failure"]
@@ -130,6 +132,7 @@ class RetryPolicy:
                 if not retryable or n >= self.max_attempts:
                     raise self._gave_up(what, exc, n, started) from exc
                 maybe_applied = maybe_applied or sent
+                reason = type(exc).__name__
             else:
                 resp.attempts = n
                 resp.maybe_applied = maybe_applied
@@ -143,7 +146,10 @@ class RetryPolicy:
                 # gateway or load balancer in front of the server gave up waiting), so
                 # a later 412 must be checked; a 429 is the server's own refusal.
                 maybe_applied = maybe_applied or resp.status >= 500
-            await asyncio.sleep(self.delay(n))
+                reason = str(resp.status)
+            delay = self.delay(n)
+            record_retry(None, what, "s3", error_type=reason, attempt=n + 1, delay=delay)
+            await asyncio.sleep(delay)
 
     @staticmethod
     def _gave_up(what: str, exc: BaseException, attempts: int, started: float) -> BackendError:

@@ -14,7 +14,7 @@ import heapq
 import html
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
@@ -28,6 +28,7 @@ __all__ = [
     "complete_body",
     "delete_body",
     "parse_complete",
+    "parse_complete_crc32c",
     "parse_copy",
     "parse_delete",
     "parse_error",
@@ -171,6 +172,12 @@ def parse_complete(body: bytes) -> tuple[str, str]:
     return (root.findtext(_tag(root, "ETag")) or "").strip('"'), ""
 
 
+def parse_complete_crc32c(body: bytes) -> tuple[str, str]:
+    """(ChecksumCRC32C, ChecksumType) of a CompleteMultipartUploadResult; "" where absent."""
+    root = _root(body)
+    return root.findtext(_tag(root, "ChecksumCRC32C")) or "", root.findtext(_tag(root, "ChecksumType")) or ""
+
+
 def parse_copy(body: bytes) -> tuple[str, datetime | None, str]:
     """CopyObjectResult / CopyPartResult: (ETag, LastModified, error Code or "")."""
     root = _root(body)
@@ -190,9 +197,14 @@ def parse_delete(body: bytes) -> dict[str, tuple[str, str]]:
     }
 
 
-def complete_body(parts: Sequence[tuple[int, str]]) -> bytes:
+def complete_body(parts: Sequence[tuple[int, str]], crcs: Mapping[int, str] | None = None) -> bytes:
+    """The parts list; with ``crcs``, each part's CRC32C too (an upload started with
+    ``x-amz-checksum-algorithm: CRC32C`` lists them, as the AWS SDKs do)."""
+    crcs = crcs or {}
     items = "".join(
-        f"<Part><PartNumber>{n}</PartNumber><ETag>&quot;{escape(etag)}&quot;</ETag></Part>"
+        f"<Part><PartNumber>{n}</PartNumber><ETag>&quot;{escape(etag)}&quot;</ETag>"
+        + (f"<ChecksumCRC32C>{escape(crcs[n])}</ChecksumCRC32C>" if n in crcs else "")
+        + "</Part>"
         for n, etag in parts
     )
     return f'<CompleteMultipartUpload xmlns="{NS[1:-1]}">{items}</CompleteMultipartUpload>'.encode()
