@@ -165,7 +165,10 @@ def _settings(name: str, value: object) -> BucketSettings:
         settings = BucketSettings(url=value)
     elif isinstance(value, Mapping):
         if "url" not in value:
-            raise InvalidArgument(f"bucket {name!r}: config needs a 'url'")
+            hint = ""
+            if name == "buckets":  # the TOML file's shape passed to configure()/override()
+                hint = "; configure() takes the buckets table itself: configure({'NAME': 'URL'}, default=...)"
+            raise InvalidArgument(f"bucket {name!r}: config needs a 'url'{hint}")
         known = {k: value[k] for k in _KNOWN_FIELDS if k in value}
         options = {k: v for k, v in value.items() if k not in _KNOWN_FIELDS}
         try:

@@ -248,6 +248,11 @@ def test_relative_file_url_is_rejected_by_configure(url: str) -> None:
         aiobucket.configure({"rel": url})
 
 
+def test_the_config_file_shape_passed_to_configure_gets_a_hint() -> None:
+    with pytest.raises(InvalidArgument, match=r"configure\(\) takes the buckets table itself"):
+        aiobucket.configure({"buckets": {"avatars": "memory://"}})
+
+
 def test_bad_default_is_rejected() -> None:
     with pytest.raises(InvalidArgument, match=r"bucket '<default>'.*unknown scheme 'nope'"):
         aiobucket.configure(default="nope://x")
