@@ -47,6 +47,7 @@ Listener = Callable[[TraceEvent], None]
 _listeners: list[Listener] = []
 _otel_tracer: Any = None
 _otel_checked = False
+_otel_api: Any = None  # the opentelemetry.trace module, once imported
 _current: ContextVar[Span | None] = ContextVar("aiobucket_span", default=None)
 """The span most recently started in this context; its ``_outer`` links lead to the
 spans that were live when it started."""
@@ -64,7 +65,7 @@ def remove_listener(listener: Listener) -> None:
 
 
 def _tracer() -> Any:
-    global _otel_tracer, _otel_checked
+    global _otel_tracer, _otel_checked, _otel_api
     if not _otel_checked:
         _otel_checked = True
         try:
@@ -72,8 +73,26 @@ def _tracer() -> Any:
         except ImportError:
             _otel_tracer = None
         else:
+            _otel_api = trace
             _otel_tracer = trace.get_tracer("aiobucket")
+    if _otel_tracer is None or _otel_idle(_otel_tracer):
+        return None
     return _otel_tracer
+
+
+def _otel_idle(tracer: Any) -> bool:
+    """True while ``tracer`` is OTel's proxy and no SDK tracer provider is set up yet:
+    it would hand out do-nothing spans, so the span makes none (a noticeable cost)."""
+    global _otel_api
+    api = _otel_api
+    if api is None:
+        return False
+    if isinstance(tracer, api.ProxyTracer) and isinstance(
+        api.get_tracer_provider(), api.ProxyTracerProvider | api.NoOpTracerProvider
+    ):
+        return True
+    _otel_api = None  # OTel lets the global provider be set only once: no need to look again
+    return False
 
 
 def _emit(event: TraceEvent) -> None:
