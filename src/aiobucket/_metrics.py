@@ -27,6 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import config
+from .errors import NotModified
+
 __all__ = ["backend_of", "record_operation", "record_retry"]
 
 # HTTP client duration buckets from OTel's semantic conventions, in seconds.
@@ -83,8 +86,6 @@ def reset() -> None:
 
 def backend_of(bucket: str) -> str:
     """The backend bucket ``bucket`` is configured on now: memory, local, s3, gcs or a scheme."""
-    from . import config
-
     cache_key = (bucket, config.generation())
     found = _backends.get(cache_key)
     if found is None:
@@ -109,8 +110,6 @@ def record_operation(
     inst = _get()
     if inst is None:
         return
-    from .errors import NotModified
-
     attrs: dict[str, str | bool] = {
         "aiobucket.bucket": bucket,
         "aiobucket.operation": operation,

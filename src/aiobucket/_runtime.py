@@ -25,9 +25,9 @@ from .tracing import Span, start_span
 from .types import BucketConfig
 
 _Key = tuple[str, int, BucketConfig]
-_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, Provider]] = (
-    weakref.WeakKeyDictionary()
-)
+_by_loop: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[_Key, tuple[Provider, BucketSettings]]
+] = weakref.WeakKeyDictionary()
 
 
 def provider_for(name: str, bucket_config: BucketConfig) -> tuple[Provider, config.BucketSettings]:
@@ -36,22 +36,25 @@ def provider_for(name: str, bucket_config: BucketConfig) -> tuple[Provider, conf
         loop = asyncio.get_running_loop()
     except RuntimeError:
         raise InvalidArgument(f"bucket {name!r}: operations must run inside an asyncio event loop") from None
-    settings = config.resolve(name)
-    cache = _by_loop.setdefault(loop, {})
+    cache = _by_loop.get(loop)
+    if cache is None:
+        cache = _by_loop.setdefault(loop, {})
+    # The settings are cached with the provider: both change only with the generation.
     cache_key = (name, config.generation(), bucket_config)
-    provider = cache.get(cache_key)
-    if provider is None:
+    found = cache.get(cache_key)
+    if found is None:
+        settings = config.resolve(name)
         provider = config.build_provider(name, settings, bucket_config)
         if settings.key_prefix:
             provider = PrefixedProvider(provider, settings.key_prefix)
-        cache[cache_key] = provider
-    return provider, settings
+        found = cache[cache_key] = (provider, settings)
+    return found
 
 
 async def aclose() -> None:
     """Close every client and file handle aiobucket opened on this loop."""
     loop = asyncio.get_running_loop()
-    providers = list(_by_loop.pop(loop, {}).values())
+    providers = [p for p, _ in _by_loop.pop(loop, {}).values()]
     errors: list[BaseException] = []
     for p in providers:
         try:

@@ -25,6 +25,12 @@ def _check_text(value: object, what: str, *, allow_empty: bool) -> str:
         raise InvalidArgument(f"{what} must be a str, got {type(value).__name__}")
     if not value and not allow_empty:
         raise InvalidArgument(f"{what} must not be empty")
+    if value.isascii() and value.isprintable():  # the common case: no control character, 1 byte each
+        if len(value) > MAX_KEY_BYTES:
+            raise InvalidArgument(f"{what} is {len(value)} bytes of UTF-8; the limit is {MAX_KEY_BYTES}")
+        if value.startswith("/"):
+            raise InvalidArgument(f"{what} {value!r} must not start with '/'")
+        return value
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
@@ -45,9 +51,10 @@ def _check_text(value: object, what: str, *, allow_empty: bool) -> str:
 def validate_key(key: object) -> str:
     """Return ``key`` if it is a valid object key, else raise InvalidArgument."""
     key = _check_text(key, "key", allow_empty=False)
-    for segment in key.split("/"):
-        if segment in (".", ".."):
-            raise InvalidArgument(f"key {key!r} has a {segment!r} segment; use a plain name")
+    if key.startswith(".") or "/." in key:  # only then can a segment be "." or ".."
+        for segment in key.split("/"):
+            if segment in (".", ".."):
+                raise InvalidArgument(f"key {key!r} has a {segment!r} segment; use a plain name")
     return key
 
 

@@ -136,16 +136,19 @@ class Span:
         self.ended = True
         duration = time.perf_counter() - self._start
         if self._otel is not None:
-            from opentelemetry.trace import Status, StatusCode
+            # A non-recording span (opentelemetry-api without an SDK, or sampled out)
+            # drops attributes anyway: skip building them.
+            if self._otel.is_recording():
+                from opentelemetry.trace import Status, StatusCode
 
-            self._otel.set_attributes(_otel_attrs(self.attributes))
-            self._otel.set_attribute("aiobucket.backend", _metrics.backend_of(self.bucket))
-            if isinstance(error, NotModified):  # the caller's copy is current: an answer, not a failure
-                self._otel.set_attribute("aiobucket.not_modified", True)
-            elif error is not None:
-                self._otel.set_attribute("error.type", type(error).__name__)
-                self._otel.record_exception(error)
-                self._otel.set_status(Status(StatusCode.ERROR, str(error)))
+                self._otel.set_attributes(_otel_attrs(self.attributes))
+                self._otel.set_attribute("aiobucket.backend", _metrics.backend_of(self.bucket))
+                if isinstance(error, NotModified):  # the caller's copy is current: an answer, not a failure
+                    self._otel.set_attribute("aiobucket.not_modified", True)
+                elif error is not None:
+                    self._otel.set_attribute("error.type", type(error).__name__)
+                    self._otel.record_exception(error)
+                    self._otel.set_status(Status(StatusCode.ERROR, str(error)))
             self._otel.end()
         _metrics.record_operation(self.operation, self.bucket, self.attributes, error, duration)
         if _listeners:

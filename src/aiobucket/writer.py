@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import warnings
 from collections.abc import Coroutine, Generator
 from types import TracebackType
@@ -50,12 +51,33 @@ if TYPE_CHECKING:
 __all__ = ["PendingWrite", "Writer"]
 
 TASK_NAME = "aiobucket-upload"  # every task the writer starts, so tests can prove none leak
+_NO_ATTRS = UploadAttrs()  # frozen: one shared default instead of one per upload
+_NO_PRECONDITIONS = Preconditions()
 
 
 class _State(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
     ABORTED = "aborted"
+
+
+def _guess_type(key: str) -> str:
+    """The content type ``mimetypes`` guesses for ``key``, else application/octet-stream."""
+    name = key.rpartition("/")[2]
+    if ":" in key:  # mimetypes reads a URL scheme (data:) out of it: no shortcut
+        return _guess_by_name(key)
+    # The guess depends only on the name's extensions ("photo-17.tar.gz" as "x.tar.gz"),
+    # so a few cache entries serve every key.
+    stem = name.lstrip(".")
+    dot = stem.find(".")
+    return _guess_by_name("x" + stem[dot:] if dot >= 0 else "x")
+
+
+@functools.lru_cache(maxsize=512)
+def _guess_by_name(name: str) -> str:
+    import mimetypes  # here, not at the top: it is a noticeable part of `import aiobucket`
+
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def _positive(name: str, value: object, bucket: str, key: str) -> int | None:
@@ -144,8 +166,8 @@ class Writer:
             )
         self._bucket = bucket
         self.key = key
-        self._attrs_in = attrs or UploadAttrs()
-        self._pre = preconditions or Preconditions()
+        self._attrs_in = attrs or _NO_ATTRS
+        self._pre = preconditions or _NO_PRECONDITIONS
         self._part_size_arg = _positive("part_size", part_size, bucket.name, key)
         self._concurrency_arg = _positive("concurrency", concurrency, bucket.name, key)
         self._state = _State.OPEN
@@ -372,11 +394,7 @@ class Writer:
 
     def _opts(self) -> PutOptions:
         a = self._attrs_in
-        content_type = a.content_type
-        if not content_type:
-            import mimetypes  # here, not at the top: it is a noticeable part of `import aiobucket`
-
-            content_type = mimetypes.guess_type(self.key)[0] or "application/octet-stream"
+        content_type = a.content_type or _guess_type(self.key)
         return PutOptions(
             content_type=content_type,
             cache_control=a.cache_control,
