@@ -171,6 +171,10 @@ class Bucket:
             raise InvalidArgument(
                 f"path must be a str or os.PathLike, got {type(path).__name__}", bucket=self.name, key=key
             )
+        if on_progress is not None and not callable(on_progress):
+            raise InvalidArgument(
+                f"on_progress must be callable, got {type(on_progress).__name__}", bucket=self.name, key=key
+            )
         cache = self._cache(if_none_match, if_modified_since, key)
         if concurrency is None:
             provider, settings = self._handle.provider()
@@ -259,7 +263,23 @@ class Bucket:
 
         src_key = self._key(src_key)
         version = self._version(version, src_key)
+        if attrs is not None and not isinstance(attrs, UploadAttrs):
+            raise InvalidArgument(
+                f"attrs must be UploadAttrs, got {type(attrs).__name__}", bucket=self.name, key=src_key
+            )
+        if preconditions is not None and not isinstance(preconditions, Preconditions):
+            raise InvalidArgument(
+                f"preconditions must be Preconditions, got {type(preconditions).__name__}",
+                bucket=self.name,
+                key=src_key,
+            )
         dst = self if dst_bucket is None else dst_bucket
+        if not isinstance(getattr(dst, "_bucket", dst), Bucket):
+            raise InvalidArgument(
+                f"dst_bucket must be a Bucket or a ref of one, got {type(dst).__name__}",
+                bucket=self.name,
+                key=src_key,
+            )
         upload = dst.upload  # a ref without Uploader raises PermissionDenied here
         target = cast(Bucket, getattr(dst, "_bucket", dst))
         dst_key = target._key(dst_key)
@@ -440,6 +460,11 @@ class Bucket:
         if isinstance(ttl, bool) or not isinstance(ttl, timedelta | int | float):
             raise InvalidArgument(
                 f"ttl must be a timedelta or seconds, got {type(ttl).__name__}", bucket=self.name, key=key
+            )
+        seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+        if not 0 < seconds <= MAX_TTL.total_seconds():  # NaN and infinities fail here too
+            raise InvalidArgument(
+                f"ttl must be more than 0 and at most 7 days, got {ttl!r}", bucket=self.name, key=key
             )
         delta = ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl)
         if not timedelta(0) < delta <= MAX_TTL:

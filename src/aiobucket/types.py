@@ -31,6 +31,12 @@ class BucketConfig:
     public: bool = False
     """Objects may be served at ``public_url(key)``."""
 
+    def __post_init__(self) -> None:
+        for name in ("versioned", "public"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):  # "no" or 1 would quietly mean True
+                raise InvalidArgument(f"BucketConfig.{name} must be True or False, got {value!r}")
+
 
 _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~")
 
@@ -118,6 +124,8 @@ class Preconditions:
     """Succeed only if the current object's ETag equals this (quotes optional)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.not_exists, bool):  # "false" would quietly mean True
+            raise InvalidArgument(f"Preconditions.not_exists must be True or False, got {self.not_exists!r}")
         if self.if_match is not None:
             if not isinstance(self.if_match, str) or not self.if_match.strip('"'):
                 raise InvalidArgument("Preconditions.if_match must be a non-empty ETag string")

@@ -103,3 +103,36 @@ async def test_bad_upload_arguments(backend):
     with pytest.raises(InvalidArgument):
         Query(prefix=5)  # type: ignore[arg-type]
     assert await names(b) == []
+
+
+async def test_bad_copy_signing_and_download_to_arguments(backend, tmp_path):
+    """Wrong types are InvalidArgument naming the bucket, before any I/O, and store nothing."""
+    import aiobucket
+
+    b = backend.bucket()
+    await put(b, "src", b"data")
+    bad_copies = [
+        ({"attrs": {"content_type": "x"}}, "attrs must be UploadAttrs"),
+        ({"preconditions": {"not_exists": True}}, "preconditions must be Preconditions"),
+        ({"preconditions": True}, "preconditions must be Preconditions"),
+        ({"dst_bucket": "other"}, "dst_bucket must be a Bucket"),
+    ]
+    for kwargs, message in bad_copies:
+        with pytest.raises(InvalidArgument, match=message) as info:
+            await b.copy("src", "dst", **kwargs)
+        assert info.value.bucket == b.name
+    for ttl in (float("nan"), float("inf"), 1e300, -1.0):
+        with pytest.raises(InvalidArgument, match="ttl must be more than 0"):
+            await b.signed_download_url("src", ttl=ttl)
+    with pytest.raises(InvalidArgument, match="on_progress must be callable"):
+        await b.download_to("src", tmp_path / "out", on_progress=5)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+    assert sorted(await names(b)) == ["src"]
+    assert await get(b, "src") == b"data"
+    # Flags that would be truthy strings or ints are refused where they are built.
+    with pytest.raises(InvalidArgument, match="versioned must be True or False"):
+        aiobucket.BucketConfig(versioned="no")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="public must be True or False"):
+        aiobucket.BucketConfig(public=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="not_exists must be True or False"):
+        aiobucket.Preconditions(not_exists="false")  # type: ignore[arg-type]
