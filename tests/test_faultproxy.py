@@ -172,9 +172,11 @@ async def test_passthrough_put_get_head_chunked_keepalive(
     assert [r.method for r in reqs] == ["PUT", "GET", "HEAD", "PUT", "GET", "PUT", "GET"]
     assert [r.body_length for r in reqs] == [len(data), 0, 0, len(data), 0, 1000, 0]
     assert [r.status for r in reqs] == [200, 200, 200, 200, 200, 200, 404]
-    # keep-alive: one client connection, mirrored by one upstream connection
-    assert {r.connection for r in reqs} == {1}
-    assert len({port for _, _, port in upstream.seen}) == 1
+    # keep-alive: each client connection is mirrored by one upstream connection, and they
+    # are reused (the client's pool may open a second one under load, never one a request)
+    client_connections = {r.connection for r in reqs}
+    assert len(client_connections) <= 2 < len(reqs)
+    assert len({port for _, _, port in upstream.seen}) == len(client_connections)
 
 
 async def test_location_pointing_upstream_is_rewritten(
