@@ -28,7 +28,7 @@ from .reader import Reader
 from .refs import TTL, BucketRef, Uploader
 from .removing import RemoveItem, check_keys, remove_many
 from .types import BucketConfig, ObjectAttrs, Preconditions, Query, UploadAttrs, UploadForm
-from .writer import Writer
+from .writer import Writer, check_write_options
 
 __all__ = ["Bucket"]
 
@@ -263,16 +263,7 @@ class Bucket:
 
         src_key = self._key(src_key)
         version = self._version(version, src_key)
-        if attrs is not None and not isinstance(attrs, UploadAttrs):
-            raise InvalidArgument(
-                f"attrs must be UploadAttrs, got {type(attrs).__name__}", bucket=self.name, key=src_key
-            )
-        if preconditions is not None and not isinstance(preconditions, Preconditions):
-            raise InvalidArgument(
-                f"preconditions must be Preconditions, got {type(preconditions).__name__}",
-                bucket=self.name,
-                key=src_key,
-            )
+        check_write_options(attrs, preconditions, self.name, src_key)
         dst = self if dst_bucket is None else dst_bucket
         if not isinstance(getattr(dst, "_bucket", dst), Bucket):
             raise InvalidArgument(

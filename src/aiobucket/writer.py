@@ -99,6 +99,18 @@ def _byte_view(data: bytes | bytearray | memoryview, bucket: str, key: str) -> m
     return view.cast("B")
 
 
+def check_write_options(attrs: object, preconditions: object, bucket: str, key: str) -> None:
+    """The one type check of a write's ``attrs`` and ``preconditions`` (upload and copy)."""
+    if attrs is not None and not isinstance(attrs, UploadAttrs):
+        raise InvalidArgument(
+            f"attrs must be UploadAttrs, got {type(attrs).__name__}", bucket=bucket, key=key
+        )
+    if preconditions is not None and not isinstance(preconditions, Preconditions):
+        raise InvalidArgument(
+            f"preconditions must be Preconditions, got {type(preconditions).__name__}", bucket=bucket, key=key
+        )
+
+
 class PendingWrite(Coroutine[Any, Any, int]):
     """What ``Writer.write()`` returns: await it (it gives ``len(data)``).
 
@@ -154,16 +166,7 @@ class Writer:
         part_size: int | None,
         concurrency: int | None,
     ) -> None:
-        if attrs is not None and not isinstance(attrs, UploadAttrs):
-            raise InvalidArgument(
-                f"attrs must be UploadAttrs, got {type(attrs).__name__}", bucket=bucket.name, key=key
-            )
-        if preconditions is not None and not isinstance(preconditions, Preconditions):
-            raise InvalidArgument(
-                f"preconditions must be Preconditions, got {type(preconditions).__name__}",
-                bucket=bucket.name,
-                key=key,
-            )
+        check_write_options(attrs, preconditions, bucket.name, key)
         self._bucket = bucket
         self.key = key
         self._attrs_in = attrs or _NO_ATTRS
