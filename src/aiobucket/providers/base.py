@@ -77,7 +77,11 @@ class Capabilities:
 
     versioning: bool = True
     conditional_put: bool = True
-    """not_exists and if_match on put and on multipart complete."""
+    """not_exists and if_match on a single put."""
+    conditional_multipart: bool = True
+    """not_exists and if_match on a multipart upload's completion."""
+    conditional_copy: bool = True
+    """not_exists and if_match on a server-side copy's destination."""
     signed_urls: bool = False
     signed_forms: bool = False
     """sign_post() makes browser upload forms whose limits the server enforces."""
@@ -96,6 +100,8 @@ class Capabilities:
     default_concurrency: int = 8
     delete_batch: int = 1
     """How many keys one delete_many() call takes (S3 DeleteObjects: 1000)."""
+    store: str = ""
+    """Where one backend speaks to many stores, the store's profile name (S3: ``provider=``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,7 @@ from ..base import (
 )
 from ._errors import error_for
 from ._retry import RetryPolicy
+from ._profiles import StoreProfile
 from ._settings import S3Settings, parse_settings
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
 from ._transport import Response, Transport
@@ -118,6 +119,25 @@ CAPABILITIES = Capabilities(
 Query = list[tuple[str, str]]
 
 
+def capabilities_of(store: StoreProfile) -> Capabilities:
+    """A bucket's declared capabilities, from what its store honours (``_profiles.py``).
+
+    "precheck" counts as honoured: aiobucket checks with a HEAD first, and the README
+    says a race window remains there."""
+    return replace(
+        CAPABILITIES,
+        conditional_put=store.conditional_put != "none",
+        conditional_multipart=store.conditional_complete != "none",
+        conditional_copy=store.conditional_copy != "none",
+        versioning=store.versions,
+        signed_forms=store.post_forms,
+        min_part_size=store.min_part_size,
+        max_parts=store.max_parts,
+        delete_batch=1000 if store.bulk_delete else 1,
+        store=store.name,
+    )
+
+
 @dataclass(slots=True)
 class _Endpoint:
     """Where and as whom requests go, resolved once per provider."""
@@ -139,10 +159,11 @@ class _Endpoint:
 
 
 class S3Provider:
-    capabilities = CAPABILITIES
-
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
+        self.store = settings.store
+        """This instance's copy of the store's profile: runtime fallbacks update it."""
+        self.capabilities = capabilities_of(self.store)
         self.bucket = settings.bucket
         self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_max)
         self.transport = Transport(

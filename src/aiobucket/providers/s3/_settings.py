@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import InvalidArgument
+from ._profiles import OVERRIDES, StoreProfile, apply_overrides, profile_for
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
 
-URL_PARAMS = ("region", "endpoint", "path_style")
+URL_PARAMS = ("region", "endpoint", "path_style", "provider")
 OPTIONS = (
     "region",
     "endpoint",
@@ -29,6 +30,8 @@ OPTIONS = (
     "read_timeout",
     "backoff_base",
     "backoff_max",
+    "provider",
+    *OVERRIDES,
 )
 
 
@@ -53,11 +56,14 @@ class S3Settings:
     """Seconds: the n-th retry sleeps uniformly up to backoff_base * 2**(n-1) (full jitter)."""
     backoff_max: float = 5.0
     """Seconds: no single backoff sleeps longer."""
+    store: StoreProfile = StoreProfile("aws")
+    """What the store honours: ``provider=`` or the endpoint's host, plus overrides (``_profiles.py``)."""
 
     def __repr__(self) -> str:  # never print the secret
         return (
             f"S3Settings(bucket={self.bucket!r}, region={self.region!r}, endpoint={self.endpoint!r}, "
-            f"path_style={self.path_style!r}, access_key_id={self.access_key_id!r})"
+            f"path_style={self.path_style!r}, access_key_id={self.access_key_id!r}, "
+            f"provider={self.store.name!r})"
         )
 
 
@@ -114,7 +120,12 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
             raise InvalidArgument(f"{where}: endpoint {endpoint!r} must start with http:// or https://")
     region = merged.get("region")
     region = _str("region", where, region) if region is not None else None
-    path_style = _bool("path_style", where, merged.get("path_style", endpoint is not None))
+    store = profile_for(merged.get("provider"), endpoint, where)
+    store = apply_overrides(store, opts, where)
+    if "path_style" in merged:  # the older spelling of addressing=path|virtual
+        path_style = _bool("path_style", where, merged["path_style"])
+        store = replace(store, addressing="path" if path_style else "virtual")
+    path_style = store.addressing == "path"
 
     key_id = opts.get("access_key_id")
     secret = opts.get("secret_access_key")
@@ -151,4 +162,5 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
         backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
         backoff_max=_number("backoff_max", where, opts.get("backoff_max", 5.0), float),
+        store=store,
     )
