@@ -74,8 +74,8 @@ from ..base import (
     check_read,
 )
 from ._errors import error_for
-from ._retry import RetryPolicy
 from ._profiles import StoreProfile
+from ._retry import RetryPolicy
 from ._settings import S3Settings, parse_settings
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
 from ._transport import Response, Transport

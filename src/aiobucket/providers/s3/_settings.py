@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import InvalidArgument
-from ._profiles import OVERRIDES, StoreProfile, apply_overrides, profile_for
+from ._profiles import OVERRIDES, PROFILES, StoreProfile, apply_overrides, profile_for
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -56,7 +56,7 @@ class S3Settings:
     """Seconds: the n-th retry sleeps uniformly up to backoff_base * 2**(n-1) (full jitter)."""
     backoff_max: float = 5.0
     """Seconds: no single backoff sleeps longer."""
-    store: StoreProfile = StoreProfile("aws")
+    store: StoreProfile = PROFILES["aws"]
     """What the store honours: ``provider=`` or the endpoint's host, plus overrides (``_profiles.py``)."""
 
     def __repr__(self) -> str:  # never print the secret
