@@ -933,7 +933,7 @@ async def test_every_upload_body_carries_a_verified_checksum(scheme: str) -> Non
 
     provider = create(
         BucketSettings(
-            url=f"s3://b?endpoint={scheme}://s3.example.invalid&region=eu-west-1",
+            url=f"s3://b?endpoint={scheme}://s3.example.invalid&region=eu-west-1&provider=aws",
             options={"access_key_id": "a", "secret_access_key": "s"},
         ),
         "b",

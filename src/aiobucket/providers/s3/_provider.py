@@ -74,7 +74,8 @@ from ..base import (
     check_read,
 )
 from ._errors import error_for
-from ._profiles import StoreProfile
+from ._fallback import FALLBACK_STATUSES, fall_back, learn
+from ._profiles import StoreProfile, gcs_hint
 from ._retry import RetryPolicy
 from ._settings import S3Settings, parse_settings
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
@@ -244,7 +245,7 @@ class S3Provider:
                     raise PermissionDenied("no S3 credentials found (set access_key_id or the AWS chain)")
         assert endpoint is not None and region is not None
         scheme, _, host = endpoint.partition("://")
-        if s.path_style or "." in self.bucket:
+        if self.store.addressing == "path" or "." in self.bucket:
             base = f"{endpoint}/{quote_path(self.bucket)}"
         else:
             base = f"{scheme}://{self.bucket}.{host}"
@@ -273,14 +274,36 @@ class S3Provider:
         end. ``check`` may turn a 200 into an error before the retry decision (S3
         answers some failures of CompleteMultipartUpload and CopyObject with 200).
         """
-        ep = self._ep or await self._endpoint()
-        url = ep.base + "/" + quote_path(key) if key is not None else ep.base + "/"
+        tail = "/" + quote_path(key) if key is not None else "/"
         if query:
-            url += "?" + canonical_query(query)
-        target = URL(url, encoded=True)
+            tail += "?" + canonical_query(query)
         if payload_hash is None:
             payload_hash = EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD
         base_headers = headers or {}
+        resp = await self._send(op, method, tail, base_headers, body, payload_hash, stream, shield, check)
+        if resp.status in FALLBACK_STATUSES:
+            retry_headers = fall_back(self, resp, base_headers, body)
+            if retry_headers is not None:  # nothing was stored: resend once, as the store allows
+                resp = await self._send(
+                    op, method, tail, retry_headers, body, payload_hash, stream, shield, check
+                )
+        return resp
+
+    async def _send(
+        self,
+        op: str,
+        method: str,
+        tail: str,
+        base_headers: dict[str, str],
+        body: memoryview | bytes | None,
+        payload_hash: str,
+        stream: bool,
+        shield: bool,
+        check: Callable[[Response], None] | None,
+    ) -> Response:
+        ep = self._ep or await self._endpoint()
+        url = ep.base + tail
+        target = URL(url, encoded=True)
         transport = self.transport
 
         async def attempt() -> Response:
@@ -306,7 +329,9 @@ class S3Provider:
         """
         ep = self._ep or await self._endpoint()
         signed = ep.signed_payload
-        md5, sha, crc = await digests(data, md5=whole or not signed, sha=signed, crc=True)
+        want_crc = self.store.checksum_headers
+        # Without a CRC32C the store verifies, Content-MD5 is what every S3 server checks.
+        md5, sha, crc = await digests(data, md5=whole or not signed or not want_crc, sha=signed, crc=want_crc)
         headers: dict[str, str] = {}
         if md5 is not None:
             headers["content-md5"] = base64.b64encode(md5).decode()
@@ -314,8 +339,16 @@ class S3Provider:
             headers["x-amz-checksum-crc32c"] = crc
         return headers, md5.hex() if md5 is not None else None, sha or UNSIGNED_PAYLOAD
 
+    def _checksum_mode(self) -> dict[str, str]:
+        return {"x-amz-checksum-mode": "ENABLED"} if self.store.checksum_mode else {}
+
     def fail(self, resp: Response, op: str, key: str | None, **kw: Any) -> BucketError:
-        return error_for(resp, op=op, bucket=self.bucket, key=key, **kw)
+        err = error_for(resp, op=op, bucket=self.bucket, key=key, **kw)
+        hint = gcs_hint(self.settings.endpoint)
+        if hint:
+            err.message += hint
+            err.args = (err.message,)
+        return err
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -370,7 +403,7 @@ class S3Provider:
         return await Upload.start(self, key, opts)
 
     async def head(self, key: str, version: str | None = None, if_match: str | None = None) -> ObjectAttrs:
-        headers = {"x-amz-checksum-mode": "ENABLED"}  # report the stored CRC32C, if any
+        headers = self._checksum_mode()  # report the stored CRC32C, if any
         if if_match is not None:
             headers["if-match"] = quote_etag(if_match)
         query = [("versionId", version)] if version is not None else None
@@ -389,7 +422,7 @@ class S3Provider:
             attrs = await self.head(key, opts.version, opts.if_match)
             check_read(attrs, opts, key)
             return attrs, EmptyBody()
-        headers = {"x-amz-checksum-mode": "ENABLED"}  # report the stored CRC32C, if any
+        headers = self._checksum_mode()  # report the stored CRC32C, if any
         if opts.if_match is not None:
             headers["if-match"] = quote_etag(opts.if_match)
         if opts.if_none_match is not None:
@@ -539,6 +572,12 @@ class S3Provider:
                 body = await pending
                 pending = None
                 more = next_page(body, versions=versions)
+                page = parse_list(body, versions=versions).entries
+                if more is not None and versions and not any(more.values()) and page:
+                    # A truncated version page without NextKeyMarker (GCS's S3 interface):
+                    # go on after the last version it gave.
+                    learn(self, "a truncated version page came without NextKeyMarker", version_markers=False)
+                    more = {"key-marker": page[-1].name, "version-id-marker": page[-1].version or ""}
                 if more is not None:
                     if not any(more.values()):
                         raise BackendError("list: the server said there is more, but gave no marker")
@@ -547,7 +586,7 @@ class S3Provider:
                     if versions and not more["version-id-marker"]:
                         params.pop("version-id-marker", None)
                     pending = asyncio.ensure_future(self._page(dict(params)))
-                for entry in parse_list(body, versions=versions).entries:
+                for entry in page:
                     yield entry
         finally:
             if pending is not None:

@@ -61,7 +61,8 @@ THROTTLED = BUSY | {
 
 
 def is_transient_status(status: int, code: str) -> bool:
-    return status >= 500 or status == 429 or code in THROTTLED
+    # 501 NotImplemented is the store saying it does not do this: final, never retried.
+    return (status >= 500 and status != 501) or status == 429 or code in THROTTLED
 
 
 def _loopback(host: str | None) -> bool:
