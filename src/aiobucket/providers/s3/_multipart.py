@@ -34,8 +34,8 @@ from ..._aio import run_to_completion
 from ..._checksum import crc32c_combine
 from ...errors import BackendError, ObjectChanged
 from ...types import ObjectAttrs
-from ..base import CopyOptions, Part, PutOptions, put_options_from
-from ._fallback import MISMATCH, learn
+from ..base import CopyOptions, GetOptions, Part, PutOptions, put_options_from
+from ._fallback import learn
 from ._retry import THROTTLED
 from ._sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ._transport import Response
@@ -167,14 +167,18 @@ class Upload:
             await p.precheck(self._key, pre)
             whole_crc = self._whole_crc32c(ordered)
             resp = await self._send_complete(ordered, whole_crc)
-            if whole_crc is not None and resp.status == 400 and resp.code in MISMATCH:
+            if whole_crc is not None and resp.status == 400:
                 # Every part's CRC32C was accepted, and the whole one is combined from
-                # them: a refusal of it is a store that keeps composite checksums only
-                # (MinIO 2022-09..2025-01, Garage 1.x). Complete without it, once.
-                learn(p, f"the store refused a FULL_OBJECT CRC32C at completion ({resp.code})",
-                      multipart_checksum="composite")  # fmt: skip
-                whole_crc = None
-                resp = await self._send_complete(ordered, None)
+                # them: a refusal of the completion is, first of all, a store that keeps
+                # composite checksums only (MinIO 2022-09..2025-01 answers InvalidPart or
+                # XAmzContentChecksumMismatch, Garage 1.x InvalidDigest). Complete
+                # without it, once: nothing was stored, and any other refusal comes again.
+                retried = await self._send_complete(ordered, None)
+                if retried.status < 300:
+                    learn(p, f"the store refused a FULL_OBJECT CRC32C at completion ({resp.code})",
+                          multipart_checksum="composite")  # fmt: skip
+                    whole_crc = None
+                resp = retried
             lost = resp.maybe_applied and ((resp.status == 412 and bool(pre)) or resp.code == "NoSuchUpload")
             if lost:
                 attrs = await p.resolve(
@@ -250,7 +254,12 @@ async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: Copy
     source_attrs = await source.head(src, opts.version)
     put = opts.replace or put_options_from(source_attrs)
     if source_attrs.size > p.copy_threshold:
-        return await _multipart_copy(p, source, src, dst, source_attrs, put, opts)
+        if p.store.part_copy:
+            try:
+                return await _multipart_copy(p, source, src, dst, source_attrs, put, opts)
+            except _NoPartCopy:
+                pass
+        return await _streamed_copy(p, source, src, dst, source_attrs, put, opts)
     pre = opts.preconditions
     headers = {
         "x-amz-copy-source": _copy_source(source.bucket, src, opts.version),
@@ -298,6 +307,9 @@ async def _multipart_copy(
             resp = await p.send(
                 op, "PUT", dst, query=upload._query(number), headers=headers, check=error_in_200
             )
+        if resp.status == 501 or resp.code == "NotImplemented":
+            learn(p, "the store has no UploadPartCopy (501)", part_copy=False)
+            raise _NoPartCopy
         if resp.status >= 300:
             raise p.fail(resp, op, dst)
         etag, _, _ = parse_copy(resp.body)
@@ -322,4 +334,41 @@ async def _multipart_copy(
             raise ObjectChanged(
                 f"copy: the source changed while it was copied (etag now {now.etag!r})", key=src
             )
+    return await upload.complete(parts)
+
+
+class _NoPartCopy(Exception):
+    """UploadPartCopy answered 501: the copy goes on as a streamed one."""
+
+
+async def _streamed_copy(
+    p: S3Provider,
+    src_provider: S3Provider,
+    src: str,
+    dst: str,
+    source: ObjectAttrs,
+    put: PutOptions,
+    opts: CopyOptions,
+) -> ObjectAttrs:
+    """A copy through this process, for stores without UploadPartCopy: each range is read
+    pinned to the source's ETag (an overwrite meanwhile fails loudly) and uploaded as a
+    part with its own checksum; one part in memory at a time."""
+    size = max(p.store.min_part_size, 8 * 1024 * 1024, -(-source.size // p.store.max_parts))
+    upload = await Upload.start(p, dst, replace(put, preconditions=opts.preconditions))
+    parts: list[Part] = []
+    try:
+        for number, first in enumerate(range(0, source.size, size), 1):
+            length = min(size, source.size - first)
+            get = GetOptions(version=opts.version, offset=first, length=length, if_match=source.etag or None)
+            _, body = await src_provider.get(src, get)
+            try:
+                data = b"".join([chunk async for chunk in body])
+            finally:
+                await body.aclose()
+            if len(data) != length:
+                raise ObjectChanged(f"copy: the source's range at {first} came back short", key=src)
+            parts.append(await upload.put_part(number, data))
+    except BaseException:
+        await run_to_completion(upload.abort())
+        raise
     return await upload.complete(parts)

@@ -1,0 +1,169 @@
+"""The S3 store personas (tests/personas/stores.py): through each one aiobucket works, or
+refuses before any I/O, and never overwrites silently; what it learns at runtime, and
+what ``aiobucket doctor`` sees, match the persona's source.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from faultproxy import FaultProxy
+from personas.stores import PERSONAS, Persona
+from servers.seaweedfs import S3Server
+
+import aiobucket
+from aiobucket import NotSupported, PreconditionFailed, Preconditions, _runtime, config
+from aiobucket.providers.base import MiB
+from aiobucket.providers.s3 import S3Provider
+from aiobucket.providers.s3._doctor import diagnose
+
+pytestmark = pytest.mark.anyio
+
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "max_attempts": 3}
+PART = 5 * MiB
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients(anyio_backend: str) -> AsyncIterator[None]:
+    yield
+    await aiobucket.aclose()
+
+
+@pytest.fixture
+def case(request: pytest.FixtureRequest) -> tuple[Persona, S3Server]:
+    """(persona, the real server behind it), started outside the test's event loop."""
+    persona = PERSONAS[request.param]
+    raw = os.environ.get("AIOBUCKET_BACKENDS", "")
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if names and persona.upstream not in names:
+        pytest.skip(f"{persona.upstream} not in AIOBUCKET_BACKENDS")
+    server: S3Server = request.getfixturevalue("s3_server" if persona.upstream == "s3" else "moto_server")
+    return persona, server
+
+
+@contextmanager
+def through(
+    server: S3Server, persona: Persona, provider: str, **options: object
+) -> Iterator[tuple[aiobucket.Bucket, FaultProxy]]:
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    with FaultProxy(server.endpoint) as proxy:
+        persona.rules(proxy)
+        settings = replace(server, endpoint=proxy.url).settings(
+            key_prefix=f"{name}/", **{**FAST, **persona.options, **options}
+        )
+        settings["url"] = str(settings["url"]).replace(f"provider={server.provider}", f"provider={provider}")
+        with config.override({name: settings}):
+            yield aiobucket.Bucket(name), proxy
+
+
+def s3(bucket: aiobucket.Bucket) -> S3Provider:
+    p: Any = _runtime.provider_for(bucket.name, bucket.config)[0]
+    inner = getattr(p, "inner", p)
+    assert isinstance(inner, S3Provider)
+    return inner
+
+
+def payload(n: int, seed: int = 0) -> bytes:
+    import random
+
+    return random.Random(seed).randbytes(n)
+
+
+async def put(bucket: aiobucket.Bucket, key: str, data: bytes, **kw: Any) -> aiobucket.ObjectAttrs:
+    async with bucket.upload(key, part_size=PART, **kw) as w:
+        for i in range(0, len(data), MiB):
+            await w.write(data[i : i + MiB])
+    return await w.close()
+
+
+async def get(bucket: aiobucket.Bucket, key: str) -> bytes:
+    async with bucket.download(key) as r:
+        return await r.read()
+
+
+def writes(proxy: FaultProxy) -> int:
+    proxy.wait_idle()
+    return len([r for r in proxy.requests if r.method in ("PUT", "POST")])
+
+
+CASES = [(name, provider) for name, p in PERSONAS.items() for provider in sorted({p.provider, "other"})]
+
+
+@pytest.mark.parametrize(("case", "provider"), CASES, indirect=["case"])
+async def test_nothing_is_silently_overwritten(case: tuple[Persona, S3Server], provider: str) -> None:
+    """Each persona, under its declared profile and under ``other``: a not_exists write
+    (single, multipart, copy) onto an existing object is refused, as PreconditionFailed
+    by the store or as NotSupported before any write is sent; the object is unchanged."""
+    persona, server = case
+    with through(server, persona, provider) as (bucket, proxy):
+        original = payload(1000, seed=1)
+        await put(bucket, "k", original)
+        await put(bucket, "src", b"source")
+        not_exists = Preconditions(not_exists=True)
+        attempts: list[tuple[str, Any]] = [
+            ("single", lambda: put(bucket, "k", b"other", preconditions=not_exists)),
+            ("multipart", lambda: put(bucket, "k", payload(PART + 10, seed=2), preconditions=not_exists)),
+            ("copy", lambda: bucket.copy("src", "k", preconditions=not_exists)),
+        ]
+        for what, attempt in attempts:
+            before = writes(proxy)
+            with pytest.raises((PreconditionFailed, NotSupported)) as info:
+                await attempt()
+            if isinstance(info.value, NotSupported):
+                assert writes(proxy) == before, f"{what}: NotSupported after a write was sent"
+                assert "provider=" in str(info.value) or "conditional" in str(info.value)
+            assert await get(bucket, "k") == original, f"{what} overwrote the object"
+
+
+@pytest.mark.parametrize("case", ["ignores_conditionals"], indirect=True)
+async def test_a_store_that_ignores_conditionals_would_overwrite(case: tuple[Persona, S3Server]) -> None:
+    """Why the garage/gcs profiles refuse: told (wrongly) that the store honours them,
+    a not_exists write through this persona overwrites. The persona is real."""
+    persona, server = case
+    with through(server, persona, "garage", conditional_put="native") as (bucket, _):
+        await put(bucket, "k", b"first")
+        await put(bucket, "k", b"second", preconditions=Preconditions(not_exists=True))
+        assert await get(bucket, "k") == b"second"
+
+
+@pytest.mark.parametrize("case", list(PERSONAS), indirect=True)
+async def test_round_trip_and_what_is_learnt(case: tuple[Persona, S3Server]) -> None:
+    """Declared as the persona's provider: single and multipart uploads, reads, a bulk
+    remove and a multipart copy work, and the provider learns what the source says."""
+    persona, server = case
+    with through(server, persona, persona.provider) as (bucket, _proxy):
+        p = s3(bucket)
+        p.copy_threshold, p.copy_part_size = PART, PART  # multipart copies at test sizes
+        small, big = payload(1000, seed=3), payload(2 * PART + 7, seed=4)
+        await put(bucket, "small", small)
+        stored = await put(bucket, "big", big)
+        assert await get(bucket, "small") == small
+        assert await get(bucket, "big") == big
+        if p.store.multipart_checksum != "full_object":
+            assert stored.crc32c is None  # not whole-object verified, and it says so
+        copied = await bucket.copy("big", "big-copy")
+        assert copied.size == len(big) and await get(bucket, "big-copy") == big
+        async with aclosing(bucket.remove_many(["small", "big", "big-copy", "missing"])) as results:
+            errors = {key: err for err, key in [item async for item in results]}
+        assert errors["small"] is None and errors["big"] is None and errors["big-copy"] is None
+        assert isinstance(errors["missing"], aiobucket.ObjectNotFound)
+        for field_name, value in persona.learns.items():
+            assert getattr(p.store, field_name) == value, field_name
+        caps = await bucket.capabilities()
+        assert caps.store == persona.provider
+
+
+@pytest.mark.parametrize("case", list(PERSONAS), indirect=True)
+async def test_doctor_sees_the_persona(case: tuple[Persona, S3Server]) -> None:
+    persona, server = case
+    with through(server, persona, persona.provider) as (bucket, _):
+        p = s3(bucket)
+        d = await diagnose(p, f"{bucket.name}/")
+        seen = {k: d.observed[k] for k in persona.observed}
+        assert seen == persona.observed, d.notes
