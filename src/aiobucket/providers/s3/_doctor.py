@@ -191,6 +191,8 @@ async def _run(probe: _Probe, d: Diagnosis) -> None:
 
     # If-None-Match: * twice: the second must be refused.
     first = await raw("PUT", a, headers=inm, body=b"first")
+    if first.status >= 300:  # not a verdict on the store: credentials, bucket, endpoint
+        raise probe.p.fail(first, "doctor", a)
     second = await raw("PUT", a, headers=inm, body=b"second")
     o["conditional_put"] = "native" if first.status < 300 and second.status == 412 else "none"
     notes["conditional_put"] = f"first {_answer(first)}, second {_answer(second)}"
