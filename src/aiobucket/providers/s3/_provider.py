@@ -93,6 +93,7 @@ from ._wire import (
     put_attrs,
     quote_etag,
     unquote_etag,
+    vouched_md5,
 )
 from ._xml import next_page, parse_list
 
@@ -316,22 +317,25 @@ class S3Provider:
 
         return await self.policy.call(attempt, f"{op} ({method} {self.bucket})")
 
-    async def body_hashes(self, data: memoryview, *, whole: bool) -> tuple[dict[str, str], str | None, str]:
+    async def body_hashes(
+        self, data: memoryview, *, whole: bool, keep_md5: bool = False
+    ) -> tuple[dict[str, str], str | None, str]:
         """(checksum headers, MD5 hex or None, payload hash) for an upload body.
 
-        Every body carries a checksum the server verifies. A whole object carries
-        Content-MD5 (which every S3 server checks, and whose value a lost-response
-        check compares with the ETag) and its CRC32C (stored where supported, so a
-        whole download is checked cheaply). A part always carries its CRC32C (the
-        upload's whole-object CRC32C is combined from them), and over http its
-        signed SHA-256 (SeaweedFS checks the first, Ceph RGW the second, AWS both);
-        over https, where the payload is unsigned, Content-MD5 too.
+        Every body carries a checksum the server verifies, and each byte is hashed
+        as few times as that allows. Where the store verifies ``x-amz-checksum-crc32c``
+        (``checksum_headers`` in its profile) that CRC32C is the body's check, as it
+        is botocore's: no Content-MD5, and over https an UNSIGNED-PAYLOAD (TLS guards
+        the bytes on the way; over http the SHA-256 is signed, which Ceph RGW and AWS
+        check too). Elsewhere every body carries Content-MD5, which every S3 server
+        checks. ``keep_md5``: the caller needs the MD5 anyway (a conditional write
+        compares it with the ETag when its response was lost); ``whole`` is kept for
+        callers' clarity (parts and whole objects are hashed alike).
         """
         ep = self._ep or await self._endpoint()
         signed = ep.signed_payload
         want_crc = self.store.checksum_headers
-        # Without a CRC32C the store verifies, Content-MD5 is what every S3 server checks.
-        md5, sha, crc = await digests(data, md5=whole or not signed or not want_crc, sha=signed, crc=want_crc)
+        md5, sha, crc = await digests(data, md5=keep_md5 or not want_crc, sha=signed, crc=want_crc)
         headers: dict[str, str] = {}
         if md5 is not None:
             headers["content-md5"] = base64.b64encode(md5).decode()
@@ -355,7 +359,7 @@ class S3Provider:
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
         view = memoryview(data).cast("B")
         pre = opts.preconditions
-        checksum, md5_hex, payload_hash = await self.body_hashes(view, whole=True)
+        checksum, md5_hex, payload_hash = await self.body_hashes(view, whole=True, keep_md5=bool(pre))
         headers = {**object_headers(opts), **precondition_headers(pre), **checksum}
         resp = await self.send(
             "upload", "PUT", key, headers=headers, body=view, payload_hash=payload_hash, shield=True
@@ -367,9 +371,14 @@ class S3Provider:
         h = resp.headers
         etag = unquote_etag(h.get("etag"))
         stored_crc = checksum.get("x-amz-checksum-crc32c")
+        # Our MD5 where we made one; else the ETag, vouched for by the same rule a HEAD
+        # uses (the store checked the body against its CRC32C).
+        md5 = md5_hex if etag == md5_hex else None
+        if md5_hex is None and self.store.etag_md5:
+            md5 = vouched_md5(etag, h)
         return put_attrs(
             key, opts, view.nbytes, etag, h.get("x-amz-version-id"), None,
-            md5=md5_hex if etag == md5_hex else None,
+            md5=md5,
             crc32c=stored_crc if h.get("x-amz-checksum-crc32c") == stored_crc else None,
         )  # fmt: skip
 

@@ -42,6 +42,7 @@ __all__ = [
     "put_attrs",
     "quote_etag",
     "unquote_etag",
+    "vouched_md5",
 ]
 
 CHUNK = 1024 * 1024
@@ -156,7 +157,7 @@ def multipart_etag(part_etags: list[str]) -> str | None:
     return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(part_etags)}"
 
 
-def _vouched_md5(etag: str, headers: Mapping[str, str]) -> str | None:
+def vouched_md5(etag: str, headers: Mapping[str, str]) -> str | None:
     if not is_md5(etag):
         return None
     sse = headers.get("x-amz-server-side-encryption")
@@ -187,7 +188,7 @@ def object_attrs(key: str, headers: Mapping[str, str], size: int) -> ObjectAttrs
         metadata=metadata,
         last_modified=http_date(headers.get("last-modified")),
         crc32c=_crc32c(headers, etag),
-        md5=_vouched_md5(etag, headers),
+        md5=vouched_md5(etag, headers),
     )
 
 
