@@ -63,6 +63,6 @@ async def run(args: argparse.Namespace) -> int:
         for field, row in report["fields"].items():
             mark = "" if row["agrees"] in (True, None) else "  <-- differs"
             out.append(f"{field:<22}{row['declared']!s:<13}{row['observed']!s:<13}  {row['answer']}{mark}")
-        out += ["", f"use: {report['suggestion']}"]
+        out += ["", f"use: {report['suggestion']}", f"cleanup: {report['cleanup']}"]
         sys.stdout.write("\n".join(out) + "\n")
     return 0 if not d.differences else 1

@@ -99,6 +99,7 @@ class Diagnosis:
                 for n in PROBED
             },
             "suggestion": self.suggestion(),
+            "cleanup": self.notes.get("cleanup", "done"),
         }
 
 
@@ -291,12 +292,15 @@ async def diagnose(p: S3Provider, key_prefix: str = "") -> Diagnosis:
     try:
         await _run(probe, d)
     finally:
-        await run_to_completion(asyncio.ensure_future(_cleanup(private, probe)))
+        await run_to_completion(asyncio.ensure_future(_cleanup(private, probe, d)))
     return d
 
 
-async def _cleanup(private: S3Provider, probe: _Probe) -> None:
+async def _cleanup(private: S3Provider, probe: _Probe, d: Diagnosis) -> None:
+    """Remove what the probes wrote; a failure here is reported, never masks the probes' own."""
     try:
         await probe.cleanup()
+    except Exception as exc:
+        d.notes["cleanup"] = f"could not remove {probe.prefix!r}: {exc}"
     finally:
         await private.aclose()

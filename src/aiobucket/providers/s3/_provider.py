@@ -40,6 +40,7 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import ipaddress
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -246,7 +247,7 @@ class S3Provider:
                     raise PermissionDenied("no S3 credentials found (set access_key_id or the AWS chain)")
         assert endpoint is not None and region is not None
         scheme, _, host = endpoint.partition("://")
-        if self.store.addressing == "path" or "." in self.bucket:
+        if self.store.addressing == "path" or "." in self.bucket or _no_subdomains(host):
             base = f"{endpoint}/{quote_path(self.bucket)}"
         else:
             base = f"{scheme}://{self.bucket}.{host}"
@@ -675,6 +676,19 @@ class S3Provider:
         finally:
             if stack is not None:
                 await stack.aclose()
+
+
+def _no_subdomains(host: str) -> bool:
+    """An IP literal or localhost: a bucket cannot go in front of it (botocore's rule too)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _driver_error(op: str, exc: Exception, key: str | None = None) -> BucketError:
