@@ -25,8 +25,8 @@ from aiobucket.providers.s3._profiles import PROFILES
 
 pytestmark = pytest.mark.anyio
 
-FIXTURES = {"s3": "s3_server", "rgw": "rgw_server", "moto": "moto_server"}
-MODULES = {"s3": "servers.seaweedfs", "rgw": "servers.rgw", "moto": "servers.moto"}
+FIXTURES = {"s3": "s3_server", "rgw": "rgw_server", "moto": "moto_server", "ministack": "ministack_server"}
+MODULES = {k: f"servers.{'seaweedfs' if k == 's3' else k}" for k in FIXTURES}
 
 
 @pytest.fixture(params=list(FIXTURES))
