@@ -32,9 +32,13 @@ SERVER_MODULES = {
     "gcs": "servers.fakegcs",
     "ministack": "servers.ministack",
 }
+EXTRA_PLUGINS = ["servers.rclone"]
+"""Servers that are not conformance targets (tests/servers/rclone.py says why)."""
 ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs", "ministack"]
 
-pytest_plugins = [m for m in SERVER_MODULES.values() if importlib.util.find_spec(m) is not None]
+pytest_plugins = [
+    m for m in [*SERVER_MODULES.values(), *EXTRA_PLUGINS] if importlib.util.find_spec(m) is not None
+]
 
 
 def _selected() -> list[str]:
