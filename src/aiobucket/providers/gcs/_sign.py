@@ -11,8 +11,8 @@ Google's conformance vectors (``tests/unit/test_gcs_signing_vectors.py``).
 
 The provider signs the ``host`` header, plus ``content-type`` when the caller
 fixes it (then GCS refuses a PUT with another Content-Type); the payload is
-UNSIGNED-PAYLOAD. The canonical host drops a default port (``:443`` for https,
-``:80`` for http), as Google's vectors do; the URL keeps what it was given.
+UNSIGNED-PAYLOAD. The signed ``host`` is the host name without its port, as in
+Google's vectors (``localhost:8080`` signs ``host:localhost``); the URL keeps the port.
 """
 
 from __future__ import annotations
@@ -72,11 +72,6 @@ def object_path(bucket: str, key: str | None) -> str:
     return path if key is None else f"{path}/{quote(key, safe='/~')}"
 
 
-def _canonical_host(scheme: str, netloc: str) -> str:
-    default = {"https": ":443", "http": ":80"}.get(scheme)
-    return netloc[: -len(default)] if default and netloc.endswith(default) else netloc
-
-
 @dataclass(frozen=True, slots=True)
 class V4Request:
     """The strings a V4 signature is made over, and the URL it goes on."""
@@ -103,7 +98,7 @@ def v4_request(
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     scope = f"{now:%Y%m%d}/auto/storage/goog4_request"
     base = urlsplit(base_url)
-    signed = {"host": _canonical_host(base.scheme, base.netloc)}
+    signed = {"host": base.hostname or base.netloc}
     for name, value in (headers or {}).items():
         signed[name.lower()] = " ".join(value.split())  # canonical: trimmed, whitespace runs folded
     names = ";".join(sorted(signed))
