@@ -86,6 +86,8 @@ class GcpPersona:
     """Every token issued, with its scopes."""
     token_requests: list[tuple[str, ...]] = field(default_factory=list)
     email_requests: int = 0
+    metadata_requests: int = 0
+    """Every request the metadata server received, answered or not."""
     sign_requests: list[str] = field(default_factory=list)
     """The bearer token of each signBlob call."""
     url: str = ""
@@ -100,6 +102,7 @@ class GcpPersona:
     # -- metadata server ----------------------------------------------------------------
 
     async def _metadata_gate(self, request: web.Request) -> web.Response | None:
+        self.metadata_requests += 1
         if self.silent:
             await self._hang.wait()  # accepts, never answers (until close)
         if request.headers.get("Metadata-Flavor") != "Google":
