@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import pytest
-from faultproxy import FaultProxy, Request, Respond, gcs_error
+from faultproxy import FaultProxy, Request, gcs_error
 from personas.gcp import DEVSTORAGE_RW, GcpPersona, google_test_account
 from servers.fakegcs import GcsServer
 from vectors.gcs_v4 import POLICY_CASES, URL_CASES, when
@@ -321,8 +321,7 @@ async def test_cancel_during_token_backoff(
         # Google's default schedule: the first backoff may be up to 1 s, the budget 120 s.
         async with keyless_bucket(gcs_server, proxy, persona, retry_initial=1.0, retry_deadline=120.0) as b:
             task = asyncio.create_task(b.attrs("k"))
-            while not persona.token_requests:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(persona.asked.wait(), GUARD)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.wait_for(task, GUARD)
@@ -394,18 +393,20 @@ async def test_steady_429_ends_at_the_deadline(
 async def test_not_exists_race_lost_by_429_is_precondition_failed(
     gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with on_gcp(monkeypatch) as persona:
-        async with keyless_bucket(gcs_server, proxy, persona, retry_deadline=1.0) as b:
-            await put(b, "taken", b"the other writer's")
-            proxy.add_rule(
-                gcs_error(429, "rate limit", "rateLimitExceeded"),
-                method="POST",
-                query="ifGenerationMatch=0",
-                times=None,
-            )
-            with pytest.raises(aiobucket.PreconditionFailed):
-                await put(b, "taken", b"mine", preconditions=aiobucket.Preconditions(not_exists=True))
-            assert await read(b, "taken") == b"the other writer's"
+    async with (
+        on_gcp(monkeypatch) as persona,
+        keyless_bucket(gcs_server, proxy, persona, retry_deadline=1.0) as b,
+    ):
+        await put(b, "taken", b"the other writer's")
+        proxy.add_rule(
+            gcs_error(429, "rate limit", "rateLimitExceeded"),
+            method="POST",
+            query="ifGenerationMatch=0",
+            times=None,
+        )
+        with pytest.raises(aiobucket.PreconditionFailed):
+            await put(b, "taken", b"mine", preconditions=aiobucket.Preconditions(not_exists=True))
+        assert await read(b, "taken") == b"the other writer's"
 
 
 # -- 6. endpoints, billing, encryption, proxies ------------------------------------------

@@ -90,6 +90,8 @@ class GcpPersona:
     """Every request the metadata server received, answered or not."""
     sign_requests: list[str] = field(default_factory=list)
     """The bearer token of each signBlob call."""
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the token endpoint has been asked."""
     url: str = ""
     _runner: web.AppRunner | None = None
     _hang: asyncio.Event = field(default_factory=asyncio.Event)
@@ -115,6 +117,7 @@ class GcpPersona:
             return refused
         asked = tuple(s for s in request.query.get("scopes", "").split(",") if s)
         self.token_requests.append(asked)
+        self.asked.set()
         if self.token_failures > 0:
             self.token_failures -= 1
             return web.Response(status=503, text="metadata server temporarily unavailable")
