@@ -51,7 +51,6 @@ from ._gcloud import Auth, TokenUnavailable, make_session
 from ._retry import Kind, RetryPolicy, never_sent
 
 __all__ = [
-    "GCS_PUBLIC_ROOT",
     "GcsHttp",
     "HttpError",
     "HttpSettings",
@@ -61,7 +60,6 @@ __all__ = [
     "error_for_status",
 ]
 
-GCS_PUBLIC_ROOT = "https://storage.googleapis.com"
 # A 408 or 429 is a refusal before any work; a 5xx may come after the write was applied.
 _MAYBE_APPLIED_STATUS = frozenset({500, 502, 503, 504})
 T = TypeVar("T")

@@ -1,12 +1,19 @@
 """Google Cloud Storage backend: the JSON API over aiohttp, credentials from gcloud-aio.
 
-Configuration: ``gs://cloud-bucket-name[?endpoint=http://127.0.0.1:4443]``.
-``endpoint=`` (or ``STORAGE_EMULATOR_HOST``) points at an emulator and sends no
-credentials. Otherwise credentials come from the standard Google chain, or the
-``service_file`` option (a service-account JSON file). Other options:
-``connect_timeout``, ``read_timeout``, ``request_timeout`` (seconds),
-``retries`` (total attempts of each request), ``trace_configs``
-(aiohttp TraceConfig objects, for observability and tests).
+Configuration: ``gs://cloud-bucket-name[?endpoint=URL][&emulator=true]``.
+Credentials come from the standard Google chain (the ``service_file`` option,
+``GOOGLE_APPLICATION_CREDENTIALS``, gcloud's application-default login, or the
+metadata server on GKE, Cloud Run and Compute Engine) and are sent to any
+endpoint (Private Service Connect, regional); only an emulator named as one
+(``emulator=true``, or ``STORAGE_EMULATOR_HOST``) gets none. Options are parsed
+in ``_settings.py``: timeouts, the retry schedule, ``universe_domain``,
+``user_project`` (requester pays), ``kms_key_name`` (CMEK), a customer-supplied
+key (``encryption_key`` or ``encryption_key_env``), ``signing_service_account``,
+``iam_endpoint``, ``trace_configs`` (aiohttp TraceConfig objects). Proxies come
+from the environment (``HTTPS_PROXY``, ``NO_PROXY``).
+
+Signed URLs and upload forms are signed with the service account's key when the
+credentials hold one, and through IAM ``signBlob`` otherwise (``_iam.py``).
 
 Semantics at the contract level:
 
@@ -15,14 +22,17 @@ Semantics at the contract level:
   ``version=`` arguments are sent as ``generation=`` either way.
 * ``Preconditions.if_match`` takes an **ETag** (``ObjectAttrs.etag``, as on
   every backend). It is resolved to the object's current generation with a
-  metadata GET, and the write is sent with ``ifGenerationMatch=<generation>``,
-  so the check is atomic on the server. ``not_exists`` is ``ifGenerationMatch=0``.
+  metadata GET, and the write is sent with ``ifGenerationMatch=<generation>`` and
+  ``ifMetagenerationMatch=<metageneration>`` (an etag also changes with the
+  metadata), so the check is atomic on the server. ``not_exists`` is
+  ``ifGenerationMatch=0``.
 * A read first fetches the object's metadata, then downloads the media pinned to
   that generation, so a body never splices two versions; ``GetOptions.if_match``
   is compared to that metadata's etag.
 * Streams run without a total timeout (only connect and socket-read timeouts).
 
-Faults (decided in ``_retry.py``; ``retries`` bounds the attempts of each request):
+Faults (decided in ``_retry.py``: Google's schedule, 1 s doubling to 60 s, within
+a 120 s deadline per request; ``retries`` may bound the attempts too):
 
 * Reads, lists, metadata and starting a session retry on 408, 429, 5xx and
   connection errors; a metadata answer cut after its headers is retried too.
@@ -30,6 +40,9 @@ Faults (decided in ``_retry.py``; ``retries`` bounds the attempts of each reques
   idempotent in effect (the same bytes and attributes, or "gone"), which is the
   rule the S3 backend follows too. A delete whose retry finds nothing (404)
   after an attempt that may have been applied has succeeded.
+* A ``not_exists`` upload still refused with 429 at the deadline (other writers
+  at GCS's one-write-per-second limit) is resolved by reading the object: ours
+  is success, anything else PreconditionFailed.
 * A conditional write (``ifGenerationMatch``: ``not_exists``, ``if_match``,
   a generation-pinned delete) retries too; a 412 after an attempt that may have
   been applied is resolved by reading the object back and comparing its size,
@@ -259,16 +272,7 @@ class GcsProvider:
             )
         except HttpError as exc:
             if exc.status == 429 and gen == "0":
-                # Rate-limited to the end: others are writing this key (GCS allows one write
-                # per second per object). Whoever got there first won the race.
-                found = await read_back(lambda: self.resource(key, None), written, key, "upload")
-                if found is not None:
-                    return attrs_from_resource(found, versioned=self.versioned)
-                raise PreconditionFailed(
-                    "precondition not_exists failed: other writers hold this object at GCS's rate "
-                    "limit of one write per second (HTTP 429 until the retry deadline)",
-                    key=key,
-                ) from exc
+                return await self._rate_limited_race(key, written, exc)
             if exc.status != 412 or not exc.maybe_applied:
                 raise self.bucket_error(exc, key, "upload") from exc
             # Our earlier attempt may be what the precondition now meets.
@@ -286,6 +290,22 @@ class GcsProvider:
                 raise BackendError("upload: GCS sent an unreadable answer", key=key) from exc
             res = found
         return await self._verified(key, res, written, "upload")
+
+    async def _rate_limited_race(self, key: str, written: Written, exc: HttpError) -> ObjectAttrs:
+        """A ``not_exists`` upload refused with 429 to the deadline: others are writing this
+        key (GCS allows one write per second per object), so the race is settled by looking."""
+        try:
+            res: dict[str, Any] | None = await self.resource(key, None)
+        except ObjectNotFound:
+            res = None
+        if res is not None and written.stored_by(res):
+            return attrs_from_resource(res, versioned=self.versioned)  # an earlier attempt of ours won
+        state = "another writer's object is there" if res is not None else "the object is not there now"
+        raise PreconditionFailed(
+            f"precondition not_exists failed: other writers held this key at GCS's limit of one write "
+            f"per second until the retry deadline (HTTP 429 after {exc.attempts} attempts); {state}",
+            key=key,
+        ) from exc
 
     async def start_multipart(self, key: str, opts: PutOptions) -> ResumableUpload:
         return ResumableUpload(self, key, opts)
