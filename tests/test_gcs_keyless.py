@@ -282,6 +282,21 @@ async def test_silent_metadata_server_ends_in_permission_denied(
         )
 
 
+async def test_no_metadata_server_is_permission_denied_at_once(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off Google Cloud (metadata.google.internal does not resolve): no credentials, said so."""
+    monkeypatch.setenv("GCE_METADATA_HOST", "metadata.invalid")  # RFC 6761: never resolves
+    name = f"n-{uuid.uuid4().hex[:8]}"
+    settings = {"url": f"gs://{gcs_server.bucket}?endpoint={proxy.url}", **SMALL}
+    with config.override({name: settings}):
+        with pytest.raises(aiobucket.PermissionDenied, match="metadata server") as info:
+            await asyncio.wait_for(aiobucket.Bucket(name).attrs("k"), GUARD)
+        await aiobucket.aclose()
+    assert "emulator=true" in str(info.value)  # the usual fixes are named
+    assert proxy.requests == []
+
+
 async def test_metadata_server_errors_are_retried(
     gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

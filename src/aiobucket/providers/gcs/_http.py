@@ -386,6 +386,8 @@ class GcsHttp:
                     attempt += 1
                     continue
                 raise self._token_failed(auth, exc, attempt + 1, signing) from exc
+            except BucketError:
+                raise  # PermissionDenied is an OSError (PermissionError): never a network failure
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 if policy.retryable(kind, attempt, exc=exc) and await policy.wait(
                     attempt, started, what=what, reason=type(exc).__name__
@@ -477,6 +479,8 @@ class GcsHttp:
                     attempt += 1
                     continue
                 raise self._token_failed(auth, exc, attempt + 1, False) from exc
+            except BucketError:
+                raise  # PermissionDenied is an OSError (PermissionError): never a network failure
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 if policy.retryable(Kind.READ, attempt, exc=exc) and await policy.wait(
                     attempt, started, what=what, reason=type(exc).__name__

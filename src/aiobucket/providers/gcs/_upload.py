@@ -216,7 +216,9 @@ class ResumableUpload:
                     return None
                 # The server kept less than we sent (or wants the final total): resend from its offset.
                 attempt += 1
-                if not policy.resumable(attempt - 1, status=503) or policy.remaining(started) <= 0:
+                if (policy.attempts is not None and attempt >= policy.attempts) or policy.remaining(
+                    started
+                ) <= 0:
                     raise BackendError(
                         f"GCS keeps committing only {self._offset} of {end} bytes", key=self._key
                     )
