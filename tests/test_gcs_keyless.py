@@ -508,3 +508,91 @@ async def test_http_proxy_from_the_environment(
             await aiobucket.aclose()
             counting.wait_idle()
             assert len(counting.requests) == 1
+
+
+# -- who signs, and the settings ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("credentials", "option", "expected"),
+    [
+        (
+            {"type": "service_account", "client_email": "own@p.iam", "private_key": "x"},
+            "opt@p.iam",
+            "own@p.iam",
+        ),
+        (
+            {
+                "type": "impersonated_service_account",
+                "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/"
+                "serviceAccounts/target@p.iam.gserviceaccount.com:generateAccessToken",
+                "source_credentials": {"type": "authorized_user"},
+            },
+            "opt@p.iam",
+            "target@p.iam.gserviceaccount.com",
+        ),
+        (
+            {"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"},
+            "opt@p.iam",
+            "opt@p.iam",
+        ),
+    ],
+    ids=["credentials", "impersonation target", "option"],
+)
+async def test_the_signing_account_comes_from(
+    credentials: dict[str, Any], option: str, expected: str, tmp_path: Any, no_key: None
+) -> None:
+    from aiobucket.providers.gcs._gcloud import Auth
+
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps(credentials))
+    async with aiohttp.ClientSession() as session:
+        auth = Auth(
+            session,
+            api_root="https://storage.googleapis.com",
+            emulator=False,
+            service_file=str(path),
+            signing_service_account=option,
+        )
+        assert await auth.signing_email(1.0, "k") == expected
+
+
+def test_settings_for_universe_billing_and_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiobucket.providers.gcs._http import GcsHttp
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    opts = {"universe_domain": "example.net", "user_project": "payer"}
+    name, http = http_settings(BucketSettings(url="gs://data", options=opts), "d")
+    t = GcsHttp(http)
+    assert (name, t.root, t.iam_root) == (
+        "data",
+        "https://storage.example.net",
+        "https://iamcredentials.example.net",
+    )
+    params, headers = t.extras(t.object_url("data", "k"), None, None)
+    assert params == {"userProject": "payer"} and headers == {}
+
+    bad: list[dict[str, object]] = [
+        {"encryption_key": "c2hvcnQ="},  # not 32 bytes
+        {"encryption_key_env": "AIOBUCKET_UNSET_KEY"},
+        {"encryption_key": base64.b64encode(bytes(32)).decode(), "kms_key_name": "projects/p/k"},
+        {"retry_deadline": 0},
+        {"emulator": "maybe"},
+    ]
+    for options in bad:
+        with pytest.raises(aiobucket.InvalidArgument):
+            http_settings(BucketSettings(url="gs://data", options=options), "d")
+    with pytest.raises(aiobucket.InvalidArgument, match="endpoint"):
+        http_settings(BucketSettings(url="gs://data?emulator=true"), "d")
+    # STORAGE_EMULATOR_HOST names the emulator; another endpoint= still gets credentials.
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")
+    _, emu = http_settings(BucketSettings(url="gs://data"), "d")
+    assert (emu.endpoint, emu.emulator) == ("http://127.0.0.1:4443", True)
+    _, psc = http_settings(BucketSettings(url="gs://data?endpoint=https://storage-x.p.googleapis.com"), "d")
+    assert (psc.endpoint, psc.emulator) == ("https://storage-x.p.googleapis.com", False)
+    assert "encryption_key" not in repr(
+        http_settings(
+            BucketSettings(url="gs://data", options={"encryption_key": base64.b64encode(bytes(32)).decode()}),
+            "d",
+        )[1]
+    )
