@@ -24,8 +24,13 @@ One private aiohttp attribute is set, guarded, in :func:`make_session`:
 GET once when a kept-alive connection drops; for a resumable chunk that would
 resend bytes GCS may already have committed, and for every request it would
 hide an attempt from the retry policy (``_retry.py``), which must count them all.
-aiohttp has no public switch for it (3.9 - 3.14). The session trusts the
-environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``), as Google's clients do.
+aiohttp has no public switch for it (3.9 - 3.14).
+
+Proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``), as
+Google's clients take them, read once per host by :class:`EnvProxies`. The request
+session does not use aiohttp's ``trust_env``: that would also look ``~/.netrc`` up in
+a worker thread on every request. gcloud-aio's token refreshes, which take no proxy
+argument, get their own small session that does trust the environment.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ import json
 import os
 import re
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -46,6 +53,7 @@ __all__ = [
     "SIGNING_SCOPES",
     "STORAGE_SCOPES",
     "Auth",
+    "EnvProxies",
     "TokenSource",
     "TokenUnavailable",
     "make_session",
@@ -73,10 +81,38 @@ class TokenUnavailable(BackendError):
 def make_session(
     timeout: aiohttp.ClientTimeout, trace_configs: list[aiohttp.TraceConfig]
 ) -> aiohttp.ClientSession:
-    session = aiohttp.ClientSession(timeout=timeout, trace_configs=trace_configs or None, trust_env=True)
+    session = aiohttp.ClientSession(timeout=timeout, trace_configs=trace_configs or None)
     if hasattr(session, "_retry_connection"):
         session._retry_connection = False  # see the module docstring
     return session
+
+
+class EnvProxies:
+    """The proxy for a URL from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, looked up once per host."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def __call__(self, url: str) -> dict[str, Any]:
+        """``proxy`` and ``proxy_auth`` keyword arguments for an aiohttp request (or none)."""
+        parts = urlsplit(url)
+        where = (parts.scheme, parts.hostname or "")
+        found = self._known.get(where)
+        if found is None:
+            found = self._known[where] = _env_proxy(*where)
+        return found
+
+
+def _env_proxy(scheme: str, host: str) -> dict[str, Any]:
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(scheme)
+    if not proxy or urllib.request.proxy_bypass(host):  # NO_PROXY (on Linux, only the environment)
+        return {}
+    from yarl import URL
+
+    target = URL(proxy if "://" in proxy else f"http://{proxy}")
+    auth = aiohttp.BasicAuth.from_url(target) if target.user else None
+    return {"proxy": target.with_user(None), "proxy_auth": auth}
 
 
 def metadata_root() -> str:
@@ -162,12 +198,20 @@ def _consume(task: asyncio.Task[str]) -> None:
 
 
 async def metadata_json_or_text(
-    session: aiohttp.ClientSession, url: str, limit: float, params: dict[str, str] | None = None
+    session: aiohttp.ClientSession,
+    url: str,
+    limit: float,
+    params: dict[str, str] | None = None,
+    proxy: dict[str, Any] | None = None,
 ) -> bytes:
     """GET from the metadata server; an error status raises ClientResponseError."""
     # https://cloud.google.com/compute/docs/metadata/querying-metadata (the Metadata-Flavor header)
     async with session.get(
-        url, params=params, headers=METADATA_HEADERS, timeout=aiohttp.ClientTimeout(total=limit)
+        url,
+        params=params,
+        headers=METADATA_HEADERS,
+        timeout=aiohttp.ClientTimeout(total=limit),
+        **(proxy or {}),
     ) as resp:
         body = await resp.read()
         if resp.status != 200:
@@ -188,8 +232,11 @@ class Auth:
         emulator: bool,
         service_file: str | None,
         signing_service_account: str | None = None,
+        proxies: EnvProxies | None = None,
     ) -> None:
         self._session = session
+        self._proxies = proxies or EnvProxies()
+        self._token_session: aiohttp.ClientSession | None = None
         self.is_emulator = emulator
         self.api_root = api_root.rstrip("/")
         self._signing_account = signing_service_account
@@ -219,11 +266,15 @@ class Auth:
             params = {"scopes": ",".join(scopes)} if scopes == SIGNING_SCOPES else None
 
             async def from_metadata(limit: float) -> tuple[str, float]:
-                data = json.loads(await metadata_json_or_text(self._session, url, limit, params))
+                raw = await metadata_json_or_text(self._session, url, limit, params, self._proxies(url))
+                data = json.loads(raw)
                 return str(data["access_token"]), float(data.get("expires_in", 3600))
 
             return TokenSource(from_metadata, f"the metadata server at {self._metadata}")
-        token = _gcloud_token(service_file, self._session, scopes)
+        if self._token_session is None:
+            # gcloud-aio passes no proxy, so this session takes it from the environment itself.
+            self._token_session = aiohttp.ClientSession(trust_env=True)
+        token = _gcloud_token(service_file, self._token_session, scopes)
         kind = self.service_data.get("type", "unknown")
         where = (
             service_file
@@ -278,7 +329,8 @@ class Auth:
         url = f"{self._metadata}/computeMetadata/v1/instance/service-accounts/default/email"
         try:
             async with asyncio.timeout(limit):
-                return (await metadata_json_or_text(self._session, url, limit)).decode().strip()
+                raw = await metadata_json_or_text(self._session, url, limit, proxy=self._proxies(url))
+                return raw.decode().strip()
         except aiohttp.ClientResponseError as exc:
             if self._signing_account:
                 return self._signing_account
@@ -295,10 +347,12 @@ class Auth:
                 f"the metadata server's service-account email: {type(exc).__name__}"
             ) from exc
 
-    def cancel(self) -> None:
+    async def aclose(self) -> None:
         for source in (self.storage, self.signing):
             if source is not None:
                 source.cancel()
+        if self._token_session is not None:
+            await self._token_session.close()
 
 
 def _gcloud_token(service_file: str | None, session: aiohttp.ClientSession, scopes: tuple[str, ...]) -> Any:

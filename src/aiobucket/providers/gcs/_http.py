@@ -47,7 +47,7 @@ from ...errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
 )
-from ._gcloud import Auth, TokenUnavailable, make_session
+from ._gcloud import Auth, EnvProxies, TokenUnavailable, make_session
 from ._retry import Kind, RetryPolicy, never_sent
 
 __all__ = [
@@ -194,6 +194,7 @@ class GcsHttp:
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
+        self._proxies = EnvProxies()
         self._auth: Auth | None = None
         self._closed = False
         s = settings
@@ -222,6 +223,7 @@ class GcsHttp:
                 emulator=s.emulator,
                 service_file=s.service_file,
                 signing_service_account=s.signing_service_account,
+                proxies=self._proxies,
             )
         return self._session, self._auth
 
@@ -327,9 +329,10 @@ class GcsHttp:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._auth is not None:
-            self._auth.cancel()
-        session, self._session, self._auth = self._session, None, None
+        auth, self._auth = self._auth, None
+        if auth is not None:
+            await auth.aclose()
+        session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
 
@@ -371,7 +374,7 @@ class GcsHttp:
             hdrs: dict[str, str] = headers
             try:
                 hdrs = {**headers, **await self._authorize(auth, started, signing)}
-                once = self._exchange(session, method, url, params, hdrs, data, timeout)
+                once = self._exchange(session, method, url, params, hdrs, data, timeout, self._proxies(url))
                 status, rheaders, body = await (run_to_completion(once) if shield else once)
                 if status in ok and check is not None:
                     try:
@@ -429,10 +432,11 @@ class GcsHttp:
         headers: Mapping[str, str],
         data: bytes | memoryview | None,
         limits: aiohttp.ClientTimeout,
+        proxy: Mapping[str, Any],
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One attempt, its answer read whole and the connection released."""
         async with session.request(
-            method, url, params=params, headers=headers, data=data, timeout=limits
+            method, url, params=params, headers=headers, data=data, timeout=limits, **proxy
         ) as resp:
             try:
                 body = await resp.read()
@@ -470,7 +474,12 @@ class GcsHttp:
                 hdrs = {**headers, **await self._authorize(auth, started, False)}
                 # The bytes as served: a gzip-encoded object stays compressed (see _download.py).
                 resp = await session.get(
-                    url, params=params, headers=hdrs, timeout=self._long, auto_decompress=False
+                    url,
+                    params=params,
+                    headers=hdrs,
+                    timeout=self._long,
+                    auto_decompress=False,
+                    **self._proxies(url),
                 )
             except asyncio.CancelledError:
                 raise
