@@ -329,6 +329,18 @@ async def test_401_refreshes_the_token_once(
         assert len(persona.token_requests) == 3
 
 
+async def test_signblob_401_refreshes_the_signing_token(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with on_gcp(monkeypatch) as persona, keyless_bucket(gcs_server, proxy, persona) as b:
+        await b.signed_download_url("a")
+        persona.revoke_all()  # IAM now answers 401 to the cached signing token
+        await b.signed_download_url("a")
+        first, revoked, fresh = persona.sign_requests
+        assert first == revoked != fresh and fresh in persona.tokens
+        assert len(persona.token_requests) == 2
+
+
 async def test_cancel_during_token_backoff(
     gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
