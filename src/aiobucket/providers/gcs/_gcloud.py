@@ -160,7 +160,7 @@ class TokenSource:
         except aiohttp.ClientResponseError as exc:
             if exc.status in (400, 401, 403, 404):
                 raise PermissionDenied(
-                    f"GCS credentials ({self.source}) were refused: HTTP {exc.status} {exc.message}"
+                    f"GCS credentials ({self.source}) were refused: HTTP {exc.status} {exc.message}; {_FIX}"
                 ) from exc
             raise TokenUnavailable(f"{self.source}: HTTP {exc.status} {exc.message}") from exc
         except aiohttp.ClientConnectorDNSError as exc:
