@@ -132,14 +132,15 @@ Fetch = Callable[[float], Awaitable[tuple[str, float]]]
 class TokenSource:
     """One cached token for one set of scopes, fetched by a single flight."""
 
-    def __init__(self, fetch: Fetch, source: str) -> None:
+    def __init__(self, fetch: Fetch, source: str, *, metadata: bool = False) -> None:
         self._fetch = fetch
         self.source = source
         """Which credential this is, for error messages."""
+        self._metadata = metadata
+        """The metadata server: a name that does not resolve means "not on Google Cloud"."""
         self._token: str | None = None
         self._fresh_until = 0.0
         self._flight: asyncio.Task[str] | None = None
-        self.fetches = 0
 
     async def get(self, limit: float) -> str:
         if self._token is not None and time.monotonic() < self._fresh_until:
@@ -151,7 +152,6 @@ class TokenSource:
         return await asyncio.shield(self._flight)
 
     async def _refresh(self, limit: float) -> str:
-        self.fetches += 1
         try:
             async with asyncio.timeout(limit):
                 token, ttl = await self._fetch(limit)
@@ -164,6 +164,8 @@ class TokenSource:
                 ) from exc
             raise TokenUnavailable(f"{self.source}: HTTP {exc.status} {exc.message}") from exc
         except aiohttp.ClientConnectorDNSError as exc:
+            if not self._metadata:
+                raise TokenUnavailable(f"{self.source}: {exc}") from exc
             raise PermissionDenied(
                 f"no GCS credentials: {self.source} cannot be resolved ({exc}); {_FIX}"
             ) from exc
@@ -270,7 +272,7 @@ class Auth:
                 data = json.loads(raw)
                 return str(data["access_token"]), float(data.get("expires_in", 3600))
 
-            return TokenSource(from_metadata, f"the metadata server at {self._metadata}")
+            return TokenSource(from_metadata, f"the metadata server at {self._metadata}", metadata=True)
         if self._token_session is None:
             # gcloud-aio passes no proxy, so this session takes it from the environment itself.
             self._token_session = aiohttp.ClientSession(trust_env=True)
