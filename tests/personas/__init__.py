@@ -1,6 +1,7 @@
-"""Personas: rules in the test proxy (tests/faultproxy.py) that make a real server answer as
-another provider's documentation, or its issue tracker, says that provider does.
+"""Personas: small servers on 127.0.0.1, or rules in the test proxy (tests/faultproxy.py),
+that answer as a provider's documentation (or its issue tracker) says.
 
-A persona imitates the outside world; it never stubs aiobucket's own code. Each rule
-names its source in a comment beside it.
+Each rule cites the documentation page it follows. They stand in for services the tests
+cannot reach (Google's metadata server and IAM, S3-compatible stores, ...); they are never
+mocks of our own code.
 """
