@@ -167,3 +167,28 @@ async def test_doctor_sees_the_persona(case: tuple[Persona, S3Server]) -> None:
         d = await diagnose(p, f"{bucket.name}/")
         seen = {k: d.observed[k] for k in persona.observed}
         assert seen == persona.observed, d.notes
+
+
+@pytest.mark.parametrize("case", ["ignores_conditionals"], indirect=True)
+async def test_precheck_refuses_outside_a_race_window(case: tuple[Persona, S3Server]) -> None:
+    """conditional_put=precheck on a store that ignores the headers: aiobucket HEADs first,
+    so a not_exists write onto an existing object is refused (only a race can slip by)."""
+    persona, server = case
+    options = {
+        "conditional_put": "precheck",
+        "conditional_complete": "precheck",
+        "conditional_copy": "precheck",
+    }
+    with through(server, persona, "garage", **options) as (bucket, _):
+        await put(bucket, "k", b"first")
+        await put(bucket, "src", b"source")
+        not_exists = Preconditions(not_exists=True)
+        with pytest.raises(PreconditionFailed):
+            await put(bucket, "k", b"second", preconditions=not_exists)
+        with pytest.raises(PreconditionFailed):
+            await put(bucket, "k", payload(PART + 10, seed=5), preconditions=not_exists)
+        with pytest.raises(PreconditionFailed):
+            await bucket.copy("src", "k", preconditions=not_exists)
+        assert await get(bucket, "k") == b"first"
+        await put(bucket, "fresh", b"new", preconditions=not_exists)  # and a fresh key is written
+        assert await get(bucket, "fresh") == b"new"

@@ -362,6 +362,8 @@ class S3Provider:
         pre = opts.preconditions
         checksum, md5_hex, payload_hash = await self.body_hashes(view, whole=True, keep_md5=bool(pre))
         headers = {**object_headers(opts), **precondition_headers(pre), **checksum}
+        if pre and self.store.conditional_put == "precheck":
+            await self.precheck(key, pre)  # the store may ignore the headers: check first
         resp = await self.send(
             "upload", "PUT", key, headers=headers, body=view, payload_hash=payload_hash, shield=True
         )
