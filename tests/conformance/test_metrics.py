@@ -23,7 +23,7 @@ pytestmark = pytest.mark.anyio
 _READER: InMemoryMetricReader | None = None
 BACKEND_NAMES = {
     "moto": "s3", "memory": "memory", "local": "local", "s3": "s3", "rgw": "s3", "gcs": "gcs",
-    "ministack": "s3",
+    "ministack": "s3", "b2": "s3", "garage": "s3",
 }  # fmt: skip
 
 

@@ -14,9 +14,11 @@ signature (tests/servers/moto.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import pytest
 from faultproxy import FaultProxy, Request, Rewrite, s3_error
+from servers.seaweedfs_server import S3Server
 
 __all__ = ["PERSONAS", "Persona"]
 
@@ -141,3 +143,26 @@ PERSONAS = {
         ),
     )
 }
+
+
+_RUNNING: dict[str, S3Server] = {}
+
+
+def conformance_target(
+    name: str, provider: str, request: pytest.FixtureRequest, versioned: bool
+) -> dict[str, object]:
+    """Bucket settings for the conformance suite through persona ``name``, declared as
+    ``provider``: one proxy per persona for the session, in front of its upstream server."""
+    persona = PERSONAS[name]
+    if name not in _RUNNING:
+        upstream: S3Server = request.getfixturevalue(
+            "s3_server" if persona.upstream == "s3" else "moto_server"
+        )
+        proxy = FaultProxy(upstream.endpoint).start()
+        request.config.add_cleanup(proxy.stop)
+        persona.rules(proxy)
+        _RUNNING[name] = replace(upstream, endpoint=proxy.url)
+    server = _RUNNING[name]
+    settings = server.settings(versioned, **persona.options)
+    settings["url"] = str(settings["url"]).replace(f"provider={server.provider}", f"provider={provider}")
+    return settings

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ._profiles import StoreProfile
     from ._provider import S3Provider
 
-__all__ = ["FALLBACK_STATUSES", "fall_back", "learn"]
+__all__ = ["FALLBACK_STATUSES", "after_resend", "fall_back", "learn"]
 
 log = logging.getLogger("aiobucket.s3")
 
@@ -64,6 +64,21 @@ def _names_checksum_header(resp: Response) -> bool:
     return "x-amz-checksum" in text or (resp.code in _UNSUPPORTED and "checksum" in text)
 
 
+def _bodyless_mode_refusal(resp: Response, headers: dict[str, str]) -> bool:
+    return (
+        resp.status == 400
+        and not resp.code
+        and "x-amz-checksum-mode" in headers
+        and "x-amz-bucket-region" not in resp.headers  # a region redirect, not ours
+    )
+
+
+def after_resend(p: S3Provider, first: Response, headers: dict[str, str], second: Response) -> None:
+    """Learn from a tentative resend: a HEAD that succeeded without x-amz-checksum-mode."""
+    if _bodyless_mode_refusal(first, headers) and second.status != 400:
+        learn(p, "the store answered 400 to x-amz-checksum-mode on HEAD", checksum_mode=False)
+
+
 def fall_back(
     p: S3Provider, resp: Response, headers: dict[str, str], body: memoryview | bytes | None
 ) -> dict[str, str] | None:
@@ -73,6 +88,11 @@ def fall_back(
         learn(p, "the store refuses path-style requests (SecondLevelDomainForbidden)", addressing="virtual")
         p._ep = None  # rebuilt with the bucket in the host
         return headers
+    if _bodyless_mode_refusal(resp, headers):
+        # A HEAD answer has no body to name the header (B2 answered 400 to
+        # x-amz-checksum-mode: github.com/vatesfr/xen-orchestra/issues/8358): resend once
+        # without it; a read changes nothing. Learnt only if that answer is no 400.
+        return {k: v for k, v in headers.items() if k != "x-amz-checksum-mode"}
     if not any(h.startswith("x-amz-checksum") for h in headers) or not _names_checksum_header(resp):
         return None
     learn(

@@ -75,7 +75,7 @@ from ..base import (
     check_read,
 )
 from ._errors import error_for
-from ._fallback import FALLBACK_STATUSES, fall_back, learn
+from ._fallback import FALLBACK_STATUSES, after_resend, fall_back, learn
 from ._profiles import StoreProfile, gcs_hint
 from ._retry import RetryPolicy
 from ._settings import S3Settings, parse_settings
@@ -286,9 +286,11 @@ class S3Provider:
         if resp.status in FALLBACK_STATUSES:
             retry_headers = fall_back(self, resp, base_headers, body)
             if retry_headers is not None:  # nothing was stored: resend once, as the store allows
+                first = resp
                 resp = await self._send(
                     op, method, tail, retry_headers, body, payload_hash, stream, shield, check
                 )
+                after_resend(self, first, base_headers, resp)
         return resp
 
     async def _send(
