@@ -94,7 +94,9 @@ def test_repeated_query_parameter_is_one_line_of_sorted_values() -> None:
     same = string_to_sign("GET", ACCOUNT, "/a/c", [("include", "metadata%2Csnapshots")], {})
     assert text == same
     # and the single-parameter form is what the SDK signs
-    assert shared_key(ACCOUNT, KEY, same) == sdk_authorization("GET", "/a/c", [("include", "metadata%2Csnapshots")], {})
+    assert shared_key(ACCOUNT, KEY, same) == sdk_authorization(
+        "GET", "/a/c", [("include", "metadata%2Csnapshots")], {}
+    )
 
 
 @settings(max_examples=300, deadline=None)

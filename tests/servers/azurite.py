@@ -18,7 +18,15 @@ import pytest
 from servers._proc import missing, stop, tail
 from servers.azurite_server import ACCOUNT, ACCOUNT_KEY, NAME, AzuriteServer, azurite_binary, start
 
-__all__ = ["ACCOUNT", "ACCOUNT_KEY", "NAME", "QUIRKS", "AzuriteServer", "azurite_server", "conformance_target"]
+__all__ = [
+    "ACCOUNT",
+    "ACCOUNT_KEY",
+    "NAME",
+    "QUIRKS",
+    "AzuriteServer",
+    "azurite_server",
+    "conformance_target",
+]
 
 QUIRKS: dict[str, str] = {
     "no_versions": (

@@ -86,7 +86,9 @@ def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
         raise InvalidArgument(f"{where}: az:// needs the storage account: az://{container}?account=NAME")
     account = _str("account", where, merged["account"])
     if not _ACCOUNT.match(account):
-        raise InvalidArgument(f"{where}: {account!r} is not a storage account name (3-24 lowercase letters/digits)")
+        raise InvalidArgument(
+            f"{where}: {account!r} is not a storage account name (3-24 lowercase letters/digits)"
+        )
     endpoint = merged.get("endpoint")
     if endpoint is None:
         endpoint = f"https://{account}.blob.core.windows.net"
@@ -114,7 +116,12 @@ def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
         account_key=_str("account_key", where, key) if key is not None else None,
         sas_token=_str("sas_token", where, sas).lstrip("?") if sas is not None else None,
         max_pool_connections=int(
-            _number("max_pool_connections", where, opts.get("max_pool_connections", max(64, concurrency * 2 + 10)), int)
+            _number(
+                "max_pool_connections",
+                where,
+                opts.get("max_pool_connections", max(64, concurrency * 2 + 10)),
+                int,
+            )
         ),
         max_attempts=int(_number("max_attempts", where, opts.get("max_attempts", 5), int)),
         connect_timeout=_number("connect_timeout", where, opts.get("connect_timeout", 10.0), float),

@@ -94,9 +94,18 @@ def string_to_sign(
         elif name == "range":
             value = ""  # ranges are sent as x-ms-range
         slots.append(value)
-    ms = sorted(((k, v) for k, v in headers.items() if k.startswith("x-ms-")), key=lambda kv: collation_key(kv[0]))
+    ms = sorted(
+        ((k, v) for k, v in headers.items() if k.startswith("x-ms-")), key=lambda kv: collation_key(kv[0])
+    )
     canonical_headers = "".join(f"{k}:{v}\n" for k, v in ms)
-    return f"{method}\n" + "\n".join(slots) + "\n" + canonical_headers + f"/{account}{path}" + _canonical_query(query)
+    return (
+        f"{method}\n"
+        + "\n".join(slots)
+        + "\n"
+        + canonical_headers
+        + f"/{account}{path}"
+        + _canonical_query(query)
+    )
 
 
 def hmac_b64(key: bytes, text: str) -> str:
