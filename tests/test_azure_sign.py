@@ -56,8 +56,15 @@ def requests(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, str]], dict[str
     length = draw(st.sampled_from([None, 0, 1, 4096, 1 << 30]))
     if length is not None:
         headers["content-length"] = str(length)
-    for std in draw(st.lists(st.sampled_from(["content-md5", "content-type", "if-match", "if-none-match",
-                                              "content-encoding", "if-modified-since"]), unique=True)):  # fmt: skip
+    standard = [
+        "content-md5",
+        "content-type",
+        "if-match",
+        "if-none-match",
+        "content-encoding",
+        "if-modified-since",
+    ]
+    for std in draw(st.lists(st.sampled_from(standard), unique=True)):
         headers[std] = draw(header_values)
     return method, path, query, headers
 

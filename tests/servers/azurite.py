@@ -31,7 +31,7 @@ __all__ = [
 QUIRKS: dict[str, str] = {
     "no_versions": (
         "Azurite 3.35 has no blob versioning (x-ms-version-id is never set and versionid= is "
-        "ignored), so a versioned bucket keeps no versions"
+        "ignored); the provider refuses versioned buckets with NotSupported"
     ),
     "suffix_range_500": "Azurite 3.35 answers a suffix range (x-ms-range: bytes=-N) with 500",
     "range_at_size_206": (
@@ -45,8 +45,20 @@ QUIRKS: dict[str, str] = {
     "user_delegation_sas_needs_oauth": (
         "Azurite 3.35 issues user-delegation keys only to OAuth (bearer token) requests over HTTPS"
     ),
+    # Azure itself, not only Azurite: the rules of the service that a conformance test
+    # written for S3 semantics meets.
+    "azure_metadata_identifiers": (
+        "Azure takes only C# identifiers as metadata names (no '-'): the provider refuses others "
+        "with InvalidArgument (https://learn.microsoft.com/rest/api/storageservices/"
+        "setting-and-retrieving-properties-and-metadata-for-blob-resources)"
+    ),
+    "azure_sas_no_header_limits": (
+        "an Azure SAS cannot fix a PUT's Content-Type or size, and a PUT must send "
+        "x-ms-blob-type: BlockBlob: signed PUT URLs with content_type raise NotSupported "
+        "(https://learn.microsoft.com/rest/api/storageservices/create-service-sas)"
+    ),
 }
-"""Azurite 3.35 differences from Azure Blob Storage."""
+"""Azurite 3.35 differences from Azure Blob Storage, then Azure's own differences from S3."""
 
 INSTALL_HINT = "run .ci/run once (it installs azurite@3.35.0 with npm under .tools/azurite)"
 

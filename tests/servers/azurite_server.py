@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 @dataclass(frozen=True)
 class AzuriteServer:
     endpoint: str
-    """The account URL: http://127.0.0.1:PORT/devstoreaccount1."""
+    """http://127.0.0.1:PORT (the account is the first path segment, as for any IP endpoint)."""
     container: str
     log: Path
 
@@ -41,7 +41,7 @@ class AzuriteServer:
     def connection_string(self) -> str:
         return (
             f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={self.endpoint};"
+            f"BlobEndpoint={self.endpoint}/{ACCOUNT};"
         )
 
 
@@ -86,11 +86,11 @@ def start(base: Path, binary: str) -> tuple[subprocess.Popen[bytes], AzuriteServ
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}/{ACCOUNT}"
+    endpoint = f"http://127.0.0.1:{port}"
     try:
         # Any HTTP answer (400 for a bare GET of the account) means it listens.
-        wait_until(lambda: http_status(f"{endpoint}?comp=list") != 0, proc, 60, NAME, log)
-        create_container(endpoint, CONTAINER)
+        wait_until(lambda: http_status(f"{endpoint}/{ACCOUNT}?comp=list") != 0, proc, 60, NAME, log)
+        create_container(f"{endpoint}/{ACCOUNT}", CONTAINER)
     except BaseException:
         stop(proc)
         raise

@@ -33,7 +33,9 @@ import base64
 import builtins
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+import ipaddress
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -111,6 +113,7 @@ CAPABILITIES = Capabilities(
 )
 
 Query = list[tuple[str, str]]
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COPY_POLL_MAX = 2.0
 
 
@@ -130,6 +133,26 @@ def check_key(key: str) -> None:
         )
 
 
+def _ip_style(host: str | None) -> bool:
+    if host is None or host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def check_metadata(metadata: Mapping[str, str]) -> None:
+    """Azure metadata names are C# identifiers: refuse others before any I/O."""
+    for name in metadata:
+        if not _IDENTIFIER.match(name):
+            raise InvalidArgument(
+                f"metadata key {name!r}: Azure Blob Storage takes only C# identifiers as metadata "
+                "names (letters, digits and '_', not starting with a digit); use '_' instead of '-'"
+            )
+
+
 def _md5_b64(hex_md5: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_md5)).decode()
 
@@ -137,6 +160,7 @@ def _md5_b64(hex_md5: str) -> str:
 def object_headers(opts: PutOptions) -> dict[str, str]:
     """A blob's properties and metadata as request headers (``x-ms-blob-*``: the plain
     Content-Type of a Put Blob would be the request's own, and aiohttp never adds one)."""
+    check_metadata(opts.metadata)
     headers = {"x-ms-blob-content-type": opts.content_type}
     if opts.cache_control is not None:
         headers["x-ms-blob-cache-control"] = opts.cache_control
@@ -190,6 +214,10 @@ class AzureProvider:
         endpoint = URL(settings.endpoint)
         self._origin = str(endpoint.origin())
         self._base_path = endpoint.raw_path.rstrip("/")
+        if not self._base_path and _ip_style(endpoint.host):
+            # An emulator at an IP address or localhost (Azurite) names the account in the
+            # path, as the SDK assumes for such endpoints.
+            self._base_path = "/" + settings.account
         self.auth: Auth = make_auth(settings)
 
     # -- the one request path ------------------------------------------------------------
@@ -351,7 +379,8 @@ class AzureProvider:
         if opts.if_match is not None:
             headers["if-match"] = quote_etag(opts.if_match)
         if opts.if_none_match is not None:
-            headers["if-none-match"] = quote_etag(opts.if_none_match) if opts.if_none_match != "*" else "*"
+            if opts.if_none_match != "*":  # Azure: 400 UnsatisfiableCondition; check_read decides
+                headers["if-none-match"] = quote_etag(opts.if_none_match)
         elif opts.if_modified_since is not None:
             headers["if-modified-since"] = format_http_date(opts.if_modified_since)
         ranged = bool(opts.offset) or opts.length is not None
@@ -615,10 +644,11 @@ class AzureProvider:
         if method not in ("GET", "PUT"):
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
         check_key(key)
-        if content_length is not None:
+        if method == "PUT" and (content_length is not None or content_type is not None):
+            what = "content_length" if content_length is not None else "content_type"
             raise NotSupported(
-                "a signed PUT URL cannot fix content_length on Azure (a SAS has no size limit); "
-                "signed_upload_form is not available either",
+                f"a signed PUT URL cannot fix {what} on Azure (a SAS has no size or Content-Type "
+                "limit); signed_upload_form is not available either",
                 key=key,
             )
         if version is not None:

@@ -58,7 +58,10 @@ class AzureSettings:
     backoff_max: float = 5.0
 
     def __repr__(self) -> str:  # never print the key or the token
-        return f"AzureSettings(container={self.container!r}, account={self.account!r}, endpoint={self.endpoint!r})"
+        return (
+            f"AzureSettings(container={self.container!r}, account={self.account!r}, "
+            f"endpoint={self.endpoint!r})"
+        )
 
 
 def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:

@@ -14,8 +14,8 @@ import base64
 import binascii
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from xml.sax.saxutils import escape
 
 from ...types import ListEntry
