@@ -150,11 +150,14 @@ async def test_user_delegation_key_is_issued_to_a_bearer_token(azurite_server: A
         b"<?xml version='1.0' encoding='utf-8'?><KeyInfo><Start>2026-12-06T00:00:00Z</Start>"
         b"<Expiry>2026-12-07T00:00:00Z</Expiry></KeyInfo>"
     )
-    async with aiohttp.ClientSession() as s, s.post(
-        f"{azurite_server.endpoint}/devstoreaccount1/?restype=service&comp=userdelegationkey",
-        data=body,
-        headers={"Authorization": "Bearer " + _emulator_jwt(), "x-ms-version": "2025-01-05"},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{azurite_server.endpoint}/devstoreaccount1/?restype=service&comp=userdelegationkey",
+            data=body,
+            headers={"Authorization": "Bearer " + _emulator_jwt(), "x-ms-version": "2025-01-05"},
+        ) as resp,
+    ):
         assert resp.status == 200, await resp.text()
 
 
