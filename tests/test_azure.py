@@ -305,3 +305,25 @@ async def test_copy_with_new_attributes_keeps_the_md5(bucket: aiobucket.Bucket) 
     assert attrs.md5 == hashlib.md5(b"copy me").hexdigest()
     with pytest.raises(aiobucket.PreconditionFailed):
         await bucket.copy("src", "dst", preconditions=aiobucket.Preconditions(not_exists=True))
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+
+
+def test_cli_copies_lists_and_removes_on_azure(tmp_path, azurite_server: AzuriteServer) -> None:
+    from test_cli import ok
+
+    s = azurite_server.settings()
+    prefix = f"cli-{uuid.uuid4().hex[:8]}/"
+    (tmp_path / "aiobucket.toml").write_text(
+        f'[buckets.blobs]\nurl = "{s["url"]}"\naccount_key = "{s["account_key"]}"\nkey_prefix = "{prefix}"\n'
+    )
+    cfg = tmp_path / "aiobucket.toml"
+    (tmp_path / "note.txt").write_bytes(b"hello azure\n")
+    ok(tmp_path, "cp", "note.txt", "blobs:dir/note.txt", config=cfg)
+    assert ok(tmp_path, "cat", "blobs:dir/note.txt", config=cfg) == b"hello azure\n"
+    assert b"dir/note.txt" in ok(tmp_path, "ls", "-r", "blobs:", config=cfg)
+    assert b"md5" in ok(tmp_path, "stat", "blobs:dir/note.txt", config=cfg)
+    assert b"sig=" in ok(tmp_path, "url", "--signed", "get", "blobs:dir/note.txt", config=cfg)
+    ok(tmp_path, "rm", "blobs:dir/note.txt", config=cfg)
+    assert ok(tmp_path, "ls", "-r", "blobs:", config=cfg) == b""
