@@ -185,3 +185,42 @@ async def test_a_stalled_resend_does_not_stall_the_upload(
         assert attrs.size == len(data)
         assert await b.download("k").read() == data
         await aiobucket.aclose()
+
+
+# -- Azure's documented answers where Azurite differs (tests/personas/azure.py) ----------------
+
+
+async def test_a_pending_copy_is_polled_until_it_ends(bucket: aiobucket.Bucket, proxy: FaultProxy) -> None:
+    from personas.azure import copy_pending
+
+    await put(bucket, "src", b"copied bytes")
+    copy_pending(proxy, "/dst", polls=3)
+    attrs = await bucket.copy("src", "dst")
+    assert attrs.md5 == hashlib.md5(b"copied bytes").hexdigest()
+    proxy.wait_idle()
+    heads = [r for r in proxy.requests if r.method == "HEAD" and r.path.endswith("/dst")]
+    assert len(heads) >= 4  # three pending polls, then the one that saw success
+    assert await bucket.download("dst").read() == b"copied bytes"
+
+
+@pytest.mark.parametrize("status", ["failed", "aborted"])
+async def test_a_copy_that_fails_later_is_an_error(
+    bucket: aiobucket.Bucket, proxy: FaultProxy, status
+) -> None:
+    from personas.azure import copy_ends
+
+    await put(bucket, "src", b"x")
+    copy_ends(proxy, "/dst", status)
+    with pytest.raises(aiobucket.BackendError, match=status):
+        await bucket.copy("src", "dst")
+
+
+async def test_range_past_the_end_answered_416_as_azure_does(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    from personas.azure import range_past_the_end_is_416
+
+    await put(bucket, "k", b"0123456789")
+    range_past_the_end_is_416(proxy)
+    with pytest.raises(aiobucket.RangeNotSatisfiable):
+        await bucket.download("k", offset=10).read()
