@@ -205,6 +205,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     ap.add_argument("--worker", nargs=3, metavar=("LIB", "SCENARIO", "ENV"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -233,7 +234,7 @@ def main() -> None:
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
         for r in range(rounds):
-            for scenario in SCENARIOS:
+            for scenario in [x for x in SCENARIOS if x in args.only.split(",")]:
                 order = LIBS[r % len(LIBS) :] + LIBS[: r % len(LIBS)]
                 for lib in order:
                     out = subprocess.run(
@@ -241,7 +242,8 @@ def main() -> None:
                         capture_output=True, text=True, check=False, timeout=900,
                     )  # fmt: skip
                     if out.returncode != 0:
-                        print(f"{lib} {scenario} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+                        tail = (out.stderr or out.stdout)[-2000:]
+                        print(f"{lib} {scenario} failed ({out.returncode}):\n{tail}", file=sys.stderr)
                         continue
                     results.setdefault((lib, scenario), []).append(json.loads(out.stdout.splitlines()[-1]))
     finally:
@@ -253,7 +255,7 @@ def main() -> None:
     )
     print("| library | scenario | rate | client CPU |")
     print("|---|---|---|---|")
-    for scenario in SCENARIOS:
+    for scenario in [x for x in SCENARIOS if x in args.only.split(",")]:
         for lib in LIBS:
             runs = results.get((lib, scenario))
             if not runs:
