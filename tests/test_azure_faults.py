@@ -8,6 +8,7 @@ made. Azure's transient answers are 503 ServerBusy and 500 OperationTimedOut / I
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import uuid
@@ -224,3 +225,60 @@ async def test_range_past_the_end_answered_416_as_azure_does(
     range_past_the_end_is_416(proxy)
     with pytest.raises(aiobucket.RangeNotSatisfiable):
         await bucket.download("k", offset=10).read()
+
+
+class _StaticToken:
+    """Stands in for azure-identity (the outside world): a fixed AAD token."""
+
+    async def get_token(self, *scopes: str) -> object:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken("aad-token-for-tests", 4102444800)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_user_delegation_sas_with_aad_credentials(
+    azurite_server: AzuriteServer, proxy: FaultProxy
+) -> None:
+    """No account key: the signed URL is a user-delegation SAS over a key fetched with the
+    bearer token, equal to what generate_blob_sas makes from that key."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from azure.storage.blob import UserDelegationKey, generate_blob_sas
+    from personas.azure import user_delegation_key
+
+    from aiobucket import _runtime
+    from aiobucket.providers.azure._auth import TokenAuth
+
+    value = base64.b64encode(bytes(range(32))).decode()
+    fields = user_delegation_key(proxy, value)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    settings = azurite_server.settings(key_prefix=f"{name}/")
+    del settings["account_key"]
+    settings["url"] = str(settings["url"]).replace(azurite_server.endpoint, proxy.url)
+    with config.override({name: settings}):
+        b = aiobucket.Bucket(name)
+        p = _runtime.provider_for(b.name, b.config)[0]
+        inner = getattr(p, "inner", p)
+        assert isinstance(inner.auth, TokenAuth)
+        inner.auth._credential = _StaticToken()
+        url = await b.signed_download_url("a b.txt")
+        again = await b.signed_upload_url("a b.txt")
+        await aiobucket.aclose()
+    proxy.wait_idle()
+    [fetch] = [r for r in proxy.requests if "userdelegationkey" in r.query]  # fetched once, reused
+    assert fetch.header("Authorization") == "Bearer aad-token-for-tests"
+    q = dict(parse_qsl(urlsplit(url).query))
+    assert (q["skoid"], q["sktid"], q["sp"], q["sr"]) == (fields["SignedOid"], fields["SignedTid"], "r", "b")
+    assert dict(parse_qsl(urlsplit(again).query))["sp"] == "cw"
+    key = UserDelegationKey()
+    key.signed_oid, key.signed_tid = fields["SignedOid"], fields["SignedTid"]
+    key.signed_start, key.signed_expiry = fields["SignedStart"], fields["SignedExpiry"]
+    key.signed_service, key.signed_version, key.value = "b", fields["SignedVersion"], value
+    sdk = generate_blob_sas(
+        "devstoreaccount1", azurite_server.container, f"{name}/a b.txt", user_delegation_key=key,
+        permission="r", expiry=q["se"], start=q["st"],
+    )  # fmt: skip
+    assert urlsplit(url).query == sdk

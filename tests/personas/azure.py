@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from faultproxy import FaultProxy, Request, Respond, Rewrite
 
-__all__ = ["copy_ends", "copy_pending", "range_past_the_end_is_416"]
+__all__ = ["copy_ends", "copy_pending", "range_past_the_end_is_416", "user_delegation_key"]
 
 
 def _copy_put(r: Request) -> bool:
@@ -56,3 +56,32 @@ def range_past_the_end_is_416(proxy: FaultProxy) -> None:
         when=at_size,
         times=None,
     )
+
+
+def user_delegation_key(proxy: FaultProxy, value_b64: str) -> dict[str, str]:
+    """Get User Delegation Key answers 200 with a UserDelegationKey document (Azure issues it
+    to an AAD bearer token; Azurite only with --oauth over HTTPS: quirk
+    user_delegation_sas_needs_oauth).
+    https://learn.microsoft.com/rest/api/storageservices/get-user-delegation-key
+    Returns the key's fields as served."""
+    fields = {
+        "SignedOid": "6f1a9b52-0000-4000-8000-000000000001",
+        "SignedTid": "72f988bf-0000-4000-8000-000000000002",
+        "SignedStart": "2026-12-06T00:00:00Z",
+        "SignedExpiry": "2026-12-13T00:00:00Z",
+        "SignedService": "b",
+        "SignedVersion": "2025-01-05",
+        "Value": value_b64,
+    }
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><UserDelegationKey>'
+        + "".join(f"<{k}>{v}</{k}>" for k, v in fields.items())
+        + "</UserDelegationKey>"
+    )
+    proxy.add_rule(
+        Respond(200, body.encode(), {"Content-Type": "application/xml"}),
+        method="POST",
+        query="comp=userdelegationkey",
+        times=None,
+    )
+    return fields

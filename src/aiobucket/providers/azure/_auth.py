@@ -5,6 +5,8 @@ Chosen once per provider from the settings, in this order: an account key (Share
 ``DefaultAzureCredential`` (managed identity, workload identity, Azure CLI ...), whose
 tokens for ``https://storage.azure.com/.default`` are cached until five minutes
 before they expire. azure-identity is imported only then (the ``aiobucket[azure]`` extra).
+Signed URLs: a service SAS with the account key, a user-delegation SAS with AAD (the
+provider fetches the delegation key); a SAS token cannot sign new ones.
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ import asyncio
 import base64
 import binascii
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, quote
 
 from ...errors import InvalidArgument, NotSupported, PermissionDenied
-from ._sign import sas_query, shared_key, string_to_sign
+from ._sign import DelegationKey, sas_query, shared_key, string_to_sign, user_delegation_sas_query
 
 if TYPE_CHECKING:
     from ._settings import AzureSettings
 
-__all__ = ["Auth", "make_auth"]
+__all__ = ["Auth", "KeyFetcher", "make_auth"]
+
+KeyFetcher = Callable[[datetime, datetime], Awaitable[DelegationKey]]
+"""Gets a user-delegation key valid from ``start`` to ``expiry`` (Get User Delegation Key)."""
 
 SCOPE = "https://storage.azure.com/.default"
 _REFRESH_BEFORE = 300.0
@@ -36,7 +42,12 @@ class Auth(Protocol):
         """Add credentials to ``headers`` (lower-case names); return the query to send."""
         ...
 
-    async def sas(self, container: str, key: str, permission: str, ttl: timedelta, version: str) -> str: ...
+    async def sas(
+        self, container: str, key: str, permission: str, ttl: timedelta, version: str, fetch: KeyFetcher
+    ) -> str:
+        """A SAS query string for one blob: service SAS (account key) or user-delegation
+        SAS (AAD: ``fetch`` gets the delegation key)."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -59,7 +70,9 @@ class SharedKeyAuth:
         )
         return query
 
-    async def sas(self, container: str, key: str, permission: str, ttl: timedelta, version: str) -> str:
+    async def sas(
+        self, container: str, key: str, permission: str, ttl: timedelta, version: str, fetch: KeyFetcher
+    ) -> str:
         now = datetime.now(UTC).replace(microsecond=0)
         return sas_query(
             self._account, self._key, container, key, permission=permission, expiry=now + ttl,
@@ -81,7 +94,9 @@ class SasAuth:
     ) -> list[tuple[str, str]]:
         return [*query, *self._pairs]
 
-    async def sas(self, container: str, key: str, permission: str, ttl: timedelta, version: str) -> str:
+    async def sas(
+        self, container: str, key: str, permission: str, ttl: timedelta, version: str, fetch: KeyFetcher
+    ) -> str:
         raise NotSupported(
             "signed URLs need an account key (service SAS) or AAD (user-delegation SAS); "
             "a bucket configured with a SAS token cannot sign new ones",
@@ -93,8 +108,10 @@ class SasAuth:
 
 
 class TokenAuth:
-    def __init__(self) -> None:
-        self._credential: Any = None
+    def __init__(self, account: str, credential: Any = None) -> None:
+        self._account = account
+        self._credential: Any = credential
+        """azure-identity's DefaultAzureCredential, made on first use unless given."""
         self._token: str | None = None
         self._expires = 0.0
         self._lock: asyncio.Lock | None = None
@@ -129,11 +146,15 @@ class TokenAuth:
         headers["authorization"] = "Bearer " + await self._bearer()
         return query
 
-    async def sas(self, container: str, key: str, permission: str, ttl: timedelta, version: str) -> str:
-        raise NotSupported(
-            "signed URLs with AAD credentials need a user-delegation SAS, which this version does "
-            "not make yet; configure account_key for service-SAS URLs",
-            key=key,
+    async def sas(
+        self, container: str, key: str, permission: str, ttl: timedelta, version: str, fetch: KeyFetcher
+    ) -> str:
+        """A user-delegation SAS; the delegation key is fetched with our token (``fetch``)."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        start, expiry = now - timedelta(minutes=5), now + ttl
+        delegation = await fetch(start, expiry)
+        return user_delegation_sas_query(
+            self._account, delegation, container, key, permission=permission, expiry=expiry, start=start
         )
 
     async def aclose(self) -> None:
@@ -147,4 +168,4 @@ def make_auth(settings: AzureSettings) -> Auth:
         return SharedKeyAuth(settings.account, settings.account_key)
     if settings.sas_token is not None:
         return SasAuth(settings.sas_token)
-    return TokenAuth()
+    return TokenAuth(settings.account)

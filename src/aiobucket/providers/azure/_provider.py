@@ -84,7 +84,8 @@ from ..s3._wire import (
 from ._auth import Auth, make_auth
 from ._errors import error_for
 from ._settings import AzureSettings, parse_settings
-from ._xml import md5_hex, parse_list, utf16_key
+from ._sign import DelegationKey
+from ._xml import md5_hex, parse_delegation_key, parse_list, utf16_key
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -219,6 +220,7 @@ class AzureProvider:
             # path, as the SDK assumes for such endpoints.
             self._base_path = "/" + settings.account
         self.auth: Auth = make_auth(settings)
+        self._delegation: tuple[datetime, datetime, DelegationKey] | None = None
 
     # -- the one request path ------------------------------------------------------------
 
@@ -654,8 +656,34 @@ class AzureProvider:
         if version is not None:
             raise NotSupported("signed URLs of a version are not supported on Azure", key=key)
         permission = "r" if method == "GET" else "cw"
-        token = await self.auth.sas(self.container, key, permission, ttl, API_VERSION)
+        token = await self.auth.sas(self.container, key, permission, ttl, API_VERSION, self._delegation_key)
         return self.url_of(key) + "?" + token
+
+    async def _delegation_key(self, start: datetime, expiry: datetime) -> DelegationKey:
+        """Get User Delegation Key (AAD only), valid for 7 days and reused while it covers
+        ``expiry``. https://learn.microsoft.com/rest/api/storageservices/get-user-delegation-key"""
+        cached = self._delegation
+        if cached is not None and cached[0] <= start and cached[1] >= expiry:
+            return cached[2]
+        key_expiry = start + timedelta(days=7)
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?><KeyInfo>'
+            f"<Start>{start:%Y-%m-%dT%H:%M:%SZ}</Start><Expiry>{key_expiry:%Y-%m-%dT%H:%M:%SZ}</Expiry>"
+            "</KeyInfo>"
+        ).encode()
+        resp = await self.send(
+            "sign url",
+            "POST",
+            None,
+            query=[("restype", "service"), ("comp", "userdelegationkey")],
+            body=body,
+            path=self._base_path + "/",
+        )
+        if resp.status >= 300:
+            raise self.fail(resp, "sign url", None)
+        key = parse_delegation_key(resp.body)
+        self._delegation = (start, key_expiry, key)
+        return key
 
     async def aclose(self) -> None:
         try:

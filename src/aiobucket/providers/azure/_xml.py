@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from xml.sax.saxutils import escape
 
+from ...errors import BackendError
 from ...types import ListEntry
+from ._sign import DelegationKey
 
-__all__ = ["ListPage", "block_list_body", "md5_hex", "parse_list", "utf16_key"]
+__all__ = ["ListPage", "block_list_body", "md5_hex", "parse_delegation_key", "parse_list", "utf16_key"]
 
 
 def utf16_key(name: str) -> bytes:
@@ -83,3 +85,17 @@ def parse_list(body: bytes, *, versions: bool = False) -> ListPage:
 def block_list_body(block_ids: list[str]) -> bytes:
     inner = "".join(f"<Latest>{escape(b)}</Latest>" for b in block_ids)
     return f'<?xml version="1.0" encoding="utf-8"?><BlockList>{inner}</BlockList>'.encode()
+
+
+def parse_delegation_key(body: bytes) -> DelegationKey:
+    """The UserDelegationKey answer of Get User Delegation Key."""
+    root = ET.fromstring(body)
+    fields = [root.findtext(tag) for tag in (
+        "SignedOid", "SignedTid", "SignedStart", "SignedExpiry", "SignedService", "SignedVersion", "Value",
+    )]  # fmt: skip
+    if not all(fields):
+        raise BackendError("sign url: Azure's user delegation key answer lacks a field")
+    oid, tid, start, expiry, service, version, value = (f or "" for f in fields)
+    return DelegationKey(
+        oid, tid, start, expiry, service, version, value, root.findtext("SignedDelegatedUserTid")
+    )
