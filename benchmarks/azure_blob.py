@@ -232,6 +232,7 @@ def main() -> None:
         "size": 16 * MiB if args.quick else 256 * MiB,
     }
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    crashes: dict[str, int] = {}
     try:
         for r in range(rounds):
             for scenario in [x for x in SCENARIOS if x in args.only.split(",")]:
@@ -241,11 +242,13 @@ def main() -> None:
                         [sys.executable, __file__, "--worker", lib, scenario, json.dumps(env)],
                         capture_output=True, text=True, check=False, timeout=900,
                     )  # fmt: skip
+                    lines = out.stdout.splitlines()
                     if out.returncode != 0:
                         tail = (out.stderr or out.stdout)[-2000:]
-                        print(f"{lib} {scenario} failed ({out.returncode}):\n{tail}", file=sys.stderr)
-                        continue
-                    results.setdefault((lib, scenario), []).append(json.loads(out.stdout.splitlines()[-1]))
+                        print(f"{lib} {scenario} exited with {out.returncode}:\n{tail}", file=sys.stderr)
+                        crashes[lib] = crashes.get(lib, 0) + 1
+                    if lines and lines[-1].startswith("{"):  # measured before any crash at exit
+                        results.setdefault((lib, scenario), []).append(json.loads(lines[-1]))
     finally:
         stop(proc)
     size = f"{env['size'] // MiB} MiB"
@@ -265,6 +268,8 @@ def main() -> None:
             cpu = statistics.median(x["cpu"] for x in runs)
             unit, cunit = ("ops/s", "µs/op") if scenario.endswith("small") else ("MiB/s", "CPU s/GiB")
             print(f"| {lib} | {scenario} | {rate:,.0f} {unit} | {cpu:,.1f} {cunit} |")
+    for lib, n in sorted(crashes.items()):
+        print(f"\n{lib}: {n} worker(s) exited non-zero (after printing their measurement, or failed)")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ Invariants:
   can never splice each other's blocks; the later commit finds its blocks discarded
   by the earlier one and fails with InvalidBlockList.
 * Every block carries Content-MD5, which Azure checks. The whole object's MD5 is
-  computed in stream order (parts may be sent concurrently: each part waits for its
-  turn to feed the running MD5, hashing its block's MD5 in the same pass) and stored
+  computed in stream order (parts may be sent concurrently: each block's MD5 is hashed
+  at once, then the part waits for its turn to feed the running MD5) and stored
   as ``x-ms-blob-content-md5`` at commit, so whole reads are verified.
 * The commit carries the preconditions; a refused or InvalidBlockList commit after an
   attempt that may have been applied is resolved by the stored MD5.
@@ -23,7 +23,7 @@ import asyncio
 import base64
 import hashlib
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from ...errors import InvalidArgument
@@ -55,23 +55,27 @@ class Upload:
         self._size = 0
 
     async def _digest(self, number: int, data: memoryview) -> bytes:
-        """The block's MD5, feeding the whole object's MD5 in part order on the way."""
+        """The block's MD5 (parts hash concurrently), and the whole object's MD5 fed in
+        part order (each part waits for its turn; a resent part number feeds it once)."""
+        small = data.nbytes < _SLICE
+
+        def block_md5() -> bytes:
+            return hashlib.md5(data, usedforsecurity=False).digest()
+
+        digest = block_md5() if small else await asyncio.to_thread(block_md5)
         async with self._turn:
             await self._turn.wait_for(lambda: self._hashed >= number - 1)
-            feed = self._hashed == number - 1
-            whole: Any = self._whole if feed else None
+            if self._hashed == number - 1:
+                whole = self._whole
 
-            def one_pass() -> bytes:
-                part = hashlib.md5(usedforsecurity=False)
-                for i in range(0, data.nbytes, _SLICE):
-                    piece = data[i : i + _SLICE]
-                    part.update(piece)
-                    if whole is not None:
-                        whole.update(piece)
-                return part.digest()
+                def feed() -> None:
+                    for i in range(0, data.nbytes, _SLICE):
+                        whole.update(data[i : i + _SLICE])
 
-            digest = one_pass() if data.nbytes < _SLICE else await asyncio.to_thread(one_pass)
-            if feed:
+                if small:
+                    feed()
+                else:
+                    await asyncio.to_thread(feed)
                 self._hashed = number
                 self._size += data.nbytes
                 self._turn.notify_all()

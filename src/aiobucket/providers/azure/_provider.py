@@ -66,7 +66,6 @@ from ..base import (
     PostPolicy,
     Provider,
     PutOptions,
-    check_preconditions,
     check_read,
 )
 from ..s3._retry import RetryPolicy
@@ -115,7 +114,6 @@ CAPABILITIES = Capabilities(
 
 Query = list[tuple[str, str]]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_COPY_POLL_MAX = 2.0
 
 
 def check_key(key: str) -> None:
@@ -474,17 +472,6 @@ class AzureProvider:
             return attrs, BytesBody(resp.body if limit is None else resp.body[:limit])
         return attrs, Body(resp.raw, key, expected, limit)
 
-    async def precheck(self, key: str, pre: Preconditions) -> None:
-        """Check preconditions against the current blob with a HEAD (before a copy whose
-        attributes are replaced in a second call)."""
-        if not pre:
-            return
-        try:
-            current: ObjectAttrs | None = await self.head(key)
-        except ObjectNotFound:
-            current = None
-        check_preconditions(current, pre, key)
-
     async def delete(self, key: str, version: str | None = None) -> None:
         check_key(key)
         query = [("versionid", quote(version, safe=""))] if version is not None else None
@@ -559,70 +546,10 @@ class AzureProvider:
         )
 
     async def copy(self, source: Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
+        from ._copy import copy
+
         assert isinstance(source, AzureProvider)
-        check_key(src)
-        check_key(dst)
-        src_attrs = await source.head(src, opts.version)
-        copy_source = source._origin + source.path_of(src)
-        if opts.version is not None:
-            copy_source += "?versionid=" + quote(opts.version, safe="")
-        headers = {"x-ms-copy-source": copy_source, **precondition_headers(opts.preconditions)}
-        if opts.replace is not None:
-            for k, v in opts.replace.metadata.items():
-                headers["x-ms-meta-" + k.lower()] = v
-            if not opts.replace.metadata:
-                # Copy Blob keeps the source's metadata unless some is given: a replacement
-                # without metadata clears it in the second call below.
-                pass
-        # Pin the source to what we read, so the MD5 we vouch for is the one copied.
-        headers["x-ms-source-if-match"] = quote_etag(src_attrs.etag)
-        resp = await self.send("copy", "PUT", dst, headers=headers, shield=True)
-        pre = opts.preconditions
-        if resp.status in (409, 412) and pre and resp.maybe_applied and resp.code != "SourceConditionNotMet":
-            await self.resolve("copy", dst, src_attrs.md5, resp)
-        elif resp.status >= 300:
-            if resp.code == "SourceConditionNotMet":
-                raise ObjectChanged("copy: the source changed while it was being copied", key=src)
-            raise self.fail(resp, "copy", dst)
-        else:
-            await self._wait_for_copy(dst, resp)
-        if opts.replace is not None:
-            await self._set_properties(dst, opts.replace, src_attrs.md5)
-        return await self.head(dst)
-
-    async def _wait_for_copy(self, dst: str, resp: Response) -> None:
-        """Copy Blob may answer 202 with x-ms-copy-status: pending: poll until it ends."""
-        status = resp.headers.get("x-ms-copy-status", "success")
-        copy_id = resp.headers.get("x-ms-copy-id")
-        delay = 0.05
-        while status == "pending":
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _COPY_POLL_MAX)
-            r = await self.send("copy", "HEAD", dst)
-            if r.status >= 300:
-                raise self.fail(r, "copy", dst)
-            if copy_id is not None and r.headers.get("x-ms-copy-id") not in (None, copy_id):
-                raise ObjectChanged("copy: another copy or write replaced the destination", key=dst)
-            status = r.headers.get("x-ms-copy-status", "success")
-        if status != "success":
-            raise BackendError(f"copy: Azure reports the copy {status}", key=dst)
-
-    async def _set_properties(self, key: str, opts: PutOptions, md5: str | None) -> None:
-        """Set Blob Properties clears what it is not given: the MD5 is given again."""
-        headers = object_headers(opts)
-        for name in [h for h in headers if h.startswith("x-ms-meta-")]:
-            del headers[name]
-        if md5 is not None:
-            headers["x-ms-blob-content-md5"] = _md5_b64(md5)
-        resp = await self.send(
-            "copy", "PUT", key, query=[("comp", "properties")], headers=headers, shield=True
-        )
-        if resp.status >= 300:
-            raise self.fail(resp, "copy", key)
-        if not opts.metadata:
-            resp = await self.send("copy", "PUT", key, query=[("comp", "metadata")], shield=True)
-            if resp.status >= 300:
-                raise self.fail(resp, "copy", key)
+        return await copy(self, source, src, dst, opts)
 
     # -- signing and closing ---------------------------------------------------------------------
 
