@@ -282,3 +282,28 @@ async def test_user_delegation_sas_with_aad_credentials(
         permission="r", expiry=q["se"], start=q["st"],
     )  # fmt: skip
     assert urlsplit(url).query == sdk
+
+
+async def test_versions_on_an_account_with_versioning(
+    azurite_server: AzuriteServer, proxy: FaultProxy
+) -> None:
+    from personas.azure import version_listing, versioned_account
+
+    v1, v2 = "2026-12-06T04:00:00.0000001Z", "2026-12-06T04:00:01.0000002Z"
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    settings = azurite_server.settings(key_prefix=f"{name}/", max_attempts=RETRIES)
+    settings["url"] = str(settings["url"]).replace(azurite_server.endpoint, proxy.url)
+    with config.override({name: settings}):
+        b = aiobucket.Bucket(name, aiobucket.BucketConfig(versioned=True))
+        versioned_account(proxy, v2)
+        attrs = await put(b, "k", b"two")
+        assert attrs.version == v2
+        assert await b.download("k", version=v2).read() == b"two"
+        with pytest.raises(aiobucket.ObjectNotFound):  # answered with another version: never its bytes
+            await b.download("k", version=v1).read()
+        version_listing(proxy, f"{name}/", "k", [v1, v2])
+        got = [(e.name, e.version, e.is_latest) async for err, e in b.list_versions() if e is not None]
+        assert got == [("k", v2, True), ("k", v1, False)]
+        await aiobucket.aclose()
+    proxy.wait_idle()
+    assert any(f"versionid={v1.replace(':', '%3A')}" in r.query for r in proxy.requests)

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from faultproxy import FaultProxy, Request, Respond, Rewrite
 
-__all__ = ["copy_ends", "copy_pending", "range_past_the_end_is_416", "user_delegation_key"]
+__all__ = [
+    "copy_ends",
+    "copy_pending",
+    "range_past_the_end_is_416",
+    "user_delegation_key",
+    "version_listing",
+    "versioned_account",
+]
 
 
 def _copy_put(r: Request) -> bool:
@@ -85,3 +92,42 @@ def user_delegation_key(proxy: FaultProxy, value_b64: str) -> dict[str, str]:
         times=None,
     )
     return fields
+
+
+def versioned_account(proxy: FaultProxy, version: str) -> None:
+    """An account with blob versioning on: every write answers ``x-ms-version-id``, and a
+    read of that version answers it too.
+    https://learn.microsoft.com/azure/storage/blobs/versioning-overview,
+    https://learn.microsoft.com/rest/api/storageservices/put-blob (x-ms-version-id),
+    https://learn.microsoft.com/rest/api/storageservices/get-blob (versionid, x-ms-version-id)."""
+    proxy.add_rule(
+        Rewrite("response", {"x-ms-version-id": version}),
+        when=lambda r: r.method == "PUT" and "comp=" not in r.query,
+        times=None,
+    )
+    proxy.add_rule(
+        Rewrite("response", {"x-ms-version-id": version}),
+        when=lambda r: r.method in ("GET", "HEAD") and f"versionid={version.replace(':', '%3A')}" in r.query,
+        times=None,
+    )
+
+
+def version_listing(proxy: FaultProxy, prefix: str, name: str, versions: list[str]) -> None:
+    """List Blobs with ``include=versions``: a blob's versions oldest first, the newest one
+    ``IsCurrentVersion``. https://learn.microsoft.com/rest/api/storageservices/list-blobs"""
+    blobs = "".join(
+        f"<Blob><Name>{prefix}{name}</Name><VersionId>{v}</VersionId>"
+        + ("<IsCurrentVersion>true</IsCurrentVersion>" if i == len(versions) - 1 else "")
+        + "<Properties><Content-Length>3</Content-Length><Etag>0x1</Etag>"
+        "<Last-Modified>Sun, 06 Dec 2026 04:00:00 GMT</Last-Modified></Properties></Blob>"
+        for i, v in enumerate(versions)
+    )
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Blobs>'
+        f"{blobs}</Blobs><NextMarker /></EnumerationResults>"
+    )
+    proxy.add_rule(
+        Respond(200, body.encode(), {"Content-Type": "application/xml"}),
+        when=lambda r: r.method == "GET" and "include=versions" in r.query,
+        times=None,
+    )

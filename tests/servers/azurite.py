@@ -31,7 +31,8 @@ __all__ = [
 QUIRKS: dict[str, str] = {
     "no_versions": (
         "Azurite 3.35 has no blob versioning (x-ms-version-id is never set and versionid= is "
-        "ignored); the provider refuses versioned buckets with NotSupported"
+        "ignored: the provider then answers ObjectNotFound rather than the current blob), so a versioned "
+        "bucket keeps no versions"
     ),
     "suffix_range_500": "Azurite 3.35 answers a suffix range (x-ms-range: bytes=-N) with 500",
     "range_at_size_206": (

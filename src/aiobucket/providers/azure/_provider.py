@@ -96,7 +96,7 @@ API_VERSION = "2025-01-05"
 """x-ms-version of every request and ``sv`` of every SAS."""
 
 CAPABILITIES = Capabilities(
-    versioning=False,  # Azure versioning is an account setting aiobucket does not manage (README)
+    versioning=True,  # where the storage account has blob versioning on (an account setting)
     conditional_put=True,
     signed_urls=True,
     signed_forms=False,  # no POST policy on Azure
@@ -150,6 +150,10 @@ def check_metadata(metadata: Mapping[str, str]) -> None:
                 f"metadata key {name!r}: Azure Blob Storage takes only C# identifiers as metadata "
                 "names (letters, digits and '_', not starting with a digit); use '_' instead of '-'"
             )
+
+
+def _newest_first(group: list[ListEntry]) -> list[ListEntry]:
+    return sorted(group, key=lambda e: e.version or "", reverse=True)
 
 
 def _md5_b64(hex_md5: str) -> str:
@@ -352,7 +356,21 @@ class AzureProvider:
         if resp.status >= 300:
             raise self.fail(resp, "attrs", key, version)
         self._check_copy_state(resp, key)
-        return object_attrs(key, resp.headers, int(resp.headers.get("content-length") or 0))
+        attrs = object_attrs(key, resp.headers, int(resp.headers.get("content-length") or 0))
+        self._check_version(attrs, version, key)
+        return attrs
+
+    @staticmethod
+    def _check_version(attrs: ObjectAttrs, version: str | None, key: str) -> None:
+        """A server that ignores ``versionid`` (an account without versioning, Azurite)
+        answers with the current blob: never hand that out as the version asked for."""
+        if version is not None and attrs.version != version:
+            raise ObjectNotFound(
+                f"object version not found: the server answered with version {attrs.version!r} "
+                "(is blob versioning on in this storage account?)",
+                key=key,
+                version=version,
+            )
 
     @staticmethod
     def _check_copy_state(resp: Response, key: str) -> None:
@@ -467,6 +485,7 @@ class AzureProvider:
         attrs = object_attrs(key, h, size)
         if opts.if_match is not None and attrs.etag != opts.if_match:
             raise ObjectChanged(f"object changed: etag is now {attrs.etag!r}", key=key)
+        self._check_version(attrs, opts.version, key)
         limit = opts.length if resp.status == 200 and ranged else None
         if resp.raw is None:
             return attrs, BytesBody(resp.body if limit is None else resp.body[:limit])
@@ -505,6 +524,7 @@ class AzureProvider:
         if versions:
             params["include"] = "versions"
         after = utf16_key(start_after) if start_after else None
+        group: builtins.list[ListEntry] = []
         pending: asyncio.Task[bytes] | None = asyncio.ensure_future(self._page(dict(params)))
         try:
             while pending is not None:
@@ -516,8 +536,20 @@ class AzureProvider:
                     pending = asyncio.ensure_future(self._page(dict(params)))
                 for entry in page.entries:
                     # Azure has no start-after: the entries up to it are skipped here.
-                    if after is None or utf16_key(entry.name) > after:
+                    if after is not None and utf16_key(entry.name) <= after:
+                        continue
+                    if not versions:
                         yield entry
+                        continue
+                    # Azure lists a blob's versions oldest first (ids are timestamps), maybe
+                    # across pages; the contract wants newest first: one name at a time.
+                    if group and group[0].name != entry.name:
+                        for e in _newest_first(group):
+                            yield e
+                        group.clear()
+                    group.append(entry)
+            for e in _newest_first(group):
+                yield e
         finally:
             if pending is not None:
                 pending.cancel()
@@ -620,10 +652,8 @@ class AzureProvider:
 
 
 def create(settings: BucketSettings, name: str, config: BucketConfig) -> Provider:
-    """``az://<container>?account=NAME&endpoint=...`` (see the module docs)."""
-    if config.versioned:
-        raise NotSupported(
-            f"bucket {name!r}: versioned Azure buckets are not supported: aiobucket does not "
-            "manage Azure's account-level blob versioning"
-        )
+    """``az://<container>?account=NAME&endpoint=...`` (see the module docs).
+
+    ``versioned=True`` needs blob versioning on in the storage account (an account setting,
+    like S3 bucket versioning it is not turned on from here)."""
     return AzureProvider(parse_settings(settings, name))

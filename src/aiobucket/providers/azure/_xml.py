@@ -74,7 +74,7 @@ def parse_list(body: bytes, *, versions: bool = False) -> ListPage:
                     etag=(get("Etag") or "").strip('"'),
                     version=(el.findtext("VersionId") or None) if versions else None,
                     last_modified=_date(get("Last-Modified")),
-                    is_latest=(el.findtext("IsCurrentVersion") or "true") == "true" if versions else True,
+                    is_latest=el.findtext("IsCurrentVersion") == "true" if versions else True,
                 )
             )
     # Stable: versions of one name keep the server's order.
