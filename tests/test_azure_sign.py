@@ -116,6 +116,7 @@ def test_repeated_query_parameter_is_one_line_of_sorted_values() -> None:
     disposition=st.none() | st.just('attachment; filename="a b.txt"'),
     cache_control=st.none() | st.just("max-age=60"),
     protocol=st.none() | st.sampled_from(["https", "https,http"]),
+    version_id=st.none() | st.just("2026-12-06T04:00:00.1234567Z"),
 )
 def test_service_sas_equals_generate_blob_sas(
     blob: str,
@@ -126,6 +127,7 @@ def test_service_sas_equals_generate_blob_sas(
     disposition: str | None,
     cache_control: str | None,
     protocol: str | None,
+    version_id: str | None,
 ) -> None:
     from azure.storage.blob import generate_blob_sas
     from azure.storage.blob._shared.constants import X_MS_VERSION
@@ -135,15 +137,16 @@ def test_service_sas_equals_generate_blob_sas(
     sdk = generate_blob_sas(
         ACCOUNT, "c0ntainer", blob, account_key=KEY_B64, permission=permission, expiry=expiry, start=start,
         protocol=protocol, content_type=content_type, content_disposition=disposition,
-        cache_control=cache_control,
+        cache_control=cache_control, version_id=version_id,
     )  # fmt: skip
     ours = sas_query(
         ACCOUNT, KEY, "c0ntainer", blob, permission=permission, expiry=expiry, start=start,
         version=X_MS_VERSION, protocol=protocol, content_type=content_type,
-        content_disposition=disposition, cache_control=cache_control,
+        content_disposition=disposition, cache_control=cache_control, version_id=version_id,
     )  # fmt: skip
     assert ours == sdk
-    assert dict(p.split("=", 1) for p in urlsplit("?" + ours).query.split("&"))["sr"] == "b"
+    sr = dict(p.split("=", 1) for p in urlsplit("?" + ours).query.split("&"))["sr"]
+    assert sr == ("bv" if version_id else "b")
 
 
 @settings(max_examples=300, deadline=None)

@@ -49,6 +49,12 @@ class Auth(Protocol):
         SAS (AAD: ``fetch`` gets the delegation key)."""
         ...
 
+    async def version_sas(
+        self, container: str, key: str, version_id: str, ttl: timedelta, version: str
+    ) -> str:
+        """A read SAS for one version of a blob (service SAS only)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -79,8 +85,21 @@ class SharedKeyAuth:
             start=now - timedelta(minutes=5), version=version,
         )  # fmt: skip
 
+    async def version_sas(
+        self, container: str, key: str, version_id: str, ttl: timedelta, version: str
+    ) -> str:
+        now = datetime.now(UTC).replace(microsecond=0)
+        return sas_query(
+            self._account, self._key, container, key, permission="r", expiry=now + ttl,
+            start=now - timedelta(minutes=5), version=version, version_id=version_id,
+        )  # fmt: skip
+
     async def aclose(self) -> None:
         return None
+
+
+def _no_version_sas(key: str) -> NotSupported:
+    return NotSupported("a signed URL of a version needs an account key (service SAS with sr=bv)", key=key)
 
 
 class SasAuth:
@@ -102,6 +121,11 @@ class SasAuth:
             "a bucket configured with a SAS token cannot sign new ones",
             key=key,
         )
+
+    async def version_sas(
+        self, container: str, key: str, version_id: str, ttl: timedelta, version: str
+    ) -> str:
+        raise _no_version_sas(key)
 
     async def aclose(self) -> None:
         return None
@@ -156,6 +180,11 @@ class TokenAuth:
         return user_delegation_sas_query(
             self._account, delegation, container, key, permission=permission, expiry=expiry, start=start
         )
+
+    async def version_sas(
+        self, container: str, key: str, version_id: str, ttl: timedelta, version: str
+    ) -> str:
+        raise _no_version_sas(key)
 
     async def aclose(self) -> None:
         credential, self._credential = self._credential, None

@@ -613,7 +613,10 @@ class AzureProvider:
                 key=key,
             )
         if version is not None:
-            raise NotSupported("signed URLs of a version are not supported on Azure", key=key)
+            if method != "GET":
+                raise InvalidArgument("only a download URL can name a version", key=key)
+            token = await self.auth.version_sas(self.container, key, version, ttl, API_VERSION)
+            return self.url_of(key) + "?versionid=" + quote(version, safe="") + "&" + token
         permission = "r" if method == "GET" else "cw"
         token = await self.auth.sas(self.container, key, permission, ttl, API_VERSION, self._delegation_key)
         return self.url_of(key) + "?" + token

@@ -151,8 +151,10 @@ def sas_query(
     content_type: str | None = None,
     content_disposition: str | None = None,
     cache_control: str | None = None,
+    version_id: str | None = None,
 ) -> str:
     """A service SAS query string (no leading '?') for one blob, as generate_blob_sas makes it.
+    With ``version_id`` it grants that version (sr=bv); the URL then carries ``versionid=``.
 
     ``expiry`` and ``start`` are UTC datetimes. ``content_*`` override the response headers
     of a GET (rsct, rscd, rscc)."""
@@ -162,7 +164,7 @@ def sas_query(
         "sp": permission,
         "spr": protocol,
         "sv": version,
-        "sr": "b",
+        "sr": "bv" if version_id else "b",
         "rscc": cache_control,
         "rscd": content_disposition,
         "rsct": content_type,
@@ -177,8 +179,8 @@ def sas_query(
             "",  # sip: no IP range
             protocol or "",
             version,
-            "b",
-            "",  # snapshot time
+            "bv" if version_id else "b",
+            version_id or "",  # snapshot time, or the version granted
             "",  # ses: no encryption scope
             cache_control or "",
             content_disposition or "",
