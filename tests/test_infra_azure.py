@@ -50,3 +50,19 @@ def test_cli_reads_az_urls_from_the_configuration(tmp_path: Path) -> None:
     assert scopes and all(
         s.endswith("storageAccounts/acmeprod/blobServices/default/containers/acme-exports") for s in scopes
     )
+
+
+def test_cors_for_an_az_bucket_is_an_account_rule_allowing_x_ms_blob_type(tmp_path: Path) -> None:
+    config = tmp_path / "aiobucket.toml"
+    config.write_text('[buckets]\nexports = "az://acme-exports?account=acmeprod"\n')
+    proc = cli("infra", str(SAMPLE), "--format", "cors", "--origin", "https://app.example.com", config=config)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["az://acmeprod"]["buckets"] == ["exports"]  # billing hands out signed download URLs
+    rule = out["az://acmeprod"]["configuration"][0]
+    assert "x-ms-blob-type" in rule["AllowedHeaders"] and rule["AllowedOrigins"] == [
+        "https://app.example.com"
+    ]
+    assert out["az://acmeprod"]["command"].startswith(
+        "az storage cors add --account-name acmeprod --services b"
+    )
