@@ -285,8 +285,10 @@ async def test_signed_urls_work_with_plain_http(bucket: aiobucket.Bucket) -> Non
     put_url = await bucket.signed_upload_url("up.txt", ttl=timedelta(minutes=5))
     assert "sp=cw" in put_url and "sig=" in put_url
     async with aiohttp.ClientSession() as s:
-        async with s.put(put_url, data=b"from a browser", headers={"x-ms-blob-type": "BlockBlob"}) as resp:
+        headers = {"x-ms-blob-type": "BlockBlob", "x-ms-blob-content-type": "text/plain"}  # as README's page
+        async with s.put(put_url, data=b"from a browser", headers=headers) as resp:
             assert resp.status == 201, await resp.text()
+        assert (await bucket.attrs("up.txt")).content_type == "text/plain"
         get_url = await bucket.signed_download_url("up.txt", ttl=timedelta(minutes=5))
         async with s.get(get_url) as resp:
             assert resp.status == 200 and await resp.read() == b"from a browser"
