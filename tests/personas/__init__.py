@@ -1,6 +1,7 @@
-"""Personas: fault-proxy rules or tiny servers that answer as a provider's documentation says.
+"""Personas: small servers on 127.0.0.1, or fault-proxy rules in front of a real server, that
+answer as a provider's documentation says.
 
-One module per provider. Each rule cites its source (the docs page) beside it. A persona
-imitates the outside world where the real server under test (an emulator) differs from
-the cloud; it never stubs aiobucket's own code.
+Each rule cites the documentation page it follows. They stand in for services the tests
+cannot reach (Google's metadata server and IAM, ...) or for answers where an emulator differs
+from the cloud (``azure.py``, in front of Azurite); they are never mocks of our own code.
 """
