@@ -15,8 +15,6 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -37,7 +35,9 @@ _ERROR_CODE = re.compile(rb"^x-ms-error-code:\s*(\S+)\s*$", re.M | re.I)
 
 
 async def _body(p: AzureProvider, keys: Sequence[str], boundary: str) -> bytes:
-    date = format_datetime(datetime.now(UTC), usegmt=True)
+    from ._provider import _now_http_date
+
+    date = _now_http_date()
     out: list[str] = []
     for i, key in enumerate(keys):
         path = p.path_of(key)

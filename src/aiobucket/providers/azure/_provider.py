@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import ipaddress
 import re
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -152,6 +153,18 @@ def check_metadata(metadata: Mapping[str, str]) -> None:
             )
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _now_http_date() -> str:
+    """x-ms-date, formatted once per second (it has one-second resolution)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, format_datetime(datetime.fromtimestamp(now, UTC), usegmt=True))
+    return _date_cache[1]
+
+
 def _newest_first(group: list[ListEntry]) -> list[ListEntry]:
     return sorted(group, key=lambda e: e.version or "", reverse=True)
 
@@ -260,7 +273,7 @@ class AzureProvider:
         async def attempt() -> Response:
             h = {
                 **base_headers,
-                "x-ms-date": format_datetime(datetime.now(UTC), usegmt=True),
+                "x-ms-date": _now_http_date(),
                 "x-ms-version": API_VERSION,
             }
             if length is not None:

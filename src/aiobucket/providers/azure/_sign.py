@@ -23,6 +23,7 @@ the same fields in the same order as ``generate_blob_sas``, for a blob resource.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
@@ -79,6 +80,7 @@ _SECONDARY = {"'": 0x8012, "-": 0x8212}
 _END = 1  # a string that ends weighs 1 at the second level: after 0, before a hyphen
 
 
+@functools.lru_cache(maxsize=4096)  # header names repeat: x-ms-date, x-ms-version, metadata names
 def collation_key(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The sort key of a header name: its non-ignored first-level weights, then the
     second-level weight of every character (ties among names that differ only in
