@@ -309,6 +309,8 @@ class S3Provider:
             headers["content-md5"] = base64.b64encode(md5).decode()
         if crc is not None:
             headers["x-amz-checksum-crc32c"] = crc
+            if whole:  # as every AWS SDK says it (moto keeps a PUT's checksum only then)
+                headers["x-amz-sdk-checksum-algorithm"] = "CRC32C"
         return headers, md5.hex() if md5 is not None else None, sha or UNSIGNED_PAYLOAD
 
     def fail(self, resp: Response, op: str, key: str | None, **kw: Any) -> BucketError:

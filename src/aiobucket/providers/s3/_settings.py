@@ -48,6 +48,7 @@ BUCKET_OPTIONS = (
     "expected_owner",
 )
 """Options that bucket policies may require: encryption, requester pays, the owner."""
+OPTIONS += BUCKET_OPTIONS
 SSE_VALUES = ("AES256", "aws:kms")
 REQUEST_PAYER_VALUES = ("requester",)
 
@@ -135,10 +136,9 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
             f"s3:// URLs take {', '.join(URL_PARAMS)}"
         )
     opts: Mapping[str, object] = settings.options
-    unknown = sorted(set(opts) - set(OPTIONS) - set(BUCKET_OPTIONS))
+    unknown = sorted(set(opts) - set(OPTIONS))
     if unknown:
-        known = ", ".join((*OPTIONS, *BUCKET_OPTIONS))
-        raise InvalidArgument(f"{where}: unknown S3 option(s) {unknown}; known: {known}")
+        raise InvalidArgument(f"{where}: unknown S3 option(s) {unknown}; known: {', '.join(OPTIONS)}")
     merged: dict[str, object] = {**opts, **query}
     bucket = parts.netloc or name
 

@@ -48,12 +48,18 @@ __all__ = [
 CHUNK = 1024 * 1024
 _HASH_IN_THREAD = 1024 * 1024  # hashlib releases the GIL; below this a thread hop costs more
 _HEX = frozenset("0123456789abcdef")
+_HEX_ANY_CASE = frozenset("0123456789abcdefABCDEF-")
 _MONTH_NAMES = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec"
 _MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES.split(), 1)}
 
 
 def quote_etag(etag: str) -> str:
-    return f'"{etag.strip(chr(34))}"'
+    """The ETag as a header value: quoted, and a hex ETag ("-N" suffix allowed) in lower
+    case, as S3 makes them and compares them (byte for byte)."""
+    bare = etag.strip('"')
+    if not _HEX.issuperset(bare) and _HEX_ANY_CASE.issuperset(bare):
+        bare = bare.lower()
+    return f'"{bare}"'
 
 
 def unquote_etag(etag: object) -> str:
