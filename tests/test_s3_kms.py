@@ -97,17 +97,20 @@ async def test_whole_reads_are_verified_against_the_stored_crc32c(moto_server: S
     """On SSE-KMS the ETag is no MD5 (API_Object.html), so the stored CRC32C, asked for on
     the whole read only, is what verifies it; a flipped byte is IntegrityError."""
     data = payload(PART + 99, seed=2)
-    with KmsBucket(moto_server.endpoint) as kms:
-        with FaultProxy(kms.url) as proxy, bucket_at(moto_server, proxy.url) as b:
-            written = await write(b, "multi", data)
-            assert written.md5 is None
-            attrs, got = await whole_read(b, "multi")
-            assert got == data and attrs.verified_by == "crc32c" and attrs.crc32c == crc32c_b64(data)
-            proxy.add_rule(FlipByte(7, in_object=True), method="GET", times=None)
-            with pytest.raises(aiobucket.IntegrityError):
-                await b.download("multi").read()
-            ranged = [r for r in kms.seen("GET") if "range" in r.headers]
-            assert all("x-amz-checksum-mode" not in r.headers for r in ranged)
+    with (
+        KmsBucket(moto_server.endpoint) as kms,
+        FaultProxy(kms.url) as proxy,
+        bucket_at(moto_server, proxy.url) as b,
+    ):
+        written = await write(b, "multi", data)
+        assert written.md5 is None
+        attrs, got = await whole_read(b, "multi")
+        assert got == data and attrs.verified_by == "crc32c" and attrs.crc32c == crc32c_b64(data)
+        proxy.add_rule(FlipByte(7, in_object=True), method="GET", times=None)
+        with pytest.raises(aiobucket.IntegrityError):
+            await b.download("multi").read()
+        ranged = [r for r in kms.seen("GET") if "range" in r.headers]
+        assert all("x-amz-checksum-mode" not in r.headers for r in ranged)
 
 
 # -- item 2: lost responses to conditional writes on SSE-KMS ---------------------------
@@ -119,44 +122,53 @@ async def test_lost_conditional_writes_are_resolved_by_the_stored_crc32c(moto_se
     aiobucket sent with the write decides: ours, so success, never PreconditionFailed."""
     fresh = aiobucket.Preconditions(not_exists=True)
     data = payload(PART + 5, seed=3)
-    with KmsBucket(moto_server.endpoint) as kms:
-        with FaultProxy(kms.url) as proxy, bucket_at(moto_server, proxy.url) as b:
-            proxy.add_rule(lose_response(), method="PUT", header="If-None-Match", times=2)
-            proxy.add_rule(lose_response(), method="POST", query="uploadId", header="If-None-Match")
-            small = await write(b, "small", b"mine", preconditions=fresh)
-            multi = await write(b, "multi", data, preconditions=fresh)
-            copied = await b.copy("small", "copied", preconditions=fresh)
-            await proxy.settled()
-            assert [r.status for r in proxy.matching(method="PUT") if r.header("If-None-Match")][:2] == [
-                200,
-                412,
-            ]
-            assert small.etag == (await b.attrs("small")).etag and small.md5 is None
-            assert multi.etag == (await b.attrs("multi")).etag
-            assert copied.etag == (await b.attrs("copied")).etag
-            assert (await whole_read(b, "multi"))[1] == data
+    with (
+        KmsBucket(moto_server.endpoint) as kms,
+        FaultProxy(kms.url) as proxy,
+        bucket_at(moto_server, proxy.url) as b,
+    ):
+        proxy.add_rule(lose_response(), method="PUT", header="If-None-Match", times=2)
+        proxy.add_rule(lose_response(), method="POST", query="uploadId", header="If-None-Match")
+        small = await write(b, "small", b"mine", preconditions=fresh)
+        multi = await write(b, "multi", data, preconditions=fresh)
+        copied = await b.copy("small", "copied", preconditions=fresh)
+        await proxy.settled()
+        assert [r.status for r in proxy.matching(method="PUT") if r.header("If-None-Match")][:2] == [
+            200,
+            412,
+        ]
+        assert small.etag == (await b.attrs("small")).etag and small.md5 is None
+        assert multi.etag == (await b.attrs("multi")).etag
+        assert copied.etag == (await b.attrs("copied")).etag
+        assert (await whole_read(b, "multi"))[1] == data
 
 
 async def test_a_lost_race_on_kms_is_still_precondition_failed(moto_server: S3Server) -> None:
     """Another writer's object is there: its CRC32C is not ours, so PreconditionFailed
     (a 503 first makes the 412 of the retry ambiguous, as a lost answer would)."""
-    with KmsBucket(moto_server.endpoint) as kms:
-        with FaultProxy(kms.url) as proxy, bucket_at(moto_server, proxy.url) as b:
-            await write(b, "k", b"theirs")
-            proxy.add_rule(s3_error(503, "ServiceUnavailable"), method="PUT", header="If-None-Match")
-            with pytest.raises(aiobucket.PreconditionFailed, match="not ours"):
-                await write(b, "k", b"ours", preconditions=aiobucket.Preconditions(not_exists=True))
+    with (
+        KmsBucket(moto_server.endpoint) as kms,
+        FaultProxy(kms.url) as proxy,
+        bucket_at(moto_server, proxy.url) as b,
+    ):
+        await write(b, "k", b"theirs")
+        proxy.add_rule(s3_error(503, "ServiceUnavailable"), method="PUT", header="If-None-Match")
+        with pytest.raises(aiobucket.PreconditionFailed, match="not ours"):
+            await write(b, "k", b"ours", preconditions=aiobucket.Preconditions(not_exists=True))
 
 
 async def test_outcome_unknown_only_when_neither_checksum_nor_etag_decides(moto_server: S3Server) -> None:
     """Without kms:Decrypt the stored checksum cannot be read and the ETag is no MD5:
     nothing decides, so OutcomeUnknown (never a false PreconditionFailed)."""
-    with KmsBucket(moto_server.endpoint, kms_decrypt=False) as kms:
-        with FaultProxy(kms.url) as proxy, bucket_at(moto_server, proxy.url) as b:
-            await write(b, "k", b"someone")
-            proxy.add_rule(s3_error(503, "ServiceUnavailable"), method="PUT", header="If-None-Match")
-            with pytest.raises(aiobucket.OutcomeUnknown, match="neither its checksum nor its etag"):
-                await write(b, "k", b"ours", preconditions=aiobucket.Preconditions(not_exists=True))
+    with (
+        KmsBucket(moto_server.endpoint, kms_decrypt=False) as kms,
+        FaultProxy(kms.url) as proxy,
+        bucket_at(moto_server, proxy.url) as b,
+    ):
+        await write(b, "k", b"someone")
+        proxy.add_rule(s3_error(503, "ServiceUnavailable"), method="PUT", header="If-None-Match")
+        with pytest.raises(aiobucket.OutcomeUnknown, match="neither its checksum nor its etag"):
+            await write(b, "k", b"ours", preconditions=aiobucket.Preconditions(not_exists=True))
 
 
 async def test_409_conditional_request_conflict_is_retried(moto_server: S3Server) -> None:
@@ -231,9 +243,11 @@ async def test_a_wrong_expected_owner_is_refused(moto_server: S3Server) -> None:
     """x-amz-expected-bucket-owner names another account: S3 answers 403 AccessDenied
     (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-owner-condition.html)."""
     with KmsBucket(moto_server.endpoint) as kms:
-        with bucket_at(moto_server, kms.url, expected_owner="111111111111") as b:
-            with pytest.raises(aiobucket.PermissionDenied):
-                await write(b, "k", b"x")
+        with (
+            bucket_at(moto_server, kms.url, expected_owner="111111111111") as b,
+            pytest.raises(aiobucket.PermissionDenied),
+        ):
+            await write(b, "k", b"x")
         with bucket_at(moto_server, kms.url, expected_owner=kms.owner) as b:
             await write(b, "k", b"x")
 
@@ -250,11 +264,13 @@ async def test_signed_urls_and_forms_carry_the_sse_options(moto_server: S3Server
         assert "X-Amz-SignedHeaders=host%3Bx-amz-request-payer%3Bx-amz-server-side-encryption" in url
         form = await b.signed_upload_form("k", ttl=timedelta(minutes=5), max_size=1000)
         assert form.fields["x-amz-server-side-encryption"] == "aws:kms"
-    with bucket_at(
-        moto_server, moto_server.endpoint, sse_customer_key=base64.b64encode(b"k" * 32).decode()
-    ) as b:
-        with pytest.raises(aiobucket.NotSupported, match="SSE-C"):
-            await b.signed_download_url("k", ttl=timedelta(minutes=5))
+    with (
+        bucket_at(
+            moto_server, moto_server.endpoint, sse_customer_key=base64.b64encode(b"k" * 32).decode()
+        ) as b,
+        pytest.raises(aiobucket.NotSupported, match="SSE-C"),
+    ):
+        await b.signed_download_url("k", ttl=timedelta(minutes=5))
 
 
 def test_unknown_option_values_are_refused_naming_the_allowed_ones() -> None:

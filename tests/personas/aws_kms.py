@@ -42,6 +42,7 @@ __all__ = ["KmsBucket", "kms_etag"]
 
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-persona"
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
+_CONDITIONS = ("if-match", "if-none-match", "x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match")
 _XML_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")?([0-9a-fA-F]{32})(-\d+)?(&quot;|&#34;|\")?</ETag>")
 # Requests whose query names a bucket- or upload-level resource, not an object's bytes.
 _NOT_OBJECT = ("uploads", "uploadId", "list-type", "versions", "delete", "location", "tagging", "acl")
@@ -92,21 +93,21 @@ class KmsBucket:
         """An AccessDenied message when AWS would refuse the request, else None."""
         on_object = path.count("/") >= 2 and path.split("/", 2)[2] != ""
         object_read = on_object and not any(k in query for k in _NOT_OBJECT)
-        if not self.kms_decrypt and object_read:
+        checksummed = method == "HEAD" and headers.get("x-amz-checksum-mode") == "ENABLED"
+        if not self.kms_decrypt and object_read and (method == "GET" or checksummed):
             # https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html
             # ("...you must have kms:Decrypt permission to download an SSE-KMS object") and
             # https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html
             # (HeadObject with ChecksumMode on an SSE-KMS object needs kms:Decrypt).
-            if method == "GET" or (method == "HEAD" and headers.get("x-amz-checksum-mode") == "ENABLED"):
-                return b"User is not authorized to perform: kms:Decrypt on resource: " + KEY_ARN.encode()
+            return b"User is not authorized to perform: kms:Decrypt on resource: " + KEY_ARN.encode()
         creates = (method == "PUT" and "partNumber" not in query) or (method == "POST" and "uploads" in query)
-        if self.require_sse and on_object and creates:
+        unencrypted = headers.get("x-amz-server-side-encryption") != "aws:kms"
+        if self.require_sse and on_object and creates and unencrypted:
             # https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html
             # ("Requiring SSE-KMS for all objects written to a bucket": Deny s3:PutObject
             # when s3:x-amz-server-side-encryption is not aws:kms; CopyObject and
             # CreateMultipartUpload are s3:PutObject requests too).
-            if headers.get("x-amz-server-side-encryption") != "aws:kms":
-                return b"Access Denied by bucket policy: x-amz-server-side-encryption must be aws:kms"
+            return b"Access Denied by bucket policy: x-amz-server-side-encryption must be aws:kms"
         return None
 
     # -- the server --------------------------------------------------------------------

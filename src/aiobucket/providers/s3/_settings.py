@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ...config import BucketSettings
 
 URL_PARAMS = ("region", "endpoint", "path_style")
-OPTIONS = (
+OPTIONS: tuple[str, ...] = (
     "region",
     "endpoint",
     "path_style",
