@@ -372,8 +372,16 @@ class S3Provider:
         equal ETag is ours, and an unequal one is another object only where the stored
         ETag is an MD5 of its bytes (not on SSE-KMS or SSE-C objects).
         """
-        current, etag_is_md5 = await self._current(key)
         tries = f"after {resp.attempts} attempts (an earlier one may have been applied)"
+        try:
+            current, etag_is_md5 = await self._current(key)
+        except PermissionDenied as exc:
+            raise OutcomeUnknown(
+                f"{op}: the write may or may not have been applied: the server answered "
+                f"{resp.code or resp.status} {tries}, and the stored object cannot be read to find "
+                f"out ({exc.message}); grant s3:GetObject on the key (aiobucket infra does)",
+                key=key,
+            ) from exc
         ours: bool | None = None
         if current is not None:
             common = [n for n in (sums or {}) if getattr(current, n)]
@@ -560,6 +568,10 @@ class S3Provider:
             current: ObjectAttrs | None = await self.head(key, None)
         except ObjectNotFound:
             current = None
+        except PermissionDenied:
+            # A role without s3:ListBucket gets 403 for a missing key: no early check,
+            # the write's own conditional headers decide (atomically, on AWS).
+            return
         check_preconditions(current, pre, key)
 
     async def delete(self, key: str, version: str | None = None) -> None:
