@@ -352,9 +352,11 @@ async def test_sse_c_round_trip_on_a_server_that_enforces_it(s3_server: S3Server
         await b.copy("single", "copy")
         assert await b.download("copy").read() == b"secret"
         prefix = config.resolve(b.name).key_prefix
-        with config.override({"nokey": s3_server.settings(key_prefix=prefix)}):
-            with pytest.raises(aiobucket.InvalidArgument, match="customer key"):
-                await aiobucket.Bucket("nokey").download("single").read()
+        with (
+            config.override({"nokey": s3_server.settings(key_prefix=prefix)}),
+            pytest.raises(aiobucket.InvalidArgument, match="customer key"),
+        ):
+            await aiobucket.Bucket("nokey").download("single").read()
         await b.remove("copy")
         assert [item async for item in b.remove_many(["single", "multi"])] == [
             (None, "single"),

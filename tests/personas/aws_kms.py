@@ -24,6 +24,10 @@ Faults of the network (a lost response, 409 once) are added by ``tests/faultprox
 in front of the persona.
 
 ``requests`` records (method, path, query, headers) of every request, for assertions.
+
+As a pytest plugin (``tests/conftest.py`` lists it as the backend ``aws-kms``), it runs the
+conformance suite against moto behind ``KmsBucket()``: every guarantee must hold on an
+SSE-KMS bucket too.
 """
 
 from __future__ import annotations
@@ -32,13 +36,19 @@ import asyncio
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import pytest
 from aiohttp import web
+from servers.moto import QUIRKS as MOTO_QUIRKS
+from servers.seaweedfs import S3Server
 
-__all__ = ["KmsBucket", "kms_etag"]
+__all__ = ["QUIRKS", "KmsBucket", "conformance_target", "kms_bucket", "kms_etag"]
+
+QUIRKS: dict[str, str] = dict(MOTO_QUIRKS)
+"""moto's quirks: the persona passes moto's answers through."""
 
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-persona"
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
@@ -222,3 +232,15 @@ def _error(code: bytes, message: bytes) -> bytes:
 
 def host_of(url: str) -> str:
     return urlsplit(url).netloc
+
+
+@pytest.fixture(scope="session")
+def kms_bucket(moto_server: S3Server) -> Iterator[S3Server]:
+    """moto's server behind the SSE-KMS persona, as an S3Server pointing at the persona."""
+    with KmsBucket(moto_server.endpoint) as kms:
+        yield replace(moto_server, name="aws-kms", endpoint=kms.url, quirks=QUIRKS)
+
+
+def conformance_target(request: pytest.FixtureRequest, versioned: bool) -> dict[str, object]:
+    server: S3Server = request.getfixturevalue("kms_bucket")
+    return server.settings(versioned)
