@@ -196,7 +196,10 @@ class ObjectAttrs:
         ``"crc32c"``, ``"crc64nvme"``, ``"crc32"`` or ``"md5"`` (the first the object
         has, in that order), or None: the object has no full-object checksum the
         backend vouches for, and its downloads are **not verified** (only counted
-        against their length). Ranged reads are never verified."""
+        against their length). Ranged reads are never verified. On S3, ``attrs()`` sends
+        a plain HEAD, which reports no checksums (asking for them needs kms:Decrypt on
+        SSE-KMS objects): the attrs a whole download opens with (``await reader.attrs()``)
+        say what that download is verified against."""
         for name in _READ_CHECKS:
             if getattr(self, name):
                 return name
