@@ -362,3 +362,25 @@ async def test_sse_c_round_trip_on_a_server_that_enforces_it(s3_server: S3Server
             (None, "single"),
             (None, "multi"),
         ]
+
+
+async def test_a_signed_upload_url_works_with_its_signed_sse_header(s3_server: S3Server) -> None:
+    """SeaweedFS checks presigned signatures as AWS does
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html): the
+    uploader sends the signed x-amz-server-side-encryption header and the PUT is stored
+    encrypted; without it the signature does not match and nothing is stored."""
+    from datetime import timedelta
+
+    import aiohttp
+
+    with bucket_at(s3_server, s3_server.endpoint, sse="AES256") as b:
+        url = await b.signed_upload_url("k", ttl=timedelta(minutes=5))
+        async with aiohttp.ClientSession() as http:
+            async with http.put(url, data=b"unsigned header left out") as answer:
+                assert answer.status == 403
+            assert not await b.exists("k")
+            headers = {"x-amz-server-side-encryption": "AES256"}
+            async with http.put(url, data=b"encrypted at rest", headers=headers) as answer:
+                assert answer.status == 200, await answer.text()
+                assert answer.headers.get("x-amz-server-side-encryption") == "AES256"
+        assert await b.download("k").read() == b"encrypted at rest"
