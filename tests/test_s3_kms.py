@@ -87,6 +87,8 @@ async def test_without_kms_decrypt_everything_but_reading_bytes_works(moto_serve
         await write(b, "small", b"v2", preconditions=aiobucket.Preconditions(if_match=current))
         with pytest.raises(aiobucket.PermissionDenied, match="kms:Decrypt"):
             await b.download("small").read()
+        with pytest.raises(aiobucket.PermissionDenied, match="kms:Decrypt"):
+            await b.copy("small", "copy")  # refused by the copy itself, not by its HEAD
         await b.remove("small")
         assert [item async for item in b.remove_many(["multi"])] == [(None, "multi")]
         checked = [r for r in kms.seen("HEAD") if r.headers.get("x-amz-checksum-mode")]

@@ -10,8 +10,8 @@ each citing the AWS page it follows:
   answer (ETag headers and the ETags in XML bodies), and turns them back on the way in
   (If-Match, If-None-Match, x-amz-copy-source-if-match, the part list of a completion).
 - ``kms_decrypt=False``: the caller has no kms:Decrypt on the key. A GET of an object,
-  and a HEAD that asks for checksums (``x-amz-checksum-mode: ENABLED``), get 403
-  AccessDenied; a plain HEAD works.
+  a copy (CopyObject, UploadPartCopy) and a HEAD that asks for checksums
+  (``x-amz-checksum-mode: ENABLED``) get 403 AccessDenied; a plain HEAD works.
 - ``require_sse``: the bucket policy denies s3:PutObject (PutObject, CopyObject,
   CreateMultipartUpload) without ``x-amz-server-side-encryption: aws:kms``.
 - ``owner``: a request whose ``x-amz-expected-bucket-owner`` names another account is
@@ -104,11 +104,14 @@ class KmsBucket:
         on_object = path.count("/") >= 2 and path.split("/", 2)[2] != ""
         object_read = on_object and not any(k in query for k in _NOT_OBJECT)
         checksummed = method == "HEAD" and headers.get("x-amz-checksum-mode") == "ENABLED"
-        if not self.kms_decrypt and object_read and (method == "GET" or checksummed):
+        copying = method == "PUT" and "x-amz-copy-source" in headers  # reads the source's bytes
+        if not self.kms_decrypt and (copying or (object_read and (method == "GET" or checksummed))):
             # https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html
             # ("...you must have kms:Decrypt permission to download an SSE-KMS object") and
             # https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html
-            # (HeadObject with ChecksumMode on an SSE-KMS object needs kms:Decrypt).
+            # (HeadObject with ChecksumMode on an SSE-KMS object needs kms:Decrypt), and
+            # https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html (copying an
+            # SSE-KMS object needs kms:Decrypt on its key).
             return b"User is not authorized to perform: kms:Decrypt on resource: " + KEY_ARN.encode()
         creates = (method == "PUT" and "partNumber" not in query) or (method == "POST" and "uploads" in query)
         unencrypted = headers.get("x-amz-server-side-encryption") != "aws:kms"
