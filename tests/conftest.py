@@ -30,13 +30,27 @@ SERVER_MODULES = {
     "rgw": "servers.rgw",
     "moto": "servers.moto",
     "gcs": "servers.fakegcs",
+    "azure": "servers.azurite",
+    "aws-kms": "personas.aws_kms",  # moto behind an SSE-KMS bucket persona
     "ministack": "servers.ministack",
     "b2": "personas.b2",  # personas (tests/personas/stores.py) as conformance targets
     "garage": "personas.garage",
 }
 EXTRA_PLUGINS = ["servers.rclone"]
 """Servers that are not conformance targets (tests/servers/rclone.py says why)."""
-ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs", "ministack", "b2", "garage"]
+ALL_BACKENDS = [
+    "memory",
+    "local",
+    "s3",
+    "rgw",
+    "moto",
+    "gcs",
+    "azure",
+    "aws-kms",
+    "ministack",
+    "b2",
+    "garage",
+]
 
 pytest_plugins = [
     m for m in [*SERVER_MODULES.values(), *EXTRA_PLUGINS] if importlib.util.find_spec(m) is not None

@@ -22,9 +22,18 @@ pytestmark = pytest.mark.anyio
 
 _READER: InMemoryMetricReader | None = None
 BACKEND_NAMES = {
-    "moto": "s3", "memory": "memory", "local": "local", "s3": "s3", "rgw": "s3", "gcs": "gcs",
-    "ministack": "s3", "b2": "s3", "garage": "s3",
-}  # fmt: skip
+    "moto": "s3",
+    "memory": "memory",
+    "local": "local",
+    "s3": "s3",
+    "rgw": "s3",
+    "gcs": "gcs",
+    "azure": "azure",
+    "aws-kms": "s3",  # moto behind the SSE-KMS persona
+    "ministack": "s3",
+    "b2": "s3",  # SeaweedFS behind the B2 persona
+    "garage": "s3",  # moto behind the persona of a store that ignores conditional headers
+}
 
 
 @pytest.fixture
