@@ -24,7 +24,9 @@ __all__ = ["PERSONAS", "Persona"]
 
 
 def _has_checksum_header(req: Request) -> bool:
-    return any(name.lower().startswith("x-amz-checksum") for name, _ in req.headers)
+    # x-amz-sdk-checksum-algorithm too: github.com/home-assistant/core/issues/143995.
+    names = [name.lower() for name, _ in req.headers]
+    return any(n.startswith("x-amz-checksum") or n == "x-amz-sdk-checksum-algorithm" for n in names)
 
 
 def _b2(proxy: FaultProxy) -> None:

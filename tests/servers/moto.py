@@ -52,9 +52,8 @@ QUIRKS: dict[str, str] = {
 """moto 5.2 differences from AWS S3 that the conformance suite meets; tests naming one run
 as a strict xfail here."""
 
-DOCTOR_DIFFERENCES: dict[str, str] = {
+DOCTOR_DIFFERENCES: dict[str, str] = {  # (it keeps a PUT's checksum when the SDK header names it)
     "checksum_headers": "moto 5.2 stores a body whose x-amz-checksum-crc32c is wrong (see QUIRKS)",
-    "checksum_mode": "moto 5.2 returns no x-amz-checksum-crc32c on HEAD of a single PUT object",
     "conditional_copy": (
         "moto 5.2 ignores If-None-Match on CopyObject (AWS honours it): aiobucket's HEAD precheck "
         "refuses outside a race window"

@@ -209,8 +209,10 @@ async def _run(probe: _Probe, d: Diagnosis) -> None:
 
     # Checksums: a right CRC32C is accepted and returned; a wrong one is refused.
     data = b"checksummed"
-    right = await raw("PUT", b, headers={"x-amz-checksum-crc32c": crc32c_b64(data)}, body=data)
-    bad = await raw("PUT", probe.key("c"), headers={"x-amz-checksum-crc32c": crc32c_b64(b"other")}, body=data)
+    sdk = {"x-amz-sdk-checksum-algorithm": "CRC32C"}  # as aiobucket and the AWS SDKs send it
+    right = await raw("PUT", b, headers={"x-amz-checksum-crc32c": crc32c_b64(data), **sdk}, body=data)
+    mismatch = {"x-amz-checksum-crc32c": crc32c_b64(b"other"), **sdk}
+    bad = await raw("PUT", probe.key("c"), headers=mismatch, body=data)
     o["checksum_headers"] = right.status < 300 and bad.status == 400 and bad.code in MISMATCH | {"BadDigest"}
     notes["checksum_headers"] = f"right {_answer(right)}, wrong {_answer(bad)}"
     head = await raw("HEAD", b, headers={"x-amz-checksum-mode": "ENABLED"})

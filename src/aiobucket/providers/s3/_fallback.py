@@ -57,11 +57,16 @@ def learn(p: S3Provider, why: str, **changes: object) -> None:
     )
 
 
+def _in_group(header: str) -> bool:
+    """The optional checksum header group: x-amz-checksum-* and x-amz-sdk-checksum-algorithm."""
+    return header.startswith("x-amz-checksum") or header == "x-amz-sdk-checksum-algorithm"
+
+
 def _names_checksum_header(resp: Response) -> bool:
     if resp.code in MISMATCH or resp.status not in (400, 501):
         return False
     text = f"{resp.code} {resp.message}".lower()
-    return "x-amz-checksum" in text or (resp.code in _UNSUPPORTED and "checksum" in text)
+    return "checksum" in text and ("x-amz-" in text or resp.code in _UNSUPPORTED)
 
 
 def _bodyless_mode_refusal(resp: Response, headers: dict[str, str]) -> bool:
@@ -93,7 +98,7 @@ def fall_back(
         # x-amz-checksum-mode: github.com/vatesfr/xen-orchestra/issues/8358): resend once
         # without it; a read changes nothing. Learnt only if that answer is no 400.
         return {k: v for k, v in headers.items() if k != "x-amz-checksum-mode"}
-    if not any(h.startswith("x-amz-checksum") for h in headers) or not _names_checksum_header(resp):
+    if not any(_in_group(h) for h in headers) or not _names_checksum_header(resp):
         return None
     learn(
         p,
@@ -102,7 +107,7 @@ def fall_back(
         checksum_mode=False,
         multipart_checksum="none",
     )
-    kept = {k: v for k, v in headers.items() if not k.startswith("x-amz-checksum")}
+    kept = {k: v for k, v in headers.items() if not _in_group(k)}
     if body is not None and "content-md5" not in kept:
         # The body still needs a digest the store checks: Content-MD5 is the one they all do.
         kept["content-md5"] = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()

@@ -350,8 +350,8 @@ class S3Provider:
         the bytes on the way; over http the SHA-256 is signed, which Ceph RGW and AWS
         check too). Elsewhere every body carries Content-MD5, which every S3 server
         checks. ``keep_md5``: the caller needs the MD5 anyway (a conditional write
-        compares it with the ETag when its response was lost); ``whole`` is kept for
-        callers' clarity (parts and whole objects are hashed alike).
+        compares it with the ETag when its response was lost). Parts and whole objects
+        are hashed alike; a whole one also names its algorithm, as the AWS SDKs do.
         """
         ep = self._ep or await self._endpoint()
         signed = ep.signed_payload
