@@ -17,7 +17,10 @@ from pathlib import Path
 from servers._proc import free_ports, http_status, stop, wait_until
 
 NAME = "seaweedfs"
-PROVIDERS = {"seaweedfs": "seaweedfs", "rgw": "ceph", "moto": "aws", "ministack": "aws", "rclone": "other"}
+PROVIDERS = {
+    "seaweedfs": "seaweedfs", "rgw": "ceph", "moto": "aws", "aws-kms": "aws", "ministack": "aws",
+    "rclone": "other",
+}  # fmt: skip
 """Test server name -> the aiobucket store profile it runs as (moto imitates AWS)."""
 
 
