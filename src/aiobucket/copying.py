@@ -28,6 +28,7 @@ def _put_options(attrs: UploadAttrs | None, key: str) -> PutOptions | None:
         cache_control=attrs.cache_control,
         content_disposition=attrs.content_disposition,
         metadata=attrs.metadata,
+        content_encoding=attrs.content_encoding,
     )
 
 

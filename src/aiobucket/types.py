@@ -74,9 +74,13 @@ class UploadAttrs:
     metadata: Mapping[str, str] = field(default_factory=dict)
     """User metadata. Keys are HTTP token characters and are stored lower-cased (S3
     lower-cases them); values are non-empty (S3 drops empty ones)."""
+    content_encoding: str | None = None
+    """How the bytes you upload are encoded, e.g. ``"gzip"`` for bytes you compressed
+    yourself. Stored as the object's Content-Encoding; nothing is compressed for you.
+    Downloads return the stored bytes unless asked to ``decompress``."""
 
     def __post_init__(self) -> None:
-        for name in ("content_type", "cache_control", "content_disposition"):
+        for name in ("content_type", "cache_control", "content_disposition", "content_encoding"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise InvalidArgument(f"UploadAttrs.{name} must be a str, got {type(value).__name__}")
@@ -111,7 +115,13 @@ class UploadAttrs:
     @classmethod
     def of(cls, attrs: ObjectAttrs) -> UploadAttrs:
         """The attributes of a stored object, to write another with the same ones."""
-        return cls(attrs.content_type, attrs.cache_control, attrs.content_disposition, dict(attrs.metadata))
+        return cls(
+            attrs.content_type,
+            attrs.cache_control,
+            attrs.content_disposition,
+            dict(attrs.metadata),
+            content_encoding=attrs.content_encoding,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +187,9 @@ class ObjectAttrs:
     """The whole object's MD5 as lower-case hex, where the backend vouches for it (an S3
     single-part ETag, GCS ``md5Hash``); None otherwise. A full download is checked
     against ``crc32c`` or else ``md5`` and raises IntegrityError on a mismatch."""
+    content_encoding: str | None = None
+    """The stored Content-Encoding (``"gzip"`` for bytes stored compressed), or None.
+    ``size``, ``crc32c`` and ``md5`` describe the stored (encoded) bytes."""
 
     def to_json(self) -> dict[str, object]:
         """Every field as JSON-ready values (ISO 8601 time, plain dict metadata)."""

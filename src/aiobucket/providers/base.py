@@ -107,6 +107,8 @@ class PutOptions:
     content_disposition: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     preconditions: Preconditions = field(default_factory=Preconditions)
+    content_encoding: str | None = None
+    """Stored as the object's Content-Encoding; the bytes are stored as given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,11 @@ class Part:
 
 
 class Body(Protocol):
-    """A streaming response body. Always ``aclose()``d by the reader, even after EOF."""
+    """A streaming response body. Always ``aclose()``d by the reader, even after EOF.
+
+    A body whose bytes the server decoded on the way (GCS decompressive transcoding)
+    has ``decoded = True``: they are not the stored bytes, so no stored checksum applies.
+    """
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
@@ -336,6 +342,7 @@ def put_options_from(attrs: ObjectAttrs, preconditions: Preconditions | None = N
         content_disposition=attrs.content_disposition,
         metadata=attrs.metadata,
         preconditions=preconditions or Preconditions(),
+        content_encoding=attrs.content_encoding,
     )
 
 
@@ -364,6 +371,7 @@ def new_object_attrs(
         last_modified=datetime.now(UTC),
         crc32c=crc32c,
         md5=md5,
+        content_encoding=opts.content_encoding,
     )
 
 

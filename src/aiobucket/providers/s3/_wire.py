@@ -92,6 +92,8 @@ def object_headers(opts: PutOptions) -> dict[str, str]:
         headers["cache-control"] = opts.cache_control
     if opts.content_disposition is not None:
         headers["content-disposition"] = opts.content_disposition
+    if opts.content_encoding is not None:
+        headers["content-encoding"] = opts.content_encoding
     for k, v in opts.metadata.items():
         headers["x-amz-meta-" + k.lower()] = v
     return headers
@@ -188,6 +190,7 @@ def object_attrs(key: str, headers: Mapping[str, str], size: int) -> ObjectAttrs
         last_modified=http_date(headers.get("last-modified")),
         crc32c=_crc32c(headers, etag),
         md5=_vouched_md5(etag, headers),
+        content_encoding=headers.get("content-encoding"),
     )
 
 
@@ -213,6 +216,7 @@ def put_attrs(
         last_modified=modified or datetime.now(UTC),
         md5=md5,
         crc32c=crc32c,
+        content_encoding=opts.content_encoding,
     )
 
 
