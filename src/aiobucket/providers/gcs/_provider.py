@@ -281,11 +281,31 @@ class GcsProvider:
         return ResumableUpload(self, key, opts)
 
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, MediaBody]:
-        """One media GET; its headers are the attrs (``_download.py``)."""
+        """One media GET; its headers are the attrs (``_download.py``).
+
+        A conditional read (``if_none_match``, ``if_modified_since``) is judged on the
+        resource first, so a NotModified transfers no body; the media GET that follows
+        is pinned to the generation that was judged.
+        """
         if opts.length == 0:  # nothing to transfer: the attrs alone
             attrs = await self.head(key, opts.version)
             check_read(attrs, replace(opts, offset=0), key)
             return attrs, MediaBody(None, 0, key)
+        if opts.if_none_match is None and opts.if_modified_since is None:
+            return await self._media(key, opts)
+        for _ in range(3):
+            res = await self.resource(key, opts.version)
+            check_read(attrs_from_resource(res, versioned=self.versioned), opts, key)
+            pinned = replace(opts, version=str(res["generation"]), if_none_match=None, if_modified_since=None)
+            try:
+                return await self._media(key, pinned)
+            except ObjectNotFound:
+                if opts.version is not None:
+                    raise
+                # replaced between the two requests: judge the new one
+        raise BackendError("the object kept changing while the download was starting", key=key)
+
+    async def _media(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, MediaBody]:
         params = {"alt": "media"}
         if opts.version is not None:
             params["generation"] = opts.version
