@@ -34,8 +34,6 @@ are verified by the reader against the stored checksum (``aiobucket._checksum``)
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -53,13 +51,31 @@ __all__ = ["MediaBody", "MediaCheck", "media_attrs", "range_header", "served_has
 
 READ_CHUNK = 256 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-_HASH = re.compile(r"\s*(crc32c|md5)=([A-Za-z0-9+/]+={0,2})\s*")
+_CRC32C = re.compile(r"[A-Za-z0-9+/]{6}==")
 META = "x-goog-meta-"
 
 
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
+    )
+}
+
+
 def _http_date(value: str | None) -> datetime | None:
+    """Last-Modified as a datetime: GCS sends the IMF-fixdate form (parsed by hand: this is
+    on every read), anything else goes through email.utils."""
+    if not value:
+        return None
+    parts = value.split()
     try:
-        return parsedate_to_datetime(value).astimezone(UTC) if value else None
+        if len(parts) == 6 and parts[5] == "GMT" and parts[2] in _MONTHS:
+            hh, mm, ss = parts[4].split(":")
+            return datetime(
+                int(parts[3]), _MONTHS[parts[2]], int(parts[1]), int(hh), int(mm), int(ss), tzinfo=UTC
+            )
+        return parsedate_to_datetime(value).astimezone(UTC)
     except (ValueError, TypeError):
         return None
 
@@ -80,19 +96,17 @@ def served_hashes(headers: CIMultiDictProxy[str] | Mapping[str, str]) -> tuple[s
     values = headers.getall("X-Goog-Hash", []) if isinstance(headers, CIMultiDictProxy) else []
     if not values and headers.get("X-Goog-Hash"):
         values = [headers["X-Goog-Hash"]]
-    found: dict[str, str] = {}
+    crc = md5 = None
     for value in values:
         for item in value.split(","):
-            m = _HASH.fullmatch(item)
-            if m:
-                found[m.group(1)] = m.group(2)
-    crc = found.get("crc32c")
-    try:
-        if crc is not None and len(base64.b64decode(crc, validate=True)) != 4:
-            crc = None
-    except binascii.Error:
-        crc = None
-    return crc, md5_hex(found.get("md5"))
+            name, _, digest = item.strip().partition("=")
+            if name == "crc32c":
+                crc = digest
+            elif name == "md5":
+                md5 = digest
+    if crc is not None and not _CRC32C.fullmatch(crc):
+        crc = None  # 4 bytes in base64
+    return crc, md5_hex(md5)
 
 
 def transcoded(headers: Mapping[str, str]) -> bool:
