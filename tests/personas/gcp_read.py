@@ -17,6 +17,8 @@ documentation says a media answer carries. Each rule names its source:
   ``Content-Length`` and no ``Content-Encoding`` header
   (https://cloud.google.com/storage/docs/transcoding, "Decompressive
   transcoding"): it is sent chunked. fake-gcs-server sends the decoded length.
+  It has no ``x-goog-hash`` either: GCS knows no hash of the decoded bytes
+  (python-storage's ``Download`` docstring says so of transcoded downloads).
 
 Everything else is passed through byte for byte (a resumable session's
 ``Location`` is pointed at the persona). The persona reads the object's resource
@@ -178,8 +180,12 @@ class GcsReadPersona:
             out.append(("x-goog-hash", f"md5={res['md5Hash']}"))
         stored_gzip = _is_gzip(res.get("contentEncoding"))
         if stored_gzip and not _is_gzip(up.headers.get("Content-Encoding")):
-            # transcoding: a decompressed answer has no Content-Length (sent chunked).
+            # transcoding: a decompressed answer has no Content-Length (sent chunked) ...
             length = None
+            # ... and no hashes: GCS knows none of the decoded bytes (python-storage's
+            # Download docstring: "transcoded ... downloads where the remote service does
+            # not know the correct checksum").
+            out = [(k, v) for k, v in out if k.lower() != "x-goog-hash"]
         return out, length
 
 

@@ -96,6 +96,10 @@ class Capabilities:
     default_concurrency: int = 8
     delete_batch: int = 1
     """How many keys one delete_many() call takes (S3 DeleteObjects: 1000)."""
+    served_cache_control: bool = False
+    """A read's attrs carry the Cache-Control the server serves, which may be its default
+    rather than the stored value (GCS: ``public, max-age=3600`` for a public object without
+    one), so a copy that keeps the source's attributes reads them with head()."""
 
 
 @dataclass(frozen=True, slots=True)

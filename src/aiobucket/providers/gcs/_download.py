@@ -137,6 +137,8 @@ def media_attrs(
     if not generation or not etag or size is None:
         return None
     crc32c, md5 = served_hashes(headers)
+    if crc32c is None and md5 is None and transcoded(headers):
+        return None  # a decompressed answer may carry no hashes: the resource has them
     stored_encoding = headers.get("X-Goog-Stored-Content-Encoding")
     return ObjectAttrs(
         name=key,

@@ -120,6 +120,7 @@ CAPABILITIES = Capabilities(
     max_parts=1_000_000,  # resumable sessions have no part limit; objects may reach 5 TiB
     default_part_size=8 * MiB,
     default_concurrency=1,
+    served_cache_control=True,  # https://cloud.google.com/storage/docs/caching (built-in caching)
 )
 
 __all__ = ["CAPABILITIES", "GcsProvider", "create"]
