@@ -65,8 +65,9 @@ def routed(
 ) -> Iterator[tuple[aiobucket.Bucket, FaultProxy]]:
     with FaultProxy(upstream) as proxy:
         name = f"r-{uuid.uuid4().hex[:10]}"
+        cloud = server.versioned_bucket if versioned else server.bucket
         settings = {
-            "url": f"gs://{server.versioned_bucket if versioned else server.bucket}?endpoint={proxy.url}",
+            "url": f"gs://{cloud}?endpoint={proxy.url}&emulator=true",
             "key_prefix": f"{name}/",
             "retries": 3,
         }
@@ -320,3 +321,25 @@ async def test_copy_to_another_backend_keeps_what_is_stored(
         copied = await b.copy("g.txt", "g2.txt", dst_bucket=dst)
         assert copied.content_encoding == "gzip"
         assert await dst.download("g2.txt", decompress=True).read() == TEXT
+
+
+async def test_a_read_carries_the_bucket_wide_parameters(gcs_server: GcsServer) -> None:
+    """userProject (requester pays) joins the media GET's own query, not replaces it."""
+    with FaultProxy(gcs_server.endpoint) as proxy:
+        name = f"r-{uuid.uuid4().hex[:10]}"
+        settings = {
+            "url": f"gs://{gcs_server.versioned_bucket}?endpoint={proxy.url}&emulator=true",
+            "key_prefix": f"{name}/",
+            "user_project": "billed",
+        }
+        with config.override({name: settings}):
+            b = aiobucket.Bucket(name, aiobucket.BucketConfig(versioned=True))
+            first = await put(b, "k", b"one")
+            await put(b, "k", b"two")
+            proxy.clear()
+            assert await b.download("k", version=first.version).read() == b"one"
+            await aiobucket.aclose()
+        (media,) = seen(proxy, is_media)
+        assert {"alt=media", f"generation={first.version}", "userProject=billed"} <= set(
+            media.query.split("&")
+        )

@@ -5,7 +5,7 @@ started on loopback with its filesystem backend (so 256 MiB objects do not sit i
 its RAM). Every library talks to it over HTTP without credentials, as each one's
 docs show for the emulator:
 
-* aiobucket: ``gs://BUCKET?endpoint=URL`` (README); ``upload()``/``download()``.
+* aiobucket: ``gs://BUCKET?endpoint=URL&emulator=true`` (README); ``upload()``/``download()``.
 * gcloud-aio-storage: ``Storage(session=..., api_root=URL)``; ``upload`` (whole bytes;
   it has no streaming writer), ``download`` and ``download_stream``.
 * gcsfs: ``gcsfs.core.GCSFileSystem(endpoint_url=URL, token="anon", asynchronous=True)``;
@@ -117,7 +117,9 @@ class _Aiobucket:
     async def open(env: Env) -> Any:
         import aiobucket
 
-        aiobucket.configure({"bench-gcs": f"gs://{BUCKET}?endpoint={env.extra['gcs_endpoint']}"})
+        aiobucket.configure(
+            {"bench-gcs": f"gs://{BUCKET}?endpoint={env.extra['gcs_endpoint']}&emulator=true"}
+        )
         return aiobucket.Bucket("bench-gcs")
 
     @staticmethod
