@@ -214,6 +214,7 @@ class Reader(ChunkReader):
             if self._length == 0:
                 self._attrs = await self._provider.head(self.key, self._version)
                 check_read(self._attrs, replace(opts, offset=0), self.key)
+                self._encoding = self._attrs.content_encoding
                 self._body = _Empty()
             else:
                 self._attrs, self._body = await self._provider.get(self.key, opts)
