@@ -209,6 +209,21 @@ async def test_parallel_and_file_downloads_are_one_request_per_range(
     assert reads(proxy) == (8, 0)
 
 
+async def test_an_xml_style_etag_is_not_taken_for_the_objects_etag(
+    via_persona: tuple[aiobucket.Bucket, FaultProxy],
+) -> None:
+    """The etag a download reports is the one attrs() reports: a media answer whose ETag is
+    an MD5 in hex (the XML API's form) is completed from the metadata instead."""
+    b, proxy = via_persona
+    written = await put(b, "k", b"payload")
+    proxy.clear()
+    proxy.add_rule(Rewrite("response", {"ETag": '"321c3cf486ed509164edec1e1981fec8"'}), when=is_media)
+    async with b.download("k") as r:
+        assert (await r.attrs()).etag == written.etag == (await b.attrs("k")).etag
+        assert await r.read() == b"payload"
+    assert reads(proxy) == (1, 2)  # the media GET, its metadata GET, and attrs()
+
+
 def test_x_goog_hash_is_read_in_one_line_or_several() -> None:
     from multidict import CIMultiDict, CIMultiDictProxy
 

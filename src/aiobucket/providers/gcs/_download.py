@@ -52,6 +52,10 @@ __all__ = ["MediaBody", "MediaCheck", "media_attrs", "range_header", "served_has
 READ_CHUNK = 256 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _CRC32C = re.compile(r"[A-Za-z0-9+/]{6}==")
+# The JSON API's media answer carries the object's JSON etag, the one head() reports (python-
+# storage takes blob.etag from it). An XML-API-style ETag (an MD5 in hex) is not that etag:
+# then the resource is read, so that a download's etag always matches attrs()'s.
+_XML_ETAG = re.compile(r"[0-9a-f]{32}")
 META = "x-goog-meta-"
 
 
@@ -134,7 +138,7 @@ def media_attrs(
     generation = headers.get("X-Goog-Generation")
     etag = (headers.get("ETag") or "").strip().removeprefix("W/").strip('"')
     size = _stored_size(status, headers)
-    if not generation or not etag or size is None:
+    if not generation or not etag or size is None or _XML_ETAG.fullmatch(etag):
         return None
     crc32c, md5 = served_hashes(headers)
     if crc32c is None and md5 is None and transcoded(headers):
