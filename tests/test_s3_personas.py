@@ -207,3 +207,58 @@ async def test_a_head_refused_for_checksum_mode_is_resent_without_it(case: tuple
         proxy.wait_idle()
         heads = [r for r in proxy.requests if r.method == "HEAD"]
         assert [r.header("x-amz-checksum-mode") for r in heads] == ["ENABLED", None]
+
+
+def _versions_page_without_marker(key: str, version: str, etag: str) -> bytes:
+    """A truncated ListObjectVersions page with no NextKeyMarker, as GCS's S3 interface gives
+    (issue #20's survey; the S3 API reference says the marker comes with IsTruncated)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        "<IsTruncated>true</IsTruncated>"
+        f"<Version><Key>{key}</Key><VersionId>{version}</VersionId><IsLatest>true</IsLatest>"
+        f'<LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>"{etag}"</ETag><Size>1</Size>'
+        "<StorageClass>STANDARD</StorageClass></Version></ListVersionsResult>"
+    ).encode()
+
+
+async def test_a_truncated_version_page_without_a_marker_goes_on_from_its_last_version(
+    s3_server: S3Server,
+) -> None:
+    from faultproxy import Respond
+
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    with FaultProxy(s3_server.endpoint) as proxy:
+        settings = replace(s3_server, endpoint=proxy.url).settings(True, key_prefix=f"{name}/", **FAST)
+        with config.override({name: settings}):
+            bucket = aiobucket.Bucket(name, aiobucket.BucketConfig(versioned=True))
+            a = await put(bucket, "a", b"1")
+            await put(bucket, "b", b"2")
+            assert a.version is not None
+            page = _versions_page_without_marker(f"{name}/a", a.version, a.etag)
+            proxy.add_rule(
+                Respond(200, page, {"Content-Type": "application/xml"}), method="GET", query="versions"
+            )
+            listed = [entry async for err, entry in bucket.list_versions() if err is None and entry]
+            assert [e.name for e in listed] == ["a", "b"]
+            assert s3(bucket).store.version_markers is False
+            proxy.wait_idle()
+            follow = [r for r in proxy.requests if "versions" in r.query][1]
+            assert "key-marker=" in follow.query and "version-id-marker=" in follow.query
+
+
+async def test_a_conditional_copy_on_r2_goes_in_cloudflares_header(s3_server: S3Server) -> None:
+    """R2 takes a copy's not_exists as cf-copy-destination-if-none-match
+    (developers.cloudflare.com/r2/api/s3/extensions/; object_store's S3CopyIfNotExists::Header)."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    with FaultProxy(s3_server.endpoint) as proxy:
+        settings = replace(s3_server, endpoint=proxy.url).settings(key_prefix=f"{name}/", **FAST)
+        settings["url"] = str(settings["url"]).replace("provider=seaweedfs", "provider=r2")
+        with config.override({name: settings}):
+            bucket = aiobucket.Bucket(name)
+            await put(bucket, "src", b"source")
+            await bucket.copy("src", "dst", preconditions=Preconditions(not_exists=True))
+            proxy.wait_idle()
+            (copy,) = [r for r in proxy.requests if r.header("x-amz-copy-source")]
+            assert copy.header("cf-copy-destination-if-none-match") == "*"
+            assert copy.header("if-none-match") is None
