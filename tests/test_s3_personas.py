@@ -262,3 +262,26 @@ async def test_a_conditional_copy_on_r2_goes_in_cloudflares_header(s3_server: S3
             (copy,) = [r for r in proxy.requests if r.header("x-amz-copy-source")]
             assert copy.header("cf-copy-destination-if-none-match") == "*"
             assert copy.header("if-none-match") is None
+
+
+async def test_a_multipart_copy_stays_within_the_stores_max_parts(s3_server: S3Server) -> None:
+    """Scaleway allows 1,000 parts (rclone Scaleway.yaml): a copy's parts grow to fit
+    ``max_parts``; here 2, so a source of two parts and a bit goes in two bigger parts."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    with FaultProxy(s3_server.endpoint) as proxy:
+        settings = replace(s3_server, endpoint=proxy.url).settings(key_prefix=f"{name}/", max_parts=2, **FAST)
+        with config.override({name: settings}):
+            bucket = aiobucket.Bucket(name)
+            p = s3(bucket)
+            p.copy_threshold, p.copy_part_size = PART, PART
+            data = payload(2 * PART + 7, seed=8)
+            async with bucket.upload("src", part_size=3 * PART) as w:  # one PUT: within 2 parts
+                await w.write(data)
+            proxy.clear()
+            await bucket.copy("src", "dst")
+            assert await get(bucket, "dst") == data
+            proxy.wait_idle()
+            part_copies = [
+                r for r in proxy.requests if r.header("x-amz-copy-source") and "partNumber=" in r.query
+            ]
+            assert len(part_copies) == 2

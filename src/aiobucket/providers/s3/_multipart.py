@@ -306,7 +306,7 @@ async def _multipart_copy(
     upload = await Upload.start(p, dst, replace(put, preconditions=opts.preconditions), crc32c=False)
     copy_source = _copy_source(src_provider.bucket, src, opts.version)
     extra = {**p.opt.key, **src_provider.opt.source}
-    step = p.copy_part_size
+    step = max(p.copy_part_size, -(-source.size // p.store.max_parts))  # within the store's max_parts
     ranges = [(i // step + 1, i, min(i + step, source.size) - 1) for i in range(0, source.size, step)]
     limit = asyncio.Semaphore(p.copy_concurrency)
 
