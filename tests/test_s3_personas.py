@@ -92,7 +92,8 @@ def writes(proxy: FaultProxy) -> int:
     return len([r for r in proxy.requests if r.method in ("PUT", "POST")])
 
 
-CASES = [(name, provider) for name, p in PERSONAS.items() for provider in sorted({p.provider, "other"})]
+WHOLE = [name for name, p in PERSONAS.items() if p.whole]
+CASES = [(name, provider) for name in WHOLE for provider in sorted({PERSONAS[name].provider, "other"})]
 
 
 @pytest.mark.parametrize(("case", "provider"), CASES, indirect=["case"])
@@ -132,7 +133,7 @@ async def test_a_store_that_ignores_conditionals_would_overwrite(case: tuple[Per
         assert await get(bucket, "k") == b"second"
 
 
-@pytest.mark.parametrize("case", list(PERSONAS), indirect=True)
+@pytest.mark.parametrize("case", WHOLE, indirect=True)
 async def test_round_trip_and_what_is_learnt(case: tuple[Persona, S3Server]) -> None:
     """Declared as the persona's provider: single and multipart uploads, reads, a bulk
     remove and a multipart copy work, and the provider learns what the source says."""
@@ -159,7 +160,7 @@ async def test_round_trip_and_what_is_learnt(case: tuple[Persona, S3Server]) -> 
         assert caps.store == persona.provider
 
 
-@pytest.mark.parametrize("case", list(PERSONAS), indirect=True)
+@pytest.mark.parametrize("case", WHOLE, indirect=True)
 async def test_doctor_sees_the_persona(case: tuple[Persona, S3Server]) -> None:
     persona, server = case
     with through(server, persona, persona.provider) as (bucket, _):
@@ -285,3 +286,26 @@ async def test_a_multipart_copy_stays_within_the_stores_max_parts(s3_server: S3S
                 r for r in proxy.requests if r.header("x-amz-copy-source") and "partNumber=" in r.query
             ]
             assert len(part_copies) == 2
+
+
+@pytest.mark.parametrize("case", ["upper_etags"], indirect=True)
+async def test_upper_case_etags_are_compared_without_case(case: tuple[Persona, S3Server]) -> None:
+    """OSS's upper-case ETags: an upload is still recognised as ours (its MD5), a whole read
+    is verified, and a lost conditional upload is resolved as our own success, not as a lost
+    race. (Requests that carry an ETag back, If-Match or a completion's part list, cannot be
+    imitated here: the server behind compares its own lower-case ETags, and the proxy cannot
+    edit a signed header or a body.)"""
+    import hashlib
+
+    from faultproxy import lose_response
+
+    persona, server = case
+    with through(server, persona, "seaweedfs") as (bucket, proxy):
+        md5 = hashlib.md5(b"hello").hexdigest()
+        small = await put(bucket, "small", b"hello")
+        assert small.etag == md5.upper() and small.md5 == md5
+        assert (await bucket.attrs("small")).md5 == md5
+        assert await get(bucket, "small") == b"hello"
+        proxy.add_rule(lose_response(), method="PUT", header="If-None-Match")
+        attrs = await put(bucket, "k", b"mine", preconditions=Preconditions(not_exists=True))
+        assert await get(bucket, "k") == b"mine" and attrs.size == 4

@@ -167,6 +167,7 @@ def multipart_etag(part_etags: list[str]) -> str | None:
 
 
 def vouched_md5(etag: str, headers: Mapping[str, str]) -> str | None:
+    etag = etag.lower()  # ObjectAttrs.md5 is lower-case hex; Alibaba OSS answers in upper case
     if not is_md5(etag):
         return None
     sse = headers.get("x-amz-server-side-encryption")
