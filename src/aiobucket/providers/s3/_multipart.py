@@ -34,7 +34,7 @@ from ..._aio import run_to_completion
 from ..._checksum import crc32c_combine
 from ...errors import BackendError
 from ...types import ObjectAttrs
-from ..base import CopyOptions, Part, PutOptions, put_options_from
+from ..base import CopyOptions, MiB, Part, PutOptions, put_options_from
 from ._retry import THROTTLED
 from ._sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ._transport import Response
@@ -247,6 +247,19 @@ async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: Copy
     return put_attrs(dst, put, source_attrs.size, etag, resp.headers.get("x-amz-version-id"), modified)
 
 
+MAX_PARTS = 10_000
+"""S3's limit of parts per upload; a part is at most 5 GiB, an object at most 5 TiB
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html)."""
+
+
+def copy_part_size(size: int, preferred: int) -> int:
+    """The part size for copying ``size`` bytes: ``preferred``, or the smallest whole MiB
+    that keeps the copy within 10,000 parts (524.3 MiB at S3's 5 TiB object limit,
+    far below the 5 GiB part limit)."""
+    needed = -(-size // MAX_PARTS)
+    return max(preferred, -(-needed // MiB) * MiB)
+
+
 async def _multipart_copy(
     p: S3Provider,
     src_bucket: str,
@@ -258,7 +271,7 @@ async def _multipart_copy(
 ) -> ObjectAttrs:
     upload = await Upload.start(p, dst, replace(put, preconditions=opts.preconditions), crc32c=False)
     copy_source = _copy_source(src_bucket, src, opts.version)
-    step = p.copy_part_size
+    step = copy_part_size(source.size, p.copy_part_size)
     ranges = [(i // step + 1, i, min(i + step, source.size) - 1) for i in range(0, source.size, step)]
     limit = asyncio.Semaphore(p.copy_concurrency)
 

@@ -18,6 +18,15 @@ Invariants:
   shielded.
 * A provider dropped without ``aclose()`` closes its connections quietly when it is
   collected (or at exit): no "Unclosed client session" noise after an error.
+* Networks that companies run: ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` are honoured
+  as aiohttp's ``trust_env`` reads them (credentials in the proxy URL or ``.netrc``),
+  looked up once per endpoint host for the session's life, not on every request. TLS is
+  verified against ``ca_bundle`` (the option, else ``AWS_CA_BUNDLE``, else the AWS
+  profile's ``ca_bundle``) when one is named, else against the system's store, which
+  ``SSL_CERT_FILE``/``SSL_CERT_DIR`` redirect (``ssl_context``).
+* ``expect=True`` (large single PUTs) sends ``Expect: 100-continue`` and the body only
+  after the server's 100: a refusal (403, a region redirect) costs no upload, and its
+  connection is closed, never reused with a body half-sent.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import ssl
 import weakref
 from collections.abc import Coroutine
 from typing import Any
@@ -37,7 +48,7 @@ from yarl import URL
 from ..._aio import run_to_completion
 from ._xml import parse_error
 
-__all__ = ["Response", "Transport"]
+__all__ = ["Response", "Transport", "ssl_context"]
 
 _SEND_SLICE = 256 * 1024
 _READ_WHOLE = 64 * 1024  # a streamed GET this small is read whole (fewer awaits per object)
@@ -146,8 +157,29 @@ def _close_quietly(connector: aiohttp.BaseConnector) -> None:
         connector._close()
 
 
+def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | None:
+    """The TLS context for S3 endpoints; None: aiohttp's default (the system's store).
+
+    A CA bundle replaces the system's store, as in botocore (``verify=<path>``).
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR`` are read by OpenSSL when a default context is
+    made, so one is made here when either is set (aiohttp's own was made at its import).
+    Reads files: call it off the event loop.
+    """
+    if ca_bundle:
+        return ssl.create_default_context(cafile=ca_bundle)
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context()
+    return None
+
+
+_NO_PROXY: tuple[None, None] = (None, None)
+
+
 class Transport:
     def __init__(self, *, pool: int, connect_timeout: float, read_timeout: float) -> None:
+        self.ssl: ssl.SSLContext | None = None
+        """Set before the first request (``ssl_context``); None: aiohttp's default."""
+        self._proxies: dict[tuple[str, str | None], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
         self._pool = pool
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
@@ -161,7 +193,12 @@ class Transport:
         if session is not None and not session.closed:
             return session
         loop = asyncio.get_running_loop()
-        connector = aiohttp.TCPConnector(limit=self._pool, limit_per_host=0, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(
+            limit=self._pool,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            ssl=self.ssl if self.ssl is not None else True,
+        )
         session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
@@ -187,19 +224,50 @@ class Transport:
         *,
         stream: bool = False,
         shield: bool = False,
+        expect: bool = False,
     ) -> Response:
-        work = self._exchange(method, url, headers, body, stream)
+        work = self._exchange(method, url, headers, body, stream, expect)
         if shield:
             return await _on_wire(work)
         return await work
 
+    def proxy_for(self, url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        """The proxy (and its credentials) for ``url``'s host, from the environment, looked up once."""
+        where = (url.scheme, url.raw_host)
+        found = self._proxies.get(where)
+        if found is None:
+            from aiohttp.helpers import get_env_proxy_for_url
+
+            try:
+                found = get_env_proxy_for_url(url)
+            except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
+                found = _NO_PROXY
+            self._proxies[where] = found
+        return found
+
     async def _exchange(
-        self, method: str, url: URL, headers: dict[str, str], body: memoryview | bytes | None, stream: bool
+        self,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        body: memoryview | bytes | None,
+        stream: bool,
+        expect: bool,
     ) -> Response:
         data: Any = None
         if body is not None:
             data = _View(body) if isinstance(body, memoryview) else aiohttp_payload.BytesPayload(body)
-        resp = await self.session().request(method, url, headers=headers, data=data, allow_redirects=False)
+        proxy, proxy_auth = self.proxy_for(url)
+        resp = await self.session().request(
+            method,
+            url,
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+            proxy=proxy,
+            proxy_auth=proxy_auth,
+            expect100=expect,
+        )
         handed_over = False
         try:
             if stream and resp.status < 300:
@@ -218,6 +286,7 @@ class Transport:
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
+        self._proxies.clear()
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
