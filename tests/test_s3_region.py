@@ -237,3 +237,23 @@ async def test_error_messages_and_spans_carry_the_request_ids(s3_server: S3Serve
         end = [e for e in events if e.phase == "end"][-1]
         assert end.attributes["aws_request_id"] == rid
         assert end.attributes["aws_extended_request_id"] == hid
+
+
+async def test_a_wrong_configured_region_is_checked_before_the_first_signed_url(s3_server: S3Server) -> None:
+    with FaultProxy(s3_server.endpoint) as proxy, through(s3_server, proxy) as b:
+        BucketInAnotherRegion("eu-west-2", "400", region_header=False).install(proxy)
+        url = await b.signed_upload_url("x", ttl=timedelta(minutes=1))
+        again = await b.signed_download_url("x", ttl=timedelta(minutes=1))
+        assert "%2Feu-west-2%2Fs3%2F" in url and "%2Feu-west-2%2Fs3%2F" in again
+        proxy.wait_idle()
+        assert [r.method for r in proxy.requests] == ["HEAD"]  # one HeadBucket, once
+        async with aiohttp.ClientSession() as http, http.put(url, data=b"abc") as resp:
+            assert resp.status == 200, await resp.text()
+
+
+async def test_signing_offline_uses_the_configured_region(s3_server: S3Server) -> None:
+    dead = replace(s3_server, endpoint="http://127.0.0.1:9")  # nothing listens: refused at once
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    with config.override({name: dead.settings(False, **FAST)}):
+        url = await aiobucket.Bucket(name).signed_download_url("x", ttl=timedelta(minutes=1))
+    assert f"%2F{s3_server.region}%2Fs3%2F" in url

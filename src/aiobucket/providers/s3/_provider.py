@@ -32,6 +32,11 @@ FULL_OBJECT CRC32C: ``_multipart.py``), so the reader verifies whole downloads.
 
 Cancellation: a write that is on the wire is shielded and the cancel re-raised
 when it ends; nothing else is (a backoff never is).
+
+Regions (``_region.py``): an answer saying the bucket is in another region is
+followed in ``send()``: re-signed for that region (and, on AWS's endpoints, sent to
+its endpoint) and re-sent at once, once per request; the region is kept for the
+provider's life. With no region configured, one HeadBucket finds it first.
 """
 
 from __future__ import annotations
@@ -696,10 +701,31 @@ class S3Provider:
         return url
 
     async def _signing_client(self) -> Any:
-        """The client that presigns for the bucket's region (discovered first if need be)."""
+        """The client that presigns for the bucket's region.
+
+        No request tells a signed URL's holder to re-sign, so the region is made sure of
+        first: found (no region configured), learned from a redirect, or else confirmed
+        once by a HeadBucket. If that cannot be had (offline, no answer naming a region),
+        the configured region is used.
+        """
         ep = self._ep or await self._endpoint()
+        if self.regions.learned is None and not self.regions.checked:
+            self.regions.checked = True
+            with contextlib.suppress(BucketError):
+                ep = await self._confirm_region(ep)
         region = ep.signer.region
         return await self.client(None if region == self.settings.region else region)
+
+    async def _confirm_region(self, ep: _Endpoint) -> _Endpoint:
+        async with self.regions.lock:
+            if self.regions.learned is not None and self._ep is not None:
+                return self._ep
+            found = await self.regions.discover(functools.partial(self._head_bucket, ep))
+            if self.regions.learned is None or found == ep.signer.region:
+                return ep
+            self._ep = moved = await self._endpoint_for(found, ep)
+        self.regions.warn_once(self.bucket, found)
+        return moved
 
     async def aclose(self) -> None:
         stack, self._stack = self._stack, None

@@ -27,6 +27,9 @@ So do we:
   A server that names no region (most S3-compatible stores) leaves ``us-east-1``.
 * **A configured region that is wrong** is followed too, and logged once per provider
   (``logging.warning`` on the ``aiobucket`` logger) so that the configuration gets fixed.
+* **Signed URLs and upload forms** are signed for the bucket's region. Nothing tells
+  their holder to re-sign, so before the first one a configured region that no answer
+  has confirmed yet is checked by one HeadBucket (failures leave the configured one).
 """
 
 from __future__ import annotations
@@ -70,13 +73,15 @@ def is_region_redirect(resp: Response, method: str, signed_for: str) -> bool:
 class Regions:
     """The bucket's region as this provider knows it, and the one-time warning."""
 
-    __slots__ = ("_lock", "_warned", "configured", "learned")
+    __slots__ = ("_lock", "_warned", "checked", "configured", "learned")
 
     def __init__(self, configured: str | None) -> None:
         self.configured = configured
         """The region given by configuration (the URL or the AWS environment), if any."""
         self.learned: str | None = None
         """The region S3 named for the bucket (a redirect or a HeadBucket), once known."""
+        self.checked = False
+        """A HeadBucket was asked to confirm the configured region (before signing a URL)."""
         self._lock: asyncio.Lock | None = None
         self._warned = False
 
