@@ -42,6 +42,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import payload as aiohttp_payload
+from aiohttp.helpers import get_env_proxy_for_url, proxies_from_env
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -180,6 +181,8 @@ class Transport:
         self.ssl: ssl.SSLContext | None = None
         """Set before the first request (``ssl_context``); None: aiohttp's default."""
         self._proxies: dict[tuple[str, str | None], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
+        self._proxied = False
+        """The environment names a proxy (read when the session is made): only then look one up."""
         self._pool = pool
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
@@ -211,6 +214,7 @@ class Transport:
         # aiohttp resends an idempotent request once on a dropped keep-alive
         # connection; our retry layer decides that (and counts the attempt).
         session._retry_connection = False
+        self._proxied = bool(proxies_from_env())
         self._session, self._loop = session, loop
         self._finalizer = weakref.finalize(self, _close_quietly, connector)
         return session
@@ -236,8 +240,6 @@ class Transport:
         where = (url.scheme, url.raw_host)
         found = self._proxies.get(where)
         if found is None:
-            from aiohttp.helpers import get_env_proxy_for_url
-
             try:
                 found = get_env_proxy_for_url(url)
             except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
@@ -257,8 +259,9 @@ class Transport:
         data: Any = None
         if body is not None:
             data = _View(body) if isinstance(body, memoryview) else aiohttp_payload.BytesPayload(body)
-        proxy, proxy_auth = self.proxy_for(url)
-        resp = await self.session().request(
+        session = self.session()
+        proxy, proxy_auth = self.proxy_for(url) if self._proxied else _NO_PROXY
+        resp = await session.request(
             method,
             url,
             headers=headers,
