@@ -35,6 +35,7 @@ from ..._checksum import crc32c_combine
 from ...errors import BackendError
 from ...types import ObjectAttrs
 from ..base import CopyOptions, MiB, Part, PutOptions, put_options_from
+from ._errors import request_ids
 from ._retry import THROTTLED
 from ._sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ._transport import Response
@@ -177,7 +178,7 @@ class Upload:
                 if resp.code == "NoSuchUpload":
                     raise BackendError(
                         "complete upload: the multipart upload no longer exists on the server "
-                        "(aborted by someone else, or expired)",
+                        f"(aborted by someone else, or expired){request_ids(resp)}",
                         key=self._key,
                     )
                 raise p.fail(resp, "complete upload", self._key, conditional_write=pre.if_match is not None)

@@ -80,7 +80,7 @@ from ..base import (
     check_preconditions,
     check_read,
 )
-from ._errors import error_for
+from ._errors import error_for, request_ids
 from ._region import DEFAULT_REGION, Regions, is_region_redirect
 from ._retry import RetryPolicy
 from ._settings import S3Settings, parse_settings
@@ -429,9 +429,9 @@ class S3Provider:
             current: ObjectAttrs | None = await self.head(key)
         except ObjectNotFound:
             current = None
-        tries = f"after {resp.attempts} attempts (an earlier one may have been applied)"
         if current is not None and ours is not None and current.etag == ours:
             return current
+        tries = f"after {resp.attempts} attempts (an earlier one may have been applied){request_ids(resp)}"
         if current is not None and ours is not None:
             raise PreconditionFailed(
                 f"{op}: precondition failed {tries}; the object stored now is not ours "
