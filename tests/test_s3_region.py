@@ -257,3 +257,38 @@ async def test_signing_offline_uses_the_configured_region(s3_server: S3Server) -
     with config.override({name: dead.settings(False, **FAST)}):
         url = await aiobucket.Bucket(name).signed_download_url("x", ttl=timedelta(minutes=1))
     assert f"%2F{s3_server.region}%2Fs3%2F" in url
+
+
+async def test_a_large_single_put_sent_to_the_wrong_region_costs_no_body(s3_server: S3Server) -> None:
+    data = bytes(range(256)) * (8 * 1024)  # 2 MiB: one PUT with Expect: 100-continue
+    with FaultProxy(s3_server.endpoint) as proxy, through(s3_server, proxy) as b:
+        BucketInAnotherRegion("eu-west-1", "301").install(proxy)
+        async with b.upload("one.bin", part_size=8 * 1024 * 1024) as w:
+            await w.write(data)
+        assert await b.download("one.bin").read() == data
+        puts = proxy.matching(method="PUT")
+        assert [(r.status, r.body_length) for r in puts] == [(301, 0), (200, len(data))]
+
+
+async def test_on_aws_endpoints_a_request_moves_to_the_regional_endpoint() -> None:
+    """No request is sent: the endpoints come from aiobotocore's resolver for each region."""
+    from aiobucket.config import BucketSettings
+    from aiobucket.providers.s3 import S3Provider
+    from aiobucket.providers.s3._settings import parse_settings
+
+    options = {"access_key_id": "AKIDEXAMPLE", "secret_access_key": "secret"}
+    provider = S3Provider(
+        parse_settings(BucketSettings("s3://my-bucket?region=us-east-1", options=options), "b")
+    )
+    try:
+        ep = await provider._endpoint()
+        assert ep.base == "https://my-bucket.s3.us-east-1.amazonaws.com"
+        moved = await provider._endpoint_for("eu-west-1", ep)
+        assert (moved.base, moved.signer.region) == (
+            "https://my-bucket.s3.eu-west-1.amazonaws.com",
+            "eu-west-1",
+        )
+        china = await provider._endpoint_for("cn-north-1", ep)
+        assert china.base == "https://my-bucket.s3.cn-north-1.amazonaws.com.cn"
+    finally:
+        await provider.aclose()

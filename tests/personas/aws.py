@@ -14,7 +14,9 @@ Personas here:
   ``"illegal-location"`` IllegalLocationConstraintException. HEAD answers have no body.
   On loopback there is one endpoint for every region, so "sent to the wrong regional
   endpoint" and "signed for the wrong region" are the same thing here; the answers are
-  the ones each case gets on AWS.
+  the ones each case gets on AWS. The servers behind accept a signature for any region
+  (SeaweedFS and moto check no scope region: tests/test_s3_sigv4_server.py), so the
+  persona alone decides which region the bucket is in.
 
 Also ``aws_error(...)``: an error answer with AWS's request ids (headers and body).
 
