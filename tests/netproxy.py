@@ -108,6 +108,8 @@ class TunnelProxy(_Server):
     def __init__(self) -> None:
         super().__init__()
         self.tunnels: list[str] = []
+        self.authorizations: list[str | None] = []
+        """Each CONNECT's Proxy-Authorization header (None: none sent)."""
         self.refused: list[str] = []
         self._sent, self._received = [0], [0]
 
@@ -139,6 +141,11 @@ class TunnelProxy(_Server):
             return
         host, _, port = target.rpartition(":")
         self.tunnels.append(target)
+        lines = head.decode("latin-1").split("\r\n")[1:]
+        auth = [
+            v.strip() for n, _, v in (x.partition(":") for x in lines) if n.lower() == "proxy-authorization"
+        ]
+        self.authorizations.append(auth[0] if auth else None)
         try:
             up = await asyncio.open_connection(host.strip("[]"), int(port))
         except OSError:

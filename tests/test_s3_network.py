@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import ssl
 import uuid
@@ -91,9 +92,12 @@ async def roundtrip(b: aiobucket.Bucket, size: int = 100) -> None:
 
 async def test_http_proxy_carries_every_request(s3_server: S3Server, clean_env: pytest.MonkeyPatch) -> None:
     with FaultProxy(s3_server.endpoint) as proxy, bucket_at(s3_server, s3_server.endpoint) as b:
-        clean_env.setenv("HTTP_PROXY", proxy.url)
+        clean_env.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://corp%20user:pa%3Ass@"))
         await roundtrip(b)
         proxy.wait_idle()
+        # The proxy's credentials from its URL, on every request.
+        auth = "Basic " + base64.b64encode(b"corp user:pa:ss").decode()
+        assert {r.header("proxy-authorization") for r in proxy.requests} == {auth}
         methods = [r.method for r in proxy.requests]
         assert methods == ["PUT", "GET", "GET", "HEAD", "DELETE"]
         # Proxied requests name the origin in absolute form; the server's answers came back.
@@ -113,10 +117,11 @@ async def test_https_proxy_tunnels_tls_verified_by_aws_ca_bundle(
     s3_server: S3Server, tls_front: TLSFront, ca: tuple[trustme.CA, Path], clean_env: pytest.MonkeyPatch
 ) -> None:
     with TunnelProxy() as tunnel, bucket_at(s3_server, tls_front.url) as b:
-        clean_env.setenv("HTTPS_PROXY", tunnel.url)
+        clean_env.setenv("HTTPS_PROXY", tunnel.url.replace("http://", "http://proxy-user:secret@"))
         clean_env.setenv("AWS_CA_BUNDLE", str(ca[1]))
         await roundtrip(b, 3 * MiB)
         assert tunnel.tunnels and set(tunnel.tunnels) == {f"localhost:{tls_front.port}"}
+        assert set(tunnel.authorizations) == {"Basic " + base64.b64encode(b"proxy-user:secret").decode()}
         assert tunnel.sent > 3 * MiB and tunnel.received > 3 * MiB  # the bodies went through it
         assert tunnel.refused == []
 

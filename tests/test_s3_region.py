@@ -55,16 +55,23 @@ def no_aws_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
 
 @contextmanager
 def through(
-    server: S3Server, proxy: FaultProxy, *, region: str | None = "us-east-1", **extra: object
+    server: S3Server,
+    proxy: FaultProxy,
+    *,
+    region: str | None = "us-east-1",
+    versioned: bool = False,
+    **extra: object,
 ) -> Iterator[aiobucket.Bucket]:
     name = f"t-{uuid.uuid4().hex[:12]}"
-    settings = replace(server, endpoint=proxy.url).settings(False, key_prefix=f"{name}/", **{**FAST, **extra})
+    settings = replace(server, endpoint=proxy.url).settings(
+        versioned, key_prefix=f"{name}/", **{**FAST, **extra}
+    )
     if region is None:
         settings["url"] = str(settings["url"]).replace(f"&region={server.region}", "")
     else:
         settings["url"] = str(settings["url"]).replace(f"region={server.region}", f"region={region}")
     with config.override({name: settings}):
-        yield aiobucket.Bucket(name)
+        yield aiobucket.Bucket(name, aiobucket.BucketConfig(versioned=versioned))
 
 
 def refused(proxy: FaultProxy) -> list[Request]:
@@ -292,3 +299,17 @@ async def test_on_aws_endpoints_a_request_moves_to_the_regional_endpoint() -> No
         assert china.base == "https://my-bucket.s3.cn-north-1.amazonaws.com.cn"
     finally:
         await provider.aclose()
+
+
+async def test_a_bodyless_400_in_the_right_region_asks_the_bucket_once(s3_server: S3Server) -> None:
+    """A HEAD of a malformed version id is a body-less 400 too; once S3 has named the bucket's
+    region, such answers are taken for what they are (ObjectNotFound) without asking again."""
+    with FaultProxy(s3_server.endpoint) as proxy, through(s3_server, proxy, versioned=True) as b:
+        BucketInAnotherRegion("us-east-1", "301").install(proxy)
+        proxy.add_rule(Respond(400), method="HEAD", query="versionId=", times=None)
+        for _ in range(3):
+            with pytest.raises(aiobucket.ObjectNotFound):
+                await b.attrs("k", version="not-a-version")
+        proxy.wait_idle()
+        assert len(head_buckets(proxy)) == 1
+        assert len(proxy.matching(method="HEAD", query="versionId=")) == 3

@@ -145,7 +145,8 @@ def _error_for(
             "object not found" if version is None else "object version not found", key=key, version=version
         )
     if version is not None and (
-        (status == 400 and code in ("InvalidArgument", "InvalidVersionId", "InvalidRequest"))
+        # A HEAD's 400 has no body, hence no code (the region was ruled out: _region.py).
+        (status == 400 and code in ("InvalidArgument", "InvalidVersionId", "InvalidRequest", ""))
         or status == 405  # the version is a delete marker, which is not an object version
     ):
         return ObjectNotFound("object version not found", key=key, version=version)

@@ -107,11 +107,13 @@ class Regions:
         other than ``signed_for``. Call under ``lock``."""
         region = bucket_region(resp)
         if region is None:
+            if self.learned == signed_for:
+                return None  # S3 named this very region before: the answer is about something else
             region = (await head_bucket()).headers.get("x-amz-bucket-region")
-        if not region or region == signed_for:
+        if not region:
             return None
         self.learned = region
-        return region
+        return None if region == signed_for else region
 
     def warn_once(self, bucket: str, region: str) -> None:
         """Say once that the configured region is not the bucket's."""

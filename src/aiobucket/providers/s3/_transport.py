@@ -174,13 +174,14 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | None:
 
 
 _NO_PROXY: tuple[None, None] = (None, None)
+"""(proxy URL, proxy headers) when no proxy applies."""
 
 
 class Transport:
     def __init__(self, *, pool: int, connect_timeout: float, read_timeout: float) -> None:
         self.ssl: ssl.SSLContext | None = None
         """Set before the first request (``ssl_context``); None: aiohttp's default."""
-        self._proxies: dict[tuple[str, str | None], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
+        self._proxies: dict[tuple[str, str | None], tuple[URL | None, dict[str, str] | None]] = {}
         self._proxied = False
         """The environment names a proxy (read when the session is made): only then look one up."""
         self._pool = pool
@@ -235,15 +236,18 @@ class Transport:
             return await _on_wire(work)
         return await work
 
-    def proxy_for(self, url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
-        """The proxy (and its credentials) for ``url``'s host, from the environment, looked up once."""
+    def proxy_for(self, url: URL) -> tuple[URL | None, dict[str, str] | None]:
+        """The proxy for ``url``'s host and the headers for it (its credentials, from its URL
+        or ``.netrc``), from the environment, looked up once per host."""
         where = (url.scheme, url.raw_host)
         found = self._proxies.get(where)
         if found is None:
             try:
-                found = get_env_proxy_for_url(url)
+                proxy, auth = get_env_proxy_for_url(url)
             except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
                 found = _NO_PROXY
+            else:
+                found = (proxy, {"Proxy-Authorization": auth.encode()} if auth is not None else None)
             self._proxies[where] = found
         return found
 
@@ -260,7 +264,12 @@ class Transport:
         if body is not None:
             data = _View(body) if isinstance(body, memoryview) else aiohttp_payload.BytesPayload(body)
         session = self.session()
-        proxy, proxy_auth = self.proxy_for(url) if self._proxied else _NO_PROXY
+        proxy, proxy_headers = self.proxy_for(url) if self._proxied else _NO_PROXY
+        if proxy_headers is not None and url.scheme == "http":
+            # A plain-HTTP proxy reads its credentials on the request itself (a CONNECT
+            # proxy on the CONNECT); SigV4 never signs Proxy-Authorization.
+            headers = {**headers, **proxy_headers}
+            proxy_headers = None
         resp = await session.request(
             method,
             url,
@@ -268,7 +277,7 @@ class Transport:
             data=data,
             allow_redirects=False,
             proxy=proxy,
-            proxy_auth=proxy_auth,
+            proxy_headers=proxy_headers,
             expect100=expect,
         )
         handed_over = False
