@@ -205,3 +205,24 @@ async def test_a_refused_large_put_costs_no_body(s3_server: S3Server, clean_env:
         proxy.wait_idle()
         assert [(r.status, r.body_length) for r in proxy.matching(method="PUT")] == [(403, 0)]
         await roundtrip(b)  # the connection left half-sent was not reused
+
+
+async def test_a_417_expectation_failed_resends_without_expect(
+    s3_server: S3Server, clean_env: pytest.MonkeyPatch
+) -> None:
+    """https://www.rfc-editor.org/rfc/rfc9110.html#section-10.1.1: a server (or an HTTP/1.0 proxy)
+    that does not do 100-continue answers 417, and the client repeats the request without it."""
+    from faultproxy import Respond
+
+    with FaultProxy(s3_server.endpoint) as proxy, bucket_at(s3_server, proxy.url) as b:
+        proxy.add_rule(Respond(417), method="PUT", header="expect")
+        data = os.urandom(2 * MiB)
+        async with b.upload("big", part_size=8 * MiB) as w:
+            await w.write(data)
+        assert await b.download("big").read() == data
+        proxy.wait_idle()
+        puts = proxy.matching(method="PUT")
+        assert [(r.status, r.header("expect"), r.body_length) for r in puts] == [
+            (417, "100-continue", 0),
+            (200, None, 2 * MiB),
+        ]

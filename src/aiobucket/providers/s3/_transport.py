@@ -26,7 +26,8 @@ Invariants:
   ``SSL_CERT_FILE``/``SSL_CERT_DIR`` redirect (``ssl_context``).
 * ``expect=True`` (large single PUTs) sends ``Expect: 100-continue`` and the body only
   after the server's 100: a refusal (403, a region redirect) costs no upload, and its
-  connection is closed, never reused with a body half-sent.
+  connection is closed, never reused with a body half-sent. A 417 (an HTTP/1.0 proxy)
+  sends the request again at once without it.
 """
 
 from __future__ import annotations
@@ -232,9 +233,27 @@ class Transport:
         expect: bool = False,
     ) -> Response:
         work = self._exchange(method, url, headers, body, stream, expect)
+        if expect:
+            work = self._expecting(work, method, url, headers, body, stream)
         if shield:
             return await _on_wire(work)
         return await work
+
+    async def _expecting(
+        self,
+        work: Coroutine[Any, Any, Response],
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        body: memoryview | bytes | None,
+        stream: bool,
+    ) -> Response:
+        """A server or proxy that does not do ``Expect`` answers 417 (RFC 9110, 10.1.1),
+        before any of the body: the request is sent again at once, without it."""
+        resp = await work
+        if resp.status != 417:
+            return resp
+        return await self._exchange(method, url, headers, body, stream, False)
 
     def proxy_for(self, url: URL) -> tuple[URL | None, dict[str, str] | None]:
         """The proxy for ``url``'s host and the headers for it (its credentials, from its URL
