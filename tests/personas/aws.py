@@ -22,7 +22,9 @@ Also ``aws_error(...)``: an error answer with AWS's request ids (headers and bod
 
 As a pytest plugin (``tests/conftest.py`` lists it as the backend ``aws-region``), it runs
 the conformance suite against SeaweedFS behind ``BucketInAnotherRegion``, with the
-bucket configured for ``us-east-1`` and living in ``eu-west-1``.
+buckets configured for ``us-east-1`` and living in ``eu-west-1``: the plain bucket is
+refused with 301 PermanentRedirect, the versioned one with AuthorizationHeaderMalformed
+(and body-less 400s to HEAD, which then need a HeadBucket).
 """
 
 from __future__ import annotations
@@ -205,10 +207,14 @@ QUIRKS: dict[str, str] = dict(SEAWEEDFS_QUIRKS)
 
 
 @pytest.fixture(scope="session")
-def aws_region_proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
-    with FaultProxy(s3_server.endpoint) as proxy:
-        PERSONAS["bucket-in-another-region"].install(proxy)
-        yield proxy
+def aws_region_proxies(s3_server: S3Server) -> Iterator[dict[bool, FaultProxy]]:
+    """One proxy per bucket (plain, versioned), each with another way of saying "elsewhere":
+    301 PermanentRedirect naming the region in a header, and AuthorizationHeaderMalformed
+    naming it only in the body."""
+    with FaultProxy(s3_server.endpoint) as plain, FaultProxy(s3_server.endpoint) as versioned:
+        PERSONAS["bucket-in-another-region"].install(plain)
+        PERSONAS["bucket-in-another-region-400"].install(versioned)
+        yield {False: plain, True: versioned}
 
 
 def conformance_target(request: pytest.FixtureRequest, versioned: bool) -> dict[str, object]:
@@ -216,5 +222,5 @@ def conformance_target(request: pytest.FixtureRequest, versioned: bool) -> dict[
     from dataclasses import replace
 
     server: S3Server = request.getfixturevalue("s3_server")
-    proxy: FaultProxy = request.getfixturevalue("aws_region_proxy")
+    proxy: FaultProxy = request.getfixturevalue("aws_region_proxies")[versioned]
     return replace(server, endpoint=proxy.url, region="us-east-1").settings(versioned)
