@@ -131,8 +131,9 @@ class BucketInAnotherRegion:
         if self.answer == "307":
             # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html (TemporaryRedirect:
             # "You are being redirected to the bucket while DNS updates.", 307) and
-            # https://docs.aws.amazon.com/AmazonS3/latest/userguide/Redirects.html (temporary
-            # redirects of a new bucket reached through the global endpoint, with a Location).
+            # https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingRouting.html ("Temporary
+            # request redirection": most likely just after a bucket is created; the answer names the
+            # right facility, whose endpoint a client must not keep reusing).
             return aws_error(
                 307,
                 "TemporaryRedirect",
@@ -153,8 +154,10 @@ class BucketInAnotherRegion:
                 headers=self._header(),
             )
         # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
-        # (IllegalLocationConstraintException, 400: a bucket in an opt-in Region reached through
-        # another Region's endpoint); the body names no region.
+        # (IllegalLocationConstraintException, 400) and
+        # https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingRouting.html ("For all Regions
+        # that launched after March 20, 2019, if a request arrives at the wrong Amazon S3 location,
+        # Amazon S3 returns an HTTP 400 Bad Request error"); the body names no region.
         return aws_error(
             400,
             "IllegalLocationConstraintException",
