@@ -11,6 +11,7 @@ checks both the outcome and how many round trips it took.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -313,3 +314,33 @@ async def test_a_bodyless_400_in_the_right_region_asks_the_bucket_once(s3_server
         proxy.wait_idle()
         assert len(head_buckets(proxy)) == 1
         assert len(proxy.matching(method="HEAD", query="versionId=")) == 3
+
+
+async def test_a_cancel_during_discovery_leaves_nothing_behind(
+    s3_server: S3Server, no_aws_region: None
+) -> None:
+    import asyncio
+
+    from conformance.conftest import leaked_tasks
+    from faultproxy import Stall
+
+    with FaultProxy(s3_server.endpoint) as proxy, through(s3_server, proxy, region=None) as b:
+        arrived = threading.Event()
+
+        def head_bucket_arrives(req: Request) -> bool:
+            if BucketInAnotherRegion.is_head_bucket(req):
+                arrived.set()
+                return True
+            return False
+
+        proxy.add_rule(Stall(None, "request"), when=head_bucket_arrives)  # first: rules are tried in order
+        BucketInAnotherRegion("eu-west-1", "301").install(proxy)
+        first = asyncio.ensure_future(b.exists("k"))
+        assert await asyncio.to_thread(arrived.wait, 30)  # the discovery HeadBucket is on the wire
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert leaked_tasks() == []
+        # The lock was released and nothing was learned: the next call discovers the region.
+        assert await b.exists("k") is False
+        assert len(head_buckets(proxy)) == 2
