@@ -30,12 +30,12 @@ SERVER_MODULES = {
     "rgw": "servers.rgw",
     "moto": "servers.moto",
     "gcs": "servers.fakegcs",
-    # SeaweedFS behind the AWS persona, the bucket in another region than configured
-    # (tests/personas/aws.py); run on demand: AIOBUCKET_BACKENDS=aws-region.
+    "azure": "servers.azurite",
+    "aws-kms": "personas.aws_kms",  # moto behind an SSE-KMS bucket persona
+    # SeaweedFS behind the AWS persona, the buckets in another region than configured
     "aws-region": "personas.aws",
 }
-ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs"]
-ON_DEMAND_BACKENDS = ["aws-region"]
+ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs", "azure", "aws-kms", "aws-region"]
 
 pytest_plugins = [m for m in SERVER_MODULES.values() if importlib.util.find_spec(m) is not None]
 
@@ -43,7 +43,7 @@ pytest_plugins = [m for m in SERVER_MODULES.values() if importlib.util.find_spec
 def _selected() -> list[str]:
     raw = os.environ.get("AIOBUCKET_BACKENDS", "")
     names = [n.strip() for n in raw.split(",") if n.strip()] or ALL_BACKENDS
-    unknown = set(names) - set(ALL_BACKENDS) - set(ON_DEMAND_BACKENDS)
+    unknown = set(names) - set(ALL_BACKENDS)
     if unknown:
         raise pytest.UsageError(f"AIOBUCKET_BACKENDS: unknown backends {sorted(unknown)}")
     return [n for n in names if n in ("memory", "local") or SERVER_MODULES[n] in pytest_plugins]

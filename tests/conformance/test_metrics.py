@@ -29,6 +29,8 @@ BACKEND_NAMES = {
     "rgw": "s3",
     "gcs": "gcs",
     "aws-region": "s3",
+    "azure": "azure",
+    "aws-kms": "s3",  # moto behind the SSE-KMS persona
 }
 
 

@@ -1,21 +1,18 @@
-"""Personas: a cloud provider as its documentation says it answers, on 127.0.0.1.
+"""Personas: small servers on 127.0.0.1, or fault-proxy rules in front of a real server, that
+answer as a provider's documentation says.
 
-A persona imitates the outside world, never our own code. It is a set of rules for
-``tests/faultproxy.py``'s proxy, placed in front of a real server (SeaweedFS, moto ...):
-requests the provider would serve pass through to the real server, and the answers that
-only the real cloud gives (a bucket in another region, throttling at a request rate ...)
-are made by the rules, each citing the documentation page it follows.
+Each rule cites the documentation page it follows. They stand in for services the tests
+cannot reach (Google's metadata server and IAM, ...) or for answers where an emulator differs
+from the cloud (``azure.py``, in front of Azurite; ``aws.py`` and ``aws_kms.py``, in front of
+SeaweedFS or moto); they are never mocks of our own code.
 
-Layout: one module per provider (``aws.py``, later ``gcs.py``, ``azure.py``). Each module
-has persona classes with an ``install(proxy)`` method and a ``PERSONAS`` table of named,
-ready-made instances, so a test or the conformance suite can ask for one by name::
+Layout: one module per provider or concern. A module whose personas are fault-proxy rules
+may offer a ``PERSONAS`` table of named, ready-made instances with an ``install(proxy)``
+method, so a test or the conformance suite can ask for one by name::
 
     from personas import persona
     with FaultProxy(s3_server.endpoint) as proxy:
         persona("aws:bucket-in-another-region").install(proxy)
-
-To add a rule: add a persona class (or a rule to one) in the provider's module, cite the
-page beside it, and name a ready-made instance in that module's ``PERSONAS``.
 """
 
 from __future__ import annotations
@@ -32,10 +29,10 @@ class Persona(Protocol):
 
 
 def persona(name: str) -> Persona:
-    """A ready-made persona by name, ``"<provider>:<persona>"`` (e.g. ``"aws:bucket-in-another-region"``)."""
+    """A ready-made persona by name, ``"<module>:<persona>"`` (e.g. ``"aws:bucket-in-another-region"``)."""
     provider, _, which = name.partition(":")
     module = importlib.import_module(f"personas.{provider}")
-    table: dict[str, Persona] = module.PERSONAS
+    table: dict[str, Persona] = getattr(module, "PERSONAS", {})
     if which not in table:
-        raise KeyError(f"no persona {which!r} for {provider}; known: {sorted(table)}")
+        raise KeyError(f"no persona {which!r} in personas.{provider}; known: {sorted(table)}")
     return table[which]
