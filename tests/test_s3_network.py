@@ -72,7 +72,7 @@ def tls_front(s3_server: S3Server, ca: tuple[trustme.CA, Path]) -> Iterator[TLSF
 def bucket_at(server: S3Server, endpoint: str, **extra: object) -> Iterator[aiobucket.Bucket]:
     name = f"t-{uuid.uuid4().hex[:12]}"
     settings = replace(server, endpoint=endpoint).settings(
-        False, key_prefix=f"{name}/", max_attempts=3, **extra
+        False, key_prefix=f"{name}/", **{"max_attempts": 3, **extra}
     )
     with config.override({name: settings}):
         yield aiobucket.Bucket(name)
@@ -226,3 +226,26 @@ async def test_a_417_expectation_failed_resends_without_expect(
             (417, "100-continue", 0),
             (200, None, 2 * MiB),
         ]
+
+
+async def test_no_answer_to_expect_sends_the_body_after_a_while(
+    s3_server: S3Server, clean_env: pytest.MonkeyPatch
+) -> None:
+    """https://www.rfc-editor.org/rfc/rfc9110.html#section-10.1.1: a client that never saw a 100
+    "SHOULD NOT wait for an indefinite period". Here the intermediary drops the Expect header,
+    so the server waits for the body and says nothing: the body must go anyway, well before
+    the read timeout (5 s, one attempt: a hang fails the test)."""
+    from faultproxy import Rewrite
+
+    with (
+        FaultProxy(s3_server.endpoint) as proxy,
+        bucket_at(s3_server, proxy.url, read_timeout=5, max_attempts=1) as b,
+    ):
+        proxy.add_rule(Rewrite("request", {"Expect": None}), method="PUT", header="expect")
+        data = os.urandom(2 * MiB)
+        async with b.upload("big", part_size=8 * MiB) as w:
+            await w.write(data)
+        assert await b.download("big").read() == data
+        proxy.wait_idle()
+        (put,) = proxy.matching(method="PUT")
+        assert (put.fault is not None, put.status, put.body_length) == (True, 200, 2 * MiB)

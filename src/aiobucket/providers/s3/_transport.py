@@ -27,7 +27,8 @@ Invariants:
 * ``expect=True`` (large single PUTs) sends ``Expect: 100-continue`` and the body only
   after the server's 100: a refusal (403, a region redirect) costs no upload, and its
   connection is closed, never reused with a body half-sent. A 417 (an HTTP/1.0 proxy)
-  sends the request again at once without it.
+  sends the request again at once without it; no answer within ``CONTINUE_WAIT`` (1 s,
+  as botocore) sends the body anyway, since aiohttp would wait with no timeout at all.
 """
 
 from __future__ import annotations
@@ -125,6 +126,28 @@ class _Request(aiohttp.ClientRequest):
             self._skip_auto_headers = _NO_AUTO_CONTENT_TYPE
             return
         super().update_auto_headers(skip_auto_headers)  # pragma: no cover - older aiohttp
+
+    async def send(self, conn: Any) -> aiohttp.ClientResponse:
+        """With ``Expect: 100-continue``, the body goes after the server's 100, or after
+        ``CONTINUE_WAIT`` seconds without an answer (RFC 9110 10.1.1: "a client ... SHOULD
+        NOT wait for an indefinite period"; botocore waits 1 s too): an intermediary that
+        drops the header would otherwise leave the request hanging until the read timeout.
+        A refusal within that time costs no body (the transport releases it at once)."""
+        resp = await super().send(conn)
+        waiter = getattr(self, "_continue", None)  # aiohttp's future for the 100
+        if isinstance(waiter, asyncio.Future) and not waiter.done():
+            timer = self.loop.call_later(CONTINUE_WAIT, _go_on, waiter)
+            waiter.add_done_callback(lambda _: timer.cancel())
+        return resp
+
+
+CONTINUE_WAIT = 1.0
+"""Seconds a body waits for the server's 100 Continue before it is sent anyway."""
+
+
+def _go_on(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(True)
 
 
 def _relay(waiter: asyncio.Future[None], _task: object) -> None:
