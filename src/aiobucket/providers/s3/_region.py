@@ -11,14 +11,17 @@ So do we:
   400 AuthorizationHeaderMalformed naming the ``<Region>`` it expected,
   400 IllegalLocationConstraintException (an opt-in region), and a HEAD answered 301
   or 400 with no body at all (HEAD answers carry none). An answer whose
-  ``x-amz-bucket-region`` names the region we signed for is not one.
+  ``x-amz-bucket-region`` names the region we signed for is not one, nor is a body-less
+  400 once S3 has named that region (a HEAD of a malformed version id, say).
 * **Where the region comes from**, in order: the ``x-amz-bucket-region`` header, the
   error body's ``<Region>``, else a HeadBucket, whose answer carries the header
   whatever its status (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html).
 * **What happens then.** The provider re-signs the request for that region (and, on
   AWS's own endpoints, sends it to that region's endpoint) and sends it again at once:
   no backoff, and at most one re-route per request, so two answers naming each other's
-  region cannot loop. The region is kept for the provider's life; every request after
+  region cannot loop. The re-route is not a failed attempt: it happens around the retry
+  loop (``S3Provider.send`` around ``RetryPolicy.call``), whose budget starts afresh for
+  the re-sent request. The region is kept for the provider's life; every request after
   that is signed for it from the start. Concurrent requests that all meet the redirect
   learn it once (a lock), and a request that was sent before the move follows the
   region already learned.
