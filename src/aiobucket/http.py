@@ -243,6 +243,8 @@ async def serve(
     headers["Accept-Ranges"] = "bytes"
     if attrs.content_disposition:
         headers["Content-Disposition"] = attrs.content_disposition
+    if attrs.content_encoding:  # the stored bytes are sent as they are (ranges of them too)
+        headers["Content-Encoding"] = attrs.content_encoding
     if rng is None:
         headers["Content-Length"] = str(attrs.size)
         return ObjectResponse(200, headers, reader, attrs)

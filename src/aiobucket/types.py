@@ -74,9 +74,13 @@ class UploadAttrs:
     metadata: Mapping[str, str] = field(default_factory=dict)
     """User metadata. Keys are HTTP token characters and are stored lower-cased (S3
     lower-cases them); values are non-empty (S3 drops empty ones)."""
+    content_encoding: str | None = None
+    """How the bytes you upload are encoded, e.g. ``"gzip"`` for bytes you compressed
+    yourself. Stored as the object's Content-Encoding; nothing is compressed for you.
+    Downloads return the stored bytes unless asked to ``decompress``."""
 
     def __post_init__(self) -> None:
-        for name in ("content_type", "cache_control", "content_disposition"):
+        for name in ("content_type", "cache_control", "content_disposition", "content_encoding"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise InvalidArgument(f"UploadAttrs.{name} must be a str, got {type(value).__name__}")
@@ -111,7 +115,13 @@ class UploadAttrs:
     @classmethod
     def of(cls, attrs: ObjectAttrs) -> UploadAttrs:
         """The attributes of a stored object, to write another with the same ones."""
-        return cls(attrs.content_type, attrs.cache_control, attrs.content_disposition, dict(attrs.metadata))
+        return cls(
+            attrs.content_type,
+            attrs.cache_control,
+            attrs.content_disposition,
+            dict(attrs.metadata),
+            content_encoding=attrs.content_encoding,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +199,10 @@ class ObjectAttrs:
     """The whole object's CRC64NVME, base64 of its 8 big-endian bytes, as S3's
     ``x-amz-checksum-crc64nvme`` (S3's default for objects other clients wrote since
     2025); None where the backend keeps none."""
+
+    content_encoding: str | None = None
+    """The stored Content-Encoding (``"gzip"`` for bytes stored compressed), or None.
+    ``size``, ``crc32c`` and ``md5`` describe the stored (encoded) bytes."""
 
     @property
     def verified_by(self) -> str | None:

@@ -104,6 +104,10 @@ class Capabilities:
     """Keys this backend refuses (InvalidArgument) beyond aiobucket's own rules, by name:
     "segment_ends_with_dot" and "backslash" on Azure, which would store them under
     another name. A portable application avoids them."""
+    served_cache_control: bool = False
+    """A read's attrs carry the Cache-Control the server serves, which may be its default
+    rather than the stored value (GCS: ``public, max-age=3600`` for a public object without
+    one), so a copy that keeps the source's attributes reads them with head()."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,8 @@ class PutOptions:
     content_disposition: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     preconditions: Preconditions = field(default_factory=Preconditions)
+    content_encoding: str | None = None
+    """Stored as the object's Content-Encoding; the bytes are stored as given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +174,11 @@ class Part:
 
 
 class Body(Protocol):
-    """A streaming response body. Always ``aclose()``d by the reader, even after EOF."""
+    """A streaming response body. Always ``aclose()``d by the reader, even after EOF.
+
+    A body whose bytes the server decoded on the way (GCS decompressive transcoding)
+    has ``decoded = True``: they are not the stored bytes, so no stored checksum applies.
+    """
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
@@ -356,6 +366,7 @@ def put_options_from(attrs: ObjectAttrs, preconditions: Preconditions | None = N
         content_disposition=attrs.content_disposition,
         metadata=attrs.metadata,
         preconditions=preconditions or Preconditions(),
+        content_encoding=attrs.content_encoding,
     )
 
 
@@ -384,6 +395,7 @@ def new_object_attrs(
         last_modified=datetime.now(UTC),
         crc32c=crc32c,
         md5=md5,
+        content_encoding=opts.content_encoding,
     )
 
 

@@ -56,6 +56,7 @@ class _PrefixedBody:
         self._inner = inner
         self._outer = outer
         self._key = key
+        self.decoded = getattr(inner, "decoded", False) is True  # see base.Body
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:

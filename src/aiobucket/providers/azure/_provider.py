@@ -182,6 +182,8 @@ def object_headers(opts: PutOptions) -> dict[str, str]:
         headers["x-ms-blob-cache-control"] = opts.cache_control
     if opts.content_disposition is not None:
         headers["x-ms-blob-content-disposition"] = opts.content_disposition
+    if opts.content_encoding is not None:
+        headers["x-ms-blob-content-encoding"] = opts.content_encoding
     for k, v in opts.metadata.items():
         headers["x-ms-meta-" + k.lower()] = v
     return headers
@@ -212,6 +214,7 @@ def object_attrs(key: str, headers: Any, size: int) -> ObjectAttrs:
         last_modified=http_date(headers.get("last-modified")),
         md5=md5,
         crc32c=None,
+        content_encoding=headers.get("content-encoding"),
     )
 
 
@@ -330,6 +333,7 @@ class AzureProvider:
             last_modified=http_date(h.get("last-modified")) or datetime.now(UTC),
             md5=md5,
             crc32c=None,
+            content_encoding=opts.content_encoding,
         )
 
     async def resolve(self, op: str, key: str, ours: str | None, resp: Response) -> ObjectAttrs:

@@ -26,9 +26,12 @@ Semantics at the contract level:
   ``ifMetagenerationMatch=<metageneration>`` (an etag also changes with the
   metadata), so the check is atomic on the server. ``not_exists`` is
   ``ifGenerationMatch=0``.
-* A read first fetches the object's metadata, then downloads the media pinned to
-  that generation, so a body never splices two versions; ``GetOptions.if_match``
-  is compared to that metadata's etag.
+* A read is one media GET: its answer's headers give the attrs (generation, size,
+  CRC32C, MD5, encoding, etag; ``_download.py``), and ``if_match``, the caching
+  conditions and the range are judged on them before a byte is used. A resumed
+  or parallel range is pinned to the etag (and the generation on versioned
+  buckets), so a body never splices two versions. Only where the headers lack
+  something does a metadata GET follow, pinned to the served generation.
 * Streams run without a total timeout (only connect and socket-read timeouts).
 
 Faults (decided in ``_retry.py``: Google's schedule, 1 s doubling to 60 s, within
@@ -54,10 +57,11 @@ a 120 s deadline per request; ``retries`` may bound the attempts too):
 
 Integrity: uploads send their CRC32C (multipart metadata, or ``X-Goog-Hash`` on
 the final chunk) and the stored object's CRC32C and size are compared with ours;
-a mismatch is IntegrityError and the bad generation is removed. Downloads get
-the stored bytes (a gzip-encoded object is not decompressed on the way), so the
-reader checks a whole one against the stored CRC32C; ranged ones must be a 206
-of exactly the asked range of the pinned generation (``_download.py``).
+a mismatch is IntegrityError and the bad generation is removed. Downloads ask
+for the stored bytes (``Accept-Encoding: gzip``: a gzip-encoded object is not
+decompressed on the way), so the reader checks a whole one against the stored
+CRC32C; ranged ones must be a 206 of exactly the asked range (``_download.py``).
+An answer GCS decompressed anyway is accepted as decoded bytes (``MediaBody.decoded``).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
@@ -93,7 +98,7 @@ from ..base import (
     check_read,
     delete_each,
 )
-from ._download import MediaBody, media_accept, media_headers
+from ._download import MediaBody, MediaCheck, range_header
 from ._http import (
     GcsHttp,
     HttpError,
@@ -125,6 +130,7 @@ CAPABILITIES = Capabilities(
     max_parts=1_000_000,  # resumable sessions have no part limit; objects may reach 5 TiB
     default_part_size=8 * MiB,
     default_concurrency=1,
+    served_cache_control=True,  # https://cloud.google.com/storage/docs/caching (built-in caching)
 )
 
 __all__ = ["CAPABILITIES", "GcsProvider", "create"]
@@ -242,7 +248,12 @@ class GcsProvider:
         params = {"uploadType": "multipart", **conditions, **self.kms_params("kmsKeyName")}
         crc = crc32c_b64(data)
         meta = resource_metadata(
-            opts.content_type, opts.cache_control, opts.content_disposition, opts.metadata, name=key
+            opts.content_type,
+            opts.cache_control,
+            opts.content_disposition,
+            opts.metadata,
+            name=key,
+            content_encoding=opts.content_encoding,
         )
         meta["crc32c"] = crc  # GCS refuses the upload if the bytes it got hash otherwise
         boundary = os.urandom(16).hex()
@@ -311,45 +322,67 @@ class GcsProvider:
         return ResumableUpload(self, key, opts)
 
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, MediaBody]:
-        url = self.http.object_url(self.bucket, key)
+        """One media GET; its headers are the attrs (``_download.py``).
+
+        A conditional read (``if_none_match``, ``if_modified_since``) is judged on the
+        resource first, so a NotModified transfers no body; the media GET that follows
+        is pinned to the generation that was judged.
+        """
+        if opts.length == 0:  # nothing to transfer: the attrs alone
+            attrs = await self.head(key, opts.version)
+            check_read(attrs, replace(opts, offset=0), key)
+            return attrs, MediaBody(None, 0, key)
+        if opts.if_none_match is None and opts.if_modified_since is None:
+            return await self._media(key, opts)
         for _ in range(3):
             res = await self.resource(key, opts.version)
-            attrs = attrs_from_resource(res, versioned=self.versioned)
-            # if_match, NotModified and the range are settled here: no media request yet.
-            check_read(attrs, opts, key)
-            size = attrs.size
-            end = size if opts.length is None else min(size, opts.offset + opts.length)
-            if end <= opts.offset:
-                return attrs, MediaBody(None, 0, key)
-            gen = str(res["generation"])
-            ranged = bool(opts.offset) or end < size
-            headers = media_headers(res)
-            if ranged:
-                headers["Range"] = f"bytes={opts.offset}-{end - 1}"
+            check_read(attrs_from_resource(res, versioned=self.versioned), opts, key)
+            pinned = replace(opts, version=str(res["generation"]), if_none_match=None, if_modified_since=None)
             try:
-                resp = await self.http.open(
-                    url,
-                    key=key,
-                    what="download",
-                    params={"alt": "media", "generation": gen},
-                    headers=headers,
-                    accept=media_accept(key, gen, opts.offset, end, size, ranged),
-                )
-            except HttpError as exc:
-                if exc.status == 404 and opts.version is None and opts.if_match is None:
-                    continue  # replaced between the metadata and the media request: look again
-                if exc.status == 404 and opts.if_match is not None:
-                    raise PreconditionFailed("object changed while being read", key=key) from exc
-                raise error_for_status(
-                    exc.status,
-                    exc.body,
-                    key=key,
-                    version=opts.version,
-                    what="download",
-                    attempts=exc.attempts,
-                ) from exc
-            return attrs, MediaBody(resp, end - opts.offset, key)
+                return await self._media(key, pinned)
+            except ObjectNotFound:
+                if opts.version is not None:
+                    raise
+                # replaced between the two requests: judge the new one
         raise BackendError("the object kept changing while the download was starting", key=key)
+
+    async def _media(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, MediaBody]:
+        # The query in the URL string (a version is a decimal generation, safe as is):
+        # cheaper than aiohttp merging a params dict on every read.
+        url = self.http.object_url(self.bucket, key) + "?alt=media"
+        if opts.version is not None:
+            url += f"&generation={quote(opts.version, safe='')}"
+        headers = {"Accept-Encoding": "gzip"}  # the stored bytes: no decompressive transcoding
+        rng = range_header(opts.offset, opts.length)
+        if rng is not None:
+            headers["Range"] = rng
+        check = MediaCheck(key, opts, versioned=self.versioned)
+        try:
+            resp = await self.http.open(url, key=key, what="download", headers=headers, accept=check)
+        except HttpError as exc:
+            if exc.status == 416 and not opts.offset:  # a range from byte 0 of an empty object
+                attrs = await self.head(key, opts.version)
+                check_read(attrs, opts, key)
+                return attrs, MediaBody(None, 0, key)
+            if exc.status == 404 and opts.if_match is not None:
+                raise PreconditionFailed("object changed while being read", key=key) from exc
+            raise error_for_status(
+                exc.status, exc.body, key=key, version=opts.version, what="download", attempts=exc.attempts
+            ) from exc
+        try:
+            found = check.attrs
+            if found is None:  # the headers lack something: the resource of the served generation
+                try:
+                    res = await self.resource(key, check.generation or opts.version)
+                except ObjectNotFound as exc:
+                    if opts.if_match is None:
+                        raise
+                    raise PreconditionFailed("object changed while being read", key=key) from exc
+                found = check.settle(attrs_from_resource(res, versioned=self.versioned))
+        except BaseException:
+            resp.close()
+            raise
+        return found, MediaBody(resp, check.expected, key, decoded=check.decoded)
 
     async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
         return attrs_from_resource(await self.resource(key, version), versioned=self.versioned)
@@ -402,7 +435,13 @@ class GcsProvider:
         body = (
             {}
             if r is None
-            else resource_metadata(r.content_type, r.cache_control, r.content_disposition, r.metadata)
+            else resource_metadata(
+                r.content_type,
+                r.cache_control,
+                r.content_disposition,
+                r.metadata,
+                content_encoding=r.content_encoding,
+            )
         )
         url = (
             f"{self.http.object_url(origin.bucket, src)}/rewriteTo/b/"

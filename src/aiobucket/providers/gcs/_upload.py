@@ -78,7 +78,12 @@ class ResumableUpload:
             o = self._opts
             body = json.dumps(
                 resource_metadata(
-                    o.content_type, o.cache_control, o.content_disposition, o.metadata, name=self._key
+                    o.content_type,
+                    o.cache_control,
+                    o.content_disposition,
+                    o.metadata,
+                    name=self._key,
+                    content_encoding=o.content_encoding,
                 )
             ).encode()
             headers = {

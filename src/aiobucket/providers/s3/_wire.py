@@ -99,6 +99,8 @@ def object_headers(opts: PutOptions) -> dict[str, str]:
         headers["cache-control"] = opts.cache_control
     if opts.content_disposition is not None:
         headers["content-disposition"] = opts.content_disposition
+    if opts.content_encoding is not None:
+        headers["content-encoding"] = opts.content_encoding
     for k, v in opts.metadata.items():
         headers["x-amz-meta-" + k.lower()] = v
     return headers
@@ -200,6 +202,7 @@ def object_attrs(key: str, headers: Mapping[str, str], size: int) -> ObjectAttrs
         md5=_vouched_md5(etag, headers),
         crc32=_full_object(headers, etag, "crc32"),
         crc64nvme=_full_object(headers, etag, "crc64nvme"),
+        content_encoding=headers.get("content-encoding"),
     )
 
 
@@ -225,6 +228,7 @@ def put_attrs(
         last_modified=modified or datetime.now(UTC),
         md5=md5,
         crc32c=crc32c,
+        content_encoding=opts.content_encoding,
     )
 
 
