@@ -99,3 +99,20 @@ def test_readme_fsspec_block_runs_as_written(eco_python: str, block: Block, tmp_
         )
         assert proc.returncode == 0 and proc.stderr == "", f"{block}:\n{proc.stderr}"
     assert sorted(p.name for p in work.iterdir()) == [".aiobucket"]
+
+
+def test_the_fsspec_benchmark_runs(eco_python: str, tmp_path: Path) -> None:
+    """``benchmarks/fsspec_read.py --quick`` produces its table (no timing is asserted)."""
+    out = tmp_path / "fsspec.md"
+    proc = subprocess.run(
+        [eco_python, str(ROOT / "benchmarks" / "fsspec_read.py"), "--quick", "--output", str(out)],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AIOBUCKET")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line.split("|")[2].strip() for line in out.read_text().splitlines() if line.startswith("| read_")]
+    assert rows == ["aiobucket", "s3fs", "obstore"]
+    assert out.read_text().count("| cat() of 50 files") == 3

@@ -36,12 +36,18 @@ from ._errors import FileExpired, os_errors
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
+    from .._parallel import ParallelReader
     from ..bucket import Bucket
     from ..reader import Reader
     from ..writer import Writer
     from ._filesystem import AiobucketFileSystem
 
 __all__ = ["AiobucketFile", "AiobucketStreamedFile", "write_mode"]
+
+PARALLEL_FROM = 8 * 1024 * 1024
+"""A read file fetches a range at least this long as parallel ranges (pinned to one ETag)."""
+RANGE_SIZE = 4 * 1024 * 1024
+PARALLEL_RANGES = 8
 
 
 def write_mode(mode: str) -> bool:
@@ -96,7 +102,7 @@ class AiobucketFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is un
             if info["type"] != "file":
                 raise IsADirectoryError(full)
             self.etag, size = info["ETag"], info["size"]
-        if mode == "xb" and fs.exists(full):
+        if mode == "xb" and fs.exists(full, refresh=True):
             raise FileExistsError(full)  # early; the commit's precondition is what decides
         super().__init__(
             fs,
@@ -124,19 +130,25 @@ class AiobucketFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is un
         return data
 
     async def _read_range(self, start: int, end: int) -> bytes:
-        if start == 0 and end >= self.size:
-            reader = self._bucket.download(self._key)  # the whole object: verified
+        end = min(end, self.size)
+        length = None if start == 0 and end == self.size else max(end - start, 0)  # None: whole, verified
+        reader: Reader | ParallelReader
+        if end - start >= PARALLEL_FROM:  # a column chunk, a whole file: ranges in parallel, one ETag
+            reader = self._bucket.download(
+                self._key, offset=start, length=length, concurrency=PARALLEL_RANGES, part_size=RANGE_SIZE
+            )
         else:
-            reader = self._bucket.download(self._key, offset=start, length=max(end - start, 0))
+            reader = self._bucket.download(self._key, offset=start, length=length)
         with os_errors(self.path):
             try:
-                data = await reader.read()
-                etag = (await reader.attrs()).etag
+                async with reader:  # opened: the answer's ETag is known before any byte is taken
+                    if (await reader.attrs()).etag != self.etag:
+                        raise FileExpired(self.path, self.etag)
+                    return await reader.read()
             except RangeNotSatisfiable:  # past the end: fine only if the object is the same
-                data, etag = b"", (await self._bucket.attrs(self._key)).etag
-        if etag != self.etag:
-            raise FileExpired(self.path, self.etag)
-        return data
+                if (await self._bucket.attrs(self._key)).etag != self.etag:
+                    raise FileExpired(self.path, self.etag) from None
+                return b""
 
     # -- writing ------------------------------------------------------------
 

@@ -300,6 +300,9 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
     ) -> None:
         if await anyio.Path(lpath).is_dir():
             return
+        if not self.split_path(rpath)[1]:  # a bucket: a folder
+            await anyio.Path(lpath).mkdir(parents=True, exist_ok=True)
+            return
         bucket, key, full = self._target(rpath)
         with os_errors(full):
             try:
@@ -345,6 +348,8 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
         raise ValueError(f"mode must be 'overwrite' or 'create', got {mode!r}")
 
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        if not self.split_path(path1)[1]:  # a bucket: a folder, as fsspec's recursive copy expects
+            raise FileNotFoundError(path1)
         src, src_key, full1 = self._target(path1)
         dst, dst_key, full2 = self._target(path2)
         with os_errors(full1):
@@ -373,7 +378,8 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
                 by_bucket.setdefault(name, []).append(key)
         try:
             for name, keys in by_bucket.items():
-                async for err, key in self.bucket(name).remove_many(keys, concurrency=batch_size):
+                concurrency = batch_size if batch_size and batch_size > 0 else None
+                async for err, key in self.bucket(name).remove_many(keys, concurrency=concurrency):
                     # Folders come back as not found (they are no objects); so does a key
                     # another client removed first, which is what was asked.
                     if err is not None and not isinstance(err, ObjectNotFound):
@@ -446,6 +452,6 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
             if info["type"] != "file":
                 raise IsADirectoryError(full)
             return AiobucketStreamedFile(self, bucket, key, full, mode, etag=info["ETag"], size=info["size"])
-        if mode == "xb" and await self._exists(full):
+        if mode == "xb" and await self._exists(full, refresh=True):
             raise FileExistsError(full)
         return AiobucketStreamedFile(self, bucket, key, full, mode)
