@@ -368,3 +368,59 @@ def test_a_forked_child_uses_the_parents_filesystem(
     assert said == b"parent+child"
     # The parent sees the child's write, except in memory, which is per process.
     assert fs.exists(f"{bucket.name}/from-child") is (backend.name != "memory")
+
+
+# -- verified bytes, signed URLs, create-only puts ---------------------------------------------
+
+
+def test_whole_reads_are_verified(tmp_path: Path) -> None:
+    """A flipped byte at rest fails cat_file, a whole read of an open file and get_file
+    (which leaves no file); a ranged read cannot be checked and is not."""
+    with aiobucket.config.override({"verified": f"file://{tmp_path}/bucket"}):
+        fs = AiobucketFileSystem(skip_instance_cache=True)
+        try:
+            fs.pipe_file("verified/k", DATA)
+            (blob,) = [p for p in (tmp_path / "bucket" / "blobs").rglob("*") if p.is_file()]
+            damaged = bytearray(blob.read_bytes())
+            damaged[5000] ^= 0x01
+            blob.write_bytes(bytes(damaged))
+            with pytest.raises(aiobucket.IntegrityError):
+                fs.cat_file("verified/k")
+            with pytest.raises(aiobucket.IntegrityError), fs.open("verified/k") as f:
+                f.read()
+            with pytest.raises(aiobucket.IntegrityError):
+                fs.get_file("verified/k", str(tmp_path / "out"))
+            assert not (tmp_path / "out").exists()
+            assert fs.cat_file("verified/k", start=0, end=100) == DATA[:100]
+        finally:
+            fsspec.asyn.sync(fs.loop, aiobucket.aclose)
+
+
+def test_sign_gives_a_signed_download_url(tmp_path: Path) -> None:
+    with aiobucket.config.override({"signed": f"file://{tmp_path}/bucket"}):
+        fs = AiobucketFileSystem(skip_instance_cache=True)
+        try:
+            fs.pipe_file("signed/k", b"k")
+            url = fs.sign("aiobucket://signed/k", expiration=60)
+            assert url.startswith("http://127.0.0.1:8787/o/signed/k?expires=")
+        finally:
+            fsspec.asyn.sync(fs.loop, aiobucket.aclose)
+
+
+def test_put_file_and_open_async_honour_create_only(
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket, tmp_path: Path
+) -> None:
+    local = tmp_path / "local.bin"
+    local.write_bytes(DATA)
+    fs.put_file(str(local), f"{bucket.name}/p", mode="create")
+    with pytest.raises(FileExistsError):
+        fs.put_file(str(local), f"{bucket.name}/p", mode="create")
+    afs = AiobucketFileSystem(buckets=[bucket], asynchronous=True, skip_instance_cache=True)
+
+    async def exclusive() -> None:
+        await afs.open_async(f"{bucket.name}/p", "xb")
+
+    with pytest.raises(FileExistsError):
+        run(exclusive())
+    fs.get(f"{bucket.name}/", str(tmp_path / "copy") + "/", recursive=True)
+    assert (tmp_path / "copy" / "p").read_bytes() == DATA
