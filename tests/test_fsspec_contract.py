@@ -181,6 +181,31 @@ def test_an_exception_inside_open_wb_stores_nothing(
     assert fs.cat_file(path) == b"whole"
 
 
+def test_fsspec_open_and_close_in_finally_store_nothing_on_an_error(
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket
+) -> None:
+    """fsspec.open's OpenFile closes its files in its own __exit__, pandas in a ``finally``:
+    a close while an error raised after the open propagates aborts."""
+    url = f"aiobucket://{bucket.name}/openfile.txt"
+    with pytest.raises(KeyError), fsspec.open(url, "w", buckets=[bucket], skip_instance_cache=True) as f:
+        f.write("half a line")
+        raise KeyError("the producer failed")
+    with pytest.raises(KeyError):
+        g = fs.open(f"{bucket.name}/finally.bin", "wb")
+        try:
+            g.write(b"half")
+            raise KeyError("the producer failed")
+        finally:
+            g.close()
+    assert not fs.exists(f"{bucket.name}/openfile.txt") and not fs.exists(f"{bucket.name}/finally.bin")
+    try:
+        raise ValueError("handled")
+    except ValueError:  # a file opened while handling an error still commits on close
+        with fsspec.open(url, "w", buckets=[bucket], skip_instance_cache=True) as f:
+            f.write("fallback")
+    assert fs.cat_file(url) == b"fallback"
+
+
 def test_a_write_file_dropped_unclosed_is_aborted_with_a_resource_warning(
     fs: AiobucketFileSystem, bucket: aiobucket.Bucket
 ) -> None:

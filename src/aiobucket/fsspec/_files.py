@@ -8,7 +8,9 @@ Invariants:
   the whole object is verified against its stored checksum, like any download.
 * A write file is one aiobucket ``Writer``. ``close()`` commits. An exception
   inside ``with fs.open(p, "wb")`` aborts it and nothing is stored (fsspec's
-  base class, and so s3fs, commits the partial object then). A file dropped
+  base class, and so s3fs, commits the partial object then); so does a
+  ``close()`` made while an exception raised after the open propagates (an
+  ``fsspec.open`` OpenFile's ``__exit__``, a ``finally:`` in pandas). A file dropped
   unclosed is aborted with a ResourceWarning, never committed (the base class
   commits from ``__del__``). ``xb`` is create-only: refused at open when the
   object exists, and atomically at commit (``Preconditions(not_exists=True)``)
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import sys
 import warnings
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -91,6 +94,7 @@ class AiobucketFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is un
         **kwargs: Any,
     ) -> None:
         writing = write_mode(mode)
+        self._exception_at_open = sys.exception()  # see close()
         bucket, key, full = fs._target(path)
         self._bucket: Bucket = bucket
         self._key = key
@@ -189,6 +193,16 @@ class AiobucketFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is un
             self._run(writer.abort())
         else:
             _abort_later(writer, self.fs.loop)
+
+    def close(self) -> None:
+        """Commit (a write file), unless an exception raised since the open is propagating:
+        then abort. So ``with fsspec.open(url, "wb")`` (an OpenFile, which closes its files
+        in its own ``__exit__``) and ``try: ... finally: f.close()`` (pandas) store nothing
+        on an error either, while a file opened inside an ``except`` block still commits."""
+        if self.writable() and sys.exception() not in (None, self._exception_at_open):
+            self._abandon(wait=True)
+            return
+        super().close()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
