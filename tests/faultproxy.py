@@ -55,7 +55,7 @@ S3 (SeaweedFS; ``S3Server`` is a dataclass, so point a copy at the proxy)::
 GCS (fake-gcs-server)::
 
     with FaultProxy(gcs_server.endpoint) as proxy:
-        settings = {"url": f"gs://{gcs_server.bucket}?endpoint={proxy.url}"}
+        settings = {"url": f"gs://{gcs_server.bucket}?endpoint={proxy.url}&emulator=true"}
         proxy.add_rule(ResetResponse(after=1000), method="GET", query="alt=media")
         proxy.add_rule(gcs_error(503), method="PUT", query="upload_id=", after=1)
         ...

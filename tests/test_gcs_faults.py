@@ -53,6 +53,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.gcs]
 KiB = 1024
 MiB = 1024 * KiB
 RETRIES = 4  # attempts per request in these tests
+FAST_RETRY = {"retry_initial": 0.1, "retry_cap": 8.0}  # Google's schedule, scaled down for tests
 NE = aiobucket.Preconditions(not_exists=True)
 GUARD = 30.0  # a hang guard only: every fault below ends long before it
 
@@ -133,9 +134,10 @@ def routed_bucket(
     name = f"t-{uuid.uuid4().hex[:10]}"
     bucket = server.versioned_bucket if versioned else server.bucket
     settings = {
-        "url": f"gs://{bucket}?endpoint={proxy.url}",
+        "url": f"gs://{bucket}?endpoint={proxy.url}&emulator=true",
         "key_prefix": f"{name}/",
         "retries": RETRIES,
+        **FAST_RETRY,
         **options,
     }
     with config.override({name: settings}):
