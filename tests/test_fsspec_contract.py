@@ -23,6 +23,7 @@ import fsspec.asyn
 import pytest
 from conftest import Backend
 from fsspec.implementations.memory import MemoryFileSystem
+from servers.seaweedfs_server import S3Server
 
 import aiobucket
 from aiobucket.fsspec import AiobucketFileSystem, FileExpired
@@ -449,3 +450,16 @@ def test_put_file_and_open_async_honour_create_only(
         run(exclusive())
     fs.get(f"{bucket.name}/", str(tmp_path / "copy") + "/", recursive=True)
     assert (tmp_path / "copy" / "p").read_bytes() == DATA
+
+
+def test_refused_credentials_raise_permission_error(s3_server: S3Server) -> None:
+    settings = s3_server.settings(secret_access_key="not-the-secret", key_prefix="fsspec-denied/")
+    with aiobucket.config.override({"denied": settings}):
+        fs = AiobucketFileSystem(skip_instance_cache=True)
+        try:
+            with pytest.raises(PermissionError):
+                fs.pipe_file("denied/k", b"k")
+            with pytest.raises(PermissionError):
+                fs.cat_file("denied/k")
+        finally:
+            fsspec.asyn.sync(fs.loop, aiobucket.aclose)
