@@ -30,8 +30,9 @@ SERVER_MODULES = {
     "rgw": "servers.rgw",
     "moto": "servers.moto",
     "gcs": "servers.fakegcs",
+    "azure": "servers.azurite",
 }
-ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs"]
+ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs", "azure"]
 
 pytest_plugins = [m for m in SERVER_MODULES.values() if importlib.util.find_spec(m) is not None]
 

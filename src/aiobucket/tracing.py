@@ -226,4 +226,7 @@ def record_retry(
     if span is not None:
         span.retried(operation, attempt, error_type, delay)
         bucket, operation = span.bucket, span.operation
+        # The bucket's configuration names its backend: one rule for every provider (Azure
+        # shares the S3 request path and its retry loop, which says "s3").
+        backend = _metrics.backend_of(bucket)
     _metrics.record_retry(bucket, operation, backend, error_type=error_type)

@@ -21,7 +21,15 @@ from conformance.conftest import get, put
 pytestmark = pytest.mark.anyio
 
 _READER: InMemoryMetricReader | None = None
-BACKEND_NAMES = {"moto": "s3", "memory": "memory", "local": "local", "s3": "s3", "rgw": "s3", "gcs": "gcs"}
+BACKEND_NAMES = {
+    "moto": "s3",
+    "memory": "memory",
+    "local": "local",
+    "s3": "s3",
+    "rgw": "s3",
+    "gcs": "gcs",
+    "azure": "azure",
+}
 
 
 @pytest.fixture

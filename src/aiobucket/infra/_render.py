@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
     from ._analysis import Manifest
@@ -150,6 +150,9 @@ def cloud_location(bucket: str) -> list[tuple[str, str]]:
     settings = config.resolve(bucket)
     if settings.scheme in ("s3", "gs"):
         return [(settings.scheme, urlsplit(settings.url).netloc or bucket)]
+    if settings.scheme == "az":  # CORS is set on the storage account's blob service
+        account = parse_qs(urlsplit(settings.url).query).get("account", ["{account}"])[-1]
+        return [("az", account)]
     return [("s3", bucket), ("gs", bucket)]
 
 
@@ -161,7 +164,9 @@ def cors(
     """The CORS configuration each cloud bucket needs for the browser uses in the manifest.
 
     Keyed ``s3://NAME`` (``configuration`` is the JSON ``aws s3api put-bucket-cors``
-    takes) and ``gs://NAME`` (the JSON ``gsutil cors set`` takes). Only buckets that
+    takes), ``gs://NAME`` (the JSON ``gsutil cors set`` takes) and, for buckets configured
+    as az://, ``az://ACCOUNT`` (Azure sets CORS per storage account; the rule allows the
+    ``x-ms-blob-type`` header a browser PUT to a SAS URL sends). Only buckets that
     hand out signed URLs, upload forms or public URLs need one.
     """
     methods: dict[tuple[str, str], set[str]] = {}
@@ -179,6 +184,14 @@ def cors(
         if scheme == "s3":
             document: Any = {"CORSRules": [_s3_rule(origins, allowed)]}
             command = f"aws s3api put-bucket-cors --bucket {name} --cors-configuration file://cors.json"
+        elif scheme == "az":
+            document = [_azure_rule(origins, allowed)]
+            command = (
+                f"az storage cors add --account-name {name} --services b "
+                f"--methods {' '.join(sorted(allowed))} "
+                f"--origins {' '.join(origins)} --allowed-headers {','.join(AZURE_CORS_REQUEST_HEADERS)} "
+                f"--exposed-headers {','.join(CORS_EXPOSE_HEADERS)} --max-age {CORS_MAX_AGE}"
+            )
         else:
             document = [_gcs_rule(origins, allowed)]
             command = f"gsutil cors set cors.json gs://{name}"
@@ -197,6 +210,21 @@ def _s3_rule(origins: list[str], methods: set[str]) -> dict[str, Any]:
         "AllowedHeaders": list(CORS_REQUEST_HEADERS),
         "ExposeHeaders": list(CORS_EXPOSE_HEADERS),
         "MaxAgeSeconds": CORS_MAX_AGE,
+    }
+
+
+AZURE_CORS_REQUEST_HEADERS = (*CORS_REQUEST_HEADERS, "x-ms-blob-type", "x-ms-range")
+"""A browser PUT to a SAS URL must send x-ms-blob-type: BlockBlob; ranged reads may use x-ms-range."""
+
+
+def _azure_rule(origins: list[str], methods: set[str]) -> dict[str, Any]:
+    # The account's blob service CORS rule (Set Blob Service Properties), as the az CLI takes it.
+    return {
+        "AllowedOrigins": list(origins),
+        "AllowedMethods": sorted(methods),
+        "AllowedHeaders": list(AZURE_CORS_REQUEST_HEADERS),
+        "ExposedHeaders": list(CORS_EXPOSE_HEADERS),
+        "MaxAgeInSeconds": CORS_MAX_AGE,
     }
 
 

@@ -96,6 +96,13 @@ class Capabilities:
     default_concurrency: int = 8
     delete_batch: int = 1
     """How many keys one delete_many() call takes (S3 DeleteObjects: 1000)."""
+    listing_order: Literal["utf-8", "utf-16"] = "utf-8"
+    """The order of list(): UTF-8 bytes of the key, or UTF-16 code units (Azure), which
+    differ only for keys with characters from U+E000 to U+FFFF beside ones above U+FFFF."""
+    key_restrictions: tuple[str, ...] = ()
+    """Keys this backend refuses (InvalidArgument) beyond aiobucket's own rules, by name:
+    "segment_ends_with_dot" and "backslash" on Azure, which would store them under
+    another name. A portable application avoids them."""
 
 
 @dataclass(frozen=True, slots=True)
