@@ -207,6 +207,21 @@ def test_fsspec_open_and_close_in_finally_store_nothing_on_an_error(
     assert fs.cat_file(url) == b"fallback"
 
 
+def test_a_transaction_commits_at_its_end_and_discards_on_an_error(
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket
+) -> None:
+    with fs.transaction:
+        with fs.open(f"{bucket.name}/t1", "wb") as f:
+            f.write(b"t1")
+        assert not fs.exists(f"{bucket.name}/t1")  # uploaded, not committed
+    assert fs.cat_file(f"{bucket.name}/t1") == b"t1"
+    with pytest.raises(KeyError), fs.transaction:
+        with fs.open(f"{bucket.name}/t2", "wb") as f:
+            f.write(b"t2")
+        raise KeyError("rolled back")
+    assert not fs.exists(f"{bucket.name}/t2")
+
+
 def test_a_write_file_dropped_unclosed_is_aborted_with_a_resource_warning(
     fs: AiobucketFileSystem, bucket: aiobucket.Bucket
 ) -> None:
