@@ -34,6 +34,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBS = ["aiobucket", "s3fs", "obstore"]
+SCENARIOS = ["parquet", "small"]
 PARQUET_KEY = "fsspec-bench/big.parquet"
 SMALL_PREFIX = "fsspec-bench/small/"
 MiB = 1024 * 1024
@@ -166,6 +167,8 @@ def report(results: dict[tuple[str, str], list[dict[str, float]]], meta: dict[st
         "|---|---|---:|---:|---:|---:|",
     ]
     for scenario, unit in (("parquet", "MiB/s"), ("small", "files/s")):
+        if (scenario, LIBS[0]) not in results:
+            continue
         rates = {
             lib: statistics.median(r["units"] / r["seconds"] for r in results[(scenario, lib)])
             for lib in LIBS
@@ -193,6 +196,7 @@ def main() -> None:
     parser.add_argument("--parquet-mib", type=int, default=256)
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "fsspec.md")
+    parser.add_argument("--only", choices=SCENARIOS, help="one scenario")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))), flush=True)
@@ -228,7 +232,7 @@ def main() -> None:
             env = {**os.environ, "AIOBUCKET_CONFIG": str(config)}
             results: dict[tuple[str, str], list[dict[str, float]]] = {}
             for _ in range(args.rounds):
-                for scenario in ("parquet", "small"):
+                for scenario in [args.only] if args.only else SCENARIOS:
                     for lib in LIBS:
                         spec = {
                             "scenario": scenario,
@@ -237,7 +241,10 @@ def main() -> None:
                             "small": args.small,
                             **seeded,
                         }
-                        results.setdefault((scenario, lib), []).append(measure(spec, env))
+                        result = measure(spec, env)
+                        results.setdefault((scenario, lib), []).append(result)
+                        rate = result["units"] / result["seconds"]
+                        print(f"{scenario} {lib}: {rate:,.0f}/s, cpu {result['cpu']:.2f} s", file=sys.stderr)
         finally:
             stop(proc)
     when = time.strftime("%H:%M UTC on %Y-%m-%d", time.gmtime())

@@ -254,12 +254,15 @@ def test_a_create_only_file_that_loses_the_race_at_commit_raises_file_exists(
 def test_a_read_file_pins_the_etag_seen_at_open(fs: AiobucketFileSystem, bucket: aiobucket.Bucket) -> None:
     path = f"{bucket.name}/pinned.bin"
     fs.pipe_file(path, DATA)
-    with fs.open(path, "rb", block_size=1024, cache_type="none") as f:
-        assert f.read(10) == DATA[:10]
+    with fs.open(path, "rb", block_size=1024) as f:
+        assert f.read(10) == DATA[:10]  # through the read-ahead cache
+        assert f.read(4096) == DATA[10:4106]  # a block or more: fetched as asked
         run(_overwrite(bucket, "pinned.bin", DATA[::-1]))
         with pytest.raises(FileExpired) as caught:
             f.read(10)
         assert isinstance(caught.value, OSError)
+        with pytest.raises(FileExpired):
+            f.read(4096)
     with fs.open(path, "rb") as f:  # a new open sees the new object
         assert f.read() == DATA[::-1]
 

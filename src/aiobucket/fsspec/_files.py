@@ -39,18 +39,12 @@ from ._errors import FileExpired, os_errors
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from .._parallel import ParallelReader
     from ..bucket import Bucket
     from ..reader import Reader
     from ..writer import Writer
     from ._filesystem import AiobucketFileSystem
 
 __all__ = ["AiobucketFile", "AiobucketStreamedFile", "write_mode"]
-
-PARALLEL_FROM = 8 * 1024 * 1024
-"""A read file fetches a range at least this long as parallel ranges (pinned to one ETag)."""
-RANGE_SIZE = 4 * 1024 * 1024
-PARALLEL_RANGES = 8
 
 
 def write_mode(mode: str) -> bool:
@@ -133,16 +127,24 @@ class AiobucketFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is un
         data: bytes = self._run(self._read_range(start, end))
         return data
 
+    def read(self, length: int = -1) -> bytes:
+        """A read of at least a block (a parquet column chunk, a whole file) is fetched as
+        asked, in one request; smaller ones go through the read-ahead cache, which would
+        fetch a block more than asked and copy the answer."""
+        if self.mode == "rb" and not self.closed:
+            want = self.size - self.loc if length is None or length < 0 else int(length)
+            if want >= self.blocksize:
+                end = min(self.loc + want, self.size)
+                out = self._fetch_range(self.loc, end) if end > self.loc else b""
+                self.loc += len(out)
+                return out
+        data: bytes = super().read(length)
+        return data
+
     async def _read_range(self, start: int, end: int) -> bytes:
         end = min(end, self.size)
         length = None if start == 0 and end == self.size else max(end - start, 0)  # None: whole, verified
-        reader: Reader | ParallelReader
-        if end - start >= PARALLEL_FROM:  # a column chunk, a whole file: ranges in parallel, one ETag
-            reader = self._bucket.download(
-                self._key, offset=start, length=length, concurrency=PARALLEL_RANGES, part_size=RANGE_SIZE
-            )
-        else:
-            reader = self._bucket.download(self._key, offset=start, length=length)
+        reader = self._bucket.download(self._key, offset=start, length=length)
         with os_errors(self.path):
             try:
                 async with reader:  # opened: the answer's ETag is known before any byte is taken
