@@ -31,8 +31,9 @@ SERVER_MODULES = {
     "moto": "servers.moto",
     "gcs": "servers.fakegcs",
     "azure": "servers.azurite",
+    "aws-kms": "personas.aws_kms",  # moto behind an SSE-KMS bucket persona
 }
-ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs", "azure"]
+ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs", "azure", "aws-kms"]
 
 pytest_plugins = [m for m in SERVER_MODULES.values() if importlib.util.find_spec(m) is not None]
 

@@ -29,6 +29,7 @@ BACKEND_NAMES = {
     "rgw": "s3",
     "gcs": "gcs",
     "azure": "azure",
+    "aws-kms": "s3",  # moto behind the SSE-KMS persona
 }
 
 

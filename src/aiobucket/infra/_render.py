@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 if TYPE_CHECKING:
     from ._analysis import Manifest
@@ -45,10 +45,60 @@ def aws_location(bucket: str) -> tuple[str, str]:
     return urlsplit(settings.url).netloc or bucket, settings.key_prefix
 
 
+def aws_kms_key(bucket: str) -> tuple[str, str | None] | None:
+    """(KMS key id, the bucket's region or None) when the bucket's config names an
+    ``sse_kms_key_id``; None otherwise (no key named, or not an s3:// bucket)."""
+    from .. import config
+
+    settings = config.resolve(bucket)
+    key = settings.options.get("sse_kms_key_id") if settings.scheme == "s3" else None
+    if not isinstance(key, str) or not key:
+        return None
+    region = settings.options.get("region") or dict(parse_qsl(urlsplit(settings.url).query)).get("region")
+    return key, region if isinstance(region, str) else None
+
+
+def kms_statement(sid: str, key: str, region: str | None, actions: set[str]) -> dict[str, Any]:
+    """The statement granting ``actions`` on a KMS key named as an ARN, a key id or an alias.
+
+    IAM names keys by ARN; an alias is matched by the kms:ResourceAliases condition
+    (https://docs.aws.amazon.com/kms/latest/developerguide/alias-authorization.html).
+    """
+    statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": sorted(actions)}
+    if key.startswith("arn:") and ":alias/" not in key:
+        statement["Resource"] = [key]
+    elif key.startswith("alias/") or ":alias/" in key:
+        alias = key[key.index("alias/") :]
+        statement["Resource"] = ["*"]
+        statement["Condition"] = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": [alias]}}
+    else:
+        statement["Resource"] = [f"arn:aws:kms:{region or '*'}:*:key/{key}"]
+    return statement
+
+
 def iam_policies(
-    manifest: Manifest, location: Callable[[str], tuple[str, str]] = aws_location
+    manifest: Manifest,
+    location: Callable[[str], tuple[str, str]] = aws_location,
+    kms_key: Callable[[str], tuple[str, str | None] | None] = aws_kms_key,
 ) -> dict[str, dict[str, Any]]:
-    """One least-privilege IAM policy document per service."""
+    """One least-privilege IAM policy document per service: what each operation sends.
+
+    Per permission (the S3 requests behind each operation, see README "IAM"):
+
+    - Downloader, Attrser: GetObject (GET, HEAD), and ListBucket, without which S3
+      answers a missing key with 403 instead of 404 (ObjectNotFound, ``exists()`` False);
+    - Remover: DeleteObject, and GetObject + ListBucket: ``remove()`` HEADs first (a
+      missing key is ObjectNotFound), ``remove_many`` lists the keys' prefix and HEADs;
+    - Uploader: PutObject (single, multipart, completion), AbortMultipartUpload,
+      ListMultipartUploadParts, and GetObject: a conditional write whose answer was lost
+      is resolved by reading the stored object's checksum (HEAD);
+    - Lister: ListBucket (+ ListBucketVersions on versioned buckets);
+    - SignedDownloader / SignedUploader: GetObject / PutObject (the URL acts as the role).
+
+    When the bucket's config names ``sse_kms_key_id``: kms:Decrypt for every reader
+    (and for uploads: multipart uploads and the lost-answer check read the key) and
+    kms:GenerateDataKey for every writer.
+    """
     policies: dict[str, dict[str, Any]] = {}
     for service, buckets in sorted(manifest.services.items()):
         statements: list[dict[str, Any]] = []
@@ -58,10 +108,13 @@ def iam_policies(
             cloud, prefix = location(bucket)
             objects: set[str] = set()
             listing: set[str] = set()
-            if perms & {"Downloader", "SignedDownloader", "Attrser"}:
-                objects.add("s3:GetObject")
+            kms: set[str] = set()
+            if perms & {"Downloader", "SignedDownloader", "Attrser", "Remover", "Uploader"}:
+                objects.add("s3:GetObject")  # GET, and the HEADs of exists/attrs/remove/writes
                 if versioned:
                     objects.add("s3:GetObjectVersion")
+            if perms & {"Downloader", "Attrser", "Remover"}:
+                listing.add("s3:ListBucket")  # a missing key is 404 (not 403) only with it
             if perms & {"Uploader", "SignedUploader"}:
                 objects |= {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
             if "Remover" in perms:
@@ -72,6 +125,10 @@ def iam_policies(
                 listing.add("s3:ListBucket")
                 if versioned:
                     listing.add("s3:ListBucketVersions")
+            if perms & {"Downloader", "SignedDownloader", "Uploader"}:
+                kms.add("kms:Decrypt")
+            if perms & {"Uploader", "SignedUploader"}:
+                kms.add("kms:GenerateDataKey")
             sid = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", bucket) if p)
             if objects:
                 statements.append(
@@ -92,6 +149,9 @@ def iam_policies(
                 if prefix:
                     statement["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
                 statements.append(statement)
+            key = kms_key(bucket) if kms else None
+            if key is not None:
+                statements.append(kms_statement(f"{sid}Kms", key[0], key[1], kms))
         if statements:
             policies[service] = {"Version": "2012-10-17", "Statement": statements}
     return policies

@@ -57,6 +57,7 @@ __all__ = [
     "PutOptions",
     "check_preconditions",
     "check_read",
+    "same_etag",
     "copy_put_options",
     "delete_each",
     "new_object_attrs",
@@ -211,7 +212,12 @@ class Provider(Protocol):
         """
         ...
 
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs: ...
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
+        """The object's attrs. ``checksums``: a whole read will be verified against them,
+        so report every stored full-object checksum; otherwise a backend may leave out
+        those that cost more to ask for (on S3, ``x-amz-checksum-mode`` makes a HEAD of
+        an SSE-KMS object need kms:Decrypt, which plain HEADs do not)."""
+        ...
 
     async def delete(self, key: str, version: str | None = None) -> None:
         """Remove the object (or one version); ObjectNotFound if it is not there.
@@ -292,6 +298,13 @@ class ProviderFactory(Protocol):
     def __call__(self, settings: BucketSettings, name: str, config: BucketConfig) -> Provider: ...
 
 
+def same_etag(a: str | None, b: str | None) -> bool:
+    """Whether two unquoted ETags name the same object. Compared case-insensitively,
+    wherever aiobucket compares them: ETags are hex digests, and stores and proxies
+    differ in their case."""
+    return a is not None and b is not None and (a == b or a.lower() == b.lower())
+
+
 def check_preconditions(current: ObjectAttrs | None, pre: Preconditions, key: str) -> None:
     """The shared rule for backends that check preconditions themselves.
 
@@ -300,7 +313,7 @@ def check_preconditions(current: ObjectAttrs | None, pre: Preconditions, key: st
     """
     if pre.not_exists and current is not None:
         raise PreconditionFailed("precondition not_exists failed: the object exists", key=key)
-    if pre.if_match is not None and (current is None or current.etag != pre.if_match):
+    if pre.if_match is not None and (current is None or not same_etag(current.etag, pre.if_match)):
         found = "the object does not exist" if current is None else f"its etag is {current.etag!r}"
         raise PreconditionFailed(f"precondition if_match={pre.if_match!r} failed: {found}", key=key)
 
@@ -312,10 +325,10 @@ def check_read(attrs: ObjectAttrs, opts: GetOptions, key: str) -> None:
     (NotModified), then the range (RangeNotSatisfiable when ``offset`` is at or
     past the end of a non-empty object).
     """
-    if opts.if_match is not None and attrs.etag != opts.if_match:
+    if opts.if_match is not None and not same_etag(attrs.etag, opts.if_match):
         raise PreconditionFailed(f"object changed: etag is now {attrs.etag!r}", key=key)
     if opts.if_none_match is not None:
-        if opts.if_none_match.strip('"') in (attrs.etag, "*"):
+        if opts.if_none_match == "*" or same_etag(opts.if_none_match.strip('"'), attrs.etag):
             raise _not_modified(attrs, key)
     elif (
         opts.if_modified_since is not None

@@ -361,7 +361,11 @@ class AzureProvider:
         check_key(key)
         return Upload(self, key, opts)
 
-    async def head(self, key: str, version: str | None = None, if_match: str | None = None) -> ObjectAttrs:
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
+        # Azure returns the stored MD5 on every HEAD: ``checksums`` asks for nothing more.
+        return await self._head(key, version)
+
+    async def _head(self, key: str, version: str | None = None, if_match: str | None = None) -> ObjectAttrs:
         check_key(key)
         headers = {"if-match": quote_etag(if_match)} if if_match is not None else None
         query = [("versionid", quote(version, safe=""))] if version is not None else None
@@ -403,7 +407,7 @@ class AzureProvider:
         self, key: str, opts: GetOptions, *, reread: bool
     ) -> tuple[ObjectAttrs, Body | BytesBody | EmptyBody]:
         if opts.length == 0:
-            attrs = await self.head(key, opts.version, opts.if_match)
+            attrs = await self._head(key, opts.version, opts.if_match)
             check_read(attrs, opts, key)
             return attrs, EmptyBody()
         headers: dict[str, str] = {}
@@ -422,7 +426,7 @@ class AzureProvider:
         resp = await self.send("download", "GET", key, query=query, headers=headers, stream=True)
         if resp.status == 416 and not opts.offset:
             # bytes=0-N of an empty blob is 416 InvalidRange: that blob is empty.
-            attrs = await self.head(key, opts.version, opts.if_match)
+            attrs = await self._head(key, opts.version, opts.if_match)
             if attrs.size:
                 if reread:
                     return await self._get(key, opts, reread=False)

@@ -351,7 +351,7 @@ class GcsProvider:
             return attrs, MediaBody(resp, end - opts.offset, key)
         raise BackendError("the object kept changing while the download was starting", key=key)
 
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
         return attrs_from_resource(await self.resource(key, version), versioned=self.versioned)
 
     async def delete(self, key: str, version: str | None = None) -> None:

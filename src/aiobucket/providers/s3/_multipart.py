@@ -100,7 +100,7 @@ class Upload:
     @classmethod
     async def start(cls, p: S3Provider, key: str, opts: PutOptions, *, crc32c: bool = True) -> Upload:
         """``crc32c``: declare a FULL_OBJECT CRC32C (our parts' bytes pass through put_part)."""
-        headers = object_headers(opts)
+        headers = {**object_headers(opts), **p.opt.write}
         if crc32c:
             headers["x-amz-checksum-algorithm"] = "CRC32C"
             headers["x-amz-checksum-type"] = "FULL_OBJECT"
@@ -123,7 +123,7 @@ class Upload:
             "PUT",
             self._key,
             query=self._query(number),
-            headers=checksum,
+            headers={**checksum, **p.opt.key} if p.opt.key else checksum,
             body=view,
             payload_hash=payload_hash,
         )
@@ -159,6 +159,7 @@ class Upload:
             body = complete_body([(x.number, x.etag) for x in ordered], crcs)
             headers, payload_hash = await xml_body(p, body)
             headers.update(precondition_headers(pre))
+            headers.update(p.opt.key)
             if whole_crc is not None:
                 headers["x-amz-checksum-crc32c"] = whole_crc
                 headers["x-amz-checksum-type"] = "FULL_OBJECT"
@@ -168,9 +169,9 @@ class Upload:
             )  # fmt: skip
             lost = resp.maybe_applied and ((resp.status == 412 and bool(pre)) or resp.code == "NoSuchUpload")
             if lost:
-                attrs = await p.resolve(
-                    "complete upload", self._key, multipart_etag([x.etag for x in ordered]), resp
-                )
+                etag = multipart_etag([x.etag for x in ordered])
+                sums = {"crc32c": whole_crc} if whole_crc is not None else None
+                attrs = await p.resolve("complete upload", self._key, etag, resp, sums)
                 self._finished = True
                 return attrs
             if resp.status >= 300:
@@ -218,20 +219,31 @@ class Upload:
         self._finished = True
 
 
+def full_object_sums(attrs: ObjectAttrs) -> dict[str, str]:
+    """The full-object checksums an object has, by ObjectAttrs field name: a copy of its
+    bytes has the same ones (S3 keeps a copy's checksum algorithm)."""
+    named = {"crc32c": attrs.crc32c, "crc32": attrs.crc32, "crc64nvme": attrs.crc64nvme}
+    return {name: value for name, value in named.items() if value}
+
+
 def _copy_source(bucket: str, key: str, version: str | None) -> str:
     source = "/" + quote_path(f"{bucket}/{key}")
     return source if version is None else f"{source}?versionId={quote_path(version)}"
 
 
 async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
-    source_attrs = await source.head(src, opts.version)
+    pre = opts.preconditions
+    # A conditional copy may need the source's checksums to recognise its own result
+    # (CopyObject reads the source, so this needs no permission the copy does not).
+    source_attrs = await source.head(src, opts.version, checksums=bool(pre))
     put = opts.replace or put_options_from(source_attrs)
     if source_attrs.size > p.copy_threshold:
-        return await _multipart_copy(p, source.bucket, src, dst, source_attrs, put, opts)
-    pre = opts.preconditions
+        return await _multipart_copy(p, source, src, dst, source_attrs, put, opts)
     headers = {
         "x-amz-copy-source": _copy_source(source.bucket, src, opts.version),
         **precondition_headers(pre),
+        **p.opt.write,
+        **source.opt.source,
     }
     if opts.replace is not None:
         headers.update(object_headers(opts.replace))
@@ -240,7 +252,7 @@ async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: Copy
     resp = await p.send("copy", "PUT", dst, headers=headers, shield=True, check=error_in_200)
     if resp.status == 412 and pre and resp.maybe_applied:
         ours = source_attrs.etag if is_md5(source_attrs.etag) else None
-        return await p.resolve("copy", dst, ours, resp)
+        return await p.resolve("copy", dst, ours, resp, full_object_sums(source_attrs))
     if resp.status >= 300:
         raise p.fail(resp, "copy", dst, conditional_write=pre.if_match is not None)
     etag, modified, _ = parse_copy(resp.body)
@@ -249,7 +261,7 @@ async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: Copy
 
 async def _multipart_copy(
     p: S3Provider,
-    src_bucket: str,
+    src_provider: S3Provider,
     src: str,
     dst: str,
     source: ObjectAttrs,
@@ -257,13 +269,15 @@ async def _multipart_copy(
     opts: CopyOptions,
 ) -> ObjectAttrs:
     upload = await Upload.start(p, dst, replace(put, preconditions=opts.preconditions), crc32c=False)
-    copy_source = _copy_source(src_bucket, src, opts.version)
+    copy_source = _copy_source(src_provider.bucket, src, opts.version)
+    extra = {**p.opt.key, **src_provider.opt.source}
     step = p.copy_part_size
     ranges = [(i // step + 1, i, min(i + step, source.size) - 1) for i in range(0, source.size, step)]
     limit = asyncio.Semaphore(p.copy_concurrency)
 
     async def one(number: int, first: int, last: int) -> Part:
         headers = {"x-amz-copy-source": copy_source, "x-amz-copy-source-range": f"bytes={first}-{last}"}
+        headers.update(extra)
         if source.etag:
             # Pin every part to the source we measured: a concurrent overwrite fails loudly.
             headers["x-amz-copy-source-if-match"] = quote_etag(source.etag)
