@@ -32,6 +32,8 @@ SERVER_MODULES = {
     "gcs": "servers.fakegcs",
     "azure": "servers.azurite",
     "aws-kms": "personas.aws_kms",  # moto behind an SSE-KMS bucket persona
+    # SeaweedFS behind the AWS persona, the buckets in another region than configured
+    "aws-region": "personas.aws",
     "ministack": "servers.ministack",
     "b2": "personas.b2",  # personas (tests/personas/stores.py) as conformance targets
     "garage": "personas.garage",
@@ -39,18 +41,9 @@ SERVER_MODULES = {
 EXTRA_PLUGINS = ["servers.rclone"]
 """Servers that are not conformance targets (tests/servers/rclone.py says why)."""
 ALL_BACKENDS = [
-    "memory",
-    "local",
-    "s3",
-    "rgw",
-    "moto",
-    "gcs",
-    "azure",
-    "aws-kms",
-    "ministack",
-    "b2",
+    "memory", "local", "s3", "rgw", "moto", "gcs", "azure", "aws-kms", "aws-region", "ministack", "b2",
     "garage",
-]
+]  # fmt: skip
 
 pytest_plugins = [
     m for m in [*SERVER_MODULES.values(), *EXTRA_PLUGINS] if importlib.util.find_spec(m) is not None

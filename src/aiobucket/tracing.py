@@ -24,7 +24,15 @@ from typing import Any, Literal
 from . import _metrics
 from .errors import NotModified
 
-__all__ = ["Span", "TraceEvent", "add_listener", "record_retry", "remove_listener", "start_span"]
+__all__ = [
+    "Span",
+    "TraceEvent",
+    "add_listener",
+    "annotate",
+    "record_retry",
+    "remove_listener",
+    "start_span",
+]
 
 Phase = Literal["start", "end"]
 
@@ -197,6 +205,14 @@ def _live_span(bucket: str | None) -> Span | None:
     while span is not None and (span.ended or (bucket is not None and span.bucket != bucket)):
         span = span._outer
     return span
+
+
+def annotate(**attributes: object) -> None:
+    """Set attributes (None values skipped) on the operation in progress in the calling task,
+    if any: a provider's diagnostics, such as the cloud's request id of a failed request."""
+    span = _live_span(None)
+    if span is not None:
+        span.set(**{k: v for k, v in attributes.items() if v is not None})
 
 
 def record_retry(

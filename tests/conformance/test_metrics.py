@@ -28,6 +28,7 @@ BACKEND_NAMES = {
     "s3": "s3",
     "rgw": "s3",
     "gcs": "gcs",
+    "aws-region": "s3",
     "azure": "azure",
     "aws-kms": "s3",  # moto behind the SSE-KMS persona
     "ministack": "s3",

@@ -51,7 +51,13 @@ QUIRKS: dict[str, str] = dict(MOTO_QUIRKS)
 """moto's quirks: the persona passes moto's answers through."""
 
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-persona"
-_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
+_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "host",
+}  # Content-Encoding is end to end: kept
 _CONDITIONS = ("if-match", "if-none-match", "x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match")
 _XML_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")?([0-9a-fA-F]{32})(-\d+)?(&quot;|&#34;|\")?</ETag>")
 # Requests whose query names a bucket- or upload-level resource, not an object's bytes.
@@ -185,7 +191,7 @@ class KmsBucket:
         self._session = aiohttp.ClientSession(auto_decompress=False)
         app = web.Application(client_max_size=1 << 30)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, auto_decompress=False)  # bodies pass as sent
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

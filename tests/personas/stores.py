@@ -120,6 +120,10 @@ class Persona:
     """The persona holds for every request. False: only for some (upper_etags cannot hand the
     server back its own ETags in If-Match or a completion), so only its own tests use it."""
 
+    def install(self, proxy: FaultProxy) -> None:
+        """Add this persona's rules to the proxy (``personas.persona("stores:b2")``)."""
+        self.rules(proxy)
+
 
 PERSONAS = {
     p.name: p

@@ -140,7 +140,7 @@ class _Probe:
             h.setdefault(
                 "content-md5", base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
             )
-        return await self.p._send("doctor", method, tail, h, body, digest, False, False, None)
+        return await self.p._send("doctor", method, tail, h, body, digest, False, False, False, None)
 
     def key(self, name: str) -> str:
         return self.prefix + name

@@ -34,7 +34,8 @@ from ..._aio import run_to_completion
 from ..._checksum import crc32c_combine
 from ...errors import BackendError, ObjectChanged
 from ...types import ObjectAttrs
-from ..base import CopyOptions, GetOptions, Part, PutOptions, put_options_from
+from ..base import CopyOptions, GetOptions, MiB, Part, PutOptions, put_options_from
+from ._errors import request_ids
 from ._fallback import learn
 from ._retry import THROTTLED
 from ._sigv4 import UNSIGNED_PAYLOAD, quote_path
@@ -190,7 +191,7 @@ class Upload:
                 if resp.code == "NoSuchUpload":
                     raise BackendError(
                         "complete upload: the multipart upload no longer exists on the server "
-                        "(aborted by someone else, or expired)",
+                        f"(aborted by someone else, or expired){request_ids(resp)}",
                         key=self._key,
                     )
                 raise p.fail(resp, "complete upload", self._key, conditional_write=pre.if_match is not None)
@@ -294,6 +295,19 @@ async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: Copy
     return put_attrs(dst, put, source_attrs.size, etag, resp.headers.get("x-amz-version-id"), modified)
 
 
+MAX_PARTS = 10_000
+"""S3's limit of parts per upload; a part is at most 5 GiB, an object at most 5 TiB
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html)."""
+
+
+def copy_part_size(size: int, preferred: int) -> int:
+    """The part size for copying ``size`` bytes: ``preferred``, or the smallest whole MiB
+    that keeps the copy within 10,000 parts (524.3 MiB at S3's 5 TiB object limit,
+    far below the 5 GiB part limit)."""
+    needed = -(-size // MAX_PARTS)
+    return max(preferred, -(-needed // MiB) * MiB)
+
+
 async def _multipart_copy(
     p: S3Provider,
     src_provider: S3Provider,
@@ -306,7 +320,8 @@ async def _multipart_copy(
     upload = await Upload.start(p, dst, replace(put, preconditions=opts.preconditions), crc32c=False)
     copy_source = _copy_source(src_provider.bucket, src, opts.version)
     extra = {**p.opt.key, **src_provider.opt.source}
-    step = max(p.copy_part_size, -(-source.size // p.store.max_parts))  # within the store's max_parts
+    # Sized from the source, and within the store's max_parts (1,000 on Scaleway).
+    step = max(copy_part_size(source.size, p.copy_part_size), -(-source.size // p.store.max_parts))
     ranges = [(i // step + 1, i, min(i + step, source.size) - 1) for i in range(0, source.size, step)]
     limit = asyncio.Semaphore(p.copy_concurrency)
 

@@ -44,6 +44,11 @@ FULL_OBJECT CRC32C: ``_multipart.py``), so the reader verifies whole downloads.
 
 Cancellation: a write that is on the wire is shielded and the cancel re-raised
 when it ends; nothing else is (a backoff never is).
+
+Regions (``_region.py``): an answer saying the bucket is in another region is
+followed in ``send()``: re-signed for that region (and, on AWS's endpoints, sent to
+its endpoint) and re-sent at once, once per request; the region is kept for the
+provider's life. With no region configured, one HeadBucket finds it first.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import functools
 import ipaddress
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -88,13 +95,14 @@ from ..base import (
     check_read,
     same_etag,
 )
-from ._errors import error_for
+from ._errors import error_for, request_ids
 from ._fallback import FALLBACK_STATUSES, after_resend, fall_back, learn
 from ._profiles import StoreProfile, gcs_hint
+from ._region import DEFAULT_REGION, Regions, is_region_redirect
 from ._retry import RetryPolicy
 from ._settings import S3Settings, option_headers, parse_settings
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
-from ._transport import Response, Transport
+from ._transport import Response, Transport, ssl_context
 from ._wire import (
     Body,
     BytesBody,
@@ -135,6 +143,11 @@ CAPABILITIES = Capabilities(
 )
 
 Query = list[tuple[str, str]]
+
+EXPECT_CONTINUE_MIN = 1 * MiB
+"""A single PUT this large sends ``Expect: 100-continue``: a refusal (403, a region redirect)
+then costs one round trip, not the body. botocore sends it on every file-like PutObject
+and UploadPart body; below 1 MiB the round trip it adds costs more than a resend."""
 
 
 def capabilities_of(store: StoreProfile) -> Capabilities:
@@ -191,7 +204,9 @@ class S3Provider:
         )
         self.opt = option_headers(settings)
         self._ep: _Endpoint | None = None
-        self._client: Any = None
+        self.regions = Regions(settings.region)
+        self._clients: dict[str | None, Any] = {}
+        """aiobotocore clients by region (None: the configured one)."""
         self._session: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._lock: asyncio.Lock | None = None
@@ -202,23 +217,25 @@ class S3Provider:
 
     # -- aiobotocore: presigning, and resolution when not explicit ---------------------
 
-    async def client(self) -> Any:
-        """The aiobotocore client (presigned URLs and forms), created on first use."""
-        if self._client is not None:
-            return self._client
+    async def client(self, region: str | None = None) -> Any:
+        """The aiobotocore client for ``region`` (default: the configured one), created on
+        first use: presigned URLs and forms, and resolution when not explicit."""
+        found = self._clients.get(region)
+        if found is not None:
+            return found
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._client is None:
+            if region not in self._clients:
                 from aiobotocore.config import AioConfig
                 from aiobotocore.session import AioSession
 
                 s = self.settings
-                stack = contextlib.AsyncExitStack()
+                stack = self._stack or contextlib.AsyncExitStack()
                 try:
-                    session = AioSession(profile=s.profile) if s.profile else AioSession()
+                    session = self._session or (AioSession(profile=s.profile) if s.profile else AioSession())
                     config = AioConfig(
-                        region_name=s.region,
+                        region_name=region or s.region,
                         signature_version="s3v4",
                         s3={"addressing_style": "path" if s.path_style else "auto"},
                         connect_timeout=s.connect_timeout,
@@ -228,7 +245,7 @@ class S3Provider:
                     client = await stack.enter_async_context(
                         session.create_client(
                             "s3",
-                            region_name=s.region,
+                            region_name=region or s.region,
                             endpoint_url=s.endpoint,
                             aws_access_key_id=s.access_key_id,
                             aws_secret_access_key=s.secret_access_key,
@@ -237,38 +254,107 @@ class S3Provider:
                         )
                     )
                 except BaseException as exc:
-                    await stack.aclose()
+                    if self._stack is None:
+                        await stack.aclose()
                     if isinstance(exc, Exception):
                         raise _driver_error("connect", exc) from exc
                     raise
-                self._stack, self._session, self._client = stack, session, client
-        return self._client
+                self._stack, self._session = stack, session
+                self._clients[region] = client
+        return self._clients[region]
 
     async def _endpoint(self) -> _Endpoint:
         if self._ep is not None:
             return self._ep
+        async with self.regions.lock:  # resolved (and a region discovered) once
+            if self._ep is None:
+                self._ep = await self._resolve()
+        return self._ep
+
+    async def _resolve(self) -> _Endpoint:
         s = self.settings
         static: Credentials | None = None
         source: Any = None
-        region, endpoint = s.region, s.endpoint
+        region, endpoint = self.regions.learned or s.region, s.endpoint
         if s.access_key_id is not None and s.secret_access_key is not None:
             static = Credentials(s.access_key_id, s.secret_access_key, s.session_token)
+        discover = False
         if static is None or endpoint is None or region is None:
             client = await self.client()
-            region = region or client.meta.region_name or "us-east-1"
+            if region is None:  # not in the URL: the AWS environment (AWS_REGION, the profile)?
+                region = self.regions.configured = self._session.get_config_variable("region")
+                discover = region is None
             endpoint = endpoint or str(client.meta.endpoint_url).rstrip("/")
             if static is None:
                 source = await self._session.get_credentials()
                 if source is None:
                     raise PermissionDenied("no S3 credentials found (set access_key_id or the AWS chain)")
-        assert endpoint is not None and region is not None
+        assert endpoint is not None
+        if endpoint.startswith("https://"):
+            await self._load_tls()
+        ep = self._endpoint_at(endpoint, region or DEFAULT_REGION, static, source)
+        if discover:  # no region anywhere: ask the bucket, once
+            found = await self.regions.discover(functools.partial(self._head_bucket, ep))
+            if found != ep.signer.region:
+                ep = await self._endpoint_for(found, ep)
+        return ep
+
+    async def _load_tls(self) -> None:
+        """The CAs that S3's TLS is verified against (see ``_transport.ssl_context``), loaded once."""
+        bundle = self.settings.ca_bundle or os.environ.get("AWS_CA_BUNDLE")
+        if not bundle and self._session is not None:
+            bundle = self._session.get_config_variable("ca_bundle")
+        if not bundle and not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+            return  # aiohttp's default context: nothing to load
+        try:
+            self.transport.ssl = await asyncio.to_thread(ssl_context, bundle)
+        except OSError as exc:  # ssl.SSLError included
+            where = "the ca_bundle option or AWS_CA_BUNDLE" if bundle else "SSL_CERT_FILE / SSL_CERT_DIR"
+            raise InvalidArgument(
+                f"cannot load the CA certificates named by {where} ({bundle!r}): {exc}"
+            ) from None
+
+    def _endpoint_at(self, endpoint: str, region: str, static: Credentials | None, source: Any) -> _Endpoint:
         scheme, _, host = endpoint.partition("://")
         if self.store.addressing == "path" or "." in self.bucket or _no_subdomains(host):
             base = f"{endpoint}/{quote_path(self.bucket)}"
         else:
             base = f"{scheme}://{self.bucket}.{host}"
-        self._ep = _Endpoint(base, SigV4Signer(region), scheme == "http", static, source)
-        return self._ep
+        return _Endpoint(base, SigV4Signer(region), scheme == "http", static, source)
+
+    async def _endpoint_for(self, region: str, like: _Endpoint) -> _Endpoint:
+        """``like``, signed for ``region``; on AWS's endpoints, sent to that region's."""
+        endpoint = self.settings.endpoint
+        if endpoint is None:
+            endpoint = str((await self.client(region)).meta.endpoint_url).rstrip("/")
+        return self._endpoint_at(endpoint, region, like.static, like.source)
+
+    async def _head_bucket(self, ep: _Endpoint) -> Response:
+        """HeadBucket: its answer names the bucket's region (``x-amz-bucket-region``), whatever its status."""
+        url = ep.base + "/"
+        target = URL(url, encoded=True)
+
+        async def attempt() -> Response:
+            h: dict[str, str] = {}
+            ep.signer.sign("HEAD", url, h, EMPTY_SHA256, ep.static or await ep.credentials())
+            return await self.transport.send("HEAD", target, h, None)
+
+        return await self.policy.call(attempt, f"find region (HEAD {self.bucket})")
+
+    async def _reroute(self, resp: Response, ep: _Endpoint) -> _Endpoint | None:
+        """After a region redirect to a request sent with ``ep``: where to re-send it (None: nowhere)."""
+        async with self.regions.lock:
+            current = self._ep
+            if current is not None and current.signer.region != ep.signer.region:
+                return current  # a concurrent request has already learned where the bucket is
+            region = await self.regions.follow(
+                resp, ep.signer.region, functools.partial(self._head_bucket, ep)
+            )
+            if region is None:
+                return None
+            self._ep = moved = await self._endpoint_for(region, ep)
+        self.regions.warn_once(self.bucket, region)
+        return moved
 
     # -- the one request path ------------------------------------------------------------
 
@@ -284,6 +370,7 @@ class S3Provider:
         payload_hash: str | None = None,
         stream: bool = False,
         shield: bool = False,
+        expect: bool = False,
         check: Callable[[Response], None] | None = None,
     ) -> Response:
         """Sign and send one request with retries; returns the final response (any status).
@@ -300,13 +387,15 @@ class S3Provider:
         base_headers = headers or {}
         if self.opt.every:
             base_headers = {**self.opt.every, **base_headers}
-        resp = await self._send(op, method, tail, base_headers, body, payload_hash, stream, shield, check)
+        resp = await self._send(
+            op, method, tail, base_headers, body, payload_hash, stream, shield, expect, check
+        )
         if resp.status in FALLBACK_STATUSES:
             retry_headers = fall_back(self, resp, base_headers, body)
             if retry_headers is not None:  # nothing was stored: resend once, as the store allows
                 first = resp
                 resp = await self._send(
-                    op, method, tail, retry_headers, body, payload_hash, stream, shield, check
+                    op, method, tail, retry_headers, body, payload_hash, stream, shield, expect, check
                 )
                 after_resend(self, first, base_headers, resp)
         return resp
@@ -321,8 +410,10 @@ class S3Provider:
         payload_hash: str,
         stream: bool,
         shield: bool,
+        expect: bool,
         check: Callable[[Response], None] | None,
     ) -> Response:
+        """One request with its retries, and a region redirect followed once (_region.py)."""
         ep = self._ep or await self._endpoint()
         url = ep.base + tail
         target = URL(url, encoded=True)
@@ -331,12 +422,25 @@ class S3Provider:
         async def attempt() -> Response:
             h = dict(base_headers)
             ep.signer.sign(method, url, h, payload_hash, ep.static or await ep.credentials())
-            resp = await transport.send(method, target, h, body, stream=stream, shield=shield)
+            resp = await transport.send(method, target, h, body, stream=stream, shield=shield, expect=expect)
             if check is not None and resp.status == 200:
                 check(resp)
             return resp
 
-        return await self.policy.call(attempt, f"{op} ({method} {self.bucket})")
+        what = f"{op} ({method} {self.bucket})"
+        resp = await self.policy.call(attempt, what)
+        if resp.status < 300 or not is_region_redirect(resp, method, ep.signer.region):
+            return resp
+        # The bucket is in another region (see _region.py): re-sign and re-send at once, once.
+        moved = await self._reroute(resp, ep)
+        if moved is None:
+            return resp
+        ep, url = moved, moved.base + tail
+        target = URL(url, encoded=True)
+        again = await self.policy.call(attempt, what)
+        again.attempts += resp.attempts
+        again.maybe_applied = again.maybe_applied or resp.maybe_applied
+        return again
 
     async def body_hashes(
         self, data: memoryview, *, whole: bool, keep_md5: bool = False
@@ -403,8 +507,9 @@ class S3Provider:
         if pre and self.store.conditional_put == "precheck":
             await self.precheck(key, pre)  # the store may ignore the headers: check first
         resp = await self.send(
-            "upload", "PUT", key, headers=headers, body=view, payload_hash=payload_hash, shield=True
-        )
+            "upload", "PUT", key, headers=headers, body=view, payload_hash=payload_hash, shield=True,
+            expect=view.nbytes >= EXPECT_CONTINUE_MIN,
+        )  # fmt: skip
         if resp.status == 412 and pre and resp.maybe_applied:
             crc = checksum.get("x-amz-checksum-crc32c")
             return await self.resolve("upload", key, md5_hex, resp, {"crc32c": crc} if crc else None)
@@ -459,6 +564,7 @@ class S3Provider:
         if ours:
             assert current is not None
             return current
+        tries += request_ids(resp)  # a failure: S3's ids of the answer that started it
         if ours is False:
             assert current is not None
             raise PreconditionFailed(
@@ -732,7 +838,7 @@ class S3Provider:
         from ._post import sign_post
 
         self._no_sse_c("an upload form", key)
-        return await sign_post(await self.client(), self.bucket, key, policy, self.opt.write)
+        return await sign_post(await self._signing_client(), self.bucket, key, policy, self.opt.write)
 
     async def sign_url(
         self,
@@ -747,7 +853,7 @@ class S3Provider:
         if method not in ("GET", "PUT"):
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
         self._no_sse_c("a signed URL", key)
-        client = await self.client()
+        client = await self._signing_client()
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._signed_params(method)}
         if method == "PUT" and content_type is not None:  # signed headers: S3 refuses others
             params["ContentType"] = content_type
@@ -765,6 +871,33 @@ class S3Provider:
         except Exception as exc:
             raise _driver_error("sign url", exc, key) from exc
         return url
+
+    async def _signing_client(self) -> Any:
+        """The client that presigns for the bucket's region.
+
+        No request tells a signed URL's holder to re-sign, so the region is made sure of
+        first: found (no region configured), learned from a redirect, or else confirmed
+        once by a HeadBucket. If that cannot be had (offline, no answer naming a region),
+        the configured region is used.
+        """
+        ep = self._ep or await self._endpoint()
+        if self.regions.learned is None and not self.regions.checked:
+            self.regions.checked = True
+            with contextlib.suppress(BucketError):
+                ep = await self._confirm_region(ep)
+        region = ep.signer.region
+        return await self.client(None if region == self.settings.region else region)
+
+    async def _confirm_region(self, ep: _Endpoint) -> _Endpoint:
+        async with self.regions.lock:
+            if self.regions.learned is not None and self._ep is not None:
+                return self._ep
+            found = await self.regions.discover(functools.partial(self._head_bucket, ep))
+            if self.regions.learned is None or found == ep.signer.region:
+                return ep
+            self._ep = moved = await self._endpoint_for(found, ep)
+        self.regions.warn_once(self.bucket, found)
+        return moved
 
     def _no_sse_c(self, what: str, key: str) -> None:
         if self.settings.sse_customer_key is not None:
@@ -792,8 +925,9 @@ class S3Provider:
         return params
 
     async def aclose(self) -> None:
-        stack, self._stack, self._client = self._stack, None, None
-        self._ep = None
+        stack, self._stack = self._stack, None
+        self._clients = {}
+        self._ep = None  # the region learned is kept (self.regions)
         try:
             await self.transport.aclose()
         finally:

@@ -38,6 +38,7 @@ OPTIONS: tuple[str, ...] = (
     "read_timeout",
     "backoff_base",
     "backoff_max",
+    "ca_bundle",
     "provider",
     *OVERRIDES,
 )
@@ -77,6 +78,9 @@ class S3Settings:
     """Seconds: the n-th retry sleeps uniformly up to backoff_base * 2**(n-1) (full jitter)."""
     backoff_max: float = 5.0
     """Seconds: no single backoff sleeps longer."""
+    ca_bundle: str | None = None
+    """A PEM file of CAs that TLS is verified against instead of the system's (else
+    ``AWS_CA_BUNDLE``, else the AWS profile's ``ca_bundle``)."""
     store: StoreProfile = PROFILES["aws"]
     """What the store honours: ``provider=`` or the endpoint's host, plus overrides (``_profiles.py``)."""
 
@@ -197,6 +201,7 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
         backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
         backoff_max=_number("backoff_max", where, opts.get("backoff_max", 5.0), float),
+        ca_bundle=_str("ca_bundle", where, opts["ca_bundle"]) if "ca_bundle" in opts else None,
         store=store,
         **_bucket_options(opts, where),
     )
