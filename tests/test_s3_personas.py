@@ -206,7 +206,8 @@ async def test_a_head_refused_for_checksum_mode_is_resent_without_it(case: tuple
             await p.head(f"{bucket.name}/nope", checksums=True)  # as before a verified whole read
         assert p.store.checksum_mode is False
         proxy.wait_idle()
-        heads = [r for r in proxy.requests if r.method == "HEAD"]
+        # (A HeadBucket may come between: a body-less 400 may also mean another region.)
+        heads = [r for r in proxy.requests if r.method == "HEAD" and r.path.endswith("/nope")]
         assert [r.header("x-amz-checksum-mode") for r in heads] == ["ENABLED", None]
 
 
