@@ -177,7 +177,9 @@ async def test_dead_loopback_endpoint_fails_fast_and_says_so(
 @pytest.mark.parametrize("size", [1000, PART + 10], ids=["single-put", "multipart"])
 async def test_cancel_during_503_backoff_returns_at_once(backend: S3Server, size: int) -> None:
     backoff = 30.0  # every backoff sleeps up to 30 s: a cancel that waited for one would show
-    with proxied(backend, backoff_base=backoff, backoff_max=backoff, max_attempts=10) as (bucket, proxy):
+    with proxied(
+        backend, backoff_base=backoff, backoff_max=backoff, max_attempts=10, retry_deadline=1000
+    ) as (bucket, proxy):
         commit = {"method": "PUT"} if size < PART else {"method": "POST", "query": "uploadId="}
         proxy.add_rule(s3_error(503, "SlowDown"), times=None, **commit)  # type: ignore[arg-type]
         loop = asyncio.get_running_loop()

@@ -74,7 +74,8 @@ from ..base import (
     check_read,
 )
 from ._errors import error_for
-from ._retry import RetryPolicy
+from ._ratelimit import SendRate
+from ._retry import RetryPolicy, RetryQuota
 from ._settings import S3Settings, parse_settings
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
 from ._transport import Response, Transport
@@ -144,7 +145,14 @@ class S3Provider:
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
         self.bucket = settings.bucket
-        self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_max)
+        self.policy = RetryPolicy(
+            settings.max_attempts,
+            settings.backoff_base,
+            settings.backoff_max,
+            deadline=settings.retry_deadline,
+            quota=RetryQuota(settings.retry_quota),
+            rate=SendRate() if settings.adaptive_retry else None,
+        )
         self.transport = Transport(
             pool=settings.max_pool_connections,
             connect_timeout=settings.connect_timeout,

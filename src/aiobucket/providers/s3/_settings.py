@@ -29,6 +29,9 @@ OPTIONS = (
     "read_timeout",
     "backoff_base",
     "backoff_max",
+    "retry_deadline",
+    "retry_quota",
+    "adaptive_retry",
 )
 
 
@@ -45,14 +48,20 @@ class S3Settings:
     max_pool_connections: int = 64
     """Connections kept per provider (made on demand): at least 64, so that many
     concurrent small requests never queue for one; more for wide multipart fan-outs."""
-    max_attempts: int = 5
+    max_attempts: int = 10
     """Total attempts per request for transient failures (see providers/s3/_retry.py)."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     backoff_base: float = 0.1
     """Seconds: the n-th retry sleeps uniformly up to backoff_base * 2**(n-1) (full jitter)."""
-    backoff_max: float = 5.0
+    backoff_max: float = 20.0
     """Seconds: no single backoff sleeps longer."""
+    retry_deadline: float = 30.0
+    """Seconds: no retry of a request whose backoff would end later than this after its first attempt."""
+    retry_quota: int = 500
+    """Tokens this provider may spend on retries (5 a retry, 10 after a timeout; see _retry.py)."""
+    adaptive_retry: bool = False
+    """Pace the whole provider's requests after a throttle (``_ratelimit.py``); default: on for AWS."""
 
     def __repr__(self) -> str:  # never print the secret
         return (
@@ -132,6 +141,7 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         raise InvalidArgument(f"{where}: access_key_id and secret_access_key must be given together")
     token = opts.get("session_token")
 
+    adaptive = _bool("adaptive_retry", where, opts["adaptive_retry"]) if "adaptive_retry" in opts else None
     concurrency = settings.concurrency or 8
     pool_default = max(64, concurrency * 2 + 10)
     return S3Settings(
@@ -146,9 +156,20 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         max_pool_connections=int(
             _number("max_pool_connections", where, opts.get("max_pool_connections", pool_default), int)
         ),
-        max_attempts=int(_number("max_attempts", where, opts.get("max_attempts", 5), int)),
+        max_attempts=int(_number("max_attempts", where, opts.get("max_attempts", 10), int)),
         connect_timeout=_number("connect_timeout", where, opts.get("connect_timeout", 10.0), float),
         read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
         backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
-        backoff_max=_number("backoff_max", where, opts.get("backoff_max", 5.0), float),
+        backoff_max=_number("backoff_max", where, opts.get("backoff_max", 20.0), float),
+        retry_deadline=_number("retry_deadline", where, opts.get("retry_deadline", 30.0), float),
+        retry_quota=int(_number("retry_quota", where, opts.get("retry_quota", 500), int)),
+        adaptive_retry=is_aws(endpoint) if adaptive is None else adaptive,
     )
+
+
+def is_aws(endpoint: str | None) -> bool:
+    """AWS itself: no endpoint (the SDK's own) or an amazonaws.com host."""
+    if endpoint is None:
+        return True
+    host = (urlsplit(endpoint).hostname or "").lower()
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))

@@ -27,6 +27,7 @@ __all__ = [
     "ListPage",
     "complete_body",
     "delete_body",
+    "error_in_200",
     "parse_complete",
     "parse_complete_crc32c",
     "parse_copy",
@@ -152,6 +153,32 @@ def next_page(body: bytes, *, versions: bool) -> dict[str, str] | None:
     }
 
 
+def error_in_200(body: bytes, result: str) -> tuple[str, str] | None:
+    """None when a 200 answer's body is the ``result`` document; else (Code, Message).
+
+    CompleteMultipartUpload, CopyObject and UploadPartCopy answer 200 at once and may
+    send whitespace for minutes before the document, which can be an ``<Error>``
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html,
+    API_CopyObject.html, API_UploadPartCopy.html). The whole (small) body is read: an
+    error after any amount of whitespace is found. Code "" means the body is empty,
+    truncated or not the document expected: the call's outcome is unknown.
+    """
+    doc = body.strip()
+    if not doc:
+        return "", "200 OK with an empty body (the answer was cut short)"
+    try:
+        root = ET.fromstring(doc)
+    except ET.ParseError as exc:
+        return "", f"200 OK with a truncated or unreadable body ({len(body)} bytes: {exc})"
+    name = root.tag.rpartition("}")[2]
+    if name == "Error":
+        ns = NS if root.tag.startswith(NS) else ""
+        return root.findtext(ns + "Code") or "InternalError", root.findtext(ns + "Message") or ""
+    if name != result:
+        return "", f"200 OK with a <{name}> document where <{result}> was expected"
+    return None
+
+
 def parse_upload_id(body: bytes) -> str:
     root = _root(body)
     upload_id = root.findtext(_tag(root, "UploadId"))
@@ -164,9 +191,9 @@ def parse_complete(body: bytes) -> tuple[str, str]:
     """(ETag, or "" when the server left it out; error Code, or "" when it is a success).
 
     CompleteMultipartUpload may answer 200 with an <Error> body: the caller treats
-    that like an error status.
+    that like an error status (``error_in_200`` checks every 200 first).
     """
-    root = _root(body)
+    root = _root(body.strip())
     if root.tag.endswith("Error"):
         return "", root.findtext(_tag(root, "Code")) or "InternalError"
     return (root.findtext(_tag(root, "ETag")) or "").strip('"'), ""
@@ -174,13 +201,13 @@ def parse_complete(body: bytes) -> tuple[str, str]:
 
 def parse_complete_crc32c(body: bytes) -> tuple[str, str]:
     """(ChecksumCRC32C, ChecksumType) of a CompleteMultipartUploadResult; "" where absent."""
-    root = _root(body)
+    root = _root(body.strip())
     return root.findtext(_tag(root, "ChecksumCRC32C")) or "", root.findtext(_tag(root, "ChecksumType")) or ""
 
 
 def parse_copy(body: bytes) -> tuple[str, datetime | None, str]:
     """CopyObjectResult / CopyPartResult: (ETag, LastModified, error Code or "")."""
-    root = _root(body)
+    root = _root(body.strip())
     if root.tag.endswith("Error"):
         return "", None, root.findtext(_tag(root, "Code")) or "InternalError"
     etag = (root.findtext(_tag(root, "ETag")) or "").strip('"')
