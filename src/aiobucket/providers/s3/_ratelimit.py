@@ -17,9 +17,10 @@ floor of 0.5 req/s and it crawls back up for seconds):
   bounded by ``[0.5 req/s, 0.9 * W_max]``, instead of ``0.7 * W_max`` (which stays the
   cut while less than a second of answers has been measured). From there the
   cubic curve grows back to W_max over ``K = cbrt((W_max - rate) / C)`` seconds.
-* Send slots are handed out in order (a virtual schedule: each waiter reserves the
-  next slot and sleeps until it), so waiters never spin or race for tokens; the sleep
-  is a plain ``asyncio.sleep``, which a cancel ends at once.
+* Send slots are handed out in order (waiters queue on a FIFO lock; the one at the
+  head sleeps until its slot), so waiters never spin or race for tokens and a cut
+  applies to the next slot; the sleep is a plain ``asyncio.sleep`` and the lock an
+  ``asyncio.Lock``, so a cancel ends either wait at once.
 
 Invariants: the rate never drops below ``MIN_RATE`` and never grows past twice the rate
 actually measured (a client that sends little cannot bank a huge allowance), as in
@@ -79,7 +80,18 @@ class _Meter:
 class SendRate:
     """The provider's send rate. ``acquire()`` before each attempt, ``record()`` after it."""
 
-    __slots__ = ("_accepted", "_cut_at", "_k", "_next", "_sent", "_w_max", "clock", "enabled", "rate")
+    __slots__ = (
+        "_accepted",
+        "_cut_at",
+        "_k",
+        "_last",
+        "_sent",
+        "_turn",
+        "_w_max",
+        "clock",
+        "enabled",
+        "rate",
+    )
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
@@ -87,7 +99,8 @@ class SendRate:
         """False until the first throttle: nothing is paced before."""
         self.rate = float("inf")
         """Send slots per second once enabled."""
-        self._next = 0.0
+        self._last = float("-inf")
+        self._turn = asyncio.Lock()
         self._cut_at = float("-inf")
         self._w_max = 0.0
         self._k = 0.0
@@ -95,20 +108,40 @@ class SendRate:
         self._accepted = _Meter()
 
     async def acquire(self) -> float:
-        """Wait for the next send slot (at once while not enabled); returns the send time."""
-        now = self.clock()
+        """Wait for the next send slot (at once while not enabled); returns the send time.
+
+        Waiters queue on a FIFO lock and the one at the head sleeps until its slot, which
+        is spaced by the rate *now* (a cut applies to the very next slot, not after a
+        backlog of reservations made at the old rate). One wake-up per slot.
+        """
         if not self.enabled:
+            now = self.clock()
+            self.sending(now)
             return now
-        slot = max(now, self._next)
-        self._next = slot + 1.0 / self.rate
-        if slot > now:
-            await asyncio.sleep(slot - now)
-        return slot
+        async with self._turn:
+            while True:
+                now = self.clock()
+                due = self._last + 1.0 / self.rate
+                if now >= due:
+                    break
+                await asyncio.sleep(due - now)
+            # Timer lateness is not lost (the slot counts from when it was due), but an
+            # idle spell earns no burst.
+            self._last = due if now - due < 1.0 / self.rate else now
+            self.sending(now)
+            return now
+
+    def sending(self, now: float) -> None:
+        """A request leaves now (``acquire`` says so; the send rate is measured here)."""
+        self._sent.tick(now)
 
     def record(self, sent_at: float, *, throttled: bool) -> None:
-        """One answer (or a connection failure, as not throttled) to a request sent at ``sent_at``."""
+        """One answer (or a connection failure, as not throttled) to a request sent at ``sent_at``.
+
+        The send rate is measured when requests leave (``acquire``), so the first
+        throttle of a burst already knows how fast the burst went.
+        """
         now = self.clock()
-        self._sent.tick(now)
         if not throttled:
             self._accepted.tick(now)
             if self.enabled:
