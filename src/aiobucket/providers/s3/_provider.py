@@ -509,7 +509,11 @@ class S3Provider:
         versions: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[ListEntry]:
-        params: dict[str, str] = {"prefix": prefix, "max-keys": str(min(max(limit or 1000, 1), 1000))}
+        params: dict[str, str] = {
+            "prefix": prefix,
+            "max-keys": str(min(max(limit or 1000, 1), 1000)),
+            "encoding-type": "url",  # any key survives the XML (see _xml.parse_list)
+        }
         if delimiter is not None:
             params["delimiter"] = delimiter
         if versions:

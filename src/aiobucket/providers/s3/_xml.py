@@ -14,9 +14,10 @@ import heapq
 import html
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape
 
 from ...types import ListEntry
@@ -88,10 +89,28 @@ def _version(v: str | None) -> str | None:
     return None if not v or v == "null" else v
 
 
+def url_decoded(value: str) -> str:
+    """A name sent with ``encoding-type=url``: percent-encoded, a space as "+"."""
+    return unquote_plus(value) if "%" in value or "+" in value else value
+
+
+def _as_is(value: str) -> str:
+    return value
+
+
 def parse_list(body: bytes, *, versions: bool) -> ListPage:
-    """A ListObjectsV2 or ListObjectVersions page."""
+    """A ListObjectsV2 or ListObjectVersions page.
+
+    Listings are asked for with ``encoding-type=url``: XML 1.0 cannot carry most
+    control characters and turns a "\r" into "\n", so S3 sends names percent-encoded
+    instead. Names are decoded only when the page says ``<EncodingType>url``: a server
+    that ignores the parameter sends them raw, and a raw "%" or "+" must stay as it is.
+    Encoded here (AWS: ListObjectsV2, ListObjectVersions): Key, CommonPrefixes' Prefix,
+    NextKeyMarker; the continuation token and version ids never are.
+    """
     root = _root(body)
     ns = NS if root.tag.startswith(NS) else ""
+    name: Callable[[str], str] = url_decoded if root.findtext(ns + "EncodingType") == "url" else _as_is
     k, s, e, m = ns + "Key", ns + "Size", ns + "ETag", ns + "LastModified"
     objects: list[ListEntry] = []
     add = objects.append
@@ -100,7 +119,7 @@ def parse_list(body: bytes, *, versions: bool) -> ListPage:
         for el in root.iterfind(ns + "Version"):
             add(
                 ListEntry(
-                    el.findtext(k) or "",
+                    name(el.findtext(k) or ""),
                     int(el.findtext(s) or 0),
                     (el.findtext(e) or "").strip('"'),
                     _version(el.findtext(vid)),
@@ -112,7 +131,7 @@ def parse_list(body: bytes, *, versions: bool) -> ListPage:
         for el in root.iterfind(ns + "Contents"):
             add(
                 ListEntry(
-                    el.findtext(k) or "",
+                    name(el.findtext(k) or ""),
                     int(el.findtext(s) or 0),
                     (el.findtext(e) or "").strip('"'),
                     None,
@@ -120,7 +139,7 @@ def parse_list(body: bytes, *, versions: bool) -> ListPage:
                 )
             )
     prefixes = [
-        ListEntry(name=p.findtext(ns + "Prefix") or "", is_prefix=True)
+        ListEntry(name=name(p.findtext(ns + "Prefix") or ""), is_prefix=True)
         for p in root.iterfind(ns + "CommonPrefixes")
     ]
     entries = list(heapq.merge(objects, prefixes, key=lambda x: x.name.encode())) if prefixes else objects
@@ -128,12 +147,14 @@ def parse_list(body: bytes, *, versions: bool) -> ListPage:
         entries=entries,
         truncated=root.findtext(ns + "IsTruncated") == "true",
         token=root.findtext(ns + "NextContinuationToken"),
-        key_marker=root.findtext(ns + "NextKeyMarker"),
+        key_marker=name(root.findtext(ns + "NextKeyMarker") or "") or None,
         version_marker=root.findtext(ns + "NextVersionIdMarker"),
     )
 
 
-_MARKERS = re.compile(rb"<(IsTruncated|NextContinuationToken|NextKeyMarker|NextVersionIdMarker)>([^<]*)</")
+_MARKERS = re.compile(
+    rb"<(IsTruncated|NextContinuationToken|NextKeyMarker|NextVersionIdMarker|EncodingType)>([^<]*)</"
+)
 
 
 def next_page(body: bytes, *, versions: bool) -> dict[str, str] | None:
@@ -147,8 +168,9 @@ def next_page(body: bytes, *, versions: bool) -> dict[str, str] | None:
         return None
     if not versions:
         return {"continuation-token": found.get(b"NextContinuationToken", "")}
+    marker = found.get(b"NextKeyMarker", "")
     return {
-        "key-marker": found.get(b"NextKeyMarker", ""),
+        "key-marker": url_decoded(marker) if found.get(b"EncodingType") == "url" else marker,
         "version-id-marker": found.get(b"NextVersionIdMarker", ""),
     }
 
