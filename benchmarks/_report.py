@@ -98,6 +98,7 @@ def targets(results: Results, part_size: int, concurrency: int) -> list[tuple[st
         at_least(f"5 list: ≥ 1.0{X} {lib}", "list", lib, 1.0)
     at_least(f"6 local write: ≥ 0.8{X} cp", "local_write", "cp", 0.8)
     at_least(f"6 local read: ≥ 0.8{X} cp", "local_read", "cp", 0.8)
+    at_least(f"11 GCS get_small: ≥ 1.5{X} gcloud-aio-storage", "gcs_get_small", "gcloud-aio-storage", 1.5)
     imp = median(results.get(("import", "aiobucket"), []))
     out.append(("7 import aiobucket ≤ 100 ms", None if imp is None else imp <= 100, f"{_fmt(imp)} ms"))
     for lib in ("aioboto3", "obstore"):

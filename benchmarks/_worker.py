@@ -199,6 +199,55 @@ async def memory(env: Env) -> dict[str, Any]:
     }
 
 
+GCS_SCENARIOS = ("gcs_upload", "gcs_download", "gcs_put_small", "gcs_get_small")
+
+
+async def gcs(env: Env) -> dict[str, Any]:
+    """Scenario 11: the S3 shapes (1-4) on fake-gcs-server, 256 MiB for the big object."""
+    from .scenarios import gcs as g
+
+    d = g.DRIVERS[env.lib]
+    ctx = await d.open(env)
+    big = g.big_size(env)
+    try:
+        _check("warm-up", await d.get_small(ctx, small_key(0)), env.small_size)
+        data = os.urandom(env.small_size)
+        if env.scenario == "gcs_upload":
+            key = f"up/{env.lib}"
+            elapsed, _, peak, base = await _timed(lambda: d.upload(ctx, key, chunks(big), big))
+            value, unit, per = big / MiB / elapsed, "MiB/s", big / 2**30
+        elif env.scenario == "gcs_download":
+            elapsed, got, peak, base = await _timed(lambda: d.download(ctx, BIG_KEY))
+            _check("bytes downloaded", got, big)
+            value, unit, per = big / MiB / elapsed, "MiB/s", big / 2**30
+        elif env.scenario == "gcs_put_small":
+            n = env.small_count
+            op = lambda i: d.put_small(ctx, f"put/{env.lib}/{i:05d}", data)  # noqa: E731
+            elapsed, _, peak, base = await _timed(lambda: bounded(n, env.concurrency, op))
+            value, unit, per = n / elapsed, "ops/s", n
+        else:
+            n = env.small_count
+            sizes: list[int] = []
+
+            async def get(i: int) -> None:
+                sizes.append(await d.get_small(ctx, small_key(i)))
+
+            elapsed, _, peak, base = await _timed(lambda: bounded(n, env.concurrency, get))
+            _check("bytes per GET", set(sizes), {env.small_size})
+            value, unit, per = n / elapsed, "ops/s", n
+    finally:
+        await d.close(ctx)
+    return {
+        "value": value,
+        "unit": unit,
+        "elapsed": elapsed,
+        "peak_mib": peak,
+        "delta_mib": peak - base,
+        "cpu_s": _CPU[0],
+        "cpu_per": _CPU[0] / per,
+    }
+
+
 WEB_SCENARIOS = {
     "delete_many": "bulk_delete",
     "download_parallel": "parallel_download",
@@ -224,6 +273,8 @@ def main() -> None:
         result = asyncio.run(memory(env))
     elif env.scenario in WEB_SCENARIOS:
         result = asyncio.run(web(env))
+    elif env.scenario in GCS_SCENARIOS:
+        result = asyncio.run(gcs(env))
     else:
         raise SystemExit(f"unknown scenario {env.scenario!r}")
     print(json.dumps(result), flush=True)

@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from benchmarks import _imports, _prepare, _report  # noqa: E402
 from benchmarks._common import Env, GiB, KiB, MiB  # noqa: E402
 from benchmarks._worker import WEB_SCENARIOS  # noqa: E402
-from benchmarks.scenarios import bulk_delete, curl_cli, parallel_download  # noqa: E402
+from benchmarks.scenarios import bulk_delete, curl_cli, gcs, parallel_download  # noqa: E402
 
 S3_LIBS = ["aiobucket", "aiobotocore", "aioboto3", "obstore", "s3fs"]
 SCENARIOS: list[tuple[str, str, str, list[str]]] = [
@@ -49,7 +49,12 @@ SCENARIOS: list[tuple[str, str, str, list[str]]] = [
     ("delete_many", "9", "delete {keys} keys", bulk_delete.LIBS),
     ("download_parallel", "10", "{big} down in 8 ranges of 8 MiB at a time", parallel_download.STREAM_LIBS),
     ("download_to", "10", "{big} into a file, 8 ranges at a time", parallel_download.FILE_LIBS),
+    ("gcs_upload", "11", "GCS: stream {gcs_big} up", gcs.LIBS),
+    ("gcs_download", "11", "GCS: stream {gcs_big} down", gcs.LIBS),
+    ("gcs_put_small", "11", "GCS: {n} PUTs of 4 KiB, concurrency 64", gcs.LIBS),
+    ("gcs_get_small", "11", "GCS: {n} GETs of 4 KiB, concurrency 64", gcs.LIBS),
 ]
+GCS_SCENARIOS = {"gcs_upload", "gcs_download", "gcs_put_small", "gcs_get_small"}
 SERVER_SCENARIOS = {"upload", "download", "put_small", "get_small", "list", *WEB_SCENARIOS}
 DEFAULT_PART, DEFAULT_CONCURRENCY = 8 * MiB, 8  # aiobucket's S3 defaults, for the RSS target
 
@@ -123,6 +128,8 @@ def main() -> int:
         sizes = {"big_size": GiB, "small_count": 2000, "list_count": 20_000, "memory_ops": 20_000}
     names = {s[0] for s in scenarios}
     need_server = bool(names & SERVER_SCENARIOS)
+    need_gcs = bool(names & GCS_SCENARIOS)
+    gcs_big = 16 * MiB if args.quick else 256 * MiB
     need_disk = bool(names & {"local_write", "local_read"})
 
     from servers._proc import stop
@@ -142,9 +149,13 @@ def main() -> int:
         (work / "local").mkdir()
         source_file = Path(shm) / "source"
         _prepare.write_source_file(source_file, sizes["big_size"])
-        proc = None
+        proc = gcs_proc = None
         server_env: dict[str, Any] = {}
         try:
+            gcs_extra: dict[str, Any] = {}
+            if need_gcs:
+                gcs_proc, gcs_endpoint = gcs.start(work)
+                gcs_extra = {"gcs_endpoint": gcs_endpoint, "gcs_big_size": gcs_big}
             if need_server:
                 (work / "weed").mkdir()
                 proc, server = start(work / "weed")
@@ -158,11 +169,13 @@ def main() -> int:
             base = Env(
                 scenario="", lib="", workdir=str(work / "local"), small_size=4 * KiB, **sizes, **server_env
             )
-            base.extra = {"source_file": str(source_file)}
+            base.extra = {"source_file": str(source_file), **gcs_extra}
             print(
                 f"seeding ({'server' if need_server else ''}{' disk' if need_disk else ''}) ...", flush=True
             )
             _prepare.seed(base, source_file, server=need_server, disk=need_disk)
+            if need_gcs:
+                gcs.seed_sync(base)
             if "import" in names:  # compile every .pyc once before timing imports
                 for lib in _imports.MODULES:
                     _imports.measure(lib)
@@ -192,6 +205,8 @@ def main() -> int:
         finally:
             if proc is not None:
                 stop(proc)
+            if gcs_proc is not None:
+                stop(gcs_proc)
     elapsed = time.monotonic() - t_start
     load_after = os.getloadavg()
 
@@ -199,7 +214,12 @@ def main() -> int:
         (
             n,
             num,
-            t.format(big=_size(sizes["big_size"]), n=sizes["small_count"], keys=f"{sizes['list_count']:,}"),
+            t.format(
+                big=_size(sizes["big_size"]),
+                gcs_big=_size(gcs_big),
+                n=sizes["small_count"],
+                keys=f"{sizes['list_count']:,}",
+            ),
             libs,
         )
         for n, num, t, libs in scenarios

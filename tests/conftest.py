@@ -30,8 +30,12 @@ SERVER_MODULES = {
     "rgw": "servers.rgw",
     "moto": "servers.moto",
     "gcs": "servers.fakegcs",
+    "azure": "servers.azurite",
+    "aws-kms": "personas.aws_kms",  # moto behind an SSE-KMS bucket persona
+    # SeaweedFS behind the AWS persona, the buckets in another region than configured
+    "aws-region": "personas.aws",
 }
-ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs"]
+ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs", "azure", "aws-kms", "aws-region"]
 
 pytest_plugins = [m for m in SERVER_MODULES.values() if importlib.util.find_spec(m) is not None]
 

@@ -11,6 +11,7 @@ Rules (``add_rule(fault, method=, path=, query=, header=, when=, times=1, after=
 tried in order for each request; the first that fires applies its fault. Faults:
 
 - ``Respond(status, body, headers)`` (``s3_error``, ``gcs_error``): answer, forward nothing;
+- ``Answer(make)``: answer with ``make(request)``, a ``Respond`` built from the request;
 - ``ResetRequest(after=None|N)``: RST before forwarding, or after N request-body bytes;
 - ``ResetResponse(after=None|N)`` (``lose_response()``): the server answers (the request is
   applied), the client gets nothing, or the head and N body bytes, then an RST (or FIN);
@@ -55,7 +56,7 @@ S3 (SeaweedFS; ``S3Server`` is a dataclass, so point a copy at the proxy)::
 GCS (fake-gcs-server)::
 
     with FaultProxy(gcs_server.endpoint) as proxy:
-        settings = {"url": f"gs://{gcs_server.bucket}?endpoint={proxy.url}"}
+        settings = {"url": f"gs://{gcs_server.bucket}?endpoint={proxy.url}&emulator=true"}
         proxy.add_rule(ResetResponse(after=1000), method="GET", query="alt=media")
         proxy.add_rule(gcs_error(503), method="PUT", query="upload_id=", after=1)
         ...
@@ -86,6 +87,7 @@ from urllib.parse import urlsplit
 import pytest
 
 __all__ = [
+    "Answer",
     "FaultProxy",
     "FlipByte",
     "LieLength",
@@ -210,7 +212,17 @@ class Rewrite:
     status: int | None = None
 
 
-Fault = Rewrite | Respond | ResetRequest | ResetResponse | Stall | FlipByte | LieLength | TruncateRequest
+@dataclass(frozen=True)
+class Answer:
+    """Answer with ``make(request)``, a ``Respond`` built from the request's head (personas:
+    an error body that names the request's bucket)."""
+
+    make: Callable[[Request], Respond]
+
+
+Fault = (
+    Answer | Rewrite | Respond | ResetRequest | ResetResponse | Stall | FlipByte | LieLength | TruncateRequest
+)
 
 
 def s3_error(status: int, code: str, message: str = "injected by faultproxy") -> Respond:
@@ -772,8 +784,9 @@ class FaultProxy:
                 rule.seen += 1
                 if rule.seen > rule.after:
                     rule.hits += 1
-                    req.fault = rule.fault
-                    return rule.fault
+                    fault = rule.fault.make(req) if isinstance(rule.fault, Answer) else rule.fault
+                    req.fault = fault
+                    return fault
         return None
 
     # -- the proxy thread

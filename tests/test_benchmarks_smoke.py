@@ -73,3 +73,22 @@ def test_quick_run_produces_a_table_with_every_library_and_scenario(tmp_path: Pa
             assert (number, lib) in seen, f"no row for scenario {number} / {lib}"
     for section in ("Machine:", "Python", "Libraries:", "## Targets"):
         assert section in text
+
+
+def test_azure_quick_run_measures_every_scenario_for_aiobucket() -> None:
+    """``benchmarks/azure_blob.py --quick`` on Azurite: aiobucket never fails; a peer's own
+    crash is reported in its row, not hidden."""
+    python = _bench_python()
+    proc = subprocess.run(
+        [python, str(ROOT / "benchmarks" / "azure_blob.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert proc.returncode == 0, f"azure_blob.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| aiobucket")]
+    assert len(rows) == 4 and not [r for r in rows if "failed" in "|".join(r)], proc.stdout
+    peers = {line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ")}
+    assert {"azure-sdk", "obstore"} <= peers

@@ -150,6 +150,7 @@ def test_stat_text_and_json(tmp_path: Path) -> None:
     assert list(fields) == [
         "name", "size", "etag", "content_type", "version",
         "cache_control", "content_disposition", "metadata", "last_modified", "crc32c", "md5",
+        "crc32", "crc64nvme", "content_encoding",
     ]  # fmt: skip
     assert fields["size"].strip() == "2" and fields["content_type"].strip() == "application/json"
     assert (

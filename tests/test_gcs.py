@@ -242,7 +242,7 @@ STREAM_SCRIPT = textwrap.dedent(
     from aiobucket.providers import gcs  # noqa: F401  (imported before the baseline)
 
     endpoint, bucket_name, total_mib, part = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    aiobucket.configure({"big": {"url": f"gs://{bucket_name}?endpoint={endpoint}",
+    aiobucket.configure({"big": {"url": f"gs://{bucket_name}?endpoint={endpoint}&emulator=true",
                                  "key_prefix": "stream-%d/" % os.getpid()}})
 
     def peak() -> int:
@@ -525,7 +525,7 @@ async def test_chunk_put_resumes_from_committed_offset(fail: str) -> None:
     fake.base = f"http://127.0.0.1:{port}"
     data = os.urandom(3 * 512 * KiB + 1000)
     try:
-        with routed("resume", {"url": f"gs://bkt?endpoint={fake.base}"}):
+        with routed("resume", {"url": f"gs://bkt?endpoint={fake.base}&emulator=true"}):
             b = aiobucket.Bucket("resume")
             async with b.upload("obj", part_size=512 * KiB) as w:
                 await w.write(data)
@@ -551,7 +551,7 @@ async def _upload_through(fake: FakeResumableGcs, data: bytes) -> None:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     fake.base = f"http://127.0.0.1:{port}"
     try:
-        with routed("resume", {"url": f"gs://bkt?endpoint={fake.base}"}):
+        with routed("resume", {"url": f"gs://bkt?endpoint={fake.base}&emulator=true"}):
             b = aiobucket.Bucket("resume")
             try:
                 async with b.upload("obj", part_size=512 * KiB) as w:
@@ -638,7 +638,10 @@ async def test_download_resumes_after_a_dropped_connection(server: GcsServer) ->
     proxy = CuttingProxy(upstream, cut_after=1 * MiB + 123)
     port = await proxy.start()
     name = f"t-{uuid.uuid4().hex[:10]}"
-    settings = {"url": f"gs://{server.bucket}?endpoint=http://127.0.0.1:{port}", "key_prefix": f"{name}/"}
+    settings = {
+        "url": f"gs://{server.bucket}?endpoint=http://127.0.0.1:{port}&emulator=true",
+        "key_prefix": f"{name}/",
+    }
     try:
         with routed(name, settings):
             b = aiobucket.Bucket(name)
@@ -657,7 +660,7 @@ async def test_download_resumes_after_a_dropped_connection(server: GcsServer) ->
     proxy = CuttingProxy(upstream, cut_after=1 * MiB + 123)
     port = await proxy.start()
     provider = create(
-        BucketSettings(url=f"gs://{server.bucket}?endpoint=http://127.0.0.1:{port}"),
+        BucketSettings(url=f"gs://{server.bucket}?endpoint=http://127.0.0.1:{port}&emulator=true"),
         "x",
         aiobucket.BucketConfig(),
     )
@@ -694,7 +697,8 @@ def _verify_v4(url: str, method: str, public_pem: bytes) -> dict[str, str]:
     )
     assert canonical_query == "&".join(f"{k}={v}" for k, v in pairs if k != "X-Goog-Signature")
     canonical = "\n".join(
-        [method, parts.path, canonical_query, f"host:{parts.netloc}", "", "host", "UNSIGNED-PAYLOAD"]
+        # Google signs the host name without its port (its vectors: localhost:8080 signs host:localhost).
+        [method, parts.path, canonical_query, f"host:{parts.hostname}", "", "host", "UNSIGNED-PAYLOAD"]
     )
     scope = decoded["X-Goog-Credential"].split("/", 1)[1]
     to_sign = "\n".join(
@@ -736,7 +740,7 @@ async def test_signing_without_a_key_is_not_supported(
 ) -> None:
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no application-default credentials
-    with routed("nokey", {"url": f"gs://{server.bucket}?endpoint={server.endpoint}"}):
+    with routed("nokey", {"url": f"gs://{server.bucket}?endpoint={server.endpoint}&emulator=true"}):
         b = aiobucket.Bucket("nokey")
         with pytest.raises(aiobucket.NotSupported, match="service-account key"):
             await b.signed_download_url("x")
@@ -759,7 +763,7 @@ async def test_forbidden_maps_to_permission_denied() -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        with routed("denied", {"url": f"gs://bkt?endpoint=http://127.0.0.1:{port}"}):
+        with routed("denied", {"url": f"gs://bkt?endpoint=http://127.0.0.1:{port}&emulator=true"}):
             b = aiobucket.Bucket("denied")
             with pytest.raises(aiobucket.PermissionDenied, match=r"storage\.objects\.get"):
                 await b.attrs("k")
@@ -781,7 +785,8 @@ async def test_unreachable_endpoint_maps_to_backend_error() -> None:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens here now
-    with routed("down", {"url": f"gs://bkt?endpoint=http://127.0.0.1:{port}", "retries": 2}):
+    url = f"gs://bkt?endpoint=http://127.0.0.1:{port}&emulator=true"
+    with routed("down", {"url": url, "retries": 2, "retry_initial": 0.01}):
         b = aiobucket.Bucket("down")
         with pytest.raises(aiobucket.BackendError, match="cannot reach GCS"):
             await b.attrs("k")
@@ -793,7 +798,7 @@ async def test_unreachable_endpoint_maps_to_backend_error() -> None:
 
 
 async def test_missing_bucket(server: GcsServer) -> None:
-    with routed("nobucket", {"url": f"gs://no-such-bucket?endpoint={server.endpoint}"}):
+    with routed("nobucket", {"url": f"gs://no-such-bucket?endpoint={server.endpoint}&emulator=true"}):
         b = aiobucket.Bucket("nobucket")
         with pytest.raises(aiobucket.BackendError, match=r"no-such-bucket.*does not exist"):
             await put(b, "k", b"x")
@@ -813,7 +818,9 @@ async def test_provider_contract_directly(server: GcsServer) -> None:
     from aiobucket.providers.gcs import create
 
     p = create(
-        BucketSettings(url=f"gs://{server.bucket}?endpoint={server.endpoint}"), "x", aiobucket.BucketConfig()
+        BucketSettings(url=f"gs://{server.bucket}?endpoint={server.endpoint}&emulator=true"),
+        "x",
+        aiobucket.BucketConfig(),
     )
     key = f"direct-{uuid.uuid4().hex}"
     data = os.urandom(1000)

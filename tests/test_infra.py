@@ -169,6 +169,7 @@ def test_iam_policy_for_one_service(tmp_path: Path) -> None:
                 "Action": ["s3:GetObject", "s3:GetObjectVersion"],
                 "Resource": ["arn:aws:s3:::acme-invoices-prod/billing/*"],
             },
+            # ListBucket for Downloader/Attrser too: a missing key is then 404, not 403
             {
                 "Sid": "InvoicesList",
                 "Effect": "Allow",
@@ -187,7 +188,13 @@ def test_iam_policy_for_one_service(tmp_path: Path) -> None:
                 "s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject",
             ],
             "Resource": ["arn:aws:s3:::avatars/*"],
-        }
+        },
+        {
+            "Sid": "AvatarsList",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::avatars"],
+        },
     ]  # fmt: skip
     # Warnings go to stderr, one per line, with file:line.
     warnings = proc.stderr.splitlines()
@@ -199,15 +206,60 @@ def test_iam_remover_on_a_versioned_bucket() -> None:
     manifest = infra.Manifest()
     manifest.buckets["v"] = infra.BucketDecl("v", True, False, "m", "V", "m.py", 1)
     manifest.grant("svc", "v", {"Remover"})
-    policy = infra.iam_policies(manifest, lambda name: (f"cloud-{name}", ""))
+    policy = infra.iam_policies(manifest, lambda name: (f"cloud-{name}", ""), lambda name: None)
+    # remove() HEADs first (GetObject; ListBucket makes a missing key 404, not 403).
     assert policy["svc"]["Statement"] == [
         {
             "Sid": "VObjects",
             "Effect": "Allow",
-            "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+            "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:GetObjectVersion"],
             "Resource": ["arn:aws:s3:::cloud-v/*"],
-        }
+        },
+        {
+            "Sid": "VList",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::cloud-v"],
+        },
     ]
+
+
+def test_iam_kms_statements_when_the_config_names_a_key() -> None:
+    """kms:Decrypt for readers (and uploads: multipart uploads read the key),
+    kms:GenerateDataKey for writers; a key named by ARN, id or alias."""
+    manifest = infra.Manifest()
+    manifest.grant("reader", "b", {"Downloader", "Attrser"})
+    manifest.grant("writer", "b", {"Uploader"})
+    manifest.grant("checker", "b", {"Attrser", "Remover", "Lister"})
+    arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    policies = infra.iam_policies(manifest, lambda name: (name, ""), lambda name: (arn, "eu-west-1"))
+    kms = {svc: [st for st in p["Statement"] if st["Sid"] == "BKms"] for svc, p in policies.items()}
+    assert kms["reader"] == [{"Sid": "BKms", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [arn]}]
+    assert kms["writer"][0]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert kms["checker"] == []  # HEADs without checksums need no KMS rights
+    by_alias = infra.iam_policies(manifest, lambda name: (name, ""), lambda name: ("alias/app", None))
+    statement = by_alias["reader"]["Statement"][-1]
+    assert statement["Resource"] == ["*"]
+    assert statement["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/app"]}}
+    by_id = infra.iam_policies(manifest, lambda name: (name, ""), lambda name: ("1234abcd", "us-east-2"))
+    assert by_id["writer"]["Statement"][-1]["Resource"] == ["arn:aws:kms:us-east-2:*:key/1234abcd"]
+
+
+def test_iam_kms_key_is_read_from_the_config(tmp_path: Path) -> None:
+    config = tmp_path / "aiobucket.toml"
+    config.write_text(
+        '[buckets.invoices]\nurl = "s3://acme-invoices?region=eu-west-1"\nsse_kms_key_id = "alias/invoices"\n'
+    )
+    proc = cli("infra", str(SAMPLE), "--format", "iam-aws", config=config)
+    assert proc.returncode == 0, proc.stderr
+    billing = json.loads(proc.stdout)["billing"]["Statement"]
+    assert billing[-1] == {
+        "Sid": "InvoicesKms",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt"],
+        "Resource": ["*"],
+        "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/invoices"]}},
+    }
 
 
 def test_mermaid_edges() -> None:

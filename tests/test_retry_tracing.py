@@ -84,7 +84,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         if request.param == "s3":
             t = Target("s3", proxy, replace(server, endpoint=proxy.url).settings(**FAST_S3))
         else:
-            t = Target("gcs", proxy, server.settings(retries=4))
+            t = Target("gcs", proxy, server.settings(retries=4, retry_initial=0.1, retry_cap=8.0))
             t.settings["url"] = str(t.settings["url"]).replace(server.endpoint, proxy.url)
         with config.override({t.name: t.settings}):
             yield t

@@ -43,7 +43,7 @@ from aiobucket import (
 )
 from aiobucket.providers.base import PostPolicy
 from aiobucket.providers.gcs._post import policy_document, sign_post_v4
-from aiobucket.providers.gcs._sign import sign_v4
+from aiobucket.providers.gcs._sign import pem_signer, sign_v4
 from aiobucket.providers.local import _signing
 
 pytestmark = pytest.mark.anyio
@@ -174,9 +174,10 @@ async def test_s3_form_policy_and_signature_match_a_reference_computation() -> N
 
 # From Google's storage conformance tests (postPolicyV4Tests in googleapis'
 # v4 signing test data, Apache-2.0): the inputs and the expectedDecodedPolicy.
-# The published signatures were made with Google's private test key, which is
-# not public, so the policy document is compared byte for byte and the signature
-# is checked with a key of our own.
+# Here the policy document is compared byte for byte and the signature is checked
+# with a key of our own. Google publishes its test key beside the vectors
+# (storage/v1/test_service_account.not-a-test.json in googleapis/conformance-tests);
+# tests/unit/test_gcs_signing_vectors.py reproduces every published signature with it.
 _EMAIL = "test-iam-credentials@test-project-id.iam.gserviceaccount.com"
 _TAIL = (
     '{"x-goog-date":"20200123T043530Z"},{"x-goog-credential":"' + _EMAIL + "/20200123/auto/storage/"
@@ -250,7 +251,7 @@ def rsa_key() -> tuple[str, rsa.RSAPublicKey]:
     return pem, key.public_key()
 
 
-def test_gcs_form_is_signed_over_the_base64_policy(rsa_key: tuple[str, rsa.RSAPublicKey]) -> None:
+async def test_gcs_form_is_signed_over_the_base64_policy(rsa_key: tuple[str, rsa.RSAPublicKey]) -> None:
     pem, public = rsa_key
     policy = PostPolicy(
         ttl=timedelta(minutes=5),
@@ -260,13 +261,13 @@ def test_gcs_form_is_signed_over_the_base64_policy(rsa_key: tuple[str, rsa.RSAPu
         metadata={"who": "me"},
     )
     now = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-    form = sign_post_v4(
+    form = await sign_post_v4(
         base_url="https://storage.googleapis.com",
         bucket="my-bucket",
         key="app/a b.png",
         policy=policy,
         client_email="signer@p.iam.gserviceaccount.com",
-        private_key_pem=pem,
+        signer=pem_signer(pem),
         now=now,
     )
     assert form.url == "https://storage.googleapis.com/my-bucket"
@@ -296,17 +297,17 @@ def test_gcs_form_is_signed_over_the_base64_policy(rsa_key: tuple[str, rsa.RSAPu
         )
 
 
-def test_gcs_signed_put_signs_the_content_type_header(rsa_key: tuple[str, rsa.RSAPublicKey]) -> None:
+async def test_gcs_signed_put_signs_the_content_type_header(rsa_key: tuple[str, rsa.RSAPublicKey]) -> None:
     pem, public = rsa_key
     now = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-    url = sign_v4(
+    url = await sign_v4(
         base_url="https://storage.googleapis.com",
         bucket="b",
         key="dir/x y.csv",
         method="PUT",
         ttl=timedelta(seconds=60),
         client_email="s@p.iam.gserviceaccount.com",
-        private_key_pem=pem,
+        signer=pem_signer(pem),
         content_type="text/csv",
         now=now,
     )

@@ -6,9 +6,13 @@ hex. CRC32C comes from google-crc32c (C, hardware accelerated, and it releases
 the GIL on buffers of 1 MB and more); it takes ``bytes`` only, so other buffers
 are copied first.
 
-A read of a whole object is checked against the object's crc32c, else its md5,
-else not at all; the check is decided here once, and the three readers (reader.py,
-the parallel reader, download_to) only feed it.
+A read of a whole object is checked against the first full-object checksum the
+object has, in ``ObjectAttrs.verified_by``'s order: crc32c, crc64nvme, crc32, md5;
+an object with none is read unverified (``verified_by`` is None). The check is
+decided here once, and the three readers (reader.py, the parallel reader,
+download_to) only feed it. CRC32 is zlib's; CRC64NVME is awscrt's (AWS's C
+runtime, the implementation botocore's CRT extra uses; hardware accelerated), imported
+only when an object carries one (the s3 extra installs it).
 
 ``crc32c_combine`` gives the CRC32C of A+B from those of A and B and B's length
 (polynomial arithmetic modulo the CRC32C polynomial, as zlib's crc32_combine):
@@ -20,11 +24,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import zlib
+from collections.abc import Callable
 
 from .errors import IntegrityError
 from .types import ObjectAttrs
 
-__all__ = ["Crc32c", "WholeObjectCheck", "crc32c_b64", "crc32c_combine"]
+__all__ = ["Crc32", "Crc32c", "Crc64Nvme", "WholeObjectCheck", "crc32c_b64", "crc32c_combine"]
 
 
 def _bytes(data: bytes | bytearray | memoryview) -> bytes:
@@ -47,6 +53,44 @@ class Crc32c:
 
     def b64(self) -> str:
         return base64.b64encode(self.value.to_bytes(4, "big")).decode("ascii")
+
+
+class Crc32:
+    """A running CRC32 (zlib's polynomial, as S3's ``x-amz-checksum-crc32``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def b64(self) -> str:
+        return base64.b64encode(self.value.to_bytes(4, "big")).decode("ascii")
+
+
+class Crc64Nvme:
+    """A running CRC64NVME (S3's ``x-amz-checksum-crc64nvme``), by awscrt."""
+
+    __slots__ = ("_extend", "value")
+
+    def __init__(self) -> None:
+        try:
+            # here: only objects that carry a CRC64NVME need it
+            from awscrt.checksums import crc64nvme  # type: ignore[import-untyped]
+        except ImportError as exc:  # pragma: no cover - the s3 extra installs awscrt
+            raise ImportError(
+                "verifying a CRC64NVME checksum needs awscrt: pip install 'aiobucket[s3]'"
+            ) from exc
+        self._extend: Callable[[bytes | bytearray | memoryview, int], int] = crc64nvme
+        self.value = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self.value = self._extend(data, self.value)
+
+    def b64(self) -> str:
+        return base64.b64encode(self.value.to_bytes(8, "big")).decode("ascii")
 
 
 def crc32c_b64(data: bytes | bytearray | memoryview) -> str:
@@ -90,6 +134,13 @@ def crc32c_combine(crc_a: int, crc_b: int, length_b: int) -> int:
     return _multiply(shift, crc_a) ^ crc_b
 
 
+_RUNNING: dict[str, type[Crc32c | Crc32 | Crc64Nvme]] = {
+    "crc32c": Crc32c,
+    "crc32": Crc32,
+    "crc64nvme": Crc64Nvme,
+}
+
+
 class WholeObjectCheck:
     """Feed it every byte of a whole-object read, in order: it raises IntegrityError
     as soon as the bytes overrun the object's size, or end (at the size, or early
@@ -99,12 +150,18 @@ class WholeObjectCheck:
     chunk that holds it, so a corrupt object's final chunk is never returned.
     """
 
-    __slots__ = ("_attrs", "_crc", "_done", "_md5", "_seen")
+    __slots__ = ("_attrs", "_digest", "_done", "_name", "_seen", "_stored")
 
     def __init__(self, attrs: ObjectAttrs) -> None:
+        name = attrs.verified_by
+        if name is None:
+            raise ValueError("the object has no stored checksum to check against")
         self._attrs = attrs
-        self._crc = Crc32c() if attrs.crc32c else None
-        self._md5 = None if attrs.crc32c else hashlib.md5(usedforsecurity=False)
+        self._name = name
+        self._stored: str = getattr(attrs, name)
+        self._digest: Crc32c | Crc32 | Crc64Nvme | hashlib._Hash = (
+            _RUNNING[name]() if name != "md5" else hashlib.md5(usedforsecurity=False)
+        )
         self._seen = 0
         self._done = False
 
@@ -113,17 +170,13 @@ class WholeObjectCheck:
         """A check for a read of ``length`` bytes at ``offset``, when it covers the whole
         object and the object has a stored checksum; None otherwise."""
         whole = offset == 0 and (length is None or length >= attrs.size)
-        return cls(attrs) if whole and (attrs.crc32c or attrs.md5) else None
+        return cls(attrs) if whole and attrs.verified_by is not None else None
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
         self._seen += len(chunk)
         if self._done or self._seen > self._attrs.size:
             self._fail(f"more bytes arrived than the object's size of {self._attrs.size}")
-        if self._crc is not None:
-            self._crc.update(chunk)
-        else:
-            assert self._md5 is not None
-            self._md5.update(chunk)
+        self._digest.update(chunk)
         if self._seen == self._attrs.size:
             self._finish()
 
@@ -136,11 +189,11 @@ class WholeObjectCheck:
 
     def _finish(self) -> None:
         self._done = True
-        if self._crc is not None:
-            name, stored, got = "crc32c", self._attrs.crc32c, self._crc.b64()
+        name, stored, digest = self._name, self._stored, self._digest
+        if isinstance(digest, Crc32c | Crc32 | Crc64Nvme):
+            got = digest.b64()
         else:
-            assert self._md5 is not None
-            name, stored, got = "md5", (self._attrs.md5 or "").lower(), self._md5.hexdigest()
+            got, stored = digest.hexdigest(), stored.lower()
         if got != stored:
             self._fail(f"the bytes read have {name} {got!r}, but the object's stored {name} is {stored!r}")
 

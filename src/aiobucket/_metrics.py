@@ -34,7 +34,7 @@ __all__ = ["backend_of", "record_operation", "record_retry"]
 
 # HTTP client duration buckets from OTel's semantic conventions, in seconds.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-_BACKENDS = {"file": "local", "gs": "gcs", "memory": "memory", "s3": "s3"}
+_BACKENDS = {"file": "local", "gs": "gcs", "memory": "memory", "s3": "s3", "az": "azure"}
 # Which way an operation's payload moves; the span's "bytes" attribute counts it.
 _DIRECTION = {"download": "receive", "download_to": "receive", "upload": "transmit"}
 

@@ -31,7 +31,7 @@ from . import _runtime
 from ._aio import cancel_and_wait, run_to_completion
 from ._checksum import WholeObjectCheck
 from .errors import ConnectionLost, IntegrityError, InvalidArgument, ObjectChanged, PreconditionFailed
-from .providers.base import Body, GetOptions, MiB, Provider
+from .providers.base import Body, GetOptions, MiB, Provider, same_etag
 from .reader import ChunkReader
 from .tracing import start_span
 from .types import ObjectAttrs
@@ -119,14 +119,15 @@ async def open_first(
     first = part_size if length is None else min(part_size, length)
     attrs, body = await provider.get(key, replace(cache, offset=offset, length=first))
     end = attrs.size if length is None else min(attrs.size, offset + length)
-    if offset == 0 and end == attrs.size > first and attrs.crc32c is None and attrs.md5 is None:
+    if offset == 0 and end == attrs.size > first and attrs.verified_by is None:
         try:
-            head = await provider.head(key, attrs.version)
+            head = await provider.head(key, attrs.version, checksums=True)
         except BaseException:
             await run_to_completion(body.aclose())
             raise
-        if head.etag == attrs.etag and head.size == attrs.size:  # else the pinned ranges fail
-            attrs = replace(attrs, crc32c=head.crc32c, md5=head.md5)
+        if same_etag(head.etag, attrs.etag) and head.size == attrs.size:  # else the pinned ranges fail
+            sums = head.crc32c, head.md5, head.crc32, head.crc64nvme
+            attrs = replace(attrs, crc32c=sums[0], md5=sums[1], crc32=sums[2], crc64nvme=sums[3])
     return attrs, body, max(end, offset)
 
 

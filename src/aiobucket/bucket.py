@@ -88,6 +88,7 @@ class Bucket:
         if_modified_since: datetime | None = None,
         concurrency: None = None,
         part_size: None = None,
+        decompress: bool = False,
     ) -> Reader: ...
 
     @overload
@@ -115,6 +116,7 @@ class Bucket:
         if_modified_since: datetime | None = None,
         concurrency: int | None = None,
         part_size: int | None = None,
+        decompress: bool = False,
     ) -> Reader | ParallelReader:
         """Open a streaming read of the object, or of ``length`` bytes from ``offset``.
 
@@ -125,6 +127,11 @@ class Bucket:
         ``concurrency=N`` fetches ``part_size`` ranges (8 MiB by default) N at a time,
         pinned to one etag, and yields them in order (a ParallelReader); memory stays
         under ``part_size * (N + 1)``.
+
+        The bytes are the stored ones: an object uploaded with ``content_encoding="gzip"``
+        comes back gzip-compressed, verified against its stored checksum. ``decompress=True``
+        decodes it on the way (whole-object reads only), still verifying the stored bytes
+        as they stream; ``reader.content_encoding()`` says which you got.
         """
         key = self._key(key)
         version = self._version(version, key)
@@ -133,6 +140,17 @@ class Bucket:
                 continue
             self._int(name, value, low, key)
         cache = self._cache(if_none_match, if_modified_since, key)
+        if not isinstance(decompress, bool):
+            raise InvalidArgument(
+                f"decompress must be True or False, got {decompress!r}", bucket=self.name, key=key
+            )
+        if decompress and (offset or length is not None or concurrency is not None):
+            raise InvalidArgument(
+                "decompress=True reads the whole object (a range of the stored bytes cannot be "
+                "decoded alone): drop offset, length and concurrency",
+                bucket=self.name,
+                key=key,
+            )
         if concurrency is None:
             if part_size is not None:
                 raise InvalidArgument(
@@ -140,7 +158,7 @@ class Bucket:
                     bucket=self.name,
                     key=key,
                 )
-            return Reader(self._handle, key, version, offset, length, cache)
+            return Reader(self._handle, key, version, offset, length, cache, decompress)
         concurrency, part_size = self._parallel(concurrency, part_size, key)
         return ParallelReader(self._handle, key, version, offset, length, concurrency, part_size, cache)
 

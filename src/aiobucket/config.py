@@ -68,6 +68,7 @@ _PROVIDERS: dict[str, str | Factory] = {
     "file": "aiobucket.providers.local:create",
     "s3": "aiobucket.providers.s3:create",
     "gs": "aiobucket.providers.gcs:create",
+    "az": "aiobucket.providers.azure:create",
 }
 # Option names of providers registered with a callable (string factories declare OPTIONS).
 _OPTIONS: dict[str, tuple[str, ...]] = {}
@@ -398,7 +399,7 @@ def build_provider(name: str, settings: BucketSettings, bucket_config: BucketCon
                 raise InvalidArgument(
                     f"bucket {name!r}: {settings.scheme}:// is not available in this version"
                 ) from exc
-            extra = {"s3": "s3", "gs": "gcs"}.get(settings.scheme, "all")
+            extra = {"s3": "s3", "gs": "gcs", "az": "azure"}.get(settings.scheme, "all")
             raise InvalidArgument(
                 f"bucket {name!r}: {settings.scheme}:// needs an optional dependency "
                 f"({exc.name}); install aiobucket[{extra}]"

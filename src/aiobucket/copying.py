@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from . import _runtime
 from ._runtime import Handle
+from .errors import ObjectChanged
 from .providers.base import CopyOptions, PutOptions
 from .reader import Reader
 from .types import ObjectAttrs, Preconditions, UploadAttrs
@@ -28,6 +29,7 @@ def _put_options(attrs: UploadAttrs | None, key: str) -> PutOptions | None:
         cache_control=attrs.cache_control,
         content_disposition=attrs.content_disposition,
         metadata=attrs.metadata,
+        content_encoding=attrs.content_encoding,
     )
 
 
@@ -70,8 +72,18 @@ async def _stream_copy(
     pre: Preconditions,
 ) -> ObjectAttrs:
     async with Reader(src, src_key, version, 0, None) as reader:
+        read = await reader.attrs()
         if attrs is None:
-            attrs = UploadAttrs.of(await reader.attrs())
+            source, _ = src.provider()
+            stored = read
+            if source.capabilities.served_cache_control:  # the read's attrs are not all stored ones
+                stored = await source.head(src_key, read.version or version)
+                if stored.etag != read.etag:
+                    raise ObjectChanged("the object changed while it was being copied", key=src_key)
+            attrs = UploadAttrs.of(stored)
+        encoding = await reader.content_encoding()
+        if encoding != read.content_encoding:  # decoded on the way (GCS transcoding): store what came
+            attrs = dataclasses.replace(attrs, content_encoding=encoding)
         async with upload(dst_key, attrs=attrs, preconditions=pre) as writer:
             async for chunk in reader:
                 await writer.write(chunk)

@@ -24,6 +24,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Protocol
 
 from .errors import NotModified, RangeNotSatisfiable
+from .providers.base import same_etag
 from .reader import Reader
 from .refs import Attrser, Downloader
 from .types import ObjectAttrs
@@ -147,7 +148,7 @@ async def open_range(
             attrs = await reader.attrs()
         except RangeNotSatisfiable:
             continue  # it shrank meanwhile; the failed reader closed itself
-        if attrs.etag == head.etag:
+        if same_etag(attrs.etag, head.etag):
             return reader, attrs, rng
         await reader.aclose()
     raise ObjectChanged(
@@ -221,7 +222,7 @@ async def serve(
     try:
         if tags is not None and single is None:  # several etags: compare them here
             head = await bucket.attrs(key, version=version)
-            if head.etag in tags:
+            if any(same_etag(head.etag, t) for t in tags):
                 return _not_modified(head, cache_control)
         try:
             reader, attrs, rng = await open_(h.get("range"))
@@ -230,7 +231,7 @@ async def serve(
                 return ObjectResponse(416, {"Content-Range": f"bytes */{exc.size}"})
             reader, attrs, rng = await open_(None)  # a stale If-Range: the whole object
         stale = rng is not None and if_range is not None and not _if_range_holds(if_range, attrs)
-        if stale or (tags is not None and attrs.etag in tags):
+        if stale or (tags is not None and any(same_etag(attrs.etag, t) for t in tags)):
             await reader.aclose()
             if not stale:  # it became one of the listed etags after the HEAD
                 return _not_modified(attrs, cache_control)
@@ -242,6 +243,8 @@ async def serve(
     headers["Accept-Ranges"] = "bytes"
     if attrs.content_disposition:
         headers["Content-Disposition"] = attrs.content_disposition
+    if attrs.content_encoding:  # the stored bytes are sent as they are (ranges of them too)
+        headers["Content-Encoding"] = attrs.content_encoding
     if rng is None:
         headers["Content-Length"] = str(attrs.size)
         return ObjectResponse(200, headers, reader, attrs)
@@ -293,7 +296,7 @@ def _if_range_holds(value: str, attrs: ObjectAttrs) -> bool:
     """If-Range: a strong etag must equal the object's; a date must be its Last-Modified."""
     value = value.strip()
     if value.startswith('"'):
-        return value.strip('"') == attrs.etag
+        return same_etag(value.strip('"'), attrs.etag)
     if value.startswith("W/"):
         return False  # a weak validator never matches If-Range
     when = _http_date(value)

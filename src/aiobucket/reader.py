@@ -7,6 +7,11 @@ mid-body, pinned to the object's etag so two versions are never spliced.
 A read of the whole object is checked against its stored checksum (see
 ``_checksum.WholeObjectCheck``): a mismatch raises IntegrityError instead of
 handing out the chunk that completes the object, or instead of EOF.
+
+It returns the stored bytes. With ``decompress=True`` a gzip-encoded object is
+decoded on the way (``_decode.py``); the check and a resume still work on the
+stored bytes. A body the server decoded already (GCS decompressive transcoding,
+``body.decoded``) is handed out as it came: its stored checksum cannot apply.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Self
 from . import _runtime
 from ._aio import run_to_completion
 from ._checksum import WholeObjectCheck
+from ._decode import Gunzip, decoder_for
 from .errors import ConnectionLost, InvalidArgument, ObjectChanged, PreconditionFailed
 from .providers.base import Body, GetOptions, Provider, check_read
 from .tracing import Span, start_span
@@ -156,8 +162,12 @@ class Reader(ChunkReader):
         offset: int,
         length: int | None,
         cache: GetOptions | None = None,
+        decompress: bool = False,
     ) -> None:
         super().__init__(bucket, key)
+        self._decompress = decompress
+        self._gunzip: Gunzip | None = None
+        self._encoding: str | None = None
         self._version = version
         self._offset = offset
         self._length = length
@@ -175,6 +185,13 @@ class Reader(ChunkReader):
             await self._open()
         assert self._attrs is not None
         return self._attrs
+
+    async def content_encoding(self) -> str | None:
+        """The Content-Encoding of the bytes this reader returns: the stored one (``"gzip"``
+        for a gzip-encoded object), or None once decoded (``decompress=True``, or an answer
+        the server decompressed on the way). Opens the reader."""
+        await self.attrs()
+        return self._encoding
 
     def _holding(self) -> bool:
         return getattr(self, "_body", None) is not None
@@ -197,10 +214,23 @@ class Reader(ChunkReader):
             if self._length == 0:
                 self._attrs = await self._provider.head(self.key, self._version)
                 check_read(self._attrs, replace(opts, offset=0), self.key)
+                self._encoding = self._attrs.content_encoding
                 self._body = _Empty()
             else:
                 self._attrs, self._body = await self._provider.get(self.key, opts)
-                self._check = WholeObjectCheck.for_read(self._attrs, self._offset, self._length)
+                self._encoding = self._attrs.content_encoding
+                if getattr(self._body, "decoded", False) is True:
+                    self._encoding = None  # decoded by the server: the stored checksum cannot apply
+                else:
+                    self._check = WholeObjectCheck.for_read(self._attrs, self._offset, self._length)
+                    if self._decompress:
+                        try:
+                            self._gunzip = decoder_for(self._attrs.content_encoding)
+                        except BaseException:
+                            body, self._body = self._body, None
+                            await run_to_completion(body.aclose())
+                            raise
+                        self._encoding = None
         assert self._attrs is not None
         self._span.set(size=self._attrs.size, version=self._attrs.version)
         self._chunks = aiter(self._body)
@@ -219,9 +249,13 @@ class Reader(ChunkReader):
         assert self._chunks is not None
         async with _runtime.mapped_errors(self._bucket.name, self.key, self._finish):
             while True:
+                if self._gunzip is not None and (out := self._gunzip.take()):
+                    return out
                 try:
                     chunk = await anext(self._chunks)
                 except StopAsyncIteration:
+                    if self._gunzip is not None:
+                        self._gunzip.end()
                     return await self._at_end()
                 except ConnectionLost:
                     if self._resumed:
@@ -232,7 +266,9 @@ class Reader(ChunkReader):
                 if chunk:
                     data = self._deliver(bytes(chunk))  # the check spans a resume: bytes stay contiguous
                     self._received += len(data)
-                    return data
+                    if self._gunzip is None:
+                        return data
+                    self._gunzip.feed(data)  # decoded in slices above; the stored bytes were checked
 
     async def _resume(self) -> None:
         """Reopen after a dropped connection, from where we were, pinned to the same object."""

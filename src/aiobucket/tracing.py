@@ -24,7 +24,15 @@ from typing import Any, Literal
 from . import _metrics
 from .errors import NotModified
 
-__all__ = ["Span", "TraceEvent", "add_listener", "record_retry", "remove_listener", "start_span"]
+__all__ = [
+    "Span",
+    "TraceEvent",
+    "add_listener",
+    "annotate",
+    "record_retry",
+    "remove_listener",
+    "start_span",
+]
 
 Phase = Literal["start", "end"]
 
@@ -199,6 +207,14 @@ def _live_span(bucket: str | None) -> Span | None:
     return span
 
 
+def annotate(**attributes: object) -> None:
+    """Set attributes (None values skipped) on the operation in progress in the calling task,
+    if any: a provider's diagnostics, such as the cloud's request id of a failed request."""
+    span = _live_span(None)
+    if span is not None:
+        span.set(**{k: v for k, v in attributes.items() if v is not None})
+
+
 def record_retry(
     bucket: str | None,
     operation: str,
@@ -226,4 +242,7 @@ def record_retry(
     if span is not None:
         span.retried(operation, attempt, error_type, delay)
         bucket, operation = span.bucket, span.operation
+        # The bucket's configuration names its backend: one rule for every provider (Azure
+        # shares the S3 request path and its retry loop, which says "s3").
+        backend = _metrics.backend_of(bucket)
     _metrics.record_retry(bucket, operation, backend, error_type=error_type)

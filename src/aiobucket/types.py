@@ -74,9 +74,13 @@ class UploadAttrs:
     metadata: Mapping[str, str] = field(default_factory=dict)
     """User metadata. Keys are HTTP token characters and are stored lower-cased (S3
     lower-cases them); values are non-empty (S3 drops empty ones)."""
+    content_encoding: str | None = None
+    """How the bytes you upload are encoded, e.g. ``"gzip"`` for bytes you compressed
+    yourself. Stored as the object's Content-Encoding; nothing is compressed for you.
+    Downloads return the stored bytes unless asked to ``decompress``."""
 
     def __post_init__(self) -> None:
-        for name in ("content_type", "cache_control", "content_disposition"):
+        for name in ("content_type", "cache_control", "content_disposition", "content_encoding"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise InvalidArgument(f"UploadAttrs.{name} must be a str, got {type(value).__name__}")
@@ -111,7 +115,13 @@ class UploadAttrs:
     @classmethod
     def of(cls, attrs: ObjectAttrs) -> UploadAttrs:
         """The attributes of a stored object, to write another with the same ones."""
-        return cls(attrs.content_type, attrs.cache_control, attrs.content_disposition, dict(attrs.metadata))
+        return cls(
+            attrs.content_type,
+            attrs.cache_control,
+            attrs.content_disposition,
+            dict(attrs.metadata),
+            content_encoding=attrs.content_encoding,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +167,10 @@ class Query:
             raise InvalidArgument("Query.delimiter must be a non-empty str or None")
 
 
+_READ_CHECKS = ("crc32c", "crc64nvme", "crc32", "md5")
+"""The whole-object checksums a download may be verified against, in order of preference."""
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectAttrs:
     name: str
@@ -176,7 +190,34 @@ class ObjectAttrs:
     md5: str | None = None
     """The whole object's MD5 as lower-case hex, where the backend vouches for it (an S3
     single-part ETag, GCS ``md5Hash``); None otherwise. A full download is checked
-    against ``crc32c`` or else ``md5`` and raises IntegrityError on a mismatch."""
+    against ``verified_by`` and raises IntegrityError on a mismatch."""
+    crc32: str | None = None
+    """The whole object's CRC32 (zlib's), base64 of its 4 big-endian bytes, as S3's
+    full-object ``x-amz-checksum-crc32``; None where the backend keeps none. Other
+    S3 clients write it (aiobucket writes CRC32C)."""
+    crc64nvme: str | None = None
+    """The whole object's CRC64NVME, base64 of its 8 big-endian bytes, as S3's
+    ``x-amz-checksum-crc64nvme`` (S3's default for objects other clients wrote since
+    2025); None where the backend keeps none."""
+
+    content_encoding: str | None = None
+    """The stored Content-Encoding (``"gzip"`` for bytes stored compressed), or None.
+    ``size``, ``crc32c`` and ``md5`` describe the stored (encoded) bytes."""
+
+    @property
+    def verified_by(self) -> str | None:
+        """The stored checksum a whole download of this object is checked against:
+        ``"crc32c"``, ``"crc64nvme"``, ``"crc32"`` or ``"md5"`` (the first the object
+        has, in that order), or None: the object has no full-object checksum the
+        backend vouches for, and its downloads are **not verified** (only counted
+        against their length). Ranged reads are never verified. On S3, ``attrs()`` sends
+        a plain HEAD, which reports no checksums (asking for them needs kms:Decrypt on
+        SSE-KMS objects): the attrs a whole download opens with (``await reader.attrs()``)
+        say what that download is verified against."""
+        for name in _READ_CHECKS:
+            if getattr(self, name):
+                return name
+        return None
 
     def to_json(self) -> dict[str, object]:
         """Every field as JSON-ready values (ISO 8601 time, plain dict metadata)."""

@@ -404,6 +404,7 @@ class Writer:
             content_disposition=a.content_disposition,
             metadata=a.metadata,
             preconditions=self._pre,
+            content_encoding=a.content_encoding,
         )
 
     async def _send_part(self) -> None:

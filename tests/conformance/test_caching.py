@@ -147,6 +147,7 @@ async def test_parallel_download_and_download_to_honour_the_conditions(backend, 
     assert target.read_bytes() == DATA
 
 
+@pytest.mark.quirk("no_versions")
 async def test_versioned_read_of_an_old_version_is_conditional_too(backend):
     b = backend.bucket(versioned=True)
     first = await put(b, "k", b"first")

@@ -21,7 +21,17 @@ from conformance.conftest import get, put
 pytestmark = pytest.mark.anyio
 
 _READER: InMemoryMetricReader | None = None
-BACKEND_NAMES = {"moto": "s3", "memory": "memory", "local": "local", "s3": "s3", "rgw": "s3", "gcs": "gcs"}
+BACKEND_NAMES = {
+    "moto": "s3",
+    "memory": "memory",
+    "local": "local",
+    "s3": "s3",
+    "rgw": "s3",
+    "gcs": "gcs",
+    "aws-region": "s3",
+    "azure": "azure",
+    "aws-kms": "s3",  # moto behind the SSE-KMS persona
+}
 
 
 @pytest.fixture

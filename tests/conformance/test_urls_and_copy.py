@@ -81,6 +81,7 @@ async def test_copy_if_not_exists(backend):
     assert await get(b, "fresh") == b"one"
 
 
+@pytest.mark.quirk("no_versions")
 async def test_copy_a_version(backend):
     b = backend.bucket(versioned=True)
     v1 = await put(b, "src", b"one")
@@ -120,6 +121,7 @@ async def test_copy_through_refs_needs_downloader_and_uploader(backend):
     assert sorted(await names(src)) == ["k", "k3", "k4"]
 
 
+@pytest.mark.quirk("no_versions")
 async def test_copy_across_buckets_of_one_backend_happens_on_the_server(backend, monkeypatch):
     """Two buckets on the same backend and account copy without streaming the bytes."""
     from aiobucket import copying

@@ -26,6 +26,7 @@ async def test_unversioned_bucket_has_no_versions(backend):
         await b.attrs("k", version="123")
 
 
+@pytest.mark.quirk("no_versions")
 async def test_every_write_keeps_a_version(backend):
     b = backend.bucket(versioned=True)
     v1 = await put(b, "k", b"one")
@@ -46,6 +47,7 @@ async def test_every_write_keeps_a_version(backend):
         assert err is None and (e.name, e.size, e.version) == ("k", 3, None)
 
 
+@pytest.mark.quirk("no_versions")
 async def test_remove_without_version_keeps_history(backend):
     b = backend.bucket(versioned=True)
     v1 = await put(b, "k", b"one")
@@ -59,6 +61,7 @@ async def test_remove_without_version_keeps_history(backend):
         await b.remove("k")  # nothing current to remove
 
 
+@pytest.mark.quirk("no_versions")
 @pytest.mark.quirk("gcs_delete_ignores_generation")
 async def test_remove_one_version(backend):
     b = backend.bucket(versioned=True)
@@ -70,6 +73,7 @@ async def test_remove_one_version(backend):
     assert [e.version for e in await _versions(b)] == [v2.version]
 
 
+@pytest.mark.quirk("no_versions")
 async def test_unknown_and_malformed_versions(backend):
     b = backend.bucket(versioned=True)
     v1 = await put(b, "k", b"one")

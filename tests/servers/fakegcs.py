@@ -84,7 +84,7 @@ class GcsServer:
         """A settings mapping for ``aiobucket.configure``."""
         bucket = self.versioned_bucket if versioned else self.bucket
         return {
-            "url": f"gs://{bucket}?endpoint={self.endpoint}",
+            "url": f"gs://{bucket}?endpoint={self.endpoint}&emulator=true",
             "service_file": self.service_file,
             **extra,
         }

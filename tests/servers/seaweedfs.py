@@ -28,6 +28,10 @@ QUIRKS: dict[str, str] = {
         "SeaweedFS 4.48 checks If-None-Match non-atomically on CompleteMultipartUpload and on "
         "versioned PutObject: concurrent not_exists writers can both win"
     ),
+    "emptied_folder_listed": (
+        "SeaweedFS 4.48 keeps listing an emptied folder as a common prefix for about 2 minutes "
+        "after its last object is deleted (fsspec's abstract tests ls a target after removing it)"
+    ),
     "put_creates_bucket": (
         "SeaweedFS 4.48 creates a missing bucket on PutObject (for an admin identity) "
         "instead of answering NoSuchBucket"

@@ -93,3 +93,22 @@ async def test_suffix_range_gives_up_when_the_object_keeps_changing(bucket, monk
     with pytest.raises(ObjectChanged):
         await open_range(bucket, "k", "bytes=-3", attempts=2)
     assert calls == 2
+
+
+async def test_serve_sends_the_stored_content_encoding(bucket):
+    import gzip
+
+    from aiobucket import UploadAttrs
+    from aiobucket.http import serve
+
+    blob = gzip.compress(b"hello " * 100)
+    async with bucket.upload(
+        "page", attrs=UploadAttrs(content_type="text/html", content_encoding="gzip")
+    ) as w:
+        await w.write(blob)
+    resp = await serve(bucket, "page", {})
+    got = b"".join([c async for c in resp.body()])
+    assert (resp.headers["Content-Encoding"], got) == ("gzip", blob)
+    ranged = await serve(bucket, "page", {"Range": "bytes=0-9"})  # a range of the stored bytes
+    got = b"".join([c async for c in ranged.body()])
+    assert (ranged.status, ranged.headers["Content-Encoding"], got) == (206, "gzip", blob[:10])

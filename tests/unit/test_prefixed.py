@@ -66,7 +66,7 @@ class _Failing:
     async def get(self, key: str, opts: Any) -> Any:
         raise self._err(key)
 
-    async def head(self, key: str, version: Any = None) -> Any:
+    async def head(self, key: str, version: Any = None, *, checksums: bool = False) -> Any:
         raise self._err(key)
 
     async def delete(self, key: str, version: Any = None) -> None:

@@ -59,7 +59,7 @@ class Fake:
         end = len(source) if opts.length is None else opts.offset + opts.length
         return self.attrs(), Body(source[opts.offset : end], 700, self.drops.pop(0) if self.drops else None)
 
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
         return self.attrs()
 
     async def aclose(self) -> None:

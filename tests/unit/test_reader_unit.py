@@ -104,7 +104,7 @@ class FakeProvider:
         self.bodies.append(body)
         return self.attrs(), body
 
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
         self.calls.append(("head", key, version))
         return self.attrs()
 

@@ -68,7 +68,7 @@ class FakeProvider:
         self.calls.append(("get", key, opts))
         raise AssertionError("the writer never reads")
 
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
         self.calls.append(("head", key, version))
         raise AssertionError("the writer never heads")
 

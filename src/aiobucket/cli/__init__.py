@@ -477,7 +477,7 @@ async def _url(args: argparse.Namespace) -> int:
 
 def _infra_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="the codebase: each top-level package under it is a service")
-    p.add_argument("--format", choices=("json", "iam-aws", "mermaid", "cors"), default="json")
+    p.add_argument("--format", choices=("json", "iam-aws", "rbac-azure", "mermaid", "cors"), default="json")
     p.add_argument(
         "--origin",
         action="append",
@@ -501,6 +501,8 @@ def _infra(args: argparse.Namespace) -> int:
             sys.stderr.write(f"aiobucket: warning: {w}\n")
         if args.format == "iam-aws":
             _out(json.dumps(infra.iam_policies(manifest), indent=2))
+        elif args.format == "rbac-azure":
+            _out(json.dumps(infra.azure_rbac(manifest), indent=2))
         elif args.format == "cors":
             _out(json.dumps(infra.cors(manifest, args.origin or ["*"]), indent=2))
         else:
@@ -521,7 +523,7 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(devserver.HELP, devserver.add_arguments, devserver.run, devserver.DESCRIPTION),
     "fsck": Command(_fsck.HELP, _fsck.add_arguments, _fsck.run, _fsck.DESCRIPTION),
     "infra": Command(
-        "derive a permissions manifest (JSON, AWS IAM, Mermaid) from code, statically",
+        "derive a permissions manifest (JSON, AWS IAM, Azure RBAC, Mermaid) from code, statically",
         _infra_args,
         _infra,
         "Parses every .py file under PATH with ast (nothing is imported) and reports which\n"

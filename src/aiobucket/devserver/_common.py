@@ -140,4 +140,6 @@ def object_headers(attrs: ObjectAttrs) -> dict[str, str]:
         headers["Cache-Control"] = attrs.cache_control
     if attrs.content_disposition:
         headers["Content-Disposition"] = attrs.content_disposition
+    if attrs.content_encoding:  # served as stored
+        headers["Content-Encoding"] = attrs.content_encoding
     return headers

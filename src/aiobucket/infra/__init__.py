@@ -16,12 +16,24 @@ stored in a variable or attribute, or reached with ``getattr``, become warnings
 with ``file:line`` and a suggestion to hand the code a ``ref()`` instead.
 
 The result is a :class:`Manifest`, rendered as JSON (:func:`to_json`), as
-least-privilege AWS IAM policies (:func:`iam_policies`), as a Mermaid
+least-privilege AWS IAM policies (:func:`iam_policies`), as Azure RBAC role
+assignments and a custom role per service (:func:`azure_rbac`), as a Mermaid
 flowchart (:func:`mermaid`), or as the S3 / GCS CORS configurations that
 browser uploads and downloads need (:func:`cors`).
 """
 
 from ._analysis import BucketDecl, Finding, Manifest, analyse
+from ._azure import azure_rbac
 from ._render import cors, iam_policies, mermaid, to_json
 
-__all__ = ["BucketDecl", "Finding", "Manifest", "analyse", "cors", "iam_policies", "mermaid", "to_json"]
+__all__ = [
+    "BucketDecl",
+    "Finding",
+    "Manifest",
+    "analyse",
+    "azure_rbac",
+    "cors",
+    "iam_policies",
+    "mermaid",
+    "to_json",
+]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 if TYPE_CHECKING:
     from ._analysis import Manifest
@@ -45,10 +45,60 @@ def aws_location(bucket: str) -> tuple[str, str]:
     return urlsplit(settings.url).netloc or bucket, settings.key_prefix
 
 
+def aws_kms_key(bucket: str) -> tuple[str, str | None] | None:
+    """(KMS key id, the bucket's region or None) when the bucket's config names an
+    ``sse_kms_key_id``; None otherwise (no key named, or not an s3:// bucket)."""
+    from .. import config
+
+    settings = config.resolve(bucket)
+    key = settings.options.get("sse_kms_key_id") if settings.scheme == "s3" else None
+    if not isinstance(key, str) or not key:
+        return None
+    region = settings.options.get("region") or dict(parse_qsl(urlsplit(settings.url).query)).get("region")
+    return key, region if isinstance(region, str) else None
+
+
+def kms_statement(sid: str, key: str, region: str | None, actions: set[str]) -> dict[str, Any]:
+    """The statement granting ``actions`` on a KMS key named as an ARN, a key id or an alias.
+
+    IAM names keys by ARN; an alias is matched by the kms:ResourceAliases condition
+    (https://docs.aws.amazon.com/kms/latest/developerguide/alias-authorization.html).
+    """
+    statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": sorted(actions)}
+    if key.startswith("arn:") and ":alias/" not in key:
+        statement["Resource"] = [key]
+    elif key.startswith("alias/") or ":alias/" in key:
+        alias = key[key.index("alias/") :]
+        statement["Resource"] = ["*"]
+        statement["Condition"] = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": [alias]}}
+    else:
+        statement["Resource"] = [f"arn:aws:kms:{region or '*'}:*:key/{key}"]
+    return statement
+
+
 def iam_policies(
-    manifest: Manifest, location: Callable[[str], tuple[str, str]] = aws_location
+    manifest: Manifest,
+    location: Callable[[str], tuple[str, str]] = aws_location,
+    kms_key: Callable[[str], tuple[str, str | None] | None] = aws_kms_key,
 ) -> dict[str, dict[str, Any]]:
-    """One least-privilege IAM policy document per service."""
+    """One least-privilege IAM policy document per service: what each operation sends.
+
+    Per permission (the S3 requests behind each operation, see README "IAM"):
+
+    - Downloader, Attrser: GetObject (GET, HEAD), and ListBucket, without which S3
+      answers a missing key with 403 instead of 404 (ObjectNotFound, ``exists()`` False);
+    - Remover: DeleteObject, and GetObject + ListBucket: ``remove()`` HEADs first (a
+      missing key is ObjectNotFound), ``remove_many`` lists the keys' prefix and HEADs;
+    - Uploader: PutObject (single, multipart, completion), AbortMultipartUpload,
+      ListMultipartUploadParts, and GetObject: a conditional write whose answer was lost
+      is resolved by reading the stored object's checksum (HEAD);
+    - Lister: ListBucket (+ ListBucketVersions on versioned buckets);
+    - SignedDownloader / SignedUploader: GetObject / PutObject (the URL acts as the role).
+
+    When the bucket's config names ``sse_kms_key_id``: kms:Decrypt for every reader
+    (and for uploads: multipart uploads and the lost-answer check read the key) and
+    kms:GenerateDataKey for every writer.
+    """
     policies: dict[str, dict[str, Any]] = {}
     for service, buckets in sorted(manifest.services.items()):
         statements: list[dict[str, Any]] = []
@@ -58,10 +108,13 @@ def iam_policies(
             cloud, prefix = location(bucket)
             objects: set[str] = set()
             listing: set[str] = set()
-            if perms & {"Downloader", "SignedDownloader", "Attrser"}:
-                objects.add("s3:GetObject")
+            kms: set[str] = set()
+            if perms & {"Downloader", "SignedDownloader", "Attrser", "Remover", "Uploader"}:
+                objects.add("s3:GetObject")  # GET, and the HEADs of exists/attrs/remove/writes
                 if versioned:
                     objects.add("s3:GetObjectVersion")
+            if perms & {"Downloader", "Attrser", "Remover"}:
+                listing.add("s3:ListBucket")  # a missing key is 404 (not 403) only with it
             if perms & {"Uploader", "SignedUploader"}:
                 objects |= {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
             if "Remover" in perms:
@@ -72,6 +125,10 @@ def iam_policies(
                 listing.add("s3:ListBucket")
                 if versioned:
                     listing.add("s3:ListBucketVersions")
+            if perms & {"Downloader", "SignedDownloader", "Uploader"}:
+                kms.add("kms:Decrypt")
+            if perms & {"Uploader", "SignedUploader"}:
+                kms.add("kms:GenerateDataKey")
             sid = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", bucket) if p)
             if objects:
                 statements.append(
@@ -92,6 +149,9 @@ def iam_policies(
                 if prefix:
                     statement["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
                 statements.append(statement)
+            key = kms_key(bucket) if kms else None
+            if key is not None:
+                statements.append(kms_statement(f"{sid}Kms", key[0], key[1], kms))
         if statements:
             policies[service] = {"Version": "2012-10-17", "Statement": statements}
     return policies
@@ -150,6 +210,9 @@ def cloud_location(bucket: str) -> list[tuple[str, str]]:
     settings = config.resolve(bucket)
     if settings.scheme in ("s3", "gs"):
         return [(settings.scheme, urlsplit(settings.url).netloc or bucket)]
+    if settings.scheme == "az":  # CORS is set on the storage account's blob service
+        account = parse_qs(urlsplit(settings.url).query).get("account", ["{account}"])[-1]
+        return [("az", account)]
     return [("s3", bucket), ("gs", bucket)]
 
 
@@ -161,7 +224,9 @@ def cors(
     """The CORS configuration each cloud bucket needs for the browser uses in the manifest.
 
     Keyed ``s3://NAME`` (``configuration`` is the JSON ``aws s3api put-bucket-cors``
-    takes) and ``gs://NAME`` (the JSON ``gsutil cors set`` takes). Only buckets that
+    takes), ``gs://NAME`` (the JSON ``gsutil cors set`` takes) and, for buckets configured
+    as az://, ``az://ACCOUNT`` (Azure sets CORS per storage account; the rule allows the
+    ``x-ms-blob-type`` header a browser PUT to a SAS URL sends). Only buckets that
     hand out signed URLs, upload forms or public URLs need one.
     """
     methods: dict[tuple[str, str], set[str]] = {}
@@ -179,6 +244,14 @@ def cors(
         if scheme == "s3":
             document: Any = {"CORSRules": [_s3_rule(origins, allowed)]}
             command = f"aws s3api put-bucket-cors --bucket {name} --cors-configuration file://cors.json"
+        elif scheme == "az":
+            document = [_azure_rule(origins, allowed)]
+            command = (
+                f"az storage cors add --account-name {name} --services b "
+                f"--methods {' '.join(sorted(allowed))} "
+                f"--origins {' '.join(origins)} --allowed-headers {','.join(AZURE_CORS_REQUEST_HEADERS)} "
+                f"--exposed-headers {','.join(CORS_EXPOSE_HEADERS)} --max-age {CORS_MAX_AGE}"
+            )
         else:
             document = [_gcs_rule(origins, allowed)]
             command = f"gsutil cors set cors.json gs://{name}"
@@ -197,6 +270,21 @@ def _s3_rule(origins: list[str], methods: set[str]) -> dict[str, Any]:
         "AllowedHeaders": list(CORS_REQUEST_HEADERS),
         "ExposeHeaders": list(CORS_EXPOSE_HEADERS),
         "MaxAgeSeconds": CORS_MAX_AGE,
+    }
+
+
+AZURE_CORS_REQUEST_HEADERS = (*CORS_REQUEST_HEADERS, "x-ms-blob-type", "x-ms-range")
+"""A browser PUT to a SAS URL must send x-ms-blob-type: BlockBlob; ranged reads may use x-ms-range."""
+
+
+def _azure_rule(origins: list[str], methods: set[str]) -> dict[str, Any]:
+    # The account's blob service CORS rule (Set Blob Service Properties), as the az CLI takes it.
+    return {
+        "AllowedOrigins": list(origins),
+        "AllowedMethods": sorted(methods),
+        "AllowedHeaders": list(AZURE_CORS_REQUEST_HEADERS),
+        "ExposedHeaders": list(CORS_EXPOSE_HEADERS),
+        "MaxAgeInSeconds": CORS_MAX_AGE,
     }
 
 

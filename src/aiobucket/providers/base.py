@@ -57,6 +57,7 @@ __all__ = [
     "PutOptions",
     "check_preconditions",
     "check_read",
+    "same_etag",
     "copy_put_options",
     "delete_each",
     "new_object_attrs",
@@ -96,6 +97,17 @@ class Capabilities:
     default_concurrency: int = 8
     delete_batch: int = 1
     """How many keys one delete_many() call takes (S3 DeleteObjects: 1000)."""
+    listing_order: Literal["utf-8", "utf-16"] = "utf-8"
+    """The order of list(): UTF-8 bytes of the key, or UTF-16 code units (Azure), which
+    differ only for keys with characters from U+E000 to U+FFFF beside ones above U+FFFF."""
+    key_restrictions: tuple[str, ...] = ()
+    """Keys this backend refuses (InvalidArgument) beyond aiobucket's own rules, by name:
+    "segment_ends_with_dot" and "backslash" on Azure, which would store them under
+    another name. A portable application avoids them."""
+    served_cache_control: bool = False
+    """A read's attrs carry the Cache-Control the server serves, which may be its default
+    rather than the stored value (GCS: ``public, max-age=3600`` for a public object without
+    one), so a copy that keeps the source's attributes reads them with head()."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,8 @@ class PutOptions:
     content_disposition: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     preconditions: Preconditions = field(default_factory=Preconditions)
+    content_encoding: str | None = None
+    """Stored as the object's Content-Encoding; the bytes are stored as given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +174,11 @@ class Part:
 
 
 class Body(Protocol):
-    """A streaming response body. Always ``aclose()``d by the reader, even after EOF."""
+    """A streaming response body. Always ``aclose()``d by the reader, even after EOF.
+
+    A body whose bytes the server decoded on the way (GCS decompressive transcoding)
+    has ``decoded = True``: they are not the stored bytes, so no stored checksum applies.
+    """
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
@@ -204,7 +222,12 @@ class Provider(Protocol):
         """
         ...
 
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs: ...
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
+        """The object's attrs. ``checksums``: a whole read will be verified against them,
+        so report every stored full-object checksum; otherwise a backend may leave out
+        those that cost more to ask for (on S3, ``x-amz-checksum-mode`` makes a HEAD of
+        an SSE-KMS object need kms:Decrypt, which plain HEADs do not)."""
+        ...
 
     async def delete(self, key: str, version: str | None = None) -> None:
         """Remove the object (or one version); ObjectNotFound if it is not there.
@@ -285,6 +308,13 @@ class ProviderFactory(Protocol):
     def __call__(self, settings: BucketSettings, name: str, config: BucketConfig) -> Provider: ...
 
 
+def same_etag(a: str | None, b: str | None) -> bool:
+    """Whether two unquoted ETags name the same object. Compared case-insensitively,
+    wherever aiobucket compares them: ETags are hex digests, and stores and proxies
+    differ in their case."""
+    return a is not None and b is not None and (a == b or a.lower() == b.lower())
+
+
 def check_preconditions(current: ObjectAttrs | None, pre: Preconditions, key: str) -> None:
     """The shared rule for backends that check preconditions themselves.
 
@@ -293,7 +323,7 @@ def check_preconditions(current: ObjectAttrs | None, pre: Preconditions, key: st
     """
     if pre.not_exists and current is not None:
         raise PreconditionFailed("precondition not_exists failed: the object exists", key=key)
-    if pre.if_match is not None and (current is None or current.etag != pre.if_match):
+    if pre.if_match is not None and (current is None or not same_etag(current.etag, pre.if_match)):
         found = "the object does not exist" if current is None else f"its etag is {current.etag!r}"
         raise PreconditionFailed(f"precondition if_match={pre.if_match!r} failed: {found}", key=key)
 
@@ -305,10 +335,10 @@ def check_read(attrs: ObjectAttrs, opts: GetOptions, key: str) -> None:
     (NotModified), then the range (RangeNotSatisfiable when ``offset`` is at or
     past the end of a non-empty object).
     """
-    if opts.if_match is not None and attrs.etag != opts.if_match:
+    if opts.if_match is not None and not same_etag(attrs.etag, opts.if_match):
         raise PreconditionFailed(f"object changed: etag is now {attrs.etag!r}", key=key)
     if opts.if_none_match is not None:
-        if opts.if_none_match.strip('"') in (attrs.etag, "*"):
+        if opts.if_none_match == "*" or same_etag(opts.if_none_match.strip('"'), attrs.etag):
             raise _not_modified(attrs, key)
     elif (
         opts.if_modified_since is not None
@@ -336,6 +366,7 @@ def put_options_from(attrs: ObjectAttrs, preconditions: Preconditions | None = N
         content_disposition=attrs.content_disposition,
         metadata=attrs.metadata,
         preconditions=preconditions or Preconditions(),
+        content_encoding=attrs.content_encoding,
     )
 
 
@@ -364,6 +395,7 @@ def new_object_attrs(
         last_modified=datetime.now(UTC),
         crc32c=crc32c,
         md5=md5,
+        content_encoding=opts.content_encoding,
     )
 
 

@@ -219,7 +219,7 @@ class MemoryProvider:
         end = size if opts.length is None else min(size, opts.offset + opts.length)
         return v.attrs, _Body(memoryview(v.data)[opts.offset : end])
 
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
         with self.store.lock:
             return self.store.find(key, version).attrs
 

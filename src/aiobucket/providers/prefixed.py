@@ -56,6 +56,7 @@ class _PrefixedBody:
         self._inner = inner
         self._outer = outer
         self._key = key
+        self.decoded = getattr(inner, "decoded", False) is True  # see base.Body
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -119,8 +120,9 @@ class PrefixedProvider:
         attrs, body = await self._call(key, self.inner.get(self._full(key), opts))
         return self._strip_attrs(attrs), _PrefixedBody(body, self, key)
 
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
-        return self._strip_attrs(await self._call(key, self.inner.head(self._full(key), version)))
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
+        inner = self.inner.head(self._full(key), version, checksums=checksums)
+        return self._strip_attrs(await self._call(key, inner))
 
     async def delete(self, key: str, version: str | None = None) -> None:
         await self._call(key, self.inner.delete(self._full(key), version))

@@ -20,7 +20,18 @@ OPTIONS = (
     "read_timeout",
     "request_timeout",
     "retries",
+    "retry_initial",
+    "retry_cap",
+    "retry_deadline",
     "trace_configs",
+    "emulator",
+    "universe_domain",
+    "user_project",
+    "kms_key_name",
+    "encryption_key",
+    "encryption_key_env",
+    "signing_service_account",
+    "iam_endpoint",
 )
 """The config options gs:// buckets take (besides url, key_prefix, ...); ``create`` reads them."""
 

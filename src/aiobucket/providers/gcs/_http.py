@@ -7,7 +7,12 @@ Invariants:
   other failure) or :meth:`GcsHttp.open` (a streamed download: status and
   headers are checked inside the loop, the body is the caller's).
 * Whether a failed attempt is tried again is decided by ``_retry.RetryPolicy``
-  for the request's ``Kind``, and nowhere else; attempts are bounded.
+  for the request's ``Kind``, and nowhere else; attempts are bounded by its
+  deadline. Getting the token is part of the attempt: bounded by the request
+  timeout, retried within the same budget, and a final failure is
+  PermissionDenied. A 401 refreshes the token once and tries again.
+* Requests to the storage API carry the bucket-wide extras in one place
+  (:meth:`GcsHttp.extras`): ``userProject`` and customer-supplied key headers.
 * Every request carries an explicit ``ClientTimeout``: small ones a total limit,
   streamed ones (``long=True``) only ``sock_connect`` and ``sock_read``, so a
   stream never waits forever and never dies of its length.
@@ -21,11 +26,13 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
@@ -40,11 +47,10 @@ from ...errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
 )
-from ._gcloud import Auth, TokenUnavailable, make_session
+from ._gcloud import Auth, EnvProxies, TokenUnavailable, make_session
 from ._retry import Kind, RetryPolicy, never_sent
 
 __all__ = [
-    "GCS_PUBLIC_ROOT",
     "GcsHttp",
     "HttpError",
     "HttpSettings",
@@ -54,7 +60,6 @@ __all__ = [
     "error_for_status",
 ]
 
-GCS_PUBLIC_ROOT = "https://storage.googleapis.com"
 # A 408 or 429 is a refusal before any work; a 5xx may come after the write was applied.
 _MAYBE_APPLIED_STATUS = frozenset({500, 502, 503, 504})
 T = TypeVar("T")
@@ -63,7 +68,20 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     endpoint: str | None = None
+    """Where the JSON API is (None: ``https://storage.{universe_domain}``)."""
     service_file: str | None = None
+    emulator: bool = False
+    """No credentials are sent (only for an endpoint named an emulator)."""
+    universe_domain: str = "googleapis.com"
+    user_project: str | None = None
+    """Billed for requester-pays buckets (``userProject``)."""
+    kms_key_name: str | None = None
+    """The Cloud KMS key new objects are encrypted with (CMEK)."""
+    encryption_key: bytes | None = field(default=None, repr=False)
+    """A customer-supplied AES-256 key (CSEK), 32 bytes (never printed)."""
+    signing_service_account: str | None = None
+    iam_endpoint: str | None = None
+    """The IAM Credentials API root (None: ``https://iamcredentials.{universe_domain}``)."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     """Longest silence on a socket, for streams too (streams have no total timeout)."""
@@ -176,6 +194,7 @@ class GcsHttp:
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
+        self._proxies = EnvProxies()
         self._auth: Auth | None = None
         self._closed = False
         s = settings
@@ -197,8 +216,97 @@ class GcsHttp:
             # The session holds no connection yet; if Auth fails, aclose() closes it.
             self._session = make_session(self._long, list(s.trace_configs))
         if self._auth is None:
-            self._auth = Auth(self._session, self.settings.endpoint, self.settings.service_file)
+            s = self.settings
+            self._auth = Auth(
+                self._session,
+                api_root=self.root,
+                emulator=s.emulator,
+                service_file=s.service_file,
+                signing_service_account=s.signing_service_account,
+                proxies=self._proxies,
+            )
         return self._session, self._auth
+
+    @property
+    def root(self) -> str:
+        """The JSON API root (no I/O)."""
+        s = self.settings
+        return (s.endpoint or f"https://storage.{s.universe_domain}").rstrip("/")
+
+    @property
+    def iam_root(self) -> str:
+        s = self.settings
+        return (s.iam_endpoint or f"https://iamcredentials.{s.universe_domain}").rstrip("/")
+
+    def encryption_headers(self, prefix: str = "x-goog-") -> dict[str, str]:
+        """The customer-supplied key headers (``prefix`` ``x-goog-copy-source-`` for a rewrite's source)."""
+        # https://cloud.google.com/storage/docs/encryption/using-customer-supplied-keys#rest-csek
+        key = self.settings.encryption_key
+        if key is None:
+            return {}
+        return {
+            f"{prefix}encryption-algorithm": "AES256",
+            f"{prefix}encryption-key": base64.b64encode(key).decode(),
+            f"{prefix}encryption-key-sha256": base64.b64encode(hashlib.sha256(key).digest()).decode(),
+        }
+
+    def extras(
+        self, url: str, params: Mapping[str, str] | None, headers: Mapping[str, str] | None
+    ) -> tuple[Mapping[str, str] | None, dict[str, str]]:
+        """The request's params and headers plus the bucket-wide ones, for storage API URLs."""
+        out = dict(headers or {})
+        if not url.startswith(self.root):
+            return params, out
+        for name, value in self.encryption_headers().items():
+            out.setdefault(name, value)
+        up = self.settings.user_project
+        # A resumable session URI already names its upload; userProject went with its start.
+        if up is not None and "upload_id=" not in url:
+            params = {**(params or {}), "userProject": up}
+        return params, out
+
+    async def signing_email(self, key: str | None) -> str:
+        """The signing account (``Auth.signing_email``), found within one request's budget."""
+        auth = self.auth
+        policy = self.settings.retry
+        started = policy.start()
+        attempt = 0
+        while True:
+            limit = min(self.settings.request_timeout, max(0.001, policy.remaining(started)))
+            try:
+                return await auth.signing_email(limit, key)
+            except TokenUnavailable as exc:
+                if await policy.wait(
+                    attempt, started, what="find the signing account", reason="TokenUnavailable"
+                ):
+                    attempt += 1
+                    continue
+                raise PermissionDenied(
+                    f"cannot find the service account to sign with ({attempt + 1} attempts; last: {exc}); "
+                    "set the bucket's signing_service_account option",
+                    key=key,
+                ) from exc
+
+    async def _authorize(self, auth: Auth, started: float, signing: bool) -> dict[str, str]:
+        """The Authorization header, the fetch bounded by the request timeout and the budget."""
+        limit = min(self.settings.request_timeout, max(0.001, self.settings.retry.remaining(started)))
+        return await auth.headers(limit, signing=signing)
+
+    def _token_failed(
+        self, auth: Auth, exc: TokenUnavailable, attempts: int, signing: bool
+    ) -> PermissionDenied:
+        source = auth.signing if signing else auth.storage
+        assert source is not None
+        return source.failed(exc, attempts)
+
+    def _revoked(self, auth: Auth, sent: Mapping[str, str], signing: bool) -> bool:
+        """A 401: forget the token just used; True if a new one is worth a try."""
+        source = auth.signing if signing else auth.storage
+        value = sent.get("Authorization", "")
+        if source is None or not value.startswith("Bearer "):
+            return False
+        source.invalidate(value[len("Bearer ") :])
+        return True
 
     @property
     def auth(self) -> Auth:
@@ -206,11 +314,11 @@ class GcsHttp:
 
     @property
     def api_root(self) -> str:
-        return self.auth.api_root
+        return self.root
 
     @property
     def is_emulator(self) -> bool:
-        return self.auth.is_emulator
+        return self.settings.emulator
 
     def object_url(self, bucket: str, key: str) -> str:
         return f"{self.api_root}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(key, safe='')}"
@@ -221,7 +329,10 @@ class GcsHttp:
 
     async def aclose(self) -> None:
         self._closed = True
-        session, self._session, self._auth = self._session, None, None
+        auth, self._auth = self._auth, None
+        if auth is not None:
+            await auth.aclose()
+        session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
 
@@ -242,22 +353,28 @@ class GcsHttp:
         long: bool = False,
         shield: bool = False,
         check: Callable[[bytes], object] | None = None,
+        signing: bool = False,
     ) -> Reply:
         """Send with retries; the answer is read whole inside the loop.
 
         ``check`` validates an ok answer's body (it raises ValueError if the
         body is corrupt); a READ whose body fails it is tried again. A non-ok
-        final status raises :class:`HttpError`.
+        final status raises :class:`HttpError`. ``signing``: authorize with the
+        signing token (cloud-platform scope) instead of the storage one.
         """
         session, auth = self._ensure()
         policy = self.settings.retry
         timeout = self._long if long else self._small
+        params, headers = self.extras(url, params, headers)
+        started = policy.start()
         maybe_applied = False
+        refreshed = False
         attempt = 0
         while True:
+            hdrs: dict[str, str] = headers
             try:
-                hdrs = {**(headers or {}), **await auth.headers()}
-                once = self._exchange(session, method, url, params, hdrs, data, timeout)
+                hdrs = {**headers, **await self._authorize(auth, started, signing)}
+                once = self._exchange(session, method, url, params, hdrs, data, timeout, self._proxies(url))
                 status, rheaders, body = await (run_to_completion(once) if shield else once)
                 if status in ok and check is not None:
                     try:
@@ -266,31 +383,41 @@ class GcsHttp:
                         raise _BadBody(str(exc)) from exc
             except asyncio.CancelledError:
                 raise
-            except TokenUnavailable:
+            except TokenUnavailable as exc:
                 # Our request was never sent; the token endpoint failed.
-                if attempt + 1 >= policy.attempts:
-                    raise
-                await policy.backoff(attempt, what=what, reason="TokenUnavailable")
-                attempt += 1
-                continue
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                if policy.retryable(kind, attempt, exc=exc):
-                    maybe_applied = maybe_applied or not never_sent(exc)
-                    await policy.backoff(attempt, what=what, reason=type(exc).__name__)
+                if await policy.wait(attempt, started, what=what, reason="TokenUnavailable"):
                     attempt += 1
                     continue
-                raise connection_error(exc, auth.api_root, what, key, attempt + 1) from exc
+                raise self._token_failed(auth, exc, attempt + 1, signing) from exc
+            except BucketError:
+                raise  # PermissionDenied is an OSError (PermissionError): never a network failure
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                if policy.retryable(kind, attempt, exc=exc) and await policy.wait(
+                    attempt, started, what=what, reason=type(exc).__name__
+                ):
+                    maybe_applied = maybe_applied or not never_sent(exc)
+                    attempt += 1
+                    continue
+                raise connection_error(exc, url, what, key, attempt + 1) from exc
             except _BadBody as exc:
-                if kind is Kind.READ and attempt + 1 < policy.attempts:
-                    await policy.backoff(attempt, what=what, reason="unreadable answer")
+                if (
+                    kind is Kind.READ
+                    and policy.retryable(kind, attempt, status=500)
+                    and await policy.wait(attempt, started, what=what, reason="unreadable answer")
+                ):
                     attempt += 1
                     continue
                 raise BackendError(f"{what}: GCS sent an answer that cannot be read: {exc}", key=key) from exc
             if status in ok:
                 return Reply(status, rheaders, body, attempt + 1, maybe_applied)
-            if policy.retryable(kind, attempt, status=status):
+            if status == 401 and not refreshed and self._revoked(auth, hdrs, signing):
+                refreshed = True  # a revoked or expired token: one more try with a new one
+                attempt += 1
+                continue
+            if policy.retryable(kind, attempt, status=status) and await policy.wait(
+                attempt, started, rheaders, what=what, reason=str(status)
+            ):
                 maybe_applied = maybe_applied or status in _MAYBE_APPLIED_STATUS
-                await policy.backoff(attempt, rheaders, what=what, reason=str(status))
                 attempt += 1
                 continue
             text = body.decode("utf-8", errors="replace")
@@ -305,10 +432,11 @@ class GcsHttp:
         headers: Mapping[str, str],
         data: bytes | memoryview | None,
         limits: aiohttp.ClientTimeout,
+        proxy: Mapping[str, Any],
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One attempt, its answer read whole and the connection released."""
         async with session.request(
-            method, url, params=params, headers=headers, data=data, timeout=limits
+            method, url, params=params, headers=headers, data=data, timeout=limits, **proxy
         ) as resp:
             try:
                 body = await resp.read()
@@ -336,28 +464,39 @@ class GcsHttp:
         """
         session, auth = self._ensure()
         policy = self.settings.retry
+        params, headers = self.extras(url, params, headers)
+        started = policy.start()
+        refreshed = False
         attempt = 0
         while True:
+            hdrs: dict[str, str] = headers
             try:
-                hdrs = {**(headers or {}), **await auth.headers()}
+                hdrs = {**headers, **await self._authorize(auth, started, False)}
                 # The bytes as served: a gzip-encoded object stays compressed (see _download.py).
                 resp = await session.get(
-                    url, params=params, headers=hdrs, timeout=self._long, auto_decompress=False
+                    url,
+                    params=params,
+                    headers=hdrs,
+                    timeout=self._long,
+                    auto_decompress=False,
+                    **self._proxies(url),
                 )
             except asyncio.CancelledError:
                 raise
-            except TokenUnavailable:
-                if attempt + 1 >= policy.attempts:
-                    raise
-                await policy.backoff(attempt, what=what, reason="TokenUnavailable")
-                attempt += 1
-                continue
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                if policy.retryable(Kind.READ, attempt, exc=exc):
-                    await policy.backoff(attempt, what=what, reason=type(exc).__name__)
+            except TokenUnavailable as exc:
+                if await policy.wait(attempt, started, what=what, reason="TokenUnavailable"):
                     attempt += 1
                     continue
-                raise connection_error(exc, auth.api_root, what, key, attempt + 1) from exc
+                raise self._token_failed(auth, exc, attempt + 1, False) from exc
+            except BucketError:
+                raise  # PermissionDenied is an OSError (PermissionError): never a network failure
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                if policy.retryable(Kind.READ, attempt, exc=exc) and await policy.wait(
+                    attempt, started, what=what, reason=type(exc).__name__
+                ):
+                    attempt += 1
+                    continue
+                raise connection_error(exc, url, what, key, attempt + 1) from exc
             if resp.status in ok:
                 if accept is not None:
                     try:
@@ -372,8 +511,13 @@ class GcsHttp:
                 body = b""
             finally:
                 resp.release()
-            if policy.retryable(Kind.READ, attempt, status=resp.status):
-                await policy.backoff(attempt, resp.headers, what=what, reason=str(resp.status))
+            if resp.status == 401 and not refreshed and self._revoked(auth, hdrs, False):
+                refreshed = True
+                attempt += 1
+                continue
+            if policy.retryable(Kind.READ, attempt, status=resp.status) and await policy.wait(
+                attempt, started, resp.headers, what=what, reason=str(resp.status)
+            ):
                 attempt += 1
                 continue
             text = body.decode("utf-8", errors="replace")
@@ -413,8 +557,10 @@ def _json_check(raw: bytes) -> None:
 
 
 def connection_error(
-    exc: BaseException, root: str, what: str, key: str | None, attempts: int = 1
+    exc: BaseException, url: str, what: str, key: str | None, attempts: int = 1
 ) -> BackendError:
+    parts = urlsplit(url)
+    root = f"{parts.scheme}://{parts.netloc}"
     prefix = f"{what}: " if what else ""
     tries = f" ({attempts} attempts)" if attempts > 1 else ""
     if isinstance(exc, TimeoutError):

@@ -1,4 +1,4 @@
-"""GCS browser upload forms: a V4 POST policy (GOOG4-RSA-SHA256), signed locally.
+"""GCS browser upload forms: a V4 POST policy (GOOG4-RSA-SHA256), signed by a ``Signer``.
 
 https://cloud.google.com/storage/docs/authentication/signatures#policy-document
 
@@ -11,7 +11,8 @@ then one ``{field: value}`` per pre-filled field, sorted by name, then
 ``bucket``, ``key``, ``x-goog-date``, ``x-goog-credential``, ``x-goog-algorithm``.
 
 GCS refuses a POST that breaks any condition or arrives after the expiration,
-and stores nothing. Signing is local: no request is sent.
+and stores nothing. The signer is a function of bytes (``_sign.Signer``): a local
+PEM key sends no request, IAM ``signBlob`` sends one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import quote
 from ...errors import InvalidArgument
 from ...types import UploadForm
 from ..base import PostPolicy
-from ._sign import ALGORITHM, MAX_TTL, rsa_sign_hex
+from ._sign import ALGORITHM, MAX_TTL, Signer
 
 __all__ = ["MAX_OBJECT_SIZE", "policy_document", "sign_post_v4"]
 
@@ -70,14 +71,14 @@ def policy_document(
     return form, text
 
 
-def sign_post_v4(
+async def sign_post_v4(
     *,
     base_url: str,
     bucket: str,
     key: str,
     policy: PostPolicy,
     client_email: str,
-    private_key_pem: str,
+    signer: Signer,
     now: datetime | None = None,
 ) -> UploadForm:
     """The form to POST to ``{base_url}/{bucket}`` (path style, as Google documents it)."""
@@ -101,5 +102,5 @@ def sign_post_v4(
         ttl=timedelta(seconds=max(1, int(policy.ttl.total_seconds()))),
         client_email=client_email,
     )
-    form["x-goog-signature"] = rsa_sign_hex(private_key_pem, form["policy"].encode(), key)
+    form["x-goog-signature"] = (await signer(form["policy"].encode())).hex()
     return UploadForm(url=f"{base_url.rstrip('/')}/{quote(bucket, safe='')}", fields=form)

@@ -1,12 +1,19 @@
 """Google Cloud Storage backend: the JSON API over aiohttp, credentials from gcloud-aio.
 
-Configuration: ``gs://cloud-bucket-name[?endpoint=http://127.0.0.1:4443]``.
-``endpoint=`` (or ``STORAGE_EMULATOR_HOST``) points at an emulator and sends no
-credentials. Otherwise credentials come from the standard Google chain, or the
-``service_file`` option (a service-account JSON file). Other options:
-``connect_timeout``, ``read_timeout``, ``request_timeout`` (seconds),
-``retries`` (total attempts of each request), ``trace_configs``
-(aiohttp TraceConfig objects, for observability and tests).
+Configuration: ``gs://cloud-bucket-name[?endpoint=URL][&emulator=true]``.
+Credentials come from the standard Google chain (the ``service_file`` option,
+``GOOGLE_APPLICATION_CREDENTIALS``, gcloud's application-default login, or the
+metadata server on GKE, Cloud Run and Compute Engine) and are sent to any
+endpoint (Private Service Connect, regional); only an emulator named as one
+(``emulator=true``, or ``STORAGE_EMULATOR_HOST``) gets none. Options are parsed
+in ``_settings.py``: timeouts, the retry schedule, ``universe_domain``,
+``user_project`` (requester pays), ``kms_key_name`` (CMEK), a customer-supplied
+key (``encryption_key`` or ``encryption_key_env``), ``signing_service_account``,
+``iam_endpoint``, ``trace_configs`` (aiohttp TraceConfig objects). Proxies come
+from the environment (``HTTPS_PROXY``, ``NO_PROXY``).
+
+Signed URLs and upload forms are signed with the service account's key when the
+credentials hold one, and through IAM ``signBlob`` otherwise (``_iam.py``).
 
 Semantics at the contract level:
 
@@ -15,14 +22,20 @@ Semantics at the contract level:
   ``version=`` arguments are sent as ``generation=`` either way.
 * ``Preconditions.if_match`` takes an **ETag** (``ObjectAttrs.etag``, as on
   every backend). It is resolved to the object's current generation with a
-  metadata GET, and the write is sent with ``ifGenerationMatch=<generation>``,
-  so the check is atomic on the server. ``not_exists`` is ``ifGenerationMatch=0``.
-* A read first fetches the object's metadata, then downloads the media pinned to
-  that generation, so a body never splices two versions; ``GetOptions.if_match``
-  is compared to that metadata's etag.
+  metadata GET, and the write is sent with ``ifGenerationMatch=<generation>`` and
+  ``ifMetagenerationMatch=<metageneration>`` (an etag also changes with the
+  metadata), so the check is atomic on the server. ``not_exists`` is
+  ``ifGenerationMatch=0``.
+* A read is one media GET: its answer's headers give the attrs (generation, size,
+  CRC32C, MD5, encoding, etag; ``_download.py``), and ``if_match``, the caching
+  conditions and the range are judged on them before a byte is used. A resumed
+  or parallel range is pinned to the etag (and the generation on versioned
+  buckets), so a body never splices two versions. Only where the headers lack
+  something does a metadata GET follow, pinned to the served generation.
 * Streams run without a total timeout (only connect and socket-read timeouts).
 
-Faults (decided in ``_retry.py``; ``retries`` bounds the attempts of each request):
+Faults (decided in ``_retry.py``: Google's schedule, 1 s doubling to 60 s, within
+a 120 s deadline per request; ``retries`` may bound the attempts too):
 
 * Reads, lists, metadata and starting a session retry on 408, 429, 5xx and
   connection errors; a metadata answer cut after its headers is retried too.
@@ -30,6 +43,9 @@ Faults (decided in ``_retry.py``; ``retries`` bounds the attempts of each reques
   idempotent in effect (the same bytes and attributes, or "gone"), which is the
   rule the S3 backend follows too. A delete whose retry finds nothing (404)
   after an attempt that may have been applied has succeeded.
+* A ``not_exists`` upload still refused with 429 at the deadline (other writers
+  at GCS's one-write-per-second limit) is resolved by reading the object: ours
+  is success, anything else PreconditionFailed.
 * A conditional write (``ifGenerationMatch``: ``not_exists``, ``if_match``,
   a generation-pinned delete) retries too; a 412 after an attempt that may have
   been applied is resolved by reading the object back and comparing its size,
@@ -41,10 +57,11 @@ Faults (decided in ``_retry.py``; ``retries`` bounds the attempts of each reques
 
 Integrity: uploads send their CRC32C (multipart metadata, or ``X-Goog-Hash`` on
 the final chunk) and the stored object's CRC32C and size are compared with ours;
-a mismatch is IntegrityError and the bad generation is removed. Downloads get
-the stored bytes (a gzip-encoded object is not decompressed on the way), so the
-reader checks a whole one against the stored CRC32C; ranged ones must be a 206
-of exactly the asked range of the pinned generation (``_download.py``).
+a mismatch is IntegrityError and the bad generation is removed. Downloads ask
+for the stored bytes (``Accept-Encoding: gzip``: a gzip-encoded object is not
+decompressed on the way), so the reader checks a whole one against the stored
+CRC32C; ranged ones must be a 206 of exactly the asked range (``_download.py``).
+An answer GCS decompressed anyway is accepted as decoded bytes (``MediaBody.decoded``).
 """
 
 from __future__ import annotations
@@ -54,18 +71,16 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qs, quote, urlsplit
-
-import aiohttp
+from urllib.parse import quote
 
 from ..._checksum import crc32c_b64
 from ...errors import (
     BackendError,
     BucketError,
     IntegrityError,
-    InvalidArgument,
     NotSupported,
     ObjectNotFound,
     PreconditionFailed,
@@ -83,20 +98,20 @@ from ..base import (
     check_read,
     delete_each,
 )
-from ._download import MediaBody, media_accept, media_headers
+from ._download import MediaBody, MediaCheck, range_header
 from ._http import (
-    GCS_PUBLIC_ROOT,
     GcsHttp,
     HttpError,
     HttpSettings,
     Kind,
-    RetryPolicy,
     error_for_status,
 )
+from ._iam import sign_blob_signer
 from ._listing import list_entries
 from ._outcome import Written, read_back
 from ._resource import attrs_from_resource, resource_metadata
-from ._sign import sign_v4
+from ._settings import http_settings
+from ._sign import Signer, pem_signer, sign_v4, ttl_seconds
 from ._upload import ResumableUpload
 
 if TYPE_CHECKING:
@@ -115,6 +130,7 @@ CAPABILITIES = Capabilities(
     max_parts=1_000_000,  # resumable sessions have no part limit; objects may reach 5 TiB
     default_part_size=8 * MiB,
     default_concurrency=1,
+    served_cache_control=True,  # https://cloud.google.com/storage/docs/caching (built-in caching)
 )
 
 __all__ = ["CAPABILITIES", "GcsProvider", "create"]
@@ -159,12 +175,17 @@ class GcsProvider:
             what="get object metadata",
         )
 
-    async def precondition_generation(self, key: str, pre: Preconditions) -> str | None:
-        """The ``ifGenerationMatch`` value for these preconditions, or None."""
+    async def preconditions(self, key: str, pre: Preconditions) -> dict[str, str]:
+        """The query parameters that make a write conditional on ``pre`` ({} for none).
+
+        ``if_match`` sends ``ifMetagenerationMatch`` beside ``ifGenerationMatch``:
+        a GCS etag changes when the metadata changes, so the generation alone
+        would let a write through after someone else's metadata update.
+        """
         if pre.not_exists:
-            return "0"
+            return {"ifGenerationMatch": "0"}
         if pre.if_match is None:
-            return None
+            return {}
         try:
             res = await self.resource(key, None)
         except ObjectNotFound:
@@ -176,7 +197,15 @@ class GcsProvider:
             raise PreconditionFailed(
                 f"precondition if_match={pre.if_match!r} failed: its etag is {etag!r}", key=key
             )
-        return str(res["generation"])
+        out = {"ifGenerationMatch": str(res["generation"])}
+        if res.get("metageneration") is not None:
+            out["ifMetagenerationMatch"] = str(res["metageneration"])
+        return out
+
+    def kms_params(self, name: str) -> dict[str, str]:
+        """The CMEK parameter of an upload (``kmsKeyName``) or rewrite (``destinationKmsKeyName``)."""
+        kms = self.http.settings.kms_key_name
+        return {} if kms is None else {name: kms}
 
     async def discard(self, key: str, resource: Mapping[str, Any]) -> None:
         """Remove one bad generation we stored (failed verification); best effort.
@@ -214,13 +243,17 @@ class GcsProvider:
     # -- the contract ----------------------------------------------------------
 
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
-        gen = await self.precondition_generation(key, opts.preconditions)
-        params = {"uploadType": "multipart"}
-        if gen is not None:
-            params["ifGenerationMatch"] = gen
+        conditions = await self.preconditions(key, opts.preconditions)
+        gen = conditions.get("ifGenerationMatch")
+        params = {"uploadType": "multipart", **conditions, **self.kms_params("kmsKeyName")}
         crc = crc32c_b64(data)
         meta = resource_metadata(
-            opts.content_type, opts.cache_control, opts.content_disposition, opts.metadata, name=key
+            opts.content_type,
+            opts.cache_control,
+            opts.content_disposition,
+            opts.metadata,
+            name=key,
+            content_encoding=opts.content_encoding,
         )
         meta["crc32c"] = crc  # GCS refuses the upload if the bytes it got hash otherwise
         boundary = os.urandom(16).hex()
@@ -249,6 +282,8 @@ class GcsProvider:
                 shield=True,  # the commit: once sent, its answer is awaited
             )
         except HttpError as exc:
+            if exc.status == 429 and gen == "0":
+                return await self._rate_limited_race(key, written, exc)
             if exc.status != 412 or not exc.maybe_applied:
                 raise self.bucket_error(exc, key, "upload") from exc
             # Our earlier attempt may be what the precondition now meets.
@@ -267,51 +302,89 @@ class GcsProvider:
             res = found
         return await self._verified(key, res, written, "upload")
 
+    async def _rate_limited_race(self, key: str, written: Written, exc: HttpError) -> ObjectAttrs:
+        """A ``not_exists`` upload refused with 429 to the deadline: others are writing this
+        key (GCS allows one write per second per object), so the race is settled by looking."""
+        try:
+            res: dict[str, Any] | None = await self.resource(key, None)
+        except ObjectNotFound:
+            res = None
+        if res is not None and written.stored_by(res):
+            return attrs_from_resource(res, versioned=self.versioned)  # an earlier attempt of ours won
+        state = "another writer's object is there" if res is not None else "the object is not there now"
+        raise PreconditionFailed(
+            f"precondition not_exists failed: other writers held this key at GCS's limit of one write "
+            f"per second until the retry deadline (HTTP 429 after {exc.attempts} attempts); {state}",
+            key=key,
+        ) from exc
+
     async def start_multipart(self, key: str, opts: PutOptions) -> ResumableUpload:
         return ResumableUpload(self, key, opts)
 
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, MediaBody]:
-        url = self.http.object_url(self.bucket, key)
+        """One media GET; its headers are the attrs (``_download.py``).
+
+        A conditional read (``if_none_match``, ``if_modified_since``) is judged on the
+        resource first, so a NotModified transfers no body; the media GET that follows
+        is pinned to the generation that was judged.
+        """
+        if opts.length == 0:  # nothing to transfer: the attrs alone
+            attrs = await self.head(key, opts.version)
+            check_read(attrs, replace(opts, offset=0), key)
+            return attrs, MediaBody(None, 0, key)
+        if opts.if_none_match is None and opts.if_modified_since is None:
+            return await self._media(key, opts)
         for _ in range(3):
             res = await self.resource(key, opts.version)
-            attrs = attrs_from_resource(res, versioned=self.versioned)
-            # if_match, NotModified and the range are settled here: no media request yet.
-            check_read(attrs, opts, key)
-            size = attrs.size
-            end = size if opts.length is None else min(size, opts.offset + opts.length)
-            if end <= opts.offset:
-                return attrs, MediaBody(None, 0, key)
-            gen = str(res["generation"])
-            ranged = bool(opts.offset) or end < size
-            headers = media_headers(res)
-            if ranged:
-                headers["Range"] = f"bytes={opts.offset}-{end - 1}"
+            check_read(attrs_from_resource(res, versioned=self.versioned), opts, key)
+            pinned = replace(opts, version=str(res["generation"]), if_none_match=None, if_modified_since=None)
             try:
-                resp = await self.http.open(
-                    url,
-                    key=key,
-                    what="download",
-                    params={"alt": "media", "generation": gen},
-                    headers=headers,
-                    accept=media_accept(key, gen, opts.offset, end, size, ranged),
-                )
-            except HttpError as exc:
-                if exc.status == 404 and opts.version is None and opts.if_match is None:
-                    continue  # replaced between the metadata and the media request: look again
-                if exc.status == 404 and opts.if_match is not None:
-                    raise PreconditionFailed("object changed while being read", key=key) from exc
-                raise error_for_status(
-                    exc.status,
-                    exc.body,
-                    key=key,
-                    version=opts.version,
-                    what="download",
-                    attempts=exc.attempts,
-                ) from exc
-            return attrs, MediaBody(resp, end - opts.offset, key)
+                return await self._media(key, pinned)
+            except ObjectNotFound:
+                if opts.version is not None:
+                    raise
+                # replaced between the two requests: judge the new one
         raise BackendError("the object kept changing while the download was starting", key=key)
 
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
+    async def _media(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, MediaBody]:
+        # The query in the URL string (a version is a decimal generation, safe as is):
+        # cheaper than aiohttp merging a params dict on every read.
+        url = self.http.object_url(self.bucket, key) + "?alt=media"
+        if opts.version is not None:
+            url += f"&generation={quote(opts.version, safe='')}"
+        headers = {"Accept-Encoding": "gzip"}  # the stored bytes: no decompressive transcoding
+        rng = range_header(opts.offset, opts.length)
+        if rng is not None:
+            headers["Range"] = rng
+        check = MediaCheck(key, opts, versioned=self.versioned)
+        try:
+            resp = await self.http.open(url, key=key, what="download", headers=headers, accept=check)
+        except HttpError as exc:
+            if exc.status == 416 and not opts.offset:  # a range from byte 0 of an empty object
+                attrs = await self.head(key, opts.version)
+                check_read(attrs, opts, key)
+                return attrs, MediaBody(None, 0, key)
+            if exc.status == 404 and opts.if_match is not None:
+                raise PreconditionFailed("object changed while being read", key=key) from exc
+            raise error_for_status(
+                exc.status, exc.body, key=key, version=opts.version, what="download", attempts=exc.attempts
+            ) from exc
+        try:
+            found = check.attrs
+            if found is None:  # the headers lack something: the resource of the served generation
+                try:
+                    res = await self.resource(key, check.generation or opts.version)
+                except ObjectNotFound as exc:
+                    if opts.if_match is None:
+                        raise
+                    raise PreconditionFailed("object changed while being read", key=key) from exc
+                found = check.settle(attrs_from_resource(res, versioned=self.versioned))
+        except BaseException:
+            resp.close()
+            raise
+        return found, MediaBody(resp, check.expected, key, decoded=check.decoded)
+
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
         return attrs_from_resource(await self.resource(key, version), versioned=self.versioned)
 
     async def delete(self, key: str, version: str | None = None) -> None:
@@ -353,17 +426,22 @@ class GcsProvider:
     async def copy(self, source: Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
         assert isinstance(source, GcsProvider)
         origin = source
-        gen = await self.precondition_generation(dst, opts.preconditions)
-        params: dict[str, str] = {}
+        conditions = await self.preconditions(dst, opts.preconditions)
+        gen = conditions.get("ifGenerationMatch")
+        params: dict[str, str] = {**conditions, **self.kms_params("destinationKmsKeyName")}
         if opts.version is not None:
             params["sourceGeneration"] = opts.version
-        if gen is not None:
-            params["ifGenerationMatch"] = gen
         r = opts.replace
         body = (
             {}
             if r is None
-            else resource_metadata(r.content_type, r.cache_control, r.content_disposition, r.metadata)
+            else resource_metadata(
+                r.content_type,
+                r.cache_control,
+                r.content_disposition,
+                r.metadata,
+                content_encoding=r.content_encoding,
+            )
         )
         url = (
             f"{self.http.object_url(origin.bucket, src)}/rewriteTo/b/"
@@ -380,7 +458,10 @@ class GcsProvider:
                     what="copy",
                     params=params,
                     data=data,
-                    headers={"Content-Type": "application/json; charset=UTF-8"},
+                    headers={
+                        "Content-Type": "application/json; charset=UTF-8",
+                        **origin.http.encryption_headers("x-goog-copy-source-"),
+                    },
                     shield=True,
                 )
             except HttpError as exc:
@@ -425,10 +506,14 @@ class GcsProvider:
     async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
         from ._post import sign_post_v4
 
-        email, pem = self._signing_key(key)
-        base = self.http.api_root if self.http.is_emulator else GCS_PUBLIC_ROOT
-        return sign_post_v4(
-            base_url=base, bucket=self.bucket, key=key, policy=policy, client_email=email, private_key_pem=pem
+        email, signer = await self._signer(key)
+        return await sign_post_v4(
+            base_url=self.http.api_root,
+            bucket=self.bucket,
+            key=key,
+            policy=policy,
+            client_email=email,
+            signer=signer,
         )
 
     async def sign_url(
@@ -445,73 +530,55 @@ class GcsProvider:
             raise NotSupported(
                 "GCS signed URLs cannot fix the upload size; use signed_upload_form(max_size=...)", key=key
             )
-        email, pem = self._signing_key(key)
-        base = self.http.api_root if self.http.is_emulator else GCS_PUBLIC_ROOT
-        extra = {"generation": version} if version is not None and method == "GET" else None
-        return sign_v4(
-            base_url=base,
+        ttl_seconds(ttl, key)  # a bad ttl is refused before any signing request
+        extra: dict[str, str] = {}
+        if version is not None and method == "GET":
+            extra["generation"] = version
+        if self.http.settings.user_project is not None:
+            extra["userProject"] = self.http.settings.user_project  # as python-storage signs it
+        email, signer = await self._signer(key)
+        # The endpoint the bucket uses (Google's vectors: "endpoint on client"), else storage.{universe}.
+        return await sign_v4(
+            base_url=self.http.api_root,
             bucket=self.bucket,
             key=key,
             method=method,
             ttl=ttl,
             client_email=email,
-            private_key_pem=pem,
+            signer=signer,
             extra_query=extra,
             content_type=content_type if method == "PUT" else None,
         )
 
-    def _signing_key(self, key: str) -> tuple[str, str]:
-        data: Mapping[str, Any] = self.http.auth.service_data
-        email, pem = data.get("client_email"), data.get("private_key")
-        if not isinstance(email, str) or not isinstance(pem, str) or not email or not pem:
+    async def _signer(self, key: str) -> tuple[str, Signer]:
+        """(the signing account's email, its signer): the local key, else IAM signBlob."""
+        if self.http.settings.encryption_key is not None:
             raise NotSupported(
-                "signed URLs need a service-account key: set the bucket's service_file option "
-                "or GOOGLE_APPLICATION_CREDENTIALS to a service-account JSON file",
+                "signed URLs and upload forms for a bucket with a customer-supplied encryption key "
+                "would need the key in every client's headers; aiobucket does not make them",
                 key=key,
             )
-        return email, pem
+        auth = self.http.auth
+        pair = auth.private_key()
+        if pair is not None:
+            return pair[0], pem_signer(pair[1], key)
+        if auth.is_emulator:
+            raise NotSupported(
+                "signing against an emulator needs a service-account key: set the bucket's "
+                "service_file option to a service-account JSON file",
+                key=key,
+            )
+        email = await self.http.signing_email(key)
+        return email, sign_blob_signer(self.http, email, key)
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
 
-def _float_option(options: Mapping[str, object], name: str, default: float) -> float:
-    value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise InvalidArgument(f"gs:// option {name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
 def create(settings: BucketSettings, name: str, config: BucketConfig) -> Provider:
-    """``gs://cloud-name[?endpoint=URL]``; the cloud name defaults to the bucket name.
+    """``gs://cloud-name[?endpoint=URL][&emulator=true]``; the cloud name defaults to the bucket name.
 
     A URL's ``prefix=`` never reaches here: config turns it into ``key_prefix``.
     """
-    parts = urlsplit(settings.url)
-    query = parse_qs(parts.query)
-    unknown = set(query) - {"endpoint"}
-    if unknown:
-        raise InvalidArgument(f"bucket {name!r}: unknown gs:// URL parameters {sorted(unknown)}")
-    endpoint = query.get("endpoint", [None])[0]
-    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-        raise InvalidArgument(f"bucket {name!r}: endpoint must be an http(s) URL, got {endpoint!r}")
-    opts = settings.options
-    service_file = opts.get("service_file")
-    if service_file is not None and not isinstance(service_file, str):
-        raise InvalidArgument(f"bucket {name!r}: service_file must be a path string")
-    retries = opts.get("retries", 6)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
-        raise InvalidArgument(f"bucket {name!r}: retries must be a positive int, got {retries!r}")
-    traces = opts.get("trace_configs", ())
-    if not isinstance(traces, list | tuple) or not all(isinstance(t, aiohttp.TraceConfig) for t in traces):
-        raise InvalidArgument(f"bucket {name!r}: trace_configs must be a list of aiohttp.TraceConfig")
-    http = HttpSettings(
-        endpoint=endpoint.rstrip("/") if endpoint else None,
-        service_file=service_file,
-        connect_timeout=_float_option(opts, "connect_timeout", 10.0),
-        read_timeout=_float_option(opts, "read_timeout", 60.0),
-        request_timeout=_float_option(opts, "request_timeout", 120.0),
-        retry=RetryPolicy(attempts=retries, bucket=name),
-        trace_configs=tuple(traces),
-    )
-    return GcsProvider(parts.netloc or name, versioned=config.versioned, http=http)
+    cloud_name, http = http_settings(settings, name)
+    return GcsProvider(cloud_name, versioned=config.versioned, http=http)

@@ -52,6 +52,7 @@ def attrs_from_resource(item: Mapping[str, Any], *, versioned: bool) -> ObjectAt
         last_modified=parse_time(item.get("updated") or item.get("timeCreated")),
         crc32c=str(crc) if isinstance(crc, str) and crc else None,
         md5=md5_hex(item.get("md5Hash")),
+        content_encoding=item.get("contentEncoding") or None,
     )
 
 
@@ -61,6 +62,7 @@ def resource_metadata(
     content_disposition: str | None,
     metadata: Mapping[str, str],
     name: str | None = None,
+    content_encoding: str | None = None,
 ) -> dict[str, Any]:
     """The writable part of an objects resource, for uploads and rewrites."""
     out: dict[str, Any] = {"contentType": content_type, "metadata": dict(metadata)}
@@ -70,4 +72,6 @@ def resource_metadata(
         out["cacheControl"] = cache_control
     if content_disposition is not None:
         out["contentDisposition"] = content_disposition
+    if content_encoding is not None:
+        out["contentEncoding"] = content_encoding
     return out

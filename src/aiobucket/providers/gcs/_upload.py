@@ -67,14 +67,23 @@ class ResumableUpload:
     async def _start(self) -> str:
         if self._session_uri is None:
             p = self._p
-            params = {"uploadType": "resumable", "name": self._key}
-            gen = await p.precondition_generation(self._key, self._opts.preconditions)
-            if gen is not None:
-                params["ifGenerationMatch"] = gen
+            conditions = await p.preconditions(self._key, self._opts.preconditions)
+            gen = conditions.get("ifGenerationMatch")
+            params = {
+                "uploadType": "resumable",
+                "name": self._key,
+                **conditions,
+                **p.kms_params("kmsKeyName"),
+            }
             o = self._opts
             body = json.dumps(
                 resource_metadata(
-                    o.content_type, o.cache_control, o.content_disposition, o.metadata, name=self._key
+                    o.content_type,
+                    o.cache_control,
+                    o.content_disposition,
+                    o.metadata,
+                    name=self._key,
+                    content_encoding=o.content_encoding,
                 )
             ).encode()
             headers = {
@@ -163,6 +172,7 @@ class ResumableUpload:
         end = start + len(chunk)
         total = str(end) if final else "*"
         policy = p.http.settings.retry
+        started = policy.start()
         view = memoryview(chunk)
         attempt = 0
         sent = False  # an attempt may have reached the server
@@ -195,12 +205,14 @@ class ResumableUpload:
                 if not policy.resumable(attempt, status=exc.status):
                     raise self._chunk_error(exc) from exc
                 answer, reason = exc.headers, str(exc.status)  # a Retry-After is honoured
+                failure: Exception = self._chunk_error(exc)
             except BackendError as exc:
                 # A dropped connection or a cut answer: part of the chunk may be committed.
                 cause = exc.__cause__ or exc
                 if not policy.resumable(attempt, exc=cause):
                     raise
                 answer, reason = None, type(cause).__name__
+                failure = exc
             else:
                 if resource is not None:
                     return await self._finished(resource, end, final)
@@ -209,13 +221,16 @@ class ResumableUpload:
                     return None
                 # The server kept less than we sent (or wants the final total): resend from its offset.
                 attempt += 1
-                if attempt >= policy.attempts:
+                if (policy.attempts is not None and attempt >= policy.attempts) or policy.remaining(
+                    started
+                ) <= 0:
                     raise BackendError(
                         f"GCS keeps committing only {self._offset} of {end} bytes", key=self._key
                     )
                 continue
             sent = True
-            await policy.backoff(attempt, answer, what="upload chunk", reason=reason)
+            if not await policy.wait(attempt, started, answer, what="upload chunk", reason=reason):
+                raise failure  # the retry budget is spent
             attempt += 1
             resource = await self._query(total, final, end)
             if resource is not None:

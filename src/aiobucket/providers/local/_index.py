@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 INDEX = "index.sqlite3"  # the index file; its presence is what makes a directory a bucket
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: content_encoding
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS versions (
     metadata TEXT NOT NULL,
     last_modified TEXT NOT NULL,
     blob TEXT NOT NULL,
-    crc32c TEXT
+    crc32c TEXT,
+    content_encoding TEXT
 );
 CREATE INDEX IF NOT EXISTS versions_by_key ON versions (key ASC, seq DESC);
 CREATE TABLE IF NOT EXISTS deleted (key TEXT PRIMARY KEY) WITHOUT ROWID
@@ -55,13 +56,14 @@ CREATE TABLE IF NOT EXISTS deleted (key TEXT PRIMARY KEY) WITHOUT ROWID
 
 COLS = (
     "key, version, size, etag, content_type, cache_control, content_disposition,"
-    " metadata, last_modified, blob, seq, crc32c"
+    " metadata, last_modified, blob, seq, crc32c, content_encoding"
 )
 NEWEST = "NOT EXISTS (SELECT 1 FROM versions n WHERE n.key = o.key AND n.seq > o.seq)"
 LIVE = "NOT EXISTS (SELECT 1 FROM deleted d WHERE d.key = o.key)"
 INSERT = (
     "INSERT INTO versions (key, version, size, etag, content_type, cache_control,"
-    " content_disposition, metadata, last_modified, blob, crc32c) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " content_disposition, metadata, last_modified, blob, crc32c, content_encoding)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -104,8 +106,11 @@ def _create_or_migrate(db: sqlite3.Connection) -> None:
         return
     for statement in _SCHEMA.split(";"):
         db.execute(statement)
-    if "crc32c" not in {col["name"] for col in db.execute("PRAGMA table_info(versions)")}:
+    columns = {col["name"] for col in db.execute("PRAGMA table_info(versions)")}
+    if "crc32c" not in columns:
         db.execute("ALTER TABLE versions ADD COLUMN crc32c TEXT")  # an index from release 0
+    if "content_encoding" not in columns:
+        db.execute("ALTER TABLE versions ADD COLUMN content_encoding TEXT")  # an index of schema 1
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -133,7 +138,7 @@ def attrs(row: sqlite3.Row) -> ObjectAttrs:
         content_type=row["content_type"], cache_control=row["cache_control"],
         content_disposition=row["content_disposition"], metadata=json.loads(row["metadata"]),
         last_modified=datetime.fromisoformat(row["last_modified"]), crc32c=row["crc32c"],
-        md5=row["etag"],
+        md5=row["etag"], content_encoding=row["content_encoding"],
     )  # fmt: skip
 
 
@@ -142,7 +147,7 @@ def row_values(a: ObjectAttrs, blob: str) -> tuple[Any, ...]:
     assert a.last_modified is not None
     return (
         a.name, a.version, a.size, a.etag, a.content_type, a.cache_control, a.content_disposition,
-        json.dumps(dict(a.metadata)), a.last_modified.isoformat(), blob, a.crc32c,
+        json.dumps(dict(a.metadata)), a.last_modified.isoformat(), blob, a.crc32c, a.content_encoding,
     )  # fmt: skip
 
 

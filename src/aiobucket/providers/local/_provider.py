@@ -459,7 +459,7 @@ class LocalProvider:
         end = attrs.size if opts.length is None else min(attrs.size, opts.offset + opts.length)
         return attrs, _Body(fh, opts.offset, max(0, end - opts.offset), key)
 
-    async def head(self, key: str, version: str | None = None) -> ObjectAttrs:
+    async def head(self, key: str, version: str | None = None, *, checksums: bool = False) -> ObjectAttrs:
         with _mapped("head failed", key):
             return _index.attrs(await self._lookup(key, version))
 

@@ -38,7 +38,8 @@ from ..._aio import run_to_completion
 from ..._checksum import crc32c_combine
 from ...errors import BackendError
 from ...types import ObjectAttrs
-from ..base import CopyOptions, Part, PutOptions, put_options_from
+from ..base import CopyOptions, MiB, Part, PutOptions, put_options_from
+from ._errors import request_ids
 from ._retry import THROTTLED
 from ._sigv4 import UNSIGNED_PAYLOAD, quote_path
 from ._transport import Response
@@ -127,7 +128,7 @@ class Upload:
     @classmethod
     async def start(cls, p: S3Provider, key: str, opts: PutOptions, *, crc32c: bool = True) -> Upload:
         """``crc32c``: declare a FULL_OBJECT CRC32C (our parts' bytes pass through put_part)."""
-        headers = object_headers(opts)
+        headers = {**object_headers(opts), **p.opt.write}
         if crc32c:
             headers["x-amz-checksum-algorithm"] = "CRC32C"
             headers["x-amz-checksum-type"] = "FULL_OBJECT"
@@ -150,7 +151,7 @@ class Upload:
             "PUT",
             self._key,
             query=self._query(number),
-            headers=checksum,
+            headers={**checksum, **p.opt.key} if p.opt.key else checksum,
             body=view,
             payload_hash=payload_hash,
         )
@@ -186,6 +187,7 @@ class Upload:
             body = complete_body([(x.number, x.etag) for x in ordered], crcs)
             headers, payload_hash = await xml_body(p, body)
             headers.update(precondition_headers(pre))
+            headers.update(p.opt.key)
             if whole_crc is not None:
                 headers["x-amz-checksum-crc32c"] = whole_crc
                 headers["x-amz-checksum-type"] = "FULL_OBJECT"
@@ -195,16 +197,16 @@ class Upload:
             )  # fmt: skip
             lost = resp.maybe_applied and ((resp.status == 412 and bool(pre)) or resp.code == "NoSuchUpload")
             if lost:
-                attrs = await p.resolve(
-                    "complete upload", self._key, multipart_etag([x.etag for x in ordered]), resp
-                )
+                etag = multipart_etag([x.etag for x in ordered])
+                sums = {"crc32c": whole_crc} if whole_crc is not None else None
+                attrs = await p.resolve("complete upload", self._key, etag, resp, sums)
                 self._finished = True
                 return attrs
             if resp.status >= 300:
                 if resp.code == "NoSuchUpload":
                     raise BackendError(
                         "complete upload: the multipart upload no longer exists on the server "
-                        "(aborted by someone else, or expired)",
+                        f"(aborted by someone else, or expired){request_ids(resp)}",
                         key=self._key,
                     )
                 raise p.fail(resp, "complete upload", self._key, conditional_write=pre.if_match is not None)
@@ -245,20 +247,31 @@ class Upload:
         self._finished = True
 
 
+def full_object_sums(attrs: ObjectAttrs) -> dict[str, str]:
+    """The full-object checksums an object has, by ObjectAttrs field name: a copy of its
+    bytes has the same ones (S3 keeps a copy's checksum algorithm)."""
+    named = {"crc32c": attrs.crc32c, "crc32": attrs.crc32, "crc64nvme": attrs.crc64nvme}
+    return {name: value for name, value in named.items() if value}
+
+
 def _copy_source(bucket: str, key: str, version: str | None) -> str:
     source = "/" + quote_path(f"{bucket}/{key}")
     return source if version is None else f"{source}?versionId={quote_path(version)}"
 
 
 async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
-    source_attrs = await source.head(src, opts.version)
+    pre = opts.preconditions
+    # A conditional copy may need the source's checksums to recognise its own result
+    # (CopyObject reads the source, so this needs no permission the copy does not).
+    source_attrs = await source.head(src, opts.version, checksums=bool(pre))
     put = opts.replace or put_options_from(source_attrs)
     if source_attrs.size > p.copy_threshold:
-        return await _multipart_copy(p, source.bucket, src, dst, source_attrs, put, opts)
-    pre = opts.preconditions
+        return await _multipart_copy(p, source, src, dst, source_attrs, put, opts)
     headers = {
         "x-amz-copy-source": _copy_source(source.bucket, src, opts.version),
         **precondition_headers(pre),
+        **p.opt.write,
+        **source.opt.source,
     }
     if opts.replace is not None:
         headers.update(object_headers(opts.replace))
@@ -267,16 +280,29 @@ async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: Copy
     resp = await p.send("copy", "PUT", dst, headers=headers, shield=True, check=answered("CopyObjectResult"))
     if resp.status == 412 and pre and resp.maybe_applied:
         ours = source_attrs.etag if is_md5(source_attrs.etag) else None
-        return await p.resolve("copy", dst, ours, resp)
+        return await p.resolve("copy", dst, ours, resp, full_object_sums(source_attrs))
     if resp.status >= 300:
         raise p.fail(resp, "copy", dst, conditional_write=pre.if_match is not None)
     etag, modified, _ = parse_copy(resp.body)
     return put_attrs(dst, put, source_attrs.size, etag, resp.headers.get("x-amz-version-id"), modified)
 
 
+MAX_PARTS = 10_000
+"""S3's limit of parts per upload; a part is at most 5 GiB, an object at most 5 TiB
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html)."""
+
+
+def copy_part_size(size: int, preferred: int) -> int:
+    """The part size for copying ``size`` bytes: ``preferred``, or the smallest whole MiB
+    that keeps the copy within 10,000 parts (524.3 MiB at S3's 5 TiB object limit,
+    far below the 5 GiB part limit)."""
+    needed = -(-size // MAX_PARTS)
+    return max(preferred, -(-needed // MiB) * MiB)
+
+
 async def _multipart_copy(
     p: S3Provider,
-    src_bucket: str,
+    src_provider: S3Provider,
     src: str,
     dst: str,
     source: ObjectAttrs,
@@ -284,13 +310,15 @@ async def _multipart_copy(
     opts: CopyOptions,
 ) -> ObjectAttrs:
     upload = await Upload.start(p, dst, replace(put, preconditions=opts.preconditions), crc32c=False)
-    copy_source = _copy_source(src_bucket, src, opts.version)
-    step = p.copy_part_size
+    copy_source = _copy_source(src_provider.bucket, src, opts.version)
+    extra = {**p.opt.key, **src_provider.opt.source}
+    step = copy_part_size(source.size, p.copy_part_size)
     ranges = [(i // step + 1, i, min(i + step, source.size) - 1) for i in range(0, source.size, step)]
     limit = asyncio.Semaphore(p.copy_concurrency)
 
     async def one(number: int, first: int, last: int) -> Part:
         headers = {"x-amz-copy-source": copy_source, "x-amz-copy-source-range": f"bytes={first}-{last}"}
+        headers.update(extra)
         if source.etag:
             # Pin every part to the source we measured: a concurrent overwrite fails loudly.
             headers["x-amz-copy-source-if-match"] = quote_etag(source.etag)

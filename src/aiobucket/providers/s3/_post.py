@@ -46,9 +46,18 @@ def fields_and_conditions(policy: PostPolicy) -> tuple[dict[str, str], list[Any]
     return fields, conditions
 
 
-async def sign_post(client: Any, bucket: str, key: str, policy: PostPolicy) -> UploadForm:
-    """The form for ``key`` in ``bucket``, signed with ``client``'s credentials (SigV4)."""
+async def sign_post(
+    client: Any, bucket: str, key: str, policy: PostPolicy, encryption: dict[str, str] | None = None
+) -> UploadForm:
+    """The form for ``key`` in ``bucket``, signed with ``client``'s credentials (SigV4).
+
+    ``encryption``: the bucket's SSE headers, pre-filled as fields and pinned in the
+    policy (a bucket policy may deny uploads without them).
+    """
     fields, conditions = fields_and_conditions(policy)
+    for name, value in (encryption or {}).items():
+        fields[name] = value
+        conditions.append({name: value})
     seconds = max(1, int(policy.ttl.total_seconds()))
     try:
         form = await client.generate_presigned_post(

@@ -18,10 +18,22 @@ backoff that a cancel ends at once. An unconditional PUT (single object or part)
 DELETE and copy are idempotent and so retried like reads: S3 and GCS behave the
 same here. A conditional write (``not_exists`` / ``if_match`` PUT, copy or
 completion) is retried too, and if a retry after a possibly-applied attempt gets
-412 (or a completion NoSuchUpload), the stored object's ETag is compared with ours
-(for a PUT our MD5; for a completion the multipart ETag of our parts; for a copy
-the source's ETag when it is a single-part MD5): ours means success, another means
-PreconditionFailed, and when it cannot be known, OutcomeUnknown.
+412 (or a completion NoSuchUpload), the stored object is compared with ours
+(``resolve``): first by its full-object checksum (the CRC32C we send with every
+write; for a copy, any checksum the source has), then by its ETag (for a PUT our
+MD5; for a completion the multipart ETag of our parts; for a copy the source's
+ETag), which decides "not ours" only where it is an MD5 (not on SSE-KMS or SSE-C
+objects). Ours means success, another means PreconditionFailed, and when neither
+can decide, OutcomeUnknown. A 409 ConditionalRequestConflict is retried (``_retry.py``).
+
+Checksums are asked for (``x-amz-checksum-mode: ENABLED``) only on reads whose
+bytes a whole-object check verifies: a GET of the whole object, and a HEAD with
+``checksums=True``. On an SSE-KMS object that header makes S3 demand kms:Decrypt,
+which a plain HEAD (exists, attrs, remove, copy, precondition checks) does not.
+
+Bucket options (``_settings.OptionHeaders``): SSE headers on every new object,
+the SSE-C key on every request that touches an SSE-C object's bytes or attributes
+(and as copy source), requester-pays and expected-owner headers on every request.
 
 Integrity: every upload body carries Content-MD5 (over http the payload's SHA-256
 is signed as well); a mismatch is IntegrityError and nothing is stored. A GET is
@@ -32,6 +44,11 @@ FULL_OBJECT CRC32C: ``_multipart.py``), so the reader verifies whole downloads.
 
 Cancellation: a write that is on the wire is shielded and the cancel re-raised
 when it ends; nothing else is (a backoff never is).
+
+Regions (``_region.py``): an answer saying the bucket is in another region is
+followed in ``send()``: re-signed for that region (and, on AWS's endpoints, sent to
+its endpoint) and re-sent at once, once per request; the region is kept for the
+provider's life. With no region configured, one HeadBucket finds it first.
 """
 
 from __future__ import annotations
@@ -40,6 +57,8 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import functools
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -53,6 +72,7 @@ from ...errors import (
     ConnectionLost,
     InvalidArgument,
     NotModified,
+    NotSupported,
     ObjectChanged,
     ObjectNotFound,
     OutcomeUnknown,
@@ -72,19 +92,22 @@ from ..base import (
     PutOptions,
     check_preconditions,
     check_read,
+    same_etag,
 )
-from ._errors import error_for
+from ._errors import error_for, request_ids
 from ._ratelimit import SendRate
+from ._region import DEFAULT_REGION, Regions, is_region_redirect
 from ._retry import RetryPolicy, RetryQuota
-from ._settings import S3Settings, parse_settings
+from ._settings import S3Settings, option_headers, parse_settings
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
-from ._transport import Response, Transport
+from ._transport import Response, Transport, ssl_context
 from ._wire import (
     Body,
     BytesBody,
     EmptyBody,
     digests,
     format_http_date,
+    is_md5,
     object_attrs,
     object_headers,
     parse_content_range,
@@ -117,6 +140,11 @@ CAPABILITIES = Capabilities(
 )
 
 Query = list[tuple[str, str]]
+
+EXPECT_CONTINUE_MIN = 1 * MiB
+"""A single PUT this large sends ``Expect: 100-continue``: a refusal (403, a region redirect)
+then costs one round trip, not the body. botocore sends it on every file-like PutObject
+and UploadPart body; below 1 MiB the round trip it adds costs more than a resend."""
 
 
 @dataclass(slots=True)
@@ -158,8 +186,11 @@ class S3Provider:
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
         )
+        self.opt = option_headers(settings)
         self._ep: _Endpoint | None = None
-        self._client: Any = None
+        self.regions = Regions(settings.region)
+        self._clients: dict[str | None, Any] = {}
+        """aiobotocore clients by region (None: the configured one)."""
         self._session: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._lock: asyncio.Lock | None = None
@@ -170,23 +201,25 @@ class S3Provider:
 
     # -- aiobotocore: presigning, and resolution when not explicit ---------------------
 
-    async def client(self) -> Any:
-        """The aiobotocore client (presigned URLs and forms), created on first use."""
-        if self._client is not None:
-            return self._client
+    async def client(self, region: str | None = None) -> Any:
+        """The aiobotocore client for ``region`` (default: the configured one), created on
+        first use: presigned URLs and forms, and resolution when not explicit."""
+        found = self._clients.get(region)
+        if found is not None:
+            return found
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._client is None:
+            if region not in self._clients:
                 from aiobotocore.config import AioConfig
                 from aiobotocore.session import AioSession
 
                 s = self.settings
-                stack = contextlib.AsyncExitStack()
+                stack = self._stack or contextlib.AsyncExitStack()
                 try:
-                    session = AioSession(profile=s.profile) if s.profile else AioSession()
+                    session = self._session or (AioSession(profile=s.profile) if s.profile else AioSession())
                     config = AioConfig(
-                        region_name=s.region,
+                        region_name=region or s.region,
                         signature_version="s3v4",
                         s3={"addressing_style": "path" if s.path_style else "auto"},
                         connect_timeout=s.connect_timeout,
@@ -196,7 +229,7 @@ class S3Provider:
                     client = await stack.enter_async_context(
                         session.create_client(
                             "s3",
-                            region_name=s.region,
+                            region_name=region or s.region,
                             endpoint_url=s.endpoint,
                             aws_access_key_id=s.access_key_id,
                             aws_secret_access_key=s.secret_access_key,
@@ -205,38 +238,107 @@ class S3Provider:
                         )
                     )
                 except BaseException as exc:
-                    await stack.aclose()
+                    if self._stack is None:
+                        await stack.aclose()
                     if isinstance(exc, Exception):
                         raise _driver_error("connect", exc) from exc
                     raise
-                self._stack, self._session, self._client = stack, session, client
-        return self._client
+                self._stack, self._session = stack, session
+                self._clients[region] = client
+        return self._clients[region]
 
     async def _endpoint(self) -> _Endpoint:
         if self._ep is not None:
             return self._ep
+        async with self.regions.lock:  # resolved (and a region discovered) once
+            if self._ep is None:
+                self._ep = await self._resolve()
+        return self._ep
+
+    async def _resolve(self) -> _Endpoint:
         s = self.settings
         static: Credentials | None = None
         source: Any = None
-        region, endpoint = s.region, s.endpoint
+        region, endpoint = self.regions.learned or s.region, s.endpoint
         if s.access_key_id is not None and s.secret_access_key is not None:
             static = Credentials(s.access_key_id, s.secret_access_key, s.session_token)
+        discover = False
         if static is None or endpoint is None or region is None:
             client = await self.client()
-            region = region or client.meta.region_name or "us-east-1"
+            if region is None:  # not in the URL: the AWS environment (AWS_REGION, the profile)?
+                region = self.regions.configured = self._session.get_config_variable("region")
+                discover = region is None
             endpoint = endpoint or str(client.meta.endpoint_url).rstrip("/")
             if static is None:
                 source = await self._session.get_credentials()
                 if source is None:
                     raise PermissionDenied("no S3 credentials found (set access_key_id or the AWS chain)")
-        assert endpoint is not None and region is not None
+        assert endpoint is not None
+        if endpoint.startswith("https://"):
+            await self._load_tls()
+        ep = self._endpoint_at(endpoint, region or DEFAULT_REGION, static, source)
+        if discover:  # no region anywhere: ask the bucket, once
+            found = await self.regions.discover(functools.partial(self._head_bucket, ep))
+            if found != ep.signer.region:
+                ep = await self._endpoint_for(found, ep)
+        return ep
+
+    async def _load_tls(self) -> None:
+        """The CAs that S3's TLS is verified against (see ``_transport.ssl_context``), loaded once."""
+        bundle = self.settings.ca_bundle or os.environ.get("AWS_CA_BUNDLE")
+        if not bundle and self._session is not None:
+            bundle = self._session.get_config_variable("ca_bundle")
+        if not bundle and not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+            return  # aiohttp's default context: nothing to load
+        try:
+            self.transport.ssl = await asyncio.to_thread(ssl_context, bundle)
+        except OSError as exc:  # ssl.SSLError included
+            where = "the ca_bundle option or AWS_CA_BUNDLE" if bundle else "SSL_CERT_FILE / SSL_CERT_DIR"
+            raise InvalidArgument(
+                f"cannot load the CA certificates named by {where} ({bundle!r}): {exc}"
+            ) from None
+
+    def _endpoint_at(self, endpoint: str, region: str, static: Credentials | None, source: Any) -> _Endpoint:
         scheme, _, host = endpoint.partition("://")
-        if s.path_style or "." in self.bucket:
+        if self.settings.path_style or "." in self.bucket:
             base = f"{endpoint}/{quote_path(self.bucket)}"
         else:
             base = f"{scheme}://{self.bucket}.{host}"
-        self._ep = _Endpoint(base, SigV4Signer(region), scheme == "http", static, source)
-        return self._ep
+        return _Endpoint(base, SigV4Signer(region), scheme == "http", static, source)
+
+    async def _endpoint_for(self, region: str, like: _Endpoint) -> _Endpoint:
+        """``like``, signed for ``region``; on AWS's endpoints, sent to that region's."""
+        endpoint = self.settings.endpoint
+        if endpoint is None:
+            endpoint = str((await self.client(region)).meta.endpoint_url).rstrip("/")
+        return self._endpoint_at(endpoint, region, like.static, like.source)
+
+    async def _head_bucket(self, ep: _Endpoint) -> Response:
+        """HeadBucket: its answer names the bucket's region (``x-amz-bucket-region``), whatever its status."""
+        url = ep.base + "/"
+        target = URL(url, encoded=True)
+
+        async def attempt() -> Response:
+            h: dict[str, str] = {}
+            ep.signer.sign("HEAD", url, h, EMPTY_SHA256, ep.static or await ep.credentials())
+            return await self.transport.send("HEAD", target, h, None)
+
+        return await self.policy.call(attempt, f"find region (HEAD {self.bucket})")
+
+    async def _reroute(self, resp: Response, ep: _Endpoint) -> _Endpoint | None:
+        """After a region redirect to a request sent with ``ep``: where to re-send it (None: nowhere)."""
+        async with self.regions.lock:
+            current = self._ep
+            if current is not None and current.signer.region != ep.signer.region:
+                return current  # a concurrent request has already learned where the bucket is
+            region = await self.regions.follow(
+                resp, ep.signer.region, functools.partial(self._head_bucket, ep)
+            )
+            if region is None:
+                return None
+            self._ep = moved = await self._endpoint_for(region, ep)
+        self.regions.warn_once(self.bucket, region)
+        return moved
 
     # -- the one request path ------------------------------------------------------------
 
@@ -252,6 +354,7 @@ class S3Provider:
         payload_hash: str | None = None,
         stream: bool = False,
         shield: bool = False,
+        expect: bool = False,
         check: Callable[[Response], None] | None = None,
     ) -> Response:
         """Sign and send one request with retries; returns the final response (any status).
@@ -261,24 +364,40 @@ class S3Provider:
         answers some failures of CompleteMultipartUpload and CopyObject with 200).
         """
         ep = self._ep or await self._endpoint()
-        url = ep.base + "/" + quote_path(key) if key is not None else ep.base + "/"
+        path = "/" + quote_path(key) if key is not None else "/"
         if query:
-            url += "?" + canonical_query(query)
+            path += "?" + canonical_query(query)
+        url = ep.base + path
         target = URL(url, encoded=True)
         if payload_hash is None:
             payload_hash = EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD
         base_headers = headers or {}
+        if self.opt.every:
+            base_headers = {**self.opt.every, **base_headers}
         transport = self.transport
 
         async def attempt() -> Response:
             h = dict(base_headers)
             ep.signer.sign(method, url, h, payload_hash, ep.static or await ep.credentials())
-            resp = await transport.send(method, target, h, body, stream=stream, shield=shield)
+            resp = await transport.send(method, target, h, body, stream=stream, shield=shield, expect=expect)
             if check is not None and resp.status == 200:
                 check(resp)
             return resp
 
-        return await self.policy.call(attempt, f"{op} ({method} {self.bucket})")
+        what = f"{op} ({method} {self.bucket})"
+        resp = await self.policy.call(attempt, what)
+        if resp.status < 300 or not is_region_redirect(resp, method, ep.signer.region):
+            return resp
+        # The bucket is in another region (see _region.py): re-sign and re-send at once, once.
+        moved = await self._reroute(resp, ep)
+        if moved is None:
+            return resp
+        ep, url = moved, moved.base + path
+        target = URL(url, encoded=True)
+        again = await self.policy.call(attempt, what)
+        again.attempts += resp.attempts
+        again.maybe_applied = again.maybe_applied or resp.maybe_applied
+        return again
 
     async def body_hashes(self, data: memoryview, *, whole: bool) -> tuple[dict[str, str], str | None, str]:
         """(checksum headers, MD5 hex or None, payload hash) for an upload body.
@@ -299,10 +418,31 @@ class S3Provider:
             headers["content-md5"] = base64.b64encode(md5).decode()
         if crc is not None:
             headers["x-amz-checksum-crc32c"] = crc
+            if whole:  # as every AWS SDK says it (moto keeps a PUT's checksum only then)
+                headers["x-amz-sdk-checksum-algorithm"] = "CRC32C"
         return headers, md5.hex() if md5 is not None else None, sha or UNSIGNED_PAYLOAD
 
     def fail(self, resp: Response, op: str, key: str | None, **kw: Any) -> BucketError:
         return error_for(resp, op=op, bucket=self.bucket, key=key, **kw)
+
+    def fail_read(
+        self, resp: Response, op: str, key: str, version: str | None, *, checksums: bool = True
+    ) -> BucketError:
+        """The error of a refused GET or HEAD. S3 answers a missing key with 403, not 404,
+        when the caller may not list the bucket: the message says so, and which grant
+        tells the two apart; and a read that asks for checksums of an SSE-KMS object
+        needs kms:Decrypt."""
+        err = self.fail(resp, op, key, version=version)
+        if isinstance(err, PermissionDenied):
+            kms = "; reading an SSE-KMS object needs kms:Decrypt on its key" if checksums else ""
+            err = PermissionDenied(
+                f"{err.message}: the caller needs s3:GetObject on the key{kms}; and if the object does "
+                f"not exist, S3 answers 403 instead of 404 to a caller without s3:ListBucket on bucket "
+                f"{self.bucket!r} (grant it to get ObjectNotFound instead)",
+                key=key,
+                version=version,
+            )
+        return err
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -310,12 +450,14 @@ class S3Provider:
         view = memoryview(data).cast("B")
         pre = opts.preconditions
         checksum, md5_hex, payload_hash = await self.body_hashes(view, whole=True)
-        headers = {**object_headers(opts), **precondition_headers(pre), **checksum}
+        headers = {**object_headers(opts), **precondition_headers(pre), **checksum, **self.opt.write}
         resp = await self.send(
-            "upload", "PUT", key, headers=headers, body=view, payload_hash=payload_hash, shield=True
-        )
+            "upload", "PUT", key, headers=headers, body=view, payload_hash=payload_hash, shield=True,
+            expect=view.nbytes >= EXPECT_CONTINUE_MIN,
+        )  # fmt: skip
         if resp.status == 412 and pre and resp.maybe_applied:
-            return await self.resolve("upload", key, md5_hex, resp)
+            crc = checksum.get("x-amz-checksum-crc32c")
+            return await self.resolve("upload", key, md5_hex, resp, {"crc32c": crc} if crc else None)
         if resp.status >= 300:
             raise self.fail(resp, "upload", key, conditional_write=pre.if_match is not None)
         h = resp.headers
@@ -323,47 +465,97 @@ class S3Provider:
         stored_crc = checksum.get("x-amz-checksum-crc32c")
         return put_attrs(
             key, opts, view.nbytes, etag, h.get("x-amz-version-id"), None,
-            md5=md5_hex if etag == md5_hex else None,
+            md5=md5_hex if same_etag(etag, md5_hex) else None,
             crc32c=stored_crc if h.get("x-amz-checksum-crc32c") == stored_crc else None,
         )  # fmt: skip
 
-    async def resolve(self, op: str, key: str, ours: str | None, resp: Response) -> ObjectAttrs:
+    async def resolve(
+        self, op: str, key: str, etag: str | None, resp: Response, sums: dict[str, str] | None = None
+    ) -> ObjectAttrs:
         """A conditional write was refused after an attempt that may have been applied:
         is the stored object ours? Yes is success; another object is PreconditionFailed;
-        not knowable is OutcomeUnknown."""
-        try:
-            current: ObjectAttrs | None = await self.head(key)
-        except ObjectNotFound:
-            current = None
+        not knowable is OutcomeUnknown.
+
+        ``sums``: our full-object checksums by ObjectAttrs field name (``crc32c`` ...);
+        ``etag``: the ETag our write gives where it is an MD5 (of the body, or of the
+        parts' for a completion). A checksum the stored object has decides; else an
+        equal ETag is ours, and an unequal one is another object only where the stored
+        ETag is an MD5 of its bytes (not on SSE-KMS or SSE-C objects).
+        """
         tries = f"after {resp.attempts} attempts (an earlier one may have been applied)"
-        if current is not None and ours is not None and current.etag == ours:
+        try:
+            current, etag_is_md5 = await self._current(key)
+        except PermissionDenied as exc:
+            raise OutcomeUnknown(
+                f"{op}: the write may or may not have been applied: the server answered "
+                f"{resp.code or resp.status} {tries}, and the stored object cannot be read to find "
+                f"out ({exc.message}); grant s3:GetObject on the key (aiobucket infra does)",
+                key=key,
+            ) from exc
+        ours: bool | None = None
+        if current is not None:
+            common = [n for n in (sums or {}) if getattr(current, n)]
+            if common:
+                ours = all(getattr(current, n) == (sums or {})[n] for n in common)
+            elif etag is not None and same_etag(current.etag, etag):
+                ours = True
+            elif etag is not None and etag_is_md5:
+                ours = False
+        if ours:
+            assert current is not None
             return current
-        if current is not None and ours is not None:
+        tries += request_ids(resp)  # a failure: S3's ids of the answer that started it
+        if ours is False:
+            assert current is not None
             raise PreconditionFailed(
                 f"{op}: precondition failed {tries}; the object stored now is not ours "
                 f"(etag {current.etag!r})",
                 key=key,
             )
-        found = "the object is gone" if current is None else "our etag cannot be known"
+        found = "the object is gone" if current is None else "neither its checksum nor its etag can tell"
         raise OutcomeUnknown(
             f"{op}: the write may or may not have been applied: the server answered "
             f"{resp.code or resp.status} {tries}, and {found}; read the object to find out",
             key=key,
         )
 
+    async def _current(self, key: str) -> tuple[ObjectAttrs | None, bool]:
+        """(the stored object's attrs with its checksums, or None if absent; whether its
+        ETag is an MD5 of its bytes). Without kms:Decrypt S3 refuses the checksums of an
+        SSE-KMS object with 403: then the attrs without them."""
+        headers = {**self.opt.key, "x-amz-checksum-mode": "ENABLED"}
+        resp = await self.send("attrs", "HEAD", key, headers=headers)
+        if resp.status == 403:
+            resp = await self.send("attrs", "HEAD", key, headers=self.opt.key)
+        if resp.status == 404:
+            return None, False
+        if resp.status >= 300:
+            raise self.fail(resp, "attrs", key)
+        h = resp.headers
+        attrs = object_attrs(key, h, int(h.get("content-length") or 0))
+        encrypted = h.get("x-amz-server-side-encryption", "AES256") != "AES256" or (
+            "x-amz-server-side-encryption-customer-algorithm" in h
+        )
+        etag = attrs.etag.split("-")[0]
+        return attrs, is_md5(etag.lower()) and not encrypted
+
     async def start_multipart(self, key: str, opts: PutOptions) -> Upload:
         from ._multipart import Upload
 
         return await Upload.start(self, key, opts)
 
-    async def head(self, key: str, version: str | None = None, if_match: str | None = None) -> ObjectAttrs:
-        headers = {"x-amz-checksum-mode": "ENABLED"}  # report the stored CRC32C, if any
+    async def head(
+        self, key: str, version: str | None = None, if_match: str | None = None, *, checksums: bool = False
+    ) -> ObjectAttrs:
+        headers = dict(self.opt.key)
+        if checksums:  # a whole read will be verified: report the stored checksums
+            headers["x-amz-checksum-mode"] = "ENABLED"
         if if_match is not None:
             headers["if-match"] = quote_etag(if_match)
         query = [("versionId", version)] if version is not None else None
         resp = await self.send("attrs", "HEAD", key, query=query, headers=headers)
         if resp.status >= 300:
-            raise self.fail(resp, "attrs", key, version=version)
+            raise self.fail_read(resp, "attrs", key, version, checksums=checksums)
         return object_attrs(key, resp.headers, int(resp.headers.get("content-length") or 0))
 
     async def get(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, Body | BytesBody | EmptyBody]:
@@ -376,14 +568,16 @@ class S3Provider:
             attrs = await self.head(key, opts.version, opts.if_match)
             check_read(attrs, opts, key)
             return attrs, EmptyBody()
-        headers = {"x-amz-checksum-mode": "ENABLED"}  # report the stored CRC32C, if any
+        headers = dict(self.opt.key)
+        ranged = bool(opts.offset) or opts.length is not None
+        if not ranged:  # a whole read, which reader.py verifies: report the stored checksums
+            headers["x-amz-checksum-mode"] = "ENABLED"
         if opts.if_match is not None:
             headers["if-match"] = quote_etag(opts.if_match)
         if opts.if_none_match is not None:
             headers["if-none-match"] = quote_etag(opts.if_none_match) if opts.if_none_match != "*" else "*"
         elif opts.if_modified_since is not None:
             headers["if-modified-since"] = format_http_date(opts.if_modified_since)
-        ranged = bool(opts.offset) or opts.length is not None
         if ranged:
             end = "" if opts.length is None else str(opts.offset + opts.length - 1)
             headers["range"] = f"bytes={opts.offset}-{end}"
@@ -421,7 +615,7 @@ class S3Provider:
                 raise RangeNotSatisfiable(
                     f"offset {opts.offset} is at or past the end of the object", key=key
                 )
-            raise self.fail(resp, "download", key, version=opts.version)
+            raise self.fail_read(resp, "download", key, opts.version)
         raw = resp.raw
         try:
             attrs, body = self._opened(key, opts, resp, ranged)
@@ -463,7 +657,7 @@ class S3Provider:
             if ranged:
                 limit = opts.length  # bytes=0-N answered with the whole object: read N
         attrs = object_attrs(key, h, size)
-        if opts.if_match is not None and attrs.etag != opts.if_match:
+        if opts.if_match is not None and not same_etag(attrs.etag, opts.if_match):
             raise ObjectChanged(f"object changed: etag is now {attrs.etag!r}", key=key)
         if opts.version is not None and attrs.version is not None and attrs.version != opts.version:
             raise ObjectChanged(f"the server sent version {attrs.version!r}", key=key)
@@ -485,6 +679,10 @@ class S3Provider:
             current: ObjectAttrs | None = await self.head(key, None)
         except ObjectNotFound:
             current = None
+        except PermissionDenied:
+            # A role without s3:ListBucket gets 403 for a missing key: no early check,
+            # the write's own conditional headers decide (atomically, on AWS).
+            return
         check_preconditions(current, pre, key)
 
     async def delete(self, key: str, version: str | None = None) -> None:
@@ -577,7 +775,8 @@ class S3Provider:
     async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:
         from ._post import sign_post
 
-        return await sign_post(await self.client(), self.bucket, key, policy)
+        self._no_sse_c("an upload form", key)
+        return await sign_post(await self._signing_client(), self.bucket, key, policy, self.opt.write)
 
     async def sign_url(
         self,
@@ -591,8 +790,9 @@ class S3Provider:
     ) -> str:
         if method not in ("GET", "PUT"):
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
-        client = await self.client()
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        self._no_sse_c("a signed URL", key)
+        client = await self._signing_client()
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._signed_params(method)}
         if method == "PUT" and content_type is not None:  # signed headers: S3 refuses others
             params["ContentType"] = content_type
         if method == "PUT" and content_length is not None:
@@ -610,9 +810,62 @@ class S3Provider:
             raise _driver_error("sign url", exc, key) from exc
         return url
 
+    async def _signing_client(self) -> Any:
+        """The client that presigns for the bucket's region.
+
+        No request tells a signed URL's holder to re-sign, so the region is made sure of
+        first: found (no region configured), learned from a redirect, or else confirmed
+        once by a HeadBucket. If that cannot be had (offline, no answer naming a region),
+        the configured region is used.
+        """
+        ep = self._ep or await self._endpoint()
+        if self.regions.learned is None and not self.regions.checked:
+            self.regions.checked = True
+            with contextlib.suppress(BucketError):
+                ep = await self._confirm_region(ep)
+        region = ep.signer.region
+        return await self.client(None if region == self.settings.region else region)
+
+    async def _confirm_region(self, ep: _Endpoint) -> _Endpoint:
+        async with self.regions.lock:
+            if self.regions.learned is not None and self._ep is not None:
+                return self._ep
+            found = await self.regions.discover(functools.partial(self._head_bucket, ep))
+            if self.regions.learned is None or found == ep.signer.region:
+                return ep
+            self._ep = moved = await self._endpoint_for(found, ep)
+        self.regions.warn_once(self.bucket, found)
+        return moved
+
+    def _no_sse_c(self, what: str, key: str) -> None:
+        if self.settings.sse_customer_key is not None:
+            raise NotSupported(
+                f"cannot sign {what} on an SSE-C bucket: every request needs the customer key in its "
+                "headers, which a browser does not have (and must not be given)",
+                key=key,
+            )
+
+    def _signed_params(self, method: str) -> dict[str, Any]:
+        """The bucket options a presigned request must carry: botocore signs them (as
+        query parameters, or as headers the client must send)."""
+        s, params = self.settings, dict[str, Any]()
+        if s.request_payer is not None:
+            params["RequestPayer"] = s.request_payer
+        if s.expected_owner is not None:
+            params["ExpectedBucketOwner"] = s.expected_owner
+        if method == "PUT":
+            if s.sse is not None:
+                params["ServerSideEncryption"] = s.sse
+            if s.sse_kms_key_id is not None:
+                params["SSEKMSKeyId"] = s.sse_kms_key_id
+            if s.bucket_key is not None:
+                params["BucketKeyEnabled"] = s.bucket_key
+        return params
+
     async def aclose(self) -> None:
-        stack, self._stack, self._client = self._stack, None, None
-        self._ep = None
+        stack, self._stack = self._stack, None
+        self._clients = {}
+        self._ep = None  # the region learned is kept (self.regions)
         try:
             await self.transport.aclose()
         finally:

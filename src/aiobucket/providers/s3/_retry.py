@@ -91,8 +91,14 @@ def is_throttle(status: int, code: str) -> bool:
     return status == 429 or code in BUSY
 
 
+CONFLICT = "ConditionalRequestConflict"
+"""409 to a conditional PUT, completion or copy: "a conflicting operation occurred; retry"
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-requests.html). Nothing
+was written, so a later 412 is not our own write unless an earlier attempt may have been."""
+
+
 def is_transient_status(status: int, code: str) -> bool:
-    return status >= 500 or status == 429 or code in THROTTLED
+    return status >= 500 or status == 429 or code in THROTTLED or code == CONFLICT
 
 
 def _loopback(host: str | None) -> bool:

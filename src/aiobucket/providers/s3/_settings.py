@@ -1,11 +1,19 @@
-"""Parsing ``s3://cloud-name?...`` bucket settings (no driver imports here)."""
+"""Parsing ``s3://cloud-name?...`` bucket settings (no driver imports here).
+
+The bucket options that bucket policies require (encryption, requester pays, the
+expected owner) are turned into request headers here, once per provider
+(``OptionHeaders``), so the request path only merges ready dicts.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import InvalidArgument
@@ -14,7 +22,7 @@ if TYPE_CHECKING:
     from ...config import BucketSettings
 
 URL_PARAMS = ("region", "endpoint", "path_style")
-OPTIONS = (
+OPTIONS: tuple[str, ...] = (
     "region",
     "endpoint",
     "path_style",
@@ -32,7 +40,21 @@ OPTIONS = (
     "retry_deadline",
     "retry_quota",
     "adaptive_retry",
+    "ca_bundle",
 )
+BUCKET_OPTIONS = (
+    "sse",
+    "sse_kms_key_id",
+    "bucket_key",
+    "sse_customer_key",
+    "sse_customer_key_env",
+    "request_payer",
+    "expected_owner",
+)
+"""Options that bucket policies may require: encryption, requester pays, the owner."""
+OPTIONS += BUCKET_OPTIONS
+SSE_VALUES = ("AES256", "aws:kms")
+REQUEST_PAYER_VALUES = ("requester",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +84,23 @@ class S3Settings:
     """Tokens this provider may spend on retries (5 a retry, 10 after a timeout; see _retry.py)."""
     adaptive_retry: bool = False
     """Pace the whole provider's requests after a throttle (``_ratelimit.py``); default: on for AWS."""
+    ca_bundle: str | None = None
+    """A PEM file of CAs that TLS is verified against instead of the system's (else
+    ``AWS_CA_BUNDLE``, else the AWS profile's ``ca_bundle``)."""
+
+    sse: str | None = None
+    """Server-side encryption asked for on every write: "AES256" or "aws:kms"; None: the
+    bucket's default."""
+    sse_kms_key_id: str | None = None
+    """The KMS key (id, ARN or alias) of "aws:kms" writes; None: the bucket's or aws/s3."""
+    bucket_key: bool | None = None
+    """S3 Bucket Keys for "aws:kms" writes (x-amz-server-side-encryption-bucket-key-enabled)."""
+    sse_customer_key: bytes | None = None
+    """SSE-C: the customer's 256-bit key, sent on every request that reads or writes bytes."""
+    request_payer: str | None = None
+    """"requester": this account pays for requests to a requester-pays bucket."""
+    expected_owner: str | None = None
+    """The account ID that must own the bucket (x-amz-expected-bucket-owner): else 403."""
 
     def __repr__(self) -> str:  # never print the secret
         return (
@@ -164,7 +203,128 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         retry_deadline=_number("retry_deadline", where, opts.get("retry_deadline", 30.0), float),
         retry_quota=int(_number("retry_quota", where, opts.get("retry_quota", 500), int)),
         adaptive_retry=is_aws(endpoint) if adaptive is None else adaptive,
+        ca_bundle=_str("ca_bundle", where, opts["ca_bundle"]) if "ca_bundle" in opts else None,
+        **_bucket_options(opts, where),
     )
+
+
+def _choice(name: str, where: str, value: object, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InvalidArgument(
+            f"{where}: {name} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}"
+        )
+    assert isinstance(value, str)
+    return value
+
+
+class _BucketOptions(TypedDict, total=False):
+    sse: str
+    sse_kms_key_id: str
+    bucket_key: bool
+    sse_customer_key: bytes
+    request_payer: str
+    expected_owner: str
+
+
+def _bucket_options(opts: Mapping[str, object], where: str) -> _BucketOptions:
+    """sse, sse_kms_key_id, bucket_key, SSE-C, request_payer and expected_owner, checked."""
+    out: _BucketOptions = {}
+    sse = opts.get("sse")
+    if sse is not None:
+        sse = out["sse"] = _choice("sse", where, sse, SSE_VALUES)
+    if "sse_kms_key_id" in opts:
+        out["sse_kms_key_id"] = _str("sse_kms_key_id", where, opts["sse_kms_key_id"])
+        if sse is None:
+            sse = out["sse"] = "aws:kms"  # a KMS key means KMS encryption
+    if "bucket_key" in opts:
+        out["bucket_key"] = _bool("bucket_key", where, opts["bucket_key"])
+    if sse != "aws:kms" and ("sse_kms_key_id" in opts or "bucket_key" in opts):
+        raise InvalidArgument(f"{where}: sse_kms_key_id and bucket_key need sse = 'aws:kms', not {sse!r}")
+    key = _customer_key(opts, where)
+    if key is not None:
+        if sse is not None:
+            raise InvalidArgument(f"{where}: set sse or an SSE-C customer key (sse_customer_key), not both")
+        out["sse_customer_key"] = key
+    if "request_payer" in opts:
+        out["request_payer"] = _choice("request_payer", where, opts["request_payer"], REQUEST_PAYER_VALUES)
+    if "expected_owner" in opts:
+        owner = opts["expected_owner"]
+        if isinstance(owner, int) and not isinstance(owner, bool):
+            owner = f"{owner:012d}"
+        if not isinstance(owner, str) or len(owner) != 12 or not owner.isdigit():
+            raise InvalidArgument(f"{where}: expected_owner must be a 12-digit AWS account ID, got {owner!r}")
+        out["expected_owner"] = owner
+    return out
+
+
+def _customer_key(opts: Mapping[str, object], where: str) -> bytes | None:
+    """The SSE-C key: base64 of 32 bytes, in config or in the environment variable it names."""
+    value = opts.get("sse_customer_key")
+    env = opts.get("sse_customer_key_env")
+    if value is not None and env is not None:
+        raise InvalidArgument(f"{where}: set sse_customer_key or sse_customer_key_env, not both")
+    if env is not None:
+        env_name = _str("sse_customer_key_env", where, env)
+        value = os.environ.get(env_name)
+        if not value:
+            raise InvalidArgument(
+                f"{where}: sse_customer_key_env names {env_name!r}, but that environment variable is not set"
+            )
+    if value is None:
+        return None
+    try:
+        key = base64.b64decode(_str("sse_customer_key", where, value), validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) != 32:
+        raise InvalidArgument(
+            f"{where}: the SSE-C customer key must be base64 of 32 bytes (a 256-bit AES key, "
+            "e.g. from `openssl rand -base64 32`)"
+        )
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class OptionHeaders:
+    """The headers the bucket options add, by the requests that carry them (S3 API reference:
+    PutObject, CreateMultipartUpload, UploadPart, CopyObject, GetObject, HeadObject)."""
+
+    every: dict[str, str]
+    """On every request: x-amz-request-payer, x-amz-expected-bucket-owner."""
+    write: dict[str, str]
+    """On a new object (PutObject, CreateMultipartUpload, CopyObject's destination): SSE."""
+    key: dict[str, str]
+    """On every request that reads or writes an SSE-C object's bytes or attributes: GET,
+    HEAD, UploadPart, CompleteMultipartUpload, and (with ``write``) the new object's."""
+    source: dict[str, str]
+    """On CopyObject / UploadPartCopy, about the source: its SSE-C key and its owner."""
+
+
+def option_headers(s: S3Settings) -> OptionHeaders:
+    every: dict[str, str] = {}
+    if s.request_payer is not None:
+        every["x-amz-request-payer"] = s.request_payer
+    if s.expected_owner is not None:
+        every["x-amz-expected-bucket-owner"] = s.expected_owner
+    write: dict[str, str] = {}
+    if s.sse is not None:
+        write["x-amz-server-side-encryption"] = s.sse
+    if s.sse_kms_key_id is not None:
+        write["x-amz-server-side-encryption-aws-kms-key-id"] = s.sse_kms_key_id
+    if s.bucket_key is not None:
+        write["x-amz-server-side-encryption-bucket-key-enabled"] = "true" if s.bucket_key else "false"
+    key: dict[str, str] = {}
+    source: dict[str, str] = {}
+    if s.sse_customer_key is not None:
+        b64 = base64.b64encode(s.sse_customer_key).decode()
+        md5 = base64.b64encode(hashlib.md5(s.sse_customer_key, usedforsecurity=False).digest()).decode()
+        for prefix, into in (("x-amz-", key), ("x-amz-copy-source-", source)):
+            into[prefix + "server-side-encryption-customer-algorithm"] = "AES256"
+            into[prefix + "server-side-encryption-customer-key"] = b64
+            into[prefix + "server-side-encryption-customer-key-md5"] = md5
+    if s.expected_owner is not None:
+        source["x-amz-source-expected-bucket-owner"] = s.expected_owner
+    return OptionHeaders(every, {**write, **key}, key, source)
 
 
 def is_aws(endpoint: str | None) -> bool:

@@ -18,6 +18,17 @@ Invariants:
   shielded.
 * A provider dropped without ``aclose()`` closes its connections quietly when it is
   collected (or at exit): no "Unclosed client session" noise after an error.
+* Networks that companies run: ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` are honoured
+  as aiohttp's ``trust_env`` reads them (credentials in the proxy URL or ``.netrc``),
+  looked up once per endpoint host for the session's life, not on every request. TLS is
+  verified against ``ca_bundle`` (the option, else ``AWS_CA_BUNDLE``, else the AWS
+  profile's ``ca_bundle``) when one is named, else against the system's store, which
+  ``SSL_CERT_FILE``/``SSL_CERT_DIR`` redirect (``ssl_context``).
+* ``expect=True`` (large single PUTs) sends ``Expect: 100-continue`` and the body only
+  after the server's 100: a refusal (403, a region redirect) costs no upload, and its
+  connection is closed, never reused with a body half-sent. A 417 (an HTTP/1.0 proxy)
+  sends the request again at once without it; no answer within ``CONTINUE_WAIT`` (1 s,
+  as botocore) sends the body anyway, since aiohttp would wait with no timeout at all.
 """
 
 from __future__ import annotations
@@ -25,19 +36,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import ssl
 import weakref
 from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
 from aiohttp import payload as aiohttp_payload
+from aiohttp.helpers import get_env_proxy_for_url, proxies_from_env
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..._aio import run_to_completion
 from ._xml import parse_error
 
-__all__ = ["Response", "Transport"]
+__all__ = ["Response", "Transport", "ssl_context"]
 
 _SEND_SLICE = 256 * 1024
 _READ_WHOLE = 64 * 1024  # a streamed GET this small is read whole (fewer awaits per object)
@@ -113,6 +127,28 @@ class _Request(aiohttp.ClientRequest):
             return
         super().update_auto_headers(skip_auto_headers)  # pragma: no cover - older aiohttp
 
+    async def send(self, conn: Any) -> aiohttp.ClientResponse:
+        """With ``Expect: 100-continue``, the body goes after the server's 100, or after
+        ``CONTINUE_WAIT`` seconds without an answer (RFC 9110 10.1.1: "a client ... SHOULD
+        NOT wait for an indefinite period"; botocore waits 1 s too): an intermediary that
+        drops the header would otherwise leave the request hanging until the read timeout.
+        A refusal within that time costs no body (the transport releases it at once)."""
+        resp = await super().send(conn)
+        waiter = getattr(self, "_continue", None)  # aiohttp's future for the 100
+        if isinstance(waiter, asyncio.Future) and not waiter.done():
+            timer = self.loop.call_later(CONTINUE_WAIT, _go_on, waiter)
+            waiter.add_done_callback(lambda _: timer.cancel())
+        return resp
+
+
+CONTINUE_WAIT = 1.0
+"""Seconds a body waits for the server's 100 Continue before it is sent anyway."""
+
+
+def _go_on(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(True)
+
 
 def _relay(waiter: asyncio.Future[None], _task: object) -> None:
     if not waiter.done():
@@ -146,8 +182,32 @@ def _close_quietly(connector: aiohttp.BaseConnector) -> None:
         connector._close()
 
 
+def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | None:
+    """The TLS context for S3 endpoints; None: aiohttp's default (the system's store).
+
+    A CA bundle replaces the system's store, as in botocore (``verify=<path>``).
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR`` are read by OpenSSL when a default context is
+    made, so one is made here when either is set (aiohttp's own was made at its import).
+    Reads files: call it off the event loop.
+    """
+    if ca_bundle:
+        return ssl.create_default_context(cafile=ca_bundle)
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context()
+    return None
+
+
+_NO_PROXY: tuple[None, None] = (None, None)
+"""(proxy URL, proxy headers) when no proxy applies."""
+
+
 class Transport:
     def __init__(self, *, pool: int, connect_timeout: float, read_timeout: float) -> None:
+        self.ssl: ssl.SSLContext | None = None
+        """Set before the first request (``ssl_context``); None: aiohttp's default."""
+        self._proxies: dict[tuple[str, str | None], tuple[URL | None, dict[str, str] | None]] = {}
+        self._proxied = False
+        """The environment names a proxy (read when the session is made): only then look one up."""
         self._pool = pool
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
@@ -161,7 +221,12 @@ class Transport:
         if session is not None and not session.closed:
             return session
         loop = asyncio.get_running_loop()
-        connector = aiohttp.TCPConnector(limit=self._pool, limit_per_host=0, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(
+            limit=self._pool,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            ssl=self.ssl if self.ssl is not None else True,
+        )
         session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
@@ -174,6 +239,7 @@ class Transport:
         # aiohttp resends an idempotent request once on a dropped keep-alive
         # connection; our retry layer decides that (and counts the attempt).
         session._retry_connection = False
+        self._proxied = bool(proxies_from_env())
         self._session, self._loop = session, loop
         self._finalizer = weakref.finalize(self, _close_quietly, connector)
         return session
@@ -187,19 +253,75 @@ class Transport:
         *,
         stream: bool = False,
         shield: bool = False,
+        expect: bool = False,
     ) -> Response:
-        work = self._exchange(method, url, headers, body, stream)
+        work = self._exchange(method, url, headers, body, stream, expect)
+        if expect:
+            work = self._expecting(work, method, url, headers, body, stream)
         if shield:
             return await _on_wire(work)
         return await work
 
+    async def _expecting(
+        self,
+        work: Coroutine[Any, Any, Response],
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        body: memoryview | bytes | None,
+        stream: bool,
+    ) -> Response:
+        """A server or proxy that does not do ``Expect`` answers 417 (RFC 9110, 10.1.1),
+        before any of the body: the request is sent again at once, without it."""
+        resp = await work
+        if resp.status != 417:
+            return resp
+        return await self._exchange(method, url, headers, body, stream, False)
+
+    def proxy_for(self, url: URL) -> tuple[URL | None, dict[str, str] | None]:
+        """The proxy for ``url``'s host and the headers for it (its credentials, from its URL
+        or ``.netrc``), from the environment, looked up once per host."""
+        where = (url.scheme, url.raw_host)
+        found = self._proxies.get(where)
+        if found is None:
+            try:
+                proxy, auth = get_env_proxy_for_url(url)
+            except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
+                found = _NO_PROXY
+            else:
+                found = (proxy, {"Proxy-Authorization": auth.encode()} if auth is not None else None)
+            self._proxies[where] = found
+        return found
+
     async def _exchange(
-        self, method: str, url: URL, headers: dict[str, str], body: memoryview | bytes | None, stream: bool
+        self,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        body: memoryview | bytes | None,
+        stream: bool,
+        expect: bool,
     ) -> Response:
         data: Any = None
         if body is not None:
             data = _View(body) if isinstance(body, memoryview) else aiohttp_payload.BytesPayload(body)
-        resp = await self.session().request(method, url, headers=headers, data=data, allow_redirects=False)
+        session = self.session()
+        proxy, proxy_headers = self.proxy_for(url) if self._proxied else _NO_PROXY
+        if proxy_headers is not None and url.scheme == "http":
+            # A plain-HTTP proxy reads its credentials on the request itself (a CONNECT
+            # proxy on the CONNECT); SigV4 never signs Proxy-Authorization.
+            headers = {**headers, **proxy_headers}
+            proxy_headers = None
+        resp = await session.request(
+            method,
+            url,
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+            proxy=proxy,
+            proxy_headers=proxy_headers,
+            expect100=expect,
+        )
         handed_over = False
         try:
             if stream and resp.status < 300:
@@ -218,6 +340,7 @@ class Transport:
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
+        self._proxies.clear()
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None

@@ -5,10 +5,11 @@ Invariants:
 * ETags are unquoted on the way in and quoted on the way out.
 * ``ObjectAttrs.md5`` is set only when the ETag is an MD5 we can vouch for: 32 hex
   digits (a single-part upload) and no SSE-KMS / SSE-C encryption, whose ETags are
-  not MD5s. ``crc32c`` only from a full-object ``x-amz-checksum-crc32c``: typed
-  FULL_OBJECT, or untyped on a single-part object (a multipart object's untyped
-  checksum may be COMPOSITE, a checksum of its parts' checksums: moto 5.2 sends
-  those without "-N" or a type).
+  not MD5s. ``crc32c``, ``crc32`` and ``crc64nvme`` only from a full-object
+  ``x-amz-checksum-<name>``: typed FULL_OBJECT, or untyped on a single-part object
+  (a multipart object's untyped checksum may be COMPOSITE, a checksum of its parts'
+  checksums: moto 5.2 sends those without "-N" or a type).
+* ETags compare case-insensitively (``base.same_etag``).
 * A streamed body is counted: a body that ends before its Content-Length is
   ConnectionLost, never a short object, and ``aclose()`` always releases the
   connection (back to the pool after EOF, dropped otherwise).
@@ -47,12 +48,18 @@ __all__ = [
 CHUNK = 1024 * 1024
 _HASH_IN_THREAD = 1024 * 1024  # hashlib releases the GIL; below this a thread hop costs more
 _HEX = frozenset("0123456789abcdef")
+_HEX_ANY_CASE = frozenset("0123456789abcdefABCDEF-")
 _MONTH_NAMES = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec"
 _MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES.split(), 1)}
 
 
 def quote_etag(etag: str) -> str:
-    return f'"{etag.strip(chr(34))}"'
+    """The ETag as a header value: quoted, and a hex ETag ("-N" suffix allowed) in lower
+    case, as S3 makes them and compares them (byte for byte)."""
+    bare = etag.strip('"')
+    if not _HEX.issuperset(bare) and _HEX_ANY_CASE.issuperset(bare):
+        bare = bare.lower()
+    return f'"{bare}"'
 
 
 def unquote_etag(etag: object) -> str:
@@ -92,6 +99,8 @@ def object_headers(opts: PutOptions) -> dict[str, str]:
         headers["cache-control"] = opts.cache_control
     if opts.content_disposition is not None:
         headers["content-disposition"] = opts.content_disposition
+    if opts.content_encoding is not None:
+        headers["content-encoding"] = opts.content_encoding
     for k, v in opts.metadata.items():
         headers["x-amz-meta-" + k.lower()] = v
     return headers
@@ -165,8 +174,11 @@ def _vouched_md5(etag: str, headers: Mapping[str, str]) -> str | None:
     return etag
 
 
-def _crc32c(headers: Mapping[str, str], etag: str) -> str | None:
-    value = headers.get("x-amz-checksum-crc32c")
+def _full_object(headers: Mapping[str, str], etag: str, name: str) -> str | None:
+    """The full-object checksum ``x-amz-checksum-<name>``, if the object has one."""
+    value = headers.get("x-amz-checksum-" + name)
+    if not value:
+        return None
     kind = headers.get("x-amz-checksum-type")
     if not value or "-" in value or kind not in (None, "FULL_OBJECT") or (kind is None and "-" in etag):
         return None
@@ -186,8 +198,11 @@ def object_attrs(key: str, headers: Mapping[str, str], size: int) -> ObjectAttrs
         content_disposition=headers.get("content-disposition"),
         metadata=metadata,
         last_modified=http_date(headers.get("last-modified")),
-        crc32c=_crc32c(headers, etag),
+        crc32c=_full_object(headers, etag, "crc32c"),
         md5=_vouched_md5(etag, headers),
+        crc32=_full_object(headers, etag, "crc32"),
+        crc64nvme=_full_object(headers, etag, "crc64nvme"),
+        content_encoding=headers.get("content-encoding"),
     )
 
 
@@ -213,6 +228,7 @@ def put_attrs(
         last_modified=modified or datetime.now(UTC),
         md5=md5,
         crc32c=crc32c,
+        content_encoding=opts.content_encoding,
     )
 
 

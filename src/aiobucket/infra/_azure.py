@@ -1,0 +1,103 @@
+"""``aiobucket infra --format rbac-azure``: Azure RBAC role assignments per service.
+
+For each service: the built-in role that covers it (``Storage Blob Data Reader`` when it
+only reads and lists, else ``Storage Blob Data Contributor``) scoped to the container,
+and a custom role with exactly the data actions its refs need, scoped the same way.
+A key prefix becomes an ABAC condition on the blob path. Signed URLs need the account
+key (service SAS, a control-plane ``listKeys`` the deployer grants separately) or a
+user-delegation key (``generateUserDelegationKey``, listed as an action).
+Sources: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage
+and https://learn.microsoft.com/azure/role-based-access-control/permissions/storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from ._analysis import Manifest
+
+__all__ = ["azure_location", "azure_rbac"]
+
+_BLOBS = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
+READ = f"{_BLOBS}/read"
+WRITE = f"{_BLOBS}/write"
+DELETE = f"{_BLOBS}/delete"
+DELEGATION_KEY = "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"
+_READERS = {"Downloader", "SignedDownloader", "Attrser", "Lister"}
+
+
+def azure_location(bucket: str) -> tuple[str, str, str]:
+    """(account, container, key prefix) from the configuration, for az:// buckets; other
+    buckets are assumed to be a container named as in code, in an account to fill in."""
+    from .. import config
+
+    settings = config.resolve(bucket)
+    if settings.scheme != "az":
+        return "{account}", bucket, ""
+    parts = urlsplit(settings.url)
+    account = parse_qs(parts.query).get("account", ["{account}"])[-1]
+    return account, parts.netloc or bucket, settings.key_prefix
+
+
+def _scope(account: str, container: str) -> str:
+    return (
+        "/subscriptions/{subscription}/resourceGroups/{resource-group}/providers/Microsoft.Storage/"
+        f"storageAccounts/{account}/blobServices/default/containers/{container}"
+    )
+
+
+def azure_rbac(
+    manifest: Manifest, location: Callable[[str], tuple[str, str, str]] = azure_location
+) -> dict[str, dict[str, Any]]:
+    """Per service: built-in role assignments and one least-privilege custom role."""
+    out: dict[str, dict[str, Any]] = {}
+    for service, buckets in sorted(manifest.services.items()):
+        assignments: list[dict[str, Any]] = []
+        data_actions: set[str] = set()
+        actions: set[str] = set()
+        scopes: list[str] = []
+        for bucket, perms in sorted(buckets.items()):
+            account, container, prefix = location(bucket)
+            needed: set[str] = set()
+            if perms & _READERS:
+                needed.add(READ)
+            if perms & {"Uploader", "SignedUploader"}:
+                needed.add(WRITE)
+            if "Remover" in perms:
+                needed.add(DELETE)
+            if perms & {"SignedUploader", "SignedDownloader"}:
+                actions.add(DELEGATION_KEY)
+            if not needed:
+                continue
+            scope = _scope(account, container)
+            assignment: dict[str, Any] = {
+                "bucket": bucket,
+                "role": "Storage Blob Data Reader" if needed == {READ} else "Storage Blob Data Contributor",
+                "scope": scope,
+            }
+            if prefix:
+                assignment["condition"] = (
+                    f"@Resource[{_BLOBS}:path] StringStartsWith '{prefix}'"  # ABAC on the key prefix
+                )
+                assignment["conditionVersion"] = "2.0"
+            assignments.append(assignment)
+            data_actions |= needed
+            scopes.append(scope)
+        if assignments:
+            out[service] = {
+                "builtin": assignments,
+                "custom_role": {
+                    "Name": f"aiobucket {service}",
+                    "IsCustom": True,
+                    "Description": f"What service {service!r} does with its buckets (aiobucket infra)",
+                    "Actions": sorted(actions),
+                    "NotActions": [],
+                    "DataActions": sorted(data_actions),
+                    "NotDataActions": [],
+                    "AssignableScopes": sorted(set(scopes)),
+                },
+            }
+    return out

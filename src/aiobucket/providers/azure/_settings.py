@@ -1,0 +1,134 @@
+"""Parsing ``az://<container>?account=NAME&endpoint=...`` bucket settings (no driver imports).
+
+Option names follow the S3 and GCS ones where the meaning is the same (``endpoint``,
+``max_attempts``, timeouts, backoff, pool size). Credentials, in the order tried:
+``account_key`` (or ``account_key_env``) signs with SharedKey; else ``sas_token``
+is appended to every request; else azure-identity's ``DefaultAzureCredential``
+supplies AAD bearer tokens (the ``aiobucket[azure]`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+from ...errors import InvalidArgument
+from ..s3._settings import _number, _str
+
+if TYPE_CHECKING:
+    from ...config import BucketSettings
+
+URL_PARAMS = ("account", "endpoint")
+OPTIONS = (
+    "account",
+    "endpoint",
+    "account_key",
+    "account_key_env",
+    "sas_token",
+    "max_pool_connections",
+    "max_attempts",
+    "connect_timeout",
+    "read_timeout",
+    "backoff_base",
+    "backoff_max",
+)
+# Container names: 3-63 of lowercase letters, digits and single hyphens (Azure's naming rules).
+_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+
+
+@dataclass(frozen=True, slots=True)
+class AzureSettings:
+    container: str
+    account: str
+    endpoint: str
+    """The account's blob endpoint, no trailing slash: https://NAME.blob.core.windows.net,
+    or Azurite's http://127.0.0.1:10000/devstoreaccount1."""
+    account_key: str | None = None
+    sas_token: str | None = None
+    max_pool_connections: int = 64
+    max_attempts: int = 5
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    backoff_base: float = 0.1
+    backoff_max: float = 5.0
+
+    def __repr__(self) -> str:  # never print the key or the token
+        return (
+            f"AzureSettings(container={self.container!r}, account={self.account!r}, "
+            f"endpoint={self.endpoint!r})"
+        )
+
+
+def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
+    where = f"bucket {name!r}"
+    parts = urlsplit(settings.url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = sorted(set(query) - set(URL_PARAMS))
+    if unknown:
+        raise InvalidArgument(
+            f"{where}: unknown parameter(s) {unknown} in {settings.url!r}; "
+            f"az:// URLs take {', '.join(URL_PARAMS)}"
+        )
+    opts: Mapping[str, object] = settings.options
+    unknown = sorted(set(opts) - set(OPTIONS))
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown Azure option(s) {unknown}; known: {', '.join(OPTIONS)}")
+    merged: dict[str, object] = {**opts, **query}
+    container = parts.netloc or name
+    if not _CONTAINER.match(container):
+        raise InvalidArgument(
+            f"{where}: {container!r} is not an Azure container name (3-63 lowercase letters, digits "
+            "and single hyphens)"
+        )
+    if "account" not in merged:
+        raise InvalidArgument(f"{where}: az:// needs the storage account: az://{container}?account=NAME")
+    account = _str("account", where, merged["account"])
+    if not _ACCOUNT.match(account):
+        raise InvalidArgument(
+            f"{where}: {account!r} is not a storage account name (3-24 lowercase letters/digits)"
+        )
+    endpoint = merged.get("endpoint")
+    if endpoint is None:
+        endpoint = f"https://{account}.blob.core.windows.net"
+    endpoint = _str("endpoint", where, endpoint).rstrip("/")
+    if not endpoint.startswith(("http://", "https://")):
+        raise InvalidArgument(f"{where}: endpoint {endpoint!r} must start with http:// or https://")
+
+    key = opts.get("account_key")
+    key_env = opts.get("account_key_env")
+    if key is not None and key_env is not None:
+        raise InvalidArgument(f"{where}: set account_key or account_key_env, not both")
+    if key_env is not None:
+        env_name = _str("account_key_env", where, key_env)
+        key = os.environ.get(env_name)
+        if not key:
+            raise InvalidArgument(
+                f"{where}: account_key_env names {env_name!r}, but that environment variable is not set"
+            )
+    sas = opts.get("sas_token")
+    concurrency = settings.concurrency or 8
+    return AzureSettings(
+        container=container,
+        account=account,
+        endpoint=endpoint,
+        account_key=_str("account_key", where, key) if key is not None else None,
+        sas_token=_str("sas_token", where, sas).lstrip("?") if sas is not None else None,
+        max_pool_connections=int(
+            _number(
+                "max_pool_connections",
+                where,
+                opts.get("max_pool_connections", max(64, concurrency * 2 + 10)),
+                int,
+            )
+        ),
+        max_attempts=int(_number("max_attempts", where, opts.get("max_attempts", 5), int)),
+        connect_timeout=_number("connect_timeout", where, opts.get("connect_timeout", 10.0), float),
+        read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
+        backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
+        backoff_max=_number("backoff_max", where, opts.get("backoff_max", 5.0), float),
+    )

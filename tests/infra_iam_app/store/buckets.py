@@ -1,0 +1,3 @@
+from aiobucket import Bucket
+
+Files = Bucket("files")
