@@ -314,3 +314,19 @@ def test_an_encoded_versions_page_is_decoded_as_aws_documents() -> None:
     # A server that ignored encoding-type sends names raw: a "%" or "+" stays as it is.
     raw = page.replace(b"<EncodingType>url</EncodingType>", b"")
     assert parse_list(raw, versions=True).entries[0].name == "p%2Fa+b%2Bc%25"
+
+
+async def test_the_ready_made_personas_install_by_name(s3_server: S3Server) -> None:
+    from personas import persona
+
+    with proxied(s3_server) as (bucket, proxy):
+        for name in ("late-error-on-complete", "truncated-complete", "late-error-on-copy", "bad-digest-once"):
+            persona(f"aws_errors:{name}").install(proxy)
+        persona("aws_throttle:slowdown-above-100-rps").install(proxy)
+        data = payload(PART + 10, seed=6)
+        await put(bucket, "k", data, part_size=PART)  # one BadDigest, one late error, one truncation
+        await bucket.copy("k", "k2")  # one late error
+        assert await bucket.download("k2").read() == data
+        await proxy.settled()
+        assert len(proxy.matching(**COMPLETE)) == 3
+        assert len([r for r in proxy.matching(method="PUT") if is_copy(r)]) == 2

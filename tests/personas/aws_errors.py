@@ -25,9 +25,11 @@ Each function returns a faultproxy fault; add it with ``proxy.add_rule(fault, ..
 
 from __future__ import annotations
 
-from faultproxy import Respond, s3_error
+from dataclasses import dataclass
 
-__all__ = ["bad_digest", "late_error", "truncated_200"]
+from faultproxy import FaultProxy, Request, Respond, s3_error
+
+__all__ = ["PERSONAS", "Once", "bad_digest", "late_error", "truncated_200"]
 
 _XML = {"Content-Type": "application/xml"}
 _DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -68,3 +70,35 @@ def truncated_200(keep: int = 60, result: str = "CompleteMultipartUploadResult")
 def bad_digest() -> Respond:
     """400 BadDigest: the body S3 received does not match the checksum that came with it."""
     return s3_error(400, "BadDigest", "The Content-MD5 you specified did not match what we received.")
+
+
+def _complete(req: Request) -> bool:
+    return req.method == "POST" and "uploadId=" in req.query
+
+
+def _copy(req: Request) -> bool:
+    return req.method == "PUT" and req.header("x-amz-copy-source") is not None
+
+
+def _put(req: Request) -> bool:
+    return req.method == "PUT" and req.header("x-amz-copy-source") is None
+
+
+@dataclass(frozen=True)
+class Once:
+    """A ready-made persona: ``fault`` on the first request that ``where`` picks."""
+
+    fault: Respond
+    where: str
+
+    def install(self, proxy: FaultProxy) -> None:
+        pick = {"complete": _complete, "copy": _copy, "put": _put}[self.where]
+        proxy.add_rule(self.fault, when=pick)
+
+
+PERSONAS = {
+    "late-error-on-complete": Once(late_error(), "complete"),
+    "truncated-complete": Once(truncated_200(), "complete"),
+    "late-error-on-copy": Once(late_error(), "copy"),
+    "bad-digest-once": Once(bad_digest(), "put"),
+}

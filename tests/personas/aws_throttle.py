@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from faultproxy import FaultProxy, Request, s3_error
 
-__all__ = ["RateLimit", "throttle"]
+__all__ = ["PERSONAS", "RateLimit", "Throttled", "throttle"]
 
 
 @dataclass
@@ -70,3 +70,16 @@ def throttle(proxy: FaultProxy, rate: float, *, burst: float = 0.0, method: str 
         times=None,
     )
     return limit
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """A ready-made persona: SlowDown above ``rate`` requests a second (``persona("aws_throttle:...")``)."""
+
+    rate: float
+
+    def install(self, proxy: FaultProxy) -> RateLimit:
+        return throttle(proxy, self.rate)
+
+
+PERSONAS = {"slowdown-above-100-rps": Throttled(100.0), "slowdown-above-20-rps": Throttled(20.0)}
