@@ -1,4 +1,4 @@
-"""Scenario 11: small PUTs against a server that throttles (503 SlowDown above N requests a second).
+"""Scenario 12: small PUTs against a server that throttles (503 SlowDown above N requests a second).
 
 2,000 PUTs of 1 KiB at concurrency 64 through the AWS throttling persona
 (``tests/personas/aws_throttle.py``: a FaultProxy in front of SeaweedFS that admits N
