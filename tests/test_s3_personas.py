@@ -5,16 +5,20 @@ what ``aiobucket doctor`` sees, match the persona's source.
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
+import aiohttp.abc
 import pytest
 from faultproxy import FaultProxy
-from personas.stores import PERSONAS, Persona
+from personas.stores import OSS_HOST, PERSONAS, Persona
 from servers.seaweedfs import S3Server
 
 import aiobucket
@@ -310,3 +314,85 @@ async def test_upper_case_etags_are_compared_without_case(case: tuple[Persona, S
         proxy.add_rule(lose_response(), method="PUT", header="If-None-Match")
         attrs = await put(bucket, "k", b"mine", preconditions=Preconditions(not_exists=True))
         assert await get(bucket, "k") == b"mine" and attrs.size == 4
+
+
+class _Loopback(aiohttp.abc.AbstractResolver):
+    """Resolves the OSS persona's names (``*.oss-persona.test``) to 127.0.0.1, for this
+    test's clients only: bucket subdomains of 127.0.0.1 cannot be addressed."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[Any]:
+        assert host == OSS_HOST or host.endswith("." + OSS_HOST), host
+        return [
+            {"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET}
+            | {"proto": 0, "flags": socket.AI_NUMERICHOST}
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+@contextmanager
+def through_oss(
+    server: S3Server, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> Iterator[tuple[aiobucket.Bucket, FaultProxy]]:
+    loopback = functools.partial(aiohttp.TCPConnector, resolver=_Loopback())
+    monkeypatch.setattr(aiohttp, "TCPConnector", loopback)
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    with FaultProxy(server.endpoint) as proxy:
+        PERSONAS["oss"].rules(proxy)
+        endpoint = f"http://{OSS_HOST}:{proxy.port}"
+        settings = replace(server, endpoint=endpoint).settings(key_prefix=f"{name}/", **FAST)
+        url = str(settings["url"]).replace("&path_style=true", "")
+        settings["url"] = url.replace(f"provider={server.provider}", f"provider={provider}")
+        with config.override({name: settings}):
+            yield aiobucket.Bucket(name), proxy
+
+
+@pytest.mark.parametrize("case", ["oss"], indirect=True)
+async def test_oss_refuses_path_style_and_aiobucket_moves_the_bucket_into_the_host(
+    case: tuple[Persona, S3Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Declared ``other`` (path style), through the OSS persona: the first request is
+    refused with SecondLevelDomainForbidden, resent once with the bucket in the host, and
+    the provider keeps virtual-host addressing; upper-case ETags are still our MD5s."""
+    import hashlib
+
+    _, server = case
+    with through_oss(server, monkeypatch, "other") as (bucket, proxy):
+        attrs = await put(bucket, "k", b"hello")
+        assert s3(bucket).store.addressing == "virtual"
+        assert attrs.md5 == hashlib.md5(b"hello").hexdigest()
+        assert await get(bucket, "k") == b"hello"
+        proxy.wait_idle()
+        refused = [r for r in proxy.requests if not (r.header("host") or "").startswith(server.bucket + ".")]
+        assert len(refused) == 1, [(r.method, r.header("host")) for r in proxy.requests]
+
+
+@pytest.mark.parametrize("case", ["oss"], indirect=True)
+async def test_oss_profile_never_overwrites_and_needs_no_fallback(
+    case: tuple[Persona, S3Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Declared ``oss`` (inferred from aliyuncs.com in real use): virtual-host from the first
+    request, upper-case ETags compared without case, and a not_exists write (single,
+    multipart, copy) raises NotSupported naming the store before any write is sent."""
+    _, server = case
+    with through_oss(server, monkeypatch, "oss") as (bucket, proxy):
+        original = payload(1000, seed=1)
+        await put(bucket, "k", original)
+        await put(bucket, "src", b"source")
+        assert (await bucket.attrs("k")).etag.isupper()
+        not_exists = Preconditions(not_exists=True)
+        attempts: list[tuple[str, Any]] = [
+            ("single", lambda: put(bucket, "k", b"other", preconditions=not_exists)),
+            ("multipart", lambda: put(bucket, "k", payload(PART + 10, seed=2), preconditions=not_exists)),
+            ("copy", lambda: bucket.copy("src", "k", preconditions=not_exists)),
+        ]
+        for what, attempt in attempts:
+            before = writes(proxy)
+            with pytest.raises(NotSupported, match="oss") as info:
+                await attempt()
+            assert writes(proxy) == before, f"{what}: NotSupported after a write was sent"
+            assert "provider=" in str(info.value) or "conditional" in str(info.value)
+            assert await get(bucket, "k") == original, f"{what} overwrote the object"
+        proxy.wait_idle()
+        assert all((r.header("host") or "").startswith(server.bucket + ".") for r in proxy.requests)

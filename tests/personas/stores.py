@@ -20,7 +20,7 @@ import pytest
 from faultproxy import FaultProxy, Request, Rewrite, s3_error
 from servers.seaweedfs_server import S3Server
 
-__all__ = ["PERSONAS", "Persona"]
+__all__ = ["OSS_HOST", "PERSONAS", "Persona"]
 
 
 def _has_checksum_header(req: Request) -> bool:
@@ -103,6 +103,29 @@ def _upper_etags(proxy: FaultProxy) -> None:
     proxy.add_rule(upper, times=None)
 
 
+OSS_HOST = "oss-persona.test"
+"""The endpoint name the OSS persona is reached by: its tests resolve it, and every
+``<bucket>.oss-persona.test``, to the proxy on 127.0.0.1 (an aiohttp resolver in the test)."""
+
+
+def _oss(proxy: FaultProxy) -> None:
+    # Alibaba Cloud OSS refuses path-style requests: 403 SecondLevelDomainForbidden
+    # ("Please use virtual hosted style to access", alibabacloud.com/help/en/oss/
+    # support/0003-00000001; rclone Alibaba.yaml has no force_path_style). Only a request
+    # whose Host carries the bucket in front of the endpoint passes; its ETags come back
+    # upper-case (_upper_etags).
+    def path_style(req: Request) -> bool:
+        host = (req.header("host") or "").rsplit(":", 1)[0].lower()
+        return host == OSS_HOST or not host.endswith("." + OSS_HOST)
+
+    proxy.add_rule(
+        s3_error(403, "SecondLevelDomainForbidden", "Please use virtual hosted style to access."),
+        when=path_style,
+        times=None,
+    )
+    _upper_etags(proxy)
+
+
 @dataclass(frozen=True)
 class Persona:
     name: str
@@ -152,6 +175,9 @@ PERSONAS = {
             observed={"conditional_put": "none", "conditional_complete": "none", "conditional_copy": "none"},
         ),
         Persona("upper_etags", _upper_etags, "seaweedfs", whole=False),
+        # Behind moto (which checks no signature, and takes the bucket from a virtual Host);
+        # reached as http://oss-persona.test:PORT, so not a conformance target (127.0.0.1).
+        Persona("oss", _oss, "oss", upstream="moto", whole=False),
         Persona(
             "no_bulk_no_part_copy",
             _no_bulk_no_part_copy,
