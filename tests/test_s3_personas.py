@@ -296,6 +296,27 @@ async def test_a_multipart_copy_stays_within_the_stores_max_parts(s3_server: S3S
             assert len(part_copies) == 2
 
 
+async def test_an_upload_of_known_size_grows_its_parts_to_the_stores_max_parts(s3_server: S3Server) -> None:
+    """upload(size=N): the part size grows so that N bytes fit ``max_parts`` (here 2); a
+    stream of unknown size with the same part size is refused before part 3 is sent."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    with FaultProxy(s3_server.endpoint) as proxy:
+        settings = replace(s3_server, endpoint=proxy.url).settings(key_prefix=f"{name}/", max_parts=2, **FAST)
+        with config.override({name: settings}):
+            bucket = aiobucket.Bucket(name)
+            data = payload(2 * PART + 7, seed=9)
+            async with bucket.upload("k", part_size=PART, size=len(data)) as w:
+                for i in range(0, len(data), MiB):
+                    await w.write(data[i : i + MiB])
+            await w.close()
+            assert await get(bucket, "k") == data
+            proxy.wait_idle()
+            parts = [r for r in proxy.requests if r.method == "PUT" and "partNumber=" in r.query]
+            assert len(parts) == 2
+            with pytest.raises(aiobucket.InvalidArgument, match="part_size"):
+                await put(bucket, "unknown-size", data)
+
+
 @pytest.mark.parametrize("case", ["upper_etags"], indirect=True)
 async def test_upper_case_etags_are_compared_without_case(case: tuple[Persona, S3Server]) -> None:
     """OSS's upper-case ETags: an upload is still recognised as ours (its MD5), a whole read

@@ -71,10 +71,15 @@ class Bucket:
         preconditions: Preconditions | None = None,
         part_size: int | None = None,
         concurrency: int | None = None,
+        size: int | None = None,
     ) -> Writer:
-        """Start an upload. Write to the returned writer; ``close()`` commits."""
+        """Start an upload. Write to the returned writer; ``close()`` commits.
+
+        ``size``, when the total is known (a file's), lets the part size grow so that the
+        upload fits the store's ``max_parts`` (1,000 on Scaleway) instead of failing there.
+        """
         key = self._key(key)
-        return Writer(self._handle, key, attrs, preconditions, part_size, concurrency)
+        return Writer(self._handle, key, attrs, preconditions, part_size, concurrency, size)
 
     @overload
     def download(

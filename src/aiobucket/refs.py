@@ -50,6 +50,7 @@ class Uploader(Protocol):
         preconditions: Preconditions | None = None,
         part_size: int | None = None,
         concurrency: int | None = None,
+        size: int | None = None,
     ) -> Writer: ...
 
 

@@ -80,6 +80,22 @@ def _guess_by_name(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
+def fit_parts(part_size: int, size: int, caps: Capabilities) -> int:
+    """``part_size``, grown (to a multiple the store takes) so that ``size`` bytes fit in
+    the store's ``max_parts`` (1,000 on Scaleway): a known size never fails at the last part."""
+    need = -(-size // caps.max_parts)
+    if part_size >= need:
+        return part_size
+    step = caps.part_size_multiple
+    return -(-need // step) * step
+
+
+def _non_negative(name: str, value: object, bucket: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"{name} must be an int >= 0, got {value!r}", bucket=bucket, key=key)
+    return value
+
+
 def _positive(name: str, value: object, bucket: str, key: str) -> int | None:
     if value is None:
         return None
@@ -205,6 +221,7 @@ class Writer:
         preconditions: Preconditions | None,
         part_size: int | None,
         concurrency: int | None,
+        size: int | None = None,
     ) -> None:
         check_write_options(attrs, preconditions, bucket.name, key)
         self._bucket = bucket
@@ -213,6 +230,7 @@ class Writer:
         self._pre = preconditions or _NO_PRECONDITIONS
         self._part_size_arg = _positive("part_size", part_size, bucket.name, key)
         self._concurrency_arg = _positive("concurrency", concurrency, bucket.name, key)
+        self._known_size = None if size is None else _non_negative("size", size, bucket.name, key)
         self._state = _State.OPEN
         self._result: ObjectAttrs | None = None
         self._error: BaseException | None = None
@@ -428,6 +446,8 @@ class Writer:
                 bucket=self._bucket.name,
                 key=self.key,
             )
+        if self._known_size is not None:
+            part_size = fit_parts(part_size, self._known_size, caps)
         self._caps = caps
         self._part_size = part_size
         self._concurrency = self._concurrency_arg or settings.concurrency or caps.default_concurrency

@@ -304,7 +304,7 @@ async def upload(path: str, b: Bucket, key: str, attrs: UploadAttrs, *, show: bo
     f, total = _open_input(path)
     try:
         with progress(f"{b.name}:{key}", total, show=show) as advance:
-            async with b.upload(key, attrs=attrs) as w:
+            async with b.upload(key, attrs=attrs, size=total) as w:
                 while chunk := await anyio.to_thread.run_sync(f.read, CHUNK):
                     await w.write(chunk)
                     advance(len(chunk))
