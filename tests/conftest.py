@@ -37,12 +37,13 @@ SERVER_MODULES = {
     "ministack": "servers.ministack",
     "b2": "personas.b2",  # personas (tests/personas/stores.py) as conformance targets
     "garage": "personas.garage",
+    "minio-old": "personas.minio_old",
 }
 EXTRA_PLUGINS = ["servers.rclone"]
 """Servers that are not conformance targets (tests/servers/rclone.py says why)."""
 ALL_BACKENDS = [
     "memory", "local", "s3", "rgw", "moto", "gcs", "azure", "aws-kms", "aws-region", "ministack", "b2",
-    "garage",
+    "garage", "minio-old",
 ]  # fmt: skip
 
 pytest_plugins = [
