@@ -38,12 +38,13 @@ SERVER_MODULES = {
     "b2": "personas.b2",  # personas (tests/personas/stores.py) as conformance targets
     "garage": "personas.garage",
     "minio-old": "personas.minio_old",
+    "nobulk": "personas.nobulk",
 }
 EXTRA_PLUGINS = ["servers.rclone"]
 """Servers that are not conformance targets (tests/servers/rclone.py says why)."""
 ALL_BACKENDS = [
     "memory", "local", "s3", "rgw", "moto", "gcs", "azure", "aws-kms", "aws-region", "ministack", "b2",
-    "garage", "minio-old",
+    "garage", "minio-old", "nobulk",
 ]  # fmt: skip
 
 pytest_plugins = [

@@ -34,6 +34,7 @@ BACKEND_NAMES = {
     "ministack": "s3",
     "b2": "s3",  # SeaweedFS behind the B2 persona
     "garage": "s3",  # moto behind the persona of a store that ignores conditional headers
+    "nobulk": "s3",  # SeaweedFS behind the persona of a store without DeleteObjects/UploadPartCopy
     "minio-old": "s3",  # SeaweedFS behind the persona of a store with composite multipart checksums
 }
 

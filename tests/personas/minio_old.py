@@ -11,10 +11,12 @@ from servers.seaweedfs import QUIRKS as SEAWEEDFS_QUIRKS
 
 from personas.stores import conformance_target as _target
 
-QUIRKS: dict[str, str] = dict(SEAWEEDFS_QUIRKS)
+QUIRKS: dict[str, str] = {k: v for k, v in SEAWEEDFS_QUIRKS.items() if k != "not_exists_race"}
 """SeaweedFS's own: the server behind still computes a whole-object CRC32C when the
 completion carries none, so downloads of multipart objects stay verified here."""
 
 
 def conformance_target(request: pytest.FixtureRequest, versioned: bool) -> dict[str, object]:
-    return _target("composite_only", "minio", request, versioned)
+    # SeaweedFS's not_exists race on completion shows in some runs only behind the proxy
+    # (a strict xfail would flake): conditional completions are refused before any I/O.
+    return _target("composite_only", "minio", request, versioned, conditional_complete="none")

@@ -193,7 +193,7 @@ _RUNNING: dict[str, S3Server] = {}
 
 
 def conformance_target(
-    name: str, provider: str, request: pytest.FixtureRequest, versioned: bool
+    name: str, provider: str, request: pytest.FixtureRequest, versioned: bool, **options: object
 ) -> dict[str, object]:
     """Bucket settings for the conformance suite through persona ``name``, declared as
     ``provider``: one proxy per persona for the session, in front of its upstream server."""
@@ -207,6 +207,6 @@ def conformance_target(
         persona.rules(proxy)
         _RUNNING[name] = replace(upstream, endpoint=proxy.url)
     server = _RUNNING[name]
-    settings = server.settings(versioned, **persona.options)
+    settings = server.settings(versioned, **{**persona.options, **options})
     settings["url"] = str(settings["url"]).replace(f"provider={server.provider}", f"provider={provider}")
     return settings
