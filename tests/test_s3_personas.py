@@ -420,3 +420,28 @@ async def test_oss_profile_never_overwrites_and_needs_no_fallback(
             assert await get(bucket, "k") == original, f"{what} overwrote the object"
         proxy.wait_idle()
         assert all((r.header("host") or "").startswith(server.bucket + ".") for r in proxy.requests)
+
+
+@pytest.mark.parametrize("case", ["oss"], indirect=True)
+async def test_doctor_through_oss(case: tuple[Persona, S3Server], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The doctor sees OSS's upper-case ETags and agrees with provider=oss on them, and
+    removes what it wrote; declared ``other`` (path style), it stops at the first refusal
+    and names the option that fits: it probes nothing through a fallback."""
+    _, server = case
+    with through_oss(server, monkeypatch, "oss") as (bucket, _):
+        d = await diagnose(s3(bucket), f"{bucket.name}/")
+        assert d.observed["etag_upper"] is True and d.agrees("etag_upper"), d.notes
+        assert "cleanup" not in d.notes
+        assert [e async for e in bucket.list()] == []
+    refused = pytest.raises(aiobucket.BucketError, match="addressing=virtual")
+    with through_oss(server, monkeypatch, "other") as (bucket, _), refused:
+        await diagnose(s3(bucket), f"{bucket.name}/")
+
+
+@pytest.mark.parametrize("case", ["upper_etags"], indirect=True)
+async def test_doctor_sees_upper_case_etags(case: tuple[Persona, S3Server]) -> None:
+    persona, server = case
+    with through(server, persona, "seaweedfs") as (bucket, _):
+        d = await diagnose(s3(bucket), f"{bucket.name}/")
+        assert d.observed["etag_upper"] is True and not d.agrees("etag_upper")
+        assert "etag_upper=True" in d.suggestion() or "provider=oss" in d.suggestion()

@@ -47,6 +47,7 @@ PROBED = (
     "bulk_delete",
     "versions",
     "post_forms",
+    "etag_upper",
 )
 """The profile fields the doctor observes."""
 
@@ -197,7 +198,18 @@ async def _run(probe: _Probe, d: Diagnosis) -> None:
     # If-None-Match: * twice: the second must be refused.
     first = await raw("PUT", a, headers=inm, body=b"first")
     if first.status >= 300:  # not a verdict on the store: credentials, bucket, endpoint
-        raise probe.p.fail(first, "doctor", a)
+        err = probe.p.fail(first, "doctor", a)
+        if first.code == "SecondLevelDomainForbidden":  # Alibaba OSS's refusal of path style
+            err.message += (
+                "; the store takes virtual-host requests only: set addressing=virtual (or provider=oss)"
+            )
+            err.args = (err.message,)
+        raise err
+    # OSS answers with upper-case hex ETags (a digit-only ETag says nothing: not observed).
+    etag = first.headers.get("etag", "").strip('"')
+    if etag.lower() != etag.upper():
+        o["etag_upper"] = etag == etag.upper()
+        notes["etag_upper"] = f"ETag {etag!r}"
     second = await raw("PUT", a, headers=inm, body=b"second")
     o["conditional_put"] = "native" if first.status < 300 and second.status == 412 else "none"
     notes["conditional_put"] = f"first {_answer(first)}, second {_answer(second)}"
