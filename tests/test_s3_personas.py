@@ -273,6 +273,32 @@ async def test_a_conditional_copy_on_r2_goes_in_cloudflares_header(s3_server: S3
             assert copy.header("if-none-match") is None
 
 
+async def test_part_copy_if_match_false_pins_the_source_by_a_head(s3_server: S3Server) -> None:
+    """part_copy_if_match=false (a store that refuses or ignores x-amz-copy-source-if-match on
+    UploadPartCopy): the parts go without it, and a HEAD after them pins the source."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    with FaultProxy(s3_server.endpoint) as proxy:
+        settings = replace(s3_server, endpoint=proxy.url).settings(
+            key_prefix=f"{name}/", part_copy_if_match="false", **FAST
+        )
+        with config.override({name: settings}):
+            bucket = aiobucket.Bucket(name)
+            p = s3(bucket)
+            p.copy_threshold, p.copy_part_size = PART, PART
+            data = payload(2 * PART + 7, seed=10)
+            await put(bucket, "src", data)
+            proxy.clear()
+            await bucket.copy("src", "dst")
+            assert await get(bucket, "dst") == data
+            proxy.wait_idle()
+            parts = [r for r in proxy.requests if r.header("x-amz-copy-source") and "partNumber=" in r.query]
+            assert len(parts) == 3
+            assert all(r.header("x-amz-copy-source-if-match") is None for r in parts)
+            last_part = max(proxy.requests.index(r) for r in parts)
+            heads = [r for r in proxy.requests[last_part:] if r.method == "HEAD" and r.path.endswith("/src")]
+            assert heads, "the source was not pinned by a HEAD after the parts"
+
+
 async def test_a_multipart_copy_stays_within_the_stores_max_parts(s3_server: S3Server) -> None:
     """Scaleway allows 1,000 parts (rclone Scaleway.yaml): a copy's parts grow to fit
     ``max_parts``; here 2, so a source of two parts and a bit goes in two bigger parts."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from . import _runtime
 from ._runtime import Handle
 from .errors import ObjectChanged
-from .providers.base import CopyOptions, PutOptions
+from .providers.base import CopyOptions, PutOptions, same_etag
 from .reader import Reader
 from .types import ObjectAttrs, Preconditions, UploadAttrs
 from .writer import refuse_unhonoured
@@ -80,7 +80,7 @@ async def _stream_copy(
             stored = read
             if source.capabilities.served_cache_control:  # the read's attrs are not all stored ones
                 stored = await source.head(src_key, read.version or version)
-                if stored.etag != read.etag:
+                if not same_etag(stored.etag, read.etag):
                     raise ObjectChanged("the object changed while it was being copied", key=src_key)
             attrs = UploadAttrs.of(stored)
         encoding = await reader.content_encoding()

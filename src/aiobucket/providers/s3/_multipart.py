@@ -38,7 +38,7 @@ from ..._aio import run_to_completion
 from ..._checksum import crc32c_combine
 from ...errors import BackendError, ObjectChanged
 from ...types import ObjectAttrs
-from ..base import CopyOptions, GetOptions, MiB, Part, PutOptions, put_options_from
+from ..base import CopyOptions, GetOptions, MiB, Part, PutOptions, put_options_from, same_etag
 from ._errors import request_ids
 from ._fallback import learn
 from ._retry import THROTTLED
@@ -385,7 +385,7 @@ async def _multipart_copy(
         # The store ignores x-amz-copy-source-if-match on UploadPartCopy: pin the source
         # by a HEAD after the parts, so an overwrite while they were copied fails loudly.
         now = await src_provider.head(src, opts.version)
-        if now.etag != source.etag:
+        if not same_etag(now.etag, source.etag):
             await run_to_completion(upload.abort())
             raise ObjectChanged(
                 f"copy: the source changed while it was copied (etag now {now.etag!r})", key=src
