@@ -83,6 +83,32 @@ def test_provider_and_field_overrides_reach_the_capabilities() -> None:
     assert p.capabilities.max_parts == 500 and p.capabilities.delete_batch == 1
 
 
+def test_every_profile_field_is_an_option_and_a_url_parameter_of_the_same_name() -> None:
+    """As ``aiobucket doctor`` prints them (``provider=garage conditional_put=none``): in the
+    bucket's options or in its URL, each field overrides just itself."""
+    from dataclasses import fields
+
+    from aiobucket.providers.s3._profiles import OVERRIDES, StoreProfile
+
+    assert set(OVERRIDES) == {f.name for f in fields(StoreProfile)} - {"name"}
+    changed = {
+        "addressing": "virtual", "checksum_headers": True, "checksum_mode": True,
+        "multipart_checksum": "composite", "conditional_put": "precheck",
+        "conditional_complete": "native", "conditional_copy": "precheck",
+        "copy_if_none_match_header": "x-custom", "etag_md5": False, "etag_upper": True,
+        "bulk_delete": False, "part_copy": False, "part_copy_if_match": False, "versions": False,
+        "version_markers": False, "post_forms": False, "max_parts": 1000, "min_part_size": 8 << 20,
+    }  # fmt: skip
+    assert set(changed) == set(OVERRIDES)
+    base = "s3://x?endpoint=http://127.0.0.1:1&region=r&provider=other"
+    query = "&".join(f"{k}={str(v).lower()}" for k, v in changed.items())
+    for p in (make(base, **changed), make(f"{base}&{query}")):
+        assert {k: getattr(p.store, k) for k in changed} == changed
+        assert p.store.name == "other"
+    with pytest.raises(InvalidArgument, match="store profile's fields"):
+        make(f"{base}&conditional_puts=native")
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -148,11 +148,12 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
     where = f"bucket {name!r}"
     parts = urlsplit(settings.url)
     query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = sorted(set(query) - set(URL_PARAMS))
+    # A profile field may go in the URL too, as `aiobucket doctor` prints them.
+    unknown = sorted(set(query) - set(URL_PARAMS) - set(OVERRIDES))
     if unknown:
         raise InvalidArgument(
             f"{where}: unknown parameter(s) {unknown} in {settings.url!r}; "
-            f"s3:// URLs take {', '.join(URL_PARAMS)}"
+            f"s3:// URLs take {', '.join(URL_PARAMS)} and the store profile's fields ({', '.join(OVERRIDES)})"
         )
     opts: Mapping[str, object] = settings.options
     unknown = sorted(set(opts) - set(OPTIONS))
@@ -169,7 +170,7 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
     region = merged.get("region")
     region = _str("region", where, region) if region is not None else None
     store = profile_for(merged.get("provider"), endpoint, where)
-    store = apply_overrides(store, opts, where)
+    store = apply_overrides(store, merged, where)
     if "path_style" in merged:  # the older spelling of addressing=path|virtual
         path_style = _bool("path_style", where, merged["path_style"])
         store = replace(store, addressing="path" if path_style else "virtual")
