@@ -39,12 +39,13 @@ SERVER_MODULES = {
     "garage": "personas.garage",
     "minio-old": "personas.minio_old",
     "nobulk": "personas.nobulk",
+    "s3-other": "personas.other",  # SeaweedFS declared provider=other (the conservative profile)
 }
 EXTRA_PLUGINS = ["servers.rclone"]
 """Servers that are not conformance targets (tests/servers/rclone.py says why)."""
 ALL_BACKENDS = [
     "memory", "local", "s3", "rgw", "moto", "gcs", "azure", "aws-kms", "aws-region", "ministack", "b2",
-    "garage", "minio-old", "nobulk",
+    "garage", "minio-old", "nobulk", "s3-other",
 ]  # fmt: skip
 
 pytest_plugins = [

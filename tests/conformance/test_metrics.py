@@ -36,6 +36,7 @@ BACKEND_NAMES = {
     "garage": "s3",  # moto behind the persona of a store that ignores conditional headers
     "nobulk": "s3",  # SeaweedFS behind the persona of a store without DeleteObjects/UploadPartCopy
     "minio-old": "s3",  # SeaweedFS behind the persona of a store with composite multipart checksums
+    "s3-other": "s3",  # SeaweedFS declared provider=other
 }
 
 
