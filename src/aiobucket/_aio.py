@@ -1,9 +1,17 @@
-"""Small asyncio helpers for cancellation-safe cleanup."""
+"""Small asyncio helpers for cancellation-safe cleanup.
+
+``run_to_completion`` starts its work eagerly (as Python 3.12's eager tasks do): the
+work's first step runs in the caller, and a task is made only if the work suspends.
+Nothing can cancel code that does not suspend, so work that finishes in its first
+step (releasing a read response, closing a memory body) needs no task; work that
+suspends is on its own, shielded task from that point on.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Collection
+import types
+from collections.abc import Awaitable, Collection, Coroutine, Generator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -32,9 +40,18 @@ async def run_to_completion(work: Awaitable[T]) -> T:
     abort go through this instead. If the caller is cancelled meanwhile, it still
     waits for the work to finish (nothing half done, no task leaked), then
     re-raises the CancelledError: cancellation is delayed, never swallowed.
+
+    A coroutine runs eagerly: if its first step finishes it, no task is made.
     """
-    task = asyncio.ensure_future(work)
-    if task.get_name().startswith("Task-"):
+    if isinstance(work, types.CoroutineType):
+        try:
+            pending = work.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        task: asyncio.Future[T] = asyncio.ensure_future(_rest(work, pending))
+    else:
+        task = asyncio.ensure_future(work)
+    if isinstance(task, asyncio.Task) and task.get_name().startswith("Task-"):
         task.set_name("aiobucket-shielded")
     caller_cancelled: asyncio.CancelledError | None = None
     while not task.done():
@@ -53,3 +70,30 @@ async def run_to_completion(work: Awaitable[T]) -> T:
             task.exception()  # mark retrieved; the cancellation takes precedence
         raise caller_cancelled
     return task.result()
+
+
+async def _rest(coro: Coroutine[Any, Any, T], pending: Any) -> T:
+    """The rest of ``coro``, which already ran up to yielding ``pending`` to the loop."""
+    return await _resume(coro, pending)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, T], pending: Any) -> Generator[Any, Any, T]:
+    """Hand ``pending`` to the running task, then delegate as ``yield from`` would:
+    what the task sends or throws goes to ``coro``, what ``coro`` yields goes to the task."""
+    while True:
+        try:
+            sent = yield pending
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                pending = coro.throw(exc)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        else:
+            try:
+                pending = coro.send(sent)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]

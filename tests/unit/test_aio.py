@@ -194,3 +194,58 @@ async def test_cancel_and_wait_reaps_every_task_and_retrieves_their_errors() -> 
     finally:
         loop.set_exception_handler(None)
     await cancel_and_wait([])  # nothing to do is fine
+
+
+async def test_work_done_in_its_first_step_makes_no_task() -> None:
+    made: list[asyncio.Task[Any]] = []
+    loop = asyncio.get_running_loop()
+    old = loop.get_task_factory()
+    loop.set_task_factory(lambda lp, coro, **kw: made.append(t := asyncio.Task(coro, loop=lp, **kw)) or t)
+    try:
+
+        async def release() -> str:
+            return "released"
+
+        assert await run_to_completion(release()) == "released"
+    finally:
+        loop.set_task_factory(old)
+    assert made == []
+
+
+async def test_work_failing_in_its_first_step_raises_its_error() -> None:
+    err = KeyError("first step")
+
+    async def fails() -> None:
+        raise err
+
+    with pytest.raises(KeyError) as info:
+        await run_to_completion(fails())
+    assert info.value is err
+
+
+async def test_work_resumed_after_its_first_step_gets_what_it_awaits() -> None:
+    """The task that takes over after the first suspension delivers results, exceptions
+    and bare yields to the work exactly as awaiting it directly would."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[int] = loop.create_future()
+    failure: asyncio.Future[int] = loop.create_future()
+    steps: list[object] = []
+
+    async def work() -> str:
+        steps.append("first")
+        steps.append(await answer)
+        await asyncio.sleep(0)  # a bare yield
+        try:
+            await failure
+        except ValueError as exc:
+            steps.append(str(exc))
+        return "end"
+
+    caller = asyncio.create_task(run_to_completion(work()))
+    await spin()
+    assert steps == ["first"]
+    answer.set_result(7)
+    await spin()
+    failure.set_exception(ValueError("thrown in"))
+    assert await caller == "end"
+    assert steps == ["first", 7, "thrown in"]
