@@ -157,7 +157,6 @@ class ParallelReader(ChunkReader):
         self._part_size = part_size
         self._cache = cache or GetOptions()
         self._provider: Provider | None = None
-        self._attrs: ObjectAttrs | None = None
         self._ranges: list[tuple[int, int]] = []
         self._tasks: dict[int, asyncio.Task[list[bytes]]] = {}
         self._next_launch = 0
@@ -166,12 +165,6 @@ class ParallelReader(ChunkReader):
         self._failure: asyncio.Task[list[bytes]] | None = None
         self._first_body: Body | None = None  # until part 0's task takes it over
         self._opened = False
-
-    async def attrs(self) -> ObjectAttrs:
-        """The object's attributes (of the whole object, not the range). Opens the reader."""
-        await self._open()
-        assert self._attrs is not None
-        return self._attrs
 
     def _holding(self) -> bool:
         return bool(getattr(self, "_tasks", None))

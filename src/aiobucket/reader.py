@@ -63,6 +63,15 @@ class ChunkReader:
         self._eof = False
         self._closed = False
         self._span: Span | None = None
+        self._attrs: ObjectAttrs | None = None  # set by _open
+
+    async def attrs(self) -> ObjectAttrs:
+        """The object's attributes (of the whole object, not the range). Opens the reader;
+        once known they stay available, after EOF and after ``aclose`` too."""
+        if self._attrs is None:
+            await self._open()
+        assert self._attrs is not None
+        return self._attrs
 
     async def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (all that is left when ``n`` < 0); b"" at the end."""
@@ -173,18 +182,10 @@ class Reader(ChunkReader):
         self._length = length
         self._cache = cache  # if_none_match / if_modified_since, checked on open only
         self._provider: Provider | None = None
-        self._attrs: ObjectAttrs | None = None
         self._body: Body | None = None
         self._chunks: AsyncIterator[bytes] | None = None
         self._received = 0  # bytes of the range received so far
         self._resumed = False
-
-    async def attrs(self) -> ObjectAttrs:
-        """The object's attributes (of the whole object, not the range). Opens the reader."""
-        if self._attrs is None:
-            await self._open()
-        assert self._attrs is not None
-        return self._attrs
 
     async def content_encoding(self) -> str | None:
         """The Content-Encoding of the bytes this reader returns: the stored one (``"gzip"``
