@@ -1,20 +1,30 @@
 """Small asyncio helpers for cancellation-safe cleanup.
 
-``run_to_completion`` starts its work eagerly (as Python 3.12's eager tasks do): the
-work's first step runs in the caller, and a task is made only if the work suspends.
-Nothing can cancel code that does not suspend, so work that finishes in its first
-step (releasing a read response, closing a memory body) needs no task; work that
-suspends is on its own, shielded task from that point on.
+Work is started eagerly where that is safe, because a task per close or commit is
+a noticeable share of a small read's CPU: nothing can cancel code that does not
+suspend, so work that finishes in its first step needs no task of its own.
+
+* ``run_to_completion`` on Python 3.12+ starts its task eagerly (``eager_start``:
+  the first step runs at once, with the new task as the current one, and a task
+  that finishes then never reaches the event loop). On 3.11 it makes a plain task.
+* ``release`` closes a response body: its first step runs in the caller on every
+  version, and only a close that suspends continues in a shielded task. The first
+  step runs as the caller's task, which is why this is for body closes only
+  (``providers.base.Body.aclose`` says what that asks of a body): a timeout that
+  other work enters before its first suspension (aiohttp's, asyncio.timeout) would
+  otherwise cancel the caller instead of the work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import types
 from collections.abc import Awaitable, Collection, Coroutine, Generator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_EAGER = sys.version_info >= (3, 12)  # Task(eager_start=True)
 
 
 async def cancel_and_wait(tasks: Collection[asyncio.Task[Any]]) -> None:
@@ -41,14 +51,14 @@ async def run_to_completion(work: Awaitable[T]) -> T:
     waits for the work to finish (nothing half done, no task leaked), then
     re-raises the CancelledError: cancellation is delayed, never swallowed.
 
-    A coroutine runs eagerly: if its first step finishes it, no task is made.
+    On Python 3.12+ a coroutine starts eagerly: if its first step finishes it, it is
+    done before this suspends at all.
     """
-    if isinstance(work, types.CoroutineType):
-        try:
-            pending = work.send(None)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        task: asyncio.Future[T] = asyncio.ensure_future(_rest(work, pending))
+    task: asyncio.Future[T]
+    if _EAGER and isinstance(work, types.CoroutineType):
+        task = asyncio.Task(work, loop=asyncio.get_running_loop(), eager_start=True)  # type: ignore[call-arg,unused-ignore]
+        if task.done():
+            return task.result()
     else:
         task = asyncio.ensure_future(work)
     if isinstance(task, asyncio.Task) and task.get_name().startswith("Task-"):
@@ -70,6 +80,17 @@ async def run_to_completion(work: Awaitable[T]) -> T:
             task.exception()  # mark retrieved; the cancellation takes precedence
         raise caller_cancelled
     return task.result()
+
+
+async def release(closing: Coroutine[Any, Any, None]) -> None:
+    """Run a body's ``aclose()`` coroutine to its end, as run_to_completion would: its first
+    step in the caller (releasing a connection or a buffer finishes there, with no task),
+    the rest, if it suspends, in a shielded task."""
+    try:
+        pending = closing.send(None)
+    except StopIteration:
+        return
+    await run_to_completion(_rest(closing, pending))
 
 
 async def _rest(coro: Coroutine[Any, Any, T], pending: Any) -> T:

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from . import _runtime
-from ._aio import run_to_completion
+from ._aio import release
 from ._checksum import WholeObjectCheck
 from ._decode import Gunzip, decoder_for
 from .errors import ConnectionLost, InvalidArgument, ObjectChanged, PreconditionFailed
@@ -229,7 +229,7 @@ class Reader(ChunkReader):
                             self._gunzip = decoder_for(self._attrs.content_encoding)
                         except BaseException:
                             body, self._body = self._body, None
-                            await run_to_completion(body.aclose())
+                            await release(body.aclose())
                             raise
                         self._encoding = None
         assert self._attrs is not None
@@ -275,7 +275,7 @@ class Reader(ChunkReader):
         """Reopen after a dropped connection, from where we were, pinned to the same object."""
         assert self._provider is not None and self._attrs is not None and self._body is not None
         body, self._body = self._body, None
-        await run_to_completion(body.aclose())
+        await release(body.aclose())
         length = None if self._length is None else self._length - self._received
         opts = GetOptions(
             version=self._attrs.version or self._version,
@@ -303,7 +303,7 @@ class Reader(ChunkReader):
         self._chunks = None
         try:
             if body is not None:
-                await run_to_completion(body.aclose())
+                await release(body.aclose())
         finally:
             if self._span is not None:
                 self._span.set(complete=self._eof)

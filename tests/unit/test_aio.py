@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aiobucket._aio import run_to_completion
+from aiobucket._aio import release, run_to_completion
 
 pytestmark = pytest.mark.anyio
 
@@ -196,42 +196,55 @@ async def test_cancel_and_wait_reaps_every_task_and_retrieves_their_errors() -> 
     await cancel_and_wait([])  # nothing to do is fine
 
 
-async def test_work_done_in_its_first_step_makes_no_task() -> None:
+def _count_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
     made: list[asyncio.Task[Any]] = []
+
+    def factory(lp: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=lp, **kw)
+        made.append(task)
+        return task
+
+    loop.set_task_factory(factory)
+    return made
+
+
+async def test_a_release_done_in_its_first_step_makes_no_task() -> None:
     loop = asyncio.get_running_loop()
-    old = loop.get_task_factory()
-    loop.set_task_factory(lambda lp, coro, **kw: made.append(t := asyncio.Task(coro, loop=lp, **kw)) or t)
+    made = _count_tasks(loop)
+    closed: list[bool] = []
     try:
 
-        async def release() -> str:
-            return "released"
+        async def aclose() -> None:
+            closed.append(True)
 
-        assert await run_to_completion(release()) == "released"
+        await release(aclose())
     finally:
-        loop.set_task_factory(old)
+        loop.set_task_factory(None)
+    assert closed == [True]
     assert made == []
 
 
-async def test_work_failing_in_its_first_step_raises_its_error() -> None:
+async def test_a_release_failing_in_its_first_step_raises_its_error() -> None:
     err = KeyError("first step")
 
-    async def fails() -> None:
+    async def aclose() -> None:
         raise err
 
     with pytest.raises(KeyError) as info:
-        await run_to_completion(fails())
+        await release(aclose())
     assert info.value is err
 
 
-async def test_work_resumed_after_its_first_step_gets_what_it_awaits() -> None:
+async def test_a_release_that_suspends_finishes_shielded_and_gets_what_it_awaits() -> None:
     """The task that takes over after the first suspension delivers results, exceptions
-    and bare yields to the work exactly as awaiting it directly would."""
+    and bare yields to the close exactly as awaiting it directly would, and a cancel of
+    the caller waits for the close to end, then is re-raised."""
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[int] = loop.create_future()
     failure: asyncio.Future[int] = loop.create_future()
     steps: list[object] = []
 
-    async def work() -> str:
+    async def aclose() -> None:
         steps.append("first")
         steps.append(await answer)
         await asyncio.sleep(0)  # a bare yield
@@ -239,13 +252,30 @@ async def test_work_resumed_after_its_first_step_gets_what_it_awaits() -> None:
             await failure
         except ValueError as exc:
             steps.append(str(exc))
-        return "end"
 
-    caller = asyncio.create_task(run_to_completion(work()))
+    caller = asyncio.create_task(release(aclose()))
     await spin()
     assert steps == ["first"]
+    caller.cancel()
+    await spin()
+    assert not caller.done()  # the close is shielded
     answer.set_result(7)
     await spin()
     failure.set_exception(ValueError("thrown in"))
-    assert await caller == "end"
+    with pytest.raises(asyncio.CancelledError):
+        await caller
     assert steps == ["first", 7, "thrown in"]
+
+
+async def test_run_to_completion_work_sees_its_own_task_as_current() -> None:
+    """A timeout the work enters (aiohttp's, asyncio.timeout) cancels the work, never the caller."""
+    caller = asyncio.current_task()
+    seen: list[asyncio.Task[Any] | None] = []
+
+    async def work() -> None:
+        seen.append(asyncio.current_task())
+        await asyncio.sleep(0)
+        seen.append(asyncio.current_task())
+
+    await run_to_completion(work())
+    assert seen[0] is seen[1] and seen[0] is not caller and seen[0] is not None

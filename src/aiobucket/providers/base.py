@@ -182,7 +182,11 @@ class Body(Protocol):
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release the body. Its first step runs in the reader's task and the rest, if it
+        suspends, in a shielded one (``_aio.release``): release without suspending when
+        possible (no task is made then), and enter no timeout before the first ``await``."""
+        ...
 
 
 class MultipartUpload(Protocol):
