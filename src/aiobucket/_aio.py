@@ -82,10 +82,14 @@ async def run_to_completion(work: Awaitable[T]) -> T:
     return task.result()
 
 
-async def release(closing: Coroutine[Any, Any, None]) -> None:
-    """Run a body's ``aclose()`` coroutine to its end, as run_to_completion would: its first
+async def release(closing: Awaitable[None]) -> None:
+    """Run a body's ``aclose()`` to its end, as run_to_completion would: a coroutine's first
     step in the caller (releasing a connection or a buffer finishes there, with no task),
-    the rest, if it suspends, in a shielded task."""
+    the rest, if it suspends, in a shielded task. Any other awaitable (an async generator's
+    ``aclose()``, a future) goes to run_to_completion whole."""
+    if not isinstance(closing, types.CoroutineType):
+        await run_to_completion(closing)
+        return
     try:
         pending = closing.send(None)
     except StopIteration:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -222,6 +223,23 @@ async def test_a_release_done_in_its_first_step_makes_no_task() -> None:
         loop.set_task_factory(None)
     assert closed == [True]
     assert made == []
+
+
+async def test_a_release_of_another_awaitable_runs_it_whole() -> None:
+    """A body may be an async generator: its aclose() is no coroutine, and still runs to its end."""
+    closed: list[bool] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"chunk"
+        finally:
+            await asyncio.sleep(0)
+            closed.append(True)
+
+    gen = body()
+    assert await anext(gen) == b"chunk"
+    await release(gen.aclose())
+    assert closed == [True]
 
 
 async def test_a_release_failing_in_its_first_step_raises_its_error() -> None:
