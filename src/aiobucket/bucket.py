@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from . import _download_file, _parallel, _runtime, config
 from ._parallel import ParallelReader
-from .errors import InvalidArgument, ObjectNotFound
+from .errors import InvalidArgument, NotSupported, ObjectNotFound
 from .keys import validate_prefix
 from .listing import ListItem, iterate
 from .providers.base import GetOptions, Provider
@@ -337,6 +337,7 @@ class Bucket:
         ttl: TTL = DEFAULT_TTL,
         content_type: str | None = None,
         content_length: int | None = None,
+        preconditions: Preconditions | None = None,
     ) -> str:
         """A URL anyone may PUT the object's bytes to until ``ttl`` passes (1 h default, 7 days max).
 
@@ -344,6 +345,14 @@ class Bucket:
         refuses a PUT with another Content-Type header or another size (S3, the dev
         server; GCS signs ``content_type`` only and raises NotSupported for
         ``content_length``). To cap the size rather than fix it, use signed_upload_form().
+
+        ``preconditions=Preconditions(not_exists=True)`` makes the URL create-only: a PUT
+        over an existing object is refused and the object is left as it was. Where that
+        needs a header, the header is signed, so a PUT without it is refused too (403):
+        S3 signs ``If-None-Match: *`` and GCS ``x-goog-if-generation-match: 0``, which the
+        uploader must send; Azure's SAS grants create only (``sp=c``) and the dev server
+        signs ``create_only=1`` into the URL, so nothing is to be sent there.
+        ``if_match`` cannot be signed into a URL (NotSupported).
         """
         from ._upload_forms import check_content_type, check_size
 
@@ -352,9 +361,16 @@ class Bucket:
                 check_content_type("content_type", content_type)
             if content_length is not None:
                 check_size("content_length", content_length)
-        except InvalidArgument as exc:
+            check_write_options(None, preconditions, self.name, key)
+            if preconditions is not None and preconditions.if_match is not None:
+                raise NotSupported(
+                    "a signed upload URL cannot carry if_match (no backend signs it); "
+                    "only Preconditions(not_exists=True)"
+                )
+        except (InvalidArgument, NotSupported) as exc:
             raise exc.with_context(bucket=self.name, key=key) from None
-        return await self._sign(key, "PUT", ttl, None, content_type, content_length)
+        not_exists = preconditions is not None and preconditions.not_exists
+        return await self._sign(key, "PUT", ttl, None, content_type, content_length, not_exists)
 
     async def signed_upload_form(
         self,
@@ -490,6 +506,7 @@ class Bucket:
         version: str | None,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         key = self._key(key)
         version = self._version(version, key)
@@ -500,7 +517,13 @@ class Bucket:
             key,
             version,
             lambda p: p.sign_url(
-                key, method, delta, version, content_type=content_type, content_length=content_length
+                key,
+                method,
+                delta,
+                version,
+                content_type=content_type,
+                content_length=content_length,
+                not_exists=not_exists,
             ),
         )
 

@@ -622,6 +622,7 @@ class AzureProvider:
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         if method not in ("GET", "PUT"):
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
@@ -638,7 +639,11 @@ class AzureProvider:
                 raise InvalidArgument("only a download URL can name a version", key=key)
             token = await self.auth.version_sas(self.container, key, version, ttl, API_VERSION)
             return self.url_of(key) + "?versionid=" + quote(version, safe="") + "&" + token
-        permission = "r" if method == "GET" else "cw"
+        # Create without write (sp=c) lets the holder write a new blob only: Put Blob over an
+        # existing one answers 403 AuthorizationPermissionMismatch, and Put Block / Put Block
+        # List need w (https://learn.microsoft.com/rest/api/storageservices/create-service-sas
+        # #permissions-for-a-directory-container-or-blob).
+        permission = "r" if method == "GET" else "c" if not_exists else "cw"
         token = await self.auth.sas(self.container, key, permission, ttl, API_VERSION, self._delegation_key)
         return self.url_of(key) + "?" + token
 

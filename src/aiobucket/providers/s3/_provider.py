@@ -775,6 +775,7 @@ class S3Provider:
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         if method not in ("GET", "PUT"):
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
@@ -785,6 +786,8 @@ class S3Provider:
             params["ContentType"] = content_type
         if method == "PUT" and content_length is not None:
             params["ContentLength"] = content_length
+        if method == "PUT" and not_exists:  # a signed header: a PUT without it gets 403
+            params["IfNoneMatch"] = "*"
         if version is not None and method == "GET":
             params["VersionId"] = version
         try:
