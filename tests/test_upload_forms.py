@@ -522,6 +522,7 @@ def test_cors_for_the_sample_app() -> None:
         "https://app.example.com"
     ]
     assert {"Content-Type", "ETag"} <= set(entry["responseHeader"]) and entry["maxAgeSeconds"] == 3600
+    assert "x-goog-if-generation-match" in entry["responseHeader"]  # create-only signed PUTs
 
 
 def test_cli_prints_cors(tmp_path: Path) -> None:

@@ -288,11 +288,15 @@ def _azure_rule(origins: list[str], methods: set[str]) -> dict[str, Any]:
     }
 
 
+GCS_CORS_REQUEST_HEADERS = ("x-goog-if-generation-match",)
+"""A create-only signed PUT on GCS sends it (signed_upload_url(preconditions=...))."""
+
+
 def _gcs_rule(origins: list[str], methods: set[str]) -> dict[str, Any]:
     # GCS has one list for both directions: headers a request may carry and a page may read.
     return {
         "origin": list(origins),
         "method": sorted(methods),
-        "responseHeader": sorted(set(CORS_REQUEST_HEADERS) | set(CORS_EXPOSE_HEADERS)),
+        "responseHeader": sorted({*CORS_REQUEST_HEADERS, *CORS_EXPOSE_HEADERS, *GCS_CORS_REQUEST_HEADERS}),
         "maxAgeSeconds": CORS_MAX_AGE,
     }
