@@ -23,7 +23,7 @@ from ._parallel import ParallelReader
 from .errors import InvalidArgument, NotSupported, ObjectNotFound
 from .keys import validate_prefix
 from .listing import ListItem, iterate
-from .providers.base import GetOptions, Provider
+from .providers.base import Capabilities, GetOptions, Provider
 from .reader import Reader
 from .refs import TTL, BucketRef, Uploader
 from .removing import RemoveItem, check_keys, remove_many
@@ -295,6 +295,17 @@ class Bucket:
         return await copy_object(
             self._handle, src_key, version, target._handle, upload, dst_key, attrs, preconditions
         )
+
+    # -- capabilities -------------------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        """What this bucket's backend can do, for portable code that asks before it acts:
+        ``signed_urls``, ``signed_forms``, ``versioning``, ``listing_order`` ("utf-8" or
+        Azure's "utf-16"), ``key_restrictions`` (keys refused beyond aiobucket's own rules,
+        such as Azure's "segment_ends_with_dot" and "backslash"), part limits. No I/O; call
+        it inside the event loop, like every operation."""
+        provider, _ = self._handle.provider()
+        return provider.capabilities
 
     # -- URLs ---------------------------------------------------------------
 
