@@ -92,7 +92,7 @@ async def test_steady_500_ends_after_the_configured_attempts(
     assert len([r for r in proxy.requests if r.method == "GET"]) == RETRIES
 
 
-@pytest.mark.parametrize("op", ["upload", "download", "list", "remove"])
+@pytest.mark.parametrize("op", ["upload", "staged", "download", "list", "remove", "remove_many", "copy"])
 async def test_cancel_is_honoured_during_backoff(
     azurite_server: AzuriteServer, proxy: FaultProxy, op: str
 ) -> None:
@@ -103,11 +103,21 @@ async def test_cancel_is_honoured_during_backoff(
             cfg = config.resolve(slow.name)
             opts = dict(cfg.options, backoff_base=30.0, backoff_max=30.0)
             with config.override({slow.name: {"url": cfg.url, "key_prefix": b.name + "/", **opts}}):
-                proxy.add_rule(azure_error(503, "ServerBusy"), times=None)
+                # A copy HEADs its source first (to pin its ETag): refuse the Copy Blob itself.
+                only = {"method": "PUT"} if op == "copy" else {}
+                proxy.add_rule(azure_error(503, "ServerBusy"), times=None, **only)
 
                 async def run() -> None:
                     if op == "upload":
                         await put(slow, "k2", b"x")
+                    elif op == "staged":  # Put Block (part 1 of 2)
+                        async with slow.upload("k2", part_size=1024) as w:
+                            await w.write(b"x" * 1500)
+                    elif op == "remove_many":  # Blob Batch
+                        async for _ in slow.remove_many(["k", "k3"]):
+                            pass
+                    elif op == "copy":  # Copy Blob
+                        await slow.copy("k", "k2")
                     elif op == "download":
                         await slow.download("k").read()
                     elif op == "list":
@@ -122,6 +132,11 @@ async def test_cancel_is_honoured_during_backoff(
                         break
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(0.05)  # now in the backoff sleep
+                refused = proxy.requests[-1]
+                assert refused.status == 503
+                wanted = {"staged": "comp=block", "remove_many": "comp=batch", "copy": ""}.get(op)
+                if wanted is not None:  # the backoff is the one of the request named
+                    assert wanted in refused.query and refused.method in ("PUT", "POST"), refused
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 task.cancel()
