@@ -35,6 +35,7 @@ OPTIONS = (
     "read_timeout",
     "backoff_base",
     "backoff_max",
+    "ca_bundle",
 )
 # Container names: 3-63 of lowercase letters, digits and single hyphens (Azure's naming rules).
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
@@ -56,6 +57,9 @@ class AzureSettings:
     read_timeout: float = 60.0
     backoff_base: float = 0.1
     backoff_max: float = 5.0
+    ca_bundle: str | None = None
+    """A PEM file of the CAs that the endpoint's TLS is verified against, instead of the
+    system's store (a sovereign cloud's or a private endpoint's CA; Azurite with --cert)."""
 
     def __repr__(self) -> str:  # never print the key or the token
         return (
@@ -131,4 +135,5 @@ def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
         read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
         backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
         backoff_max=_number("backoff_max", where, opts.get("backoff_max", 5.0), float),
+        ca_bundle=_str("ca_bundle", where, opts["ca_bundle"]) if "ca_bundle" in opts else None,
     )
