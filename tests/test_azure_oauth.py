@@ -165,6 +165,6 @@ async def test_a_ca_bundle_that_cannot_be_read_is_invalid_argument(
         await aiobucket.aclose()
     # And without it, the self-signed certificate is not trusted: the system's store is used.
     with config.override({name: server.settings(max_attempts=1)}):
-        with pytest.raises(aiobucket.BucketError, match="(?i)certificate|ssl"):
+        with pytest.raises(aiobucket.BucketError, match=r"(?i)certificate|ssl"):
             await aiobucket.Bucket(name).exists("k")
         await aiobucket.aclose()
