@@ -144,8 +144,8 @@ def _emulator_jwt() -> str:
 @quirk("user_delegation_sas_needs_oauth")
 async def test_user_delegation_key_is_issued_to_a_bearer_token(azurite_server: AzuriteServer) -> None:
     """Get User Delegation Key takes an AAD bearer token. Azurite honours one only when
-    started with ``--oauth basic`` and HTTPS (a certificate), which the test server is not,
-    so user-delegation SAS is exercised through a persona instead (test_azure_faults.py)."""
+    started with ``--oauth basic`` and HTTPS (a certificate), which the shared test server is
+    not: test_azure_oauth.py starts one that is, and test_azure_faults.py has a persona."""
     body = (
         b"<?xml version='1.0' encoding='utf-8'?><KeyInfo><Start>2026-12-06T00:00:00Z</Start>"
         b"<Expiry>2026-12-07T00:00:00Z</Expiry></KeyInfo>"
