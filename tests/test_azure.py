@@ -327,5 +327,6 @@ def test_cli_copies_lists_and_removes_on_azure(tmp_path, azurite_server: Azurite
     assert b"dir/note.txt" in ok(tmp_path, "ls", "-r", "blobs:", config=cfg)
     assert b"md5" in ok(tmp_path, "stat", "blobs:dir/note.txt", config=cfg)
     assert b"sig=" in ok(tmp_path, "url", "--signed", "get", "blobs:dir/note.txt", config=cfg)
+    assert b"sp=c&" in ok(tmp_path, "url", "--signed", "put", "--create-only", "blobs:new.txt", config=cfg)
     ok(tmp_path, "rm", "blobs:dir/note.txt", config=cfg)
     assert ok(tmp_path, "ls", "-r", "blobs:", config=cfg) == b""
