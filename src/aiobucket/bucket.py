@@ -523,11 +523,15 @@ class Bucket:
         version = self._version(version, key)
         delta = self._ttl(ttl, key)
         op = "signed_upload_url" if method == "PUT" else "signed_download_url"
-        return await self._run(
-            op,
-            key,
-            version,
-            lambda p: p.sign_url(
+
+        def sign(p: Provider) -> Awaitable[str]:
+            if not_exists and not p.capabilities.conditional_put:  # nothing would refuse the overwrite
+                raise NotSupported(
+                    "this backend cannot refuse a write over an existing object "
+                    "(Capabilities.conditional_put), so a create-only signed URL would not be",
+                    key=key,
+                )
+            return p.sign_url(
                 key,
                 method,
                 delta,
@@ -535,8 +539,9 @@ class Bucket:
                 content_type=content_type,
                 content_length=content_length,
                 not_exists=not_exists,
-            ),
-        )
+            )
+
+        return await self._run(op, key, version, sign)
 
     async def _run(
         self, op: str, key: str | None, version: str | None, call: Callable[[Provider], Awaitable[T]]
