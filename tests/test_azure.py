@@ -373,3 +373,19 @@ async def test_a_sas_token_authorises_every_operation(azurite_server: AzuriteSer
         assert type(provider(b).auth).__name__ == "SharedKeyAuth"
         assert await b.download("dir/a b.txt").read() == b"via sas"
         await aiobucket.aclose()
+
+
+async def test_a_connection_string_configures_the_bucket(azurite_server: AzuriteServer) -> None:
+    """The SDK's connection string for Azurite (BlobEndpoint, AccountName, AccountKey)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    settings = {
+        "url": f"az://{azurite_server.container}",
+        "connection_string": azurite_server.connection_string(),
+        "key_prefix": f"{name}/",
+    }
+    with config.override({name: settings}):
+        b = aiobucket.Bucket(name)
+        await put(b, "k", b"configured by a connection string")
+        assert await b.download("k").read() == b"configured by a connection string"
+        assert "sig=" in await b.signed_download_url("k")
+        await aiobucket.aclose()
