@@ -83,3 +83,15 @@ def test_cors_for_an_az_bucket_is_an_account_rule_allowing_x_ms_blob_type(tmp_pa
     assert out["az://acmeprod"]["command"].startswith(
         "az storage cors add --account-name acmeprod --services b"
     )
+
+
+def test_the_account_of_a_connection_string_is_used(tmp_path: Path) -> None:
+    config = tmp_path / "aiobucket.toml"
+    config.write_text(
+        '[buckets.exports]\nurl = "az://acme-exports"\n'
+        'connection_string = "AccountName=acmeprod;AccountKey=a2V5;EndpointSuffix=core.windows.net"\n'
+    )
+    proc = cli("infra", str(SAMPLE), "--format", "rbac-azure", config=config)
+    assert proc.returncode == 0, proc.stderr
+    scopes = [a["scope"] for svc in json.loads(proc.stdout).values() for a in svc["builtin"]]
+    assert any("storageAccounts/acmeprod/blobServices/default/containers/acme-exports" in s for s in scopes)

@@ -25,6 +25,7 @@ and https://learn.microsoft.com/azure/role-based-access-control/permissions/stor
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -53,6 +54,12 @@ def azure_location(bucket: str) -> tuple[str, str, str]:
         return "{account}", bucket, ""
     parts = urlsplit(settings.url)
     account = parse_qs(parts.query).get("account", ["{account}"])[-1]
+    if "connection_string" in settings.options:  # the account is named there
+        from ..errors import InvalidArgument
+        from ..providers.azure._settings import parse_settings
+
+        with contextlib.suppress(InvalidArgument):
+            account = parse_settings(settings, bucket).account
     return account, parts.netloc or bucket, settings.key_prefix
 
 
