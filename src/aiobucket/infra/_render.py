@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:
     from ._analysis import Manifest
@@ -211,8 +211,9 @@ def cloud_location(bucket: str) -> list[tuple[str, str]]:
     if settings.scheme in ("s3", "gs"):
         return [(settings.scheme, urlsplit(settings.url).netloc or bucket)]
     if settings.scheme == "az":  # CORS is set on the storage account's blob service
-        account = parse_qs(urlsplit(settings.url).query).get("account", ["{account}"])[-1]
-        return [("az", account)]
+        from ._azure import azure_location
+
+        return [("az", azure_location(bucket)[0])]
     return [("s3", bucket), ("gs", bucket)]
 
 
