@@ -245,8 +245,8 @@ def create_only_headers(url: str) -> dict[str, str]:
         return {"If-None-Match": "*"}
     if "X-Goog-Signature=" in url:
         return {"x-goog-if-generation-match": "0"}
-    if "sig=" in url and "sp=c&" in url:
-        return {"x-ms-blob-type": "BlockBlob"}
+    if "sig=" in url and "sp=c&" in url:  # If-None-Match: the check atomic with the write
+        return {"x-ms-blob-type": "BlockBlob", "If-None-Match": "*"}
     assert "create_only=1" in url, url  # the dev server: signed into the query
     return {}
 
