@@ -361,8 +361,9 @@ class Bucket:
         over an existing object is refused and the object is left as it was. Where that
         needs a header, the header is signed, so a PUT without it is refused too (403):
         S3 signs ``If-None-Match: *`` and GCS ``x-goog-if-generation-match: 0``, which the
-        uploader must send; Azure's SAS grants create only (``sp=c``) and the dev server
-        signs ``create_only=1`` into the URL, so nothing is to be sent there.
+        uploader must send; Azure's SAS grants create only (``sp=c``; sending
+        ``If-None-Match: *`` as well makes the check atomic with the write) and the dev
+        server signs ``create_only=1`` into the URL. See the README's table.
         ``if_match`` cannot be signed into a URL (NotSupported).
         """
         from ._upload_forms import check_content_type, check_size
