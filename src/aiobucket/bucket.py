@@ -296,16 +296,15 @@ class Bucket:
             self._handle, src_key, version, target._handle, upload, dst_key, attrs, preconditions
         )
 
-    # -- capabilities -------------------------------------------------------
+    async def capabilities(self) -> Capabilities:
+        """What this bucket's backend honours: declared, plus what it learnt at runtime.
 
-    def capabilities(self) -> Capabilities:
-        """What this bucket's backend can do, for portable code that asks before it acts:
-        ``signed_urls``, ``signed_forms``, ``versioning``, ``listing_order`` ("utf-8" or
-        Azure's "utf-16"), ``key_restrictions`` (keys refused beyond aiobucket's own rules,
-        such as Azure's "segment_ends_with_dot" and "backslash"), part limits. No I/O; call
-        it inside the event loop, like every operation."""
-        provider, _ = self._handle.provider()
-        return provider.capabilities
+        For S3 that is the store's profile (``provider=`` or the endpoint's host, plus
+        overrides). No I/O; ``aiobucket doctor BUCKET`` probes what the store really does.
+        """
+        async with _runtime.operation("capabilities", self.name, None):
+            provider, _ = self._handle.provider()
+            return provider.capabilities
 
     # -- URLs ---------------------------------------------------------------
 
@@ -414,7 +413,19 @@ class Bucket:
             policy = make_policy(key, delta, max_size, min_size, content_type, content_type_prefix, metadata)
         except InvalidArgument as exc:
             raise exc.with_context(bucket=self.name, key=key) from None
-        return await self._run("signed_upload_form", key, None, lambda p: p.sign_post(key, policy))
+
+        async def call(p: Provider) -> UploadForm:
+            caps = p.capabilities
+            if caps.store and not caps.signed_forms:  # a store that has no POST object
+                raise NotSupported(
+                    f"{caps.store} has no browser upload forms (POST object); nothing was signed. "
+                    "Use signed_upload_url(), or set the bucket option post_forms=true if it has",
+                    bucket=self.name,
+                    key=key,
+                )
+            return await p.sign_post(key, policy)
+
+        return await self._run("signed_upload_form", key, None, call)
 
     async def signed_download_url(
         self, key: str, *, ttl: TTL = DEFAULT_TTL, version: str | None = None

@@ -144,7 +144,7 @@ RESTRICTED_KEYS = {"segment_ends_with_dot": ["dir./k", "k."], "backslash": ["a\\
 
 async def test_declared_key_restrictions_are_refused_before_any_io(backend):
     b = backend.bucket()
-    caps = b.capabilities()
+    caps = await b.capabilities()
     assert caps == backend.supports(b)  # the public view is the provider's declaration
     for restriction in caps.key_restrictions:
         assert restriction in RESTRICTED_KEYS, f"give an example key for {restriction!r}"
