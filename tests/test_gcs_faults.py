@@ -428,6 +428,86 @@ async def test_lost_answer_to_remove_is_success(bucket: aiobucket.Bucket, proxy:
         await bucket.remove("k")  # a first attempt that finds nothing is still ObjectNotFound
 
 
+# -- issue 19: a not_exists write held off by 429 is a lost race, never BackendError ----
+
+RATE_LIMITED = gcs_error(429, "The rate of change requests to the object is too high", "rateLimitExceeded")
+
+
+def is_session_start(r: Request) -> bool:
+    return r.method == "POST" and "uploadType=resumable" in r.query
+
+
+async def test_not_exists_session_start_held_off_by_429_is_precondition_failed(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """GCS's limit of one write per second per object answers 429 rateLimitExceeded
+    (https://cloud.google.com/storage/docs/json_api/v1/status-codes#429_Too_Many_Requests);
+    a not_exists upload refused so until the deadline lost the race to the other writers."""
+    await put(bucket, "k", b"someone else's")
+    proxy.add_rule(RATE_LIMITED, when=is_session_start, times=None)
+    with pytest.raises(aiobucket.PreconditionFailed, match="429") as info:
+        await put(bucket, "k", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
+    assert not isinstance(info.value, aiobucket.OutcomeUnknown)
+    await proxy.settled()
+    assert statuses(proxy, is_session_start) == [429] * RETRIES
+    assert await read(bucket, "k") == b"someone else's"
+
+
+async def test_not_exists_final_chunk_held_off_by_429_is_precondition_failed(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    proxy.add_rule(RATE_LIMITED, when=is_final_chunk, times=None)
+    proxy.add_rule(RATE_LIMITED, when=is_offset_query, times=None)
+    with pytest.raises(aiobucket.PreconditionFailed, match=r"429.*not there now"):
+        await put(bucket, "big", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
+    await proxy.settled()
+    assert set(statuses(proxy, is_final_chunk)) == {429}
+    assert not await bucket.exists("big")
+
+
+async def test_not_exists_final_chunk_applied_then_429_is_success(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """The final chunk was applied but its answer lost; every later request of the session is
+    refused with 429 to the deadline: the object is read back and recognised by its CRC32C."""
+    data = os.urandom(STREAM)
+    proxy.add_rule(lose_response(), when=is_final_chunk)
+    proxy.add_rule(RATE_LIMITED, when=is_offset_query, times=None)
+    attrs = await put(bucket, "big", data, part_size=STREAM_PART, preconditions=NE)
+    await proxy.settled()
+    assert statuses(proxy, is_final_chunk) == [200]
+    assert statuses(proxy, is_offset_query) == [429] * RETRIES
+    assert attrs.size == len(data) and attrs.crc32c == crc32c(data)
+    assert await read(bucket, "big") == data
+
+
+async def test_not_exists_copy_held_off_by_429_is_precondition_failed(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    await put(bucket, "src", b"source")
+    await put(bucket, "dst", b"someone else's")
+    proxy.add_rule(RATE_LIMITED, when=is_rewrite, times=None)
+    with pytest.raises(aiobucket.PreconditionFailed, match="another writer's object"):
+        await bucket.copy("src", "dst", preconditions=NE)
+    await proxy.settled()
+    assert statuses(proxy, is_rewrite) == [429] * RETRIES
+    assert await read(bucket, "dst") == b"someone else's"
+
+
+async def test_not_exists_copy_applied_then_429_is_success(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    data = os.urandom(100 * KiB)
+    await put(bucket, "src", data)
+    proxy.add_rule(lose_response(), when=is_rewrite)
+    proxy.add_rule(RATE_LIMITED, when=is_rewrite, times=None)
+    out = await bucket.copy("src", "dst", preconditions=NE)
+    await proxy.settled()
+    assert statuses(proxy, is_rewrite) == [200] + [429] * (RETRIES - 1)
+    assert out.size == len(data) and out.crc32c == crc32c(data)
+    assert await read(bucket, "dst") == data
+
+
 # -- finding 3: an answer cut after its headers is retried --------------------------
 
 
