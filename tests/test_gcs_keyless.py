@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -549,12 +550,65 @@ async def test_customer_supplied_key_goes_on_every_request(
             with pytest.raises(aiobucket.NotSupported, match="customer-supplied"):
                 await b.signed_download_url("a")
         proxy.wait_idle()
-        import hashlib
-
         digest = base64.b64encode(hashlib.sha256(key).digest()).decode()
         assert proxy.requests and all(
             r.header("x-goog-encryption-key-sha256") == digest for r in proxy.requests
         )
+
+
+async def test_cmek_and_csek_reach_streamed_uploads_and_copies(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CMEK: ``kmsKeyName`` on a resumable session's start, ``destinationKmsKeyName`` on a rewrite
+    (https://cloud.google.com/storage/docs/json_api/v1/objects/rewrite). CSEK: the key headers on
+    every request of a resumable upload, and on a rewrite both the destination's and the source's
+    (``x-goog-copy-source-encryption-*``; https://cloud.google.com/storage/docs/encryption/
+    using-customer-supplied-keys#rest-csek)."""
+    kms = "projects/p/locations/l/keyRings/r/cryptoKeys/k"
+    big = os.urandom(300 * 1024)  # two chunks of a resumable session
+    async with on_gcp(monkeypatch) as persona:
+        async with keyless_bucket(gcs_server, proxy, persona, kms_key_name=kms) as b:
+            await put(b, "big", big, part_size=256 * 1024)
+            await b.copy("big", "copy")
+        proxy.wait_idle()
+        [start] = proxy.matching(method="POST", query="uploadType=resumable")
+        [rewrite] = [r for r in proxy.requests if "/rewriteTo/" in r.path]
+        assert dict(parse_qsl(start.query))["kmsKeyName"] == kms
+        assert dict(parse_qsl(rewrite.query))["destinationKmsKeyName"] == kms
+        proxy.clear()
+
+        key = os.urandom(32)
+        digest = base64.b64encode(hashlib.sha256(key).digest()).decode()
+        csek = {"encryption_key": base64.b64encode(key).decode()}
+        async with keyless_bucket(gcs_server, proxy, persona, **csek) as b:
+            await put(b, "big", big, part_size=256 * 1024)
+            await b.copy("big", "copy")
+        proxy.wait_idle()
+        session = [r for r in proxy.requests if "upload_id=" in r.query or "uploadType=resumable" in r.query]
+        assert len(session) >= 3  # the start and two chunks
+        assert all(r.header("x-goog-encryption-key-sha256") == digest for r in session)
+        [rewrite] = [r for r in proxy.requests if "/rewriteTo/" in r.path]
+        assert rewrite.header("x-goog-encryption-key-sha256") == digest
+        assert rewrite.header("x-goog-copy-source-encryption-key-sha256") == digest
+        assert rewrite.header("x-goog-copy-source-encryption-algorithm") == "AES256"
+
+
+def test_https_proxy_and_no_proxy_are_read_for_googles_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real GCS is https: HTTPS_PROXY (with its credentials) applies to it, NO_PROXY exempts a
+    host. (The end-to-end run through a proxy is test_http_proxy_from_the_environment: the
+    emulator is http.)"""
+    from aiobucket.providers.gcs._gcloud import EnvProxies
+
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "iamcredentials.googleapis.com")
+    proxies = EnvProxies()
+    got = proxies("https://storage.googleapis.com/storage/v1/b/x/o")
+    assert str(got["proxy"]) == "http://proxy.example:3128"
+    assert (got["proxy_auth"].login, got["proxy_auth"].password) == ("user", "secret")
+    assert proxies("https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/a:signBlob") == {}
+    assert proxies("http://metadata.google.internal/computeMetadata/v1/") == {}  # no HTTP_PROXY
 
 
 async def test_http_proxy_from_the_environment(
