@@ -481,6 +481,21 @@ async def test_not_exists_final_chunk_applied_then_429_is_success(
     assert await read(bucket, "big") == data
 
 
+async def test_429_mid_session_is_a_quota_not_a_lost_race(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """A mid-session chunk writes no object, so its 429s are a quota (bandwidth, requests), not
+    the one-write-per-second limit on the key: the upload ends in BackendError and leaves nothing."""
+    proxy.add_rule(RATE_LIMITED, when=is_mid_chunk, times=None)
+    proxy.add_rule(RATE_LIMITED, when=is_offset_query, times=None)
+    with pytest.raises(aiobucket.BackendError, match="429") as info:
+        await put(bucket, "big", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
+    assert not isinstance(info.value, aiobucket.PreconditionFailed)
+    await proxy.settled()
+    assert seen(proxy, is_final_chunk) == []
+    assert not await bucket.exists("big")
+
+
 async def test_not_exists_copy_held_off_by_429_is_precondition_failed(
     bucket: aiobucket.Bucket, proxy: FaultProxy
 ) -> None:

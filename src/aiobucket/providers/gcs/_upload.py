@@ -20,9 +20,9 @@ Faults (decided by ``RetryPolicy.resumable``):
   anything else OutcomeUnknown.
 * The final chunk carries ``X-Goog-Hash: crc32c=...`` so GCS refuses changed
   bytes; the finished object's CRC32C is compared with ours as well.
-* A ``not_exists`` upload refused with 429 until the retry deadline (its
-  session's start, a chunk or the final offset query: others hold the key at
-  GCS's one-write-per-second limit) is settled by reading the object
+* A ``not_exists`` upload refused with 429 until the retry deadline at its
+  session's start or its final chunk (or that chunk's offset query: others hold
+  the key at GCS's one-write-per-second limit) is settled by reading the object
   (``_outcome.rate_limited``): ours (by size and CRC32C, final chunk only) is
   success, anything else PreconditionFailed, never BackendError.
 
@@ -337,7 +337,9 @@ class ResumableUpload:
         """A request of the session refused for good: raises its error, except that a
         ``not_exists`` upload held off by 429 is settled by looking at the object, and its
         resource returned if it is ours (only a final chunk's earlier attempt can have stored it)."""
-        if exc.status == 429 and self._opts.preconditions.not_exists:
+        # Only the requests that meet the object's write limit: the start (where GCS checks
+        # the precondition) and the final chunk (the write); a 429 mid-session is a quota.
+        if exc.status == 429 and self._opts.preconditions.not_exists and (final or end is None):
             written = self._written(end) if final and end is not None else None
             p = self._p
             return await rate_limited(
