@@ -188,6 +188,40 @@ async def test_keyless_bucket_signs_through_iam(
             )
 
 
+async def test_keyless_upload_url_is_signed_and_used(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """signed_upload_url without a key: signed through signBlob exactly as the key itself would
+    sign it, and a PUT to it stores the object in fake-gcs-server."""
+    async with on_gcp(monkeypatch) as persona, keyless_bucket(gcs_server, proxy, persona) as b:
+        url = await b.signed_upload_url("up.txt", ttl=timedelta(minutes=5), content_type="text/plain")
+        assert len(persona.sign_requests) == 1
+        q = dict(parse_qsl(urlsplit(url).query))
+        assert q["X-Goog-Credential"].startswith(ACCOUNT["client_email"] + "/")
+        parts = urlsplit(url)
+        signed_at = datetime.strptime(q.pop("X-Goog-Date"), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        for name in ("X-Goog-Signature", "X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-SignedHeaders"):
+            q.pop(name)
+        local = v4_request(
+            base_url=f"{parts.scheme}://{parts.netloc}",
+            path=parts.path,
+            method="PUT",
+            seconds=int(q.pop("X-Goog-Expires")),
+            client_email=ACCOUNT["client_email"],
+            now=signed_at,
+            query=q,
+            headers={"content-type": "text/plain"},
+        )
+        assert await sign_v4_url(local, pem_signer(ACCOUNT["private_key"])) == url
+        direct = url.replace(proxy.url, gcs_server.endpoint)
+        async with (
+            aiohttp.ClientSession() as s,
+            s.put(direct, data=b"uploaded", headers={"Content-Type": "text/plain"}) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+        assert await read(b, "up.txt") == b"uploaded"
+
+
 async def test_signblob_signer_reproduces_every_vector(
     gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
