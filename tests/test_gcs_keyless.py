@@ -273,6 +273,18 @@ async def test_missing_token_creator_role_is_named(
         assert ACCOUNT["client_email"] in str(info.value)
 
 
+async def test_iam_api_not_enabled_is_named(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        on_gcp(monkeypatch, api_enabled=False) as persona,
+        keyless_bucket(gcs_server, proxy, persona) as b,
+    ):
+        with pytest.raises(aiobucket.PermissionDenied, match=r"enable the IAM Service Account Credentials"):
+            await b.signed_download_url("f")
+        assert len(persona.sign_requests) == 1  # a refusal is not retried
+
+
 async def test_signing_account_option_when_credentials_name_none(
     gcs_server: GcsServer, proxy: FaultProxy, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
