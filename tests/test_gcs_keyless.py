@@ -494,6 +494,42 @@ async def test_concurrent_same_key_writes_fit_googles_budget(
     assert outcome["google"][0] == 0
 
 
+async def test_concurrent_not_exists_writers_have_one_winner_and_no_backend_error(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's race at GCS's write limit, with a deadline short enough that some writers
+    are still refused with 429 when it ends: one wins, every other one is PreconditionFailed
+    (lost at the 412, or settled after the 429s), none BackendError."""
+    writers = 10
+    async with on_gcp(monkeypatch) as persona:
+        proxy.add_rule(
+            gcs_error(429, "rate limit", "rateLimitExceeded"),
+            method="POST",
+            query="uploadType=multipart",
+            when=OneWritePerObject(0.2),
+            times=None,
+        )
+        options = {"retry_initial": 0.02, "retry_cap": 0.1, "retry_deadline": 0.3}
+        async with keyless_bucket(gcs_server, proxy, persona, **options) as b:
+            ne = aiobucket.Preconditions(not_exists=True)
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(put(b, "race", b"w%d" % i, preconditions=ne) for i in range(writers)),
+                    return_exceptions=True,
+                ),
+                GUARD,
+            )
+            winners = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+            losers = [r for r in results if isinstance(r, BaseException)]
+            assert len(winners) == 1, results
+            assert all(type(r) is aiobucket.PreconditionFailed for r in losers), losers
+            assert await read(b, "race") == b"w%d" % winners[0]
+        proxy.wait_idle()
+        answers = [r.status for r in proxy.matching(method="POST", query="uploadType=multipart")]
+        assert 429 in answers  # the limit was met
+        print(f"{writers} not_exists writers: {sum('429' in str(r) for r in losers)} settled after 429s")
+
+
 async def test_503_bursts_are_ridden_out(
     gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
