@@ -44,6 +44,7 @@ async def _present(p: S3Provider, keys: Sequence[str]) -> set[str]:
     wanted = set(keys)
     params: dict[str, str] = {
         "list-type": "2",
+        "encoding-type": "url",  # a foreign key with a control character must not break the page
         "prefix": _common_prefix(keys),
         "max-keys": "1000",
     }

@@ -15,6 +15,9 @@ Invariants:
 * A completion is retried like any request; after an attempt that may have been
   applied, a 412 (conditional) or NoSuchUpload is resolved against the stored
   object (``S3Provider.resolve``), never reported as a lost race by default.
+* A completion or copy may answer 200 and then fail in its body: the whole body is
+  checked (``answered``); an <Error> is handled like an error status, an empty or
+  truncated body is a retryable failure.
 * A refused completion aborts the upload, so nothing is orphaned; ``abort()`` is
   idempotent and a NoSuchUpload answer to it is success.
 * A copy is idempotent (retried); a conditional one is resolved like a PUT, with
@@ -27,6 +30,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -52,10 +56,10 @@ from ._wire import (
 )
 from ._xml import (
     complete_body,
+    error_in_200,
     parse_complete,
     parse_complete_crc32c,
     parse_copy,
-    parse_error,
     parse_upload_id,
 )
 
@@ -65,14 +69,37 @@ if TYPE_CHECKING:
 __all__ = ["Upload", "copy"]
 
 
-def error_in_200(resp: Response) -> None:
-    """CompleteMultipartUpload and the copies may answer 200 and then an <Error> body."""
-    if b"<Error" not in resp.body[:512]:
-        return
-    code, message = parse_error(resp.body)
-    if code:
-        resp.status = 500 if code in THROTTLED else 400
+_STATUS_OF = {
+    "PreconditionFailed": 412,
+    "ConditionalRequestConflict": 409,
+    "NoSuchUpload": 404,
+    "NoSuchKey": 404,
+    "AccessDenied": 403,
+}
+"""The status an <Error> in a 200 body would have had on its own (error_for and the
+lost-response checks read statuses)."""
+
+
+def answered(result: str) -> Callable[[Response], None]:
+    """A ``send`` check for calls that may answer 200 and then fail in the body.
+
+    An <Error> becomes the error answer it stands for (retried or mapped like any
+    other); an empty, truncated or foreign body becomes a retryable 500 that may have
+    been applied (the server said 200 before it finished).
+    """
+
+    def check(resp: Response) -> None:
+        problem = error_in_200(resp.body, result)
+        if problem is None:
+            return
+        code, message = problem
+        if code:
+            resp.status = _STATUS_OF.get(code, 500 if code in THROTTLED else 400)
+        else:
+            resp.status = 500
         resp.code, resp.message = code, message
+
+    return check
 
 
 async def xml_body(p: S3Provider, body: bytes) -> tuple[dict[str, str], str]:
@@ -166,7 +193,7 @@ class Upload:
                 headers["x-amz-checksum-type"] = "FULL_OBJECT"
             resp = await p.send(
                 "complete upload", "POST", self._key, query=self._query(), headers=headers, body=body,
-                payload_hash=payload_hash, shield=True, check=error_in_200,
+                payload_hash=payload_hash, shield=True, check=answered("CompleteMultipartUploadResult"),
             )  # fmt: skip
             lost = resp.maybe_applied and ((resp.status == 412 and bool(pre)) or resp.code == "NoSuchUpload")
             if lost:
@@ -250,7 +277,7 @@ async def copy(p: S3Provider, source: S3Provider, src: str, dst: str, opts: Copy
         headers.update(object_headers(opts.replace))
         headers["x-amz-metadata-directive"] = "REPLACE"
     await p.precheck(dst, pre)
-    resp = await p.send("copy", "PUT", dst, headers=headers, shield=True, check=error_in_200)
+    resp = await p.send("copy", "PUT", dst, headers=headers, shield=True, check=answered("CopyObjectResult"))
     if resp.status == 412 and pre and resp.maybe_applied:
         ours = source_attrs.etag if is_md5(source_attrs.etag) else None
         return await p.resolve("copy", dst, ours, resp, full_object_sums(source_attrs))
@@ -298,7 +325,7 @@ async def _multipart_copy(
         op = f"copy part {number}"
         async with limit:
             resp = await p.send(
-                op, "PUT", dst, query=upload._query(number), headers=headers, check=error_in_200
+                op, "PUT", dst, query=upload._query(number), headers=headers, check=answered("CopyPartResult")
             )
         if resp.status >= 300:
             raise p.fail(resp, op, dst)

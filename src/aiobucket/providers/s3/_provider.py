@@ -95,8 +95,9 @@ from ..base import (
     same_etag,
 )
 from ._errors import error_for, request_ids
+from ._ratelimit import SendRate
 from ._region import DEFAULT_REGION, Regions, is_region_redirect
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, RetryQuota
 from ._settings import S3Settings, option_headers, parse_settings
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
 from ._transport import Response, Transport, ssl_context
@@ -172,7 +173,14 @@ class S3Provider:
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
         self.bucket = settings.bucket
-        self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_max)
+        self.policy = RetryPolicy(
+            settings.max_attempts,
+            settings.backoff_base,
+            settings.backoff_max,
+            deadline=settings.retry_deadline,
+            quota=RetryQuota(settings.retry_quota),
+            rate=SendRate() if settings.adaptive_retry else None,
+        )
         self.transport = Transport(
             pool=settings.max_pool_connections,
             connect_timeout=settings.connect_timeout,
@@ -699,7 +707,11 @@ class S3Provider:
         versions: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[ListEntry]:
-        params: dict[str, str] = {"prefix": prefix, "max-keys": str(min(max(limit or 1000, 1), 1000))}
+        params: dict[str, str] = {
+            "prefix": prefix,
+            "max-keys": str(min(max(limit or 1000, 1), 1000)),
+            "encoding-type": "url",  # any key survives the XML (see _xml.parse_list)
+        }
         if delimiter is not None:
             params["delimiter"] = delimiter
         if versions:
