@@ -40,6 +40,7 @@ from faultproxy import (
     gcs_error,
     lose_response,
 )
+from personas.gcp_write import GcsWritePreconditions
 from servers.fakegcs import QUIRKS, GcsServer
 
 import aiobucket
@@ -266,6 +267,18 @@ async def test_resume_from_another_generation_or_range_is_refused(
 # -- gzip-encoded objects: read as stored, never transcoded and spliced ----------------
 
 
+def _store_plain(server: GcsServer, name: str, data: bytes) -> None:
+    """Store ``data`` straight into fake-gcs-server, as another writer would."""
+    req = urllib.request.Request(
+        f"{server.endpoint}/upload/storage/v1/b/{server.bucket}/o?uploadType=media&name={name}",
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
 def _store_gzip_encoded(server: GcsServer, name: str, blob: bytes) -> None:
     """Store ``blob`` with ``Content-Encoding: gzip`` as another tool would (aiobucket never sets it)."""
     meta = json.dumps({"name": name, "contentEncoding": "gzip", "contentType": "text/plain"})
@@ -479,6 +492,68 @@ async def test_not_exists_final_chunk_applied_then_429_is_success(
     assert statuses(proxy, is_offset_query) == [429] * RETRIES
     assert attrs.size == len(data) and attrs.crc32c == crc32c(data)
     assert await read(bucket, "big") == data
+
+
+@pytest.fixture
+def gcs_preconditions(gcs_server: GcsServer, proxy: FaultProxy) -> GcsWritePreconditions:
+    """GCS's precondition checks on resumable uploads and rewrites (``personas/gcp_write.py``)."""
+    persona = GcsWritePreconditions(gcs_server.endpoint)
+    persona.install(proxy)
+    return persona
+
+
+async def test_streamed_not_exists_race_has_one_winner_on_gcs_rules(
+    bucket: aiobucket.Bucket, proxy: FaultProxy, gcs_preconditions: GcsWritePreconditions
+) -> None:
+    """Two streamed not_exists writers whose sessions both start before either finishes: the
+    second to complete is refused (412) at its final chunk; nothing of it is stored."""
+    first, second = os.urandom(600 * KiB), os.urandom(600 * KiB)
+    writers = [bucket.upload("race", part_size=256 * KiB, preconditions=NE) for _ in range(2)]
+    for w, data in zip(writers, (first, second), strict=True):
+        await w.write(data)
+    results = await asyncio.gather(*(w.close() for w in writers), return_exceptions=True)
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(lost) == 1 and type(lost[0]) is aiobucket.PreconditionFailed, results
+    winner = first if not isinstance(results[0], BaseException) else second
+    assert await read(bucket, "race") == winner
+    await proxy.settled()
+    assert [is_final_chunk(r) for r in gcs_preconditions.refused] == [True]
+    # Onto an existing object, the session's start is refused already; a copy likewise.
+    with pytest.raises(aiobucket.PreconditionFailed):
+        await put(bucket, "race", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
+    await put(bucket, "src", b"source")
+    with pytest.raises(aiobucket.PreconditionFailed):
+        await bucket.copy("src", "race", preconditions=NE)
+    assert await read(bucket, "race") == winner
+
+
+async def test_not_exists_final_chunk_held_off_by_429_meets_the_winner(
+    bucket: aiobucket.Bucket,
+    proxy: FaultProxy,
+    gcs_server: GcsServer,
+    gcs_preconditions: GcsWritePreconditions,
+) -> None:
+    """The issue's race on a streamed upload: another writer's object lands while our final
+    chunk is refused with 429 to the deadline (its offset queries answered 308, as GCS does):
+    PreconditionFailed naming the other's object."""
+    name = config.resolve(bucket.name).key_prefix + "race"
+    other = os.urandom(1000)
+    landed = threading.Event()
+
+    def other_writer_lands(r: Request) -> bool:
+        if not is_final_chunk(r):
+            return False
+        if not landed.is_set():
+            landed.set()
+            _store_plain(gcs_server, name, other)
+        return True
+
+    proxy.clear(requests=False)  # the 429 rule goes before the persona's
+    proxy.add_rule(RATE_LIMITED, when=other_writer_lands, times=None)
+    gcs_preconditions.install(proxy)
+    with pytest.raises(aiobucket.PreconditionFailed, match="another writer's object"):
+        await put(bucket, "race", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
+    assert await read(bucket, "race") == other
 
 
 async def test_429_mid_session_is_a_quota_not_a_lost_race(
