@@ -715,6 +715,40 @@ async def test_http_proxy_from_the_environment(
             assert len(counting.requests) == 1
 
 
+async def test_https_proxy_tunnels_to_a_tls_endpoint(
+    gcs_server: GcsServer, no_key: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """HTTPS_PROXY end to end: fake-gcs-server behind TLS (a throwaway CA, trusted through
+    SSL_CERT_FILE), reached through a CONNECT proxy (``tests/netproxy.py``)."""
+    import ssl
+
+    import trustme
+    from netproxy import TLSFront, TunnelProxy
+
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    authority = trustme.CA()
+    pem = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(pem))
+    monkeypatch.setenv("SSL_CERT_FILE", str(pem))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    with TLSFront(gcs_server.endpoint, context) as front, TunnelProxy() as tunnel:
+        monkeypatch.setenv("HTTPS_PROXY", tunnel.url)
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        settings = {
+            "url": f"gs://{gcs_server.bucket}?endpoint={front.url}&emulator=true",
+            "key_prefix": f"{name}/",
+        }
+        with config.override({name: settings}):
+            b = aiobucket.Bucket(name)
+            await put(b, "a", b"through the tunnel")
+            assert await read(b, "a") == b"through the tunnel"
+            await b.remove("a")
+            await aiobucket.aclose()
+        assert tunnel.tunnels and all(t.endswith(f":{front.port}") for t in tunnel.tunnels)
+
+
 # -- who signs, and the settings ---------------------------------------------------------
 
 
