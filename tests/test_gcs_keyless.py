@@ -796,6 +796,22 @@ async def test_the_signing_account_comes_from(
         assert await auth.signing_email(1.0, "k") == expected
 
 
+async def test_signed_url_in_another_universe(
+    no_key: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """universe_domain: signed URLs name storage.{universe} (Google's vector "Universe domain"
+    signs for a URL on that host), signed with the key offline."""
+    path = tmp_path / "sa.json"
+    path.write_text(json.dumps(ACCOUNT))
+    name = f"u-{uuid.uuid4().hex[:8]}"
+    settings = {"url": "gs://data", "service_file": str(path), "universe_domain": "example.net"}
+    with config.override({name: settings}):
+        url = await aiobucket.Bucket(name).signed_download_url("a/b.txt", ttl=60)
+        await aiobucket.aclose()
+    assert url.startswith("https://storage.example.net/data/a/b.txt?")
+    assert dict(parse_qsl(urlsplit(url).query))["X-Goog-Credential"].startswith(ACCOUNT["client_email"])
+
+
 def test_settings_for_universe_billing_and_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     from aiobucket.providers.gcs._http import GcsHttp
 
