@@ -93,8 +93,9 @@ async def rate_limited(
     Others were writing this key (GCS allows one write per second per object), so the
     race is settled by looking: the stored object's resource if it is ours (an earlier
     attempt of ours won; ``written`` None: nothing of ours can be there), else
-    PreconditionFailed. An unreadable object is PreconditionFailed too: the 429s say
-    that others held the key, and nothing of ours is known to be stored.
+    PreconditionFailed. An object that cannot be read is OutcomeUnknown when an earlier
+    attempt of ours may be it, else PreconditionFailed (the 429s say that others held the
+    key, and nothing of ours can be stored).
     """
     try:
         res: dict[str, Any] | None = await fetch()
