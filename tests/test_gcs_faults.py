@@ -556,6 +556,20 @@ async def test_not_exists_final_chunk_held_off_by_429_meets_the_winner(
     assert await read(bucket, "race") == other
 
 
+async def test_not_exists_applied_then_429_and_unreadable_is_outcome_unknown(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """An attempt may have stored ours, the rest were refused with 429, and the object cannot
+    be read to tell: OutcomeUnknown, not a PreconditionFailed that may be false."""
+    proxy.add_rule(lose_response(), when=is_small_upload)
+    proxy.add_rule(RATE_LIMITED, when=is_small_upload, times=None)
+    proxy.add_rule(gcs_error(503), when=is_meta, times=RETRIES)
+    with pytest.raises(aiobucket.OutcomeUnknown, match="429"):
+        await put(bucket, "k", b"ours", preconditions=NE)
+    await proxy.settled()
+    assert statuses(proxy, is_small_upload) == [200] + [429] * (RETRIES - 1)
+
+
 async def test_429_mid_session_is_a_quota_not_a_lost_race(
     bucket: aiobucket.Bucket, proxy: FaultProxy
 ) -> None:
