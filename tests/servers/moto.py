@@ -56,6 +56,16 @@ QUIRKS: dict[str, str] = {
 """moto 5.2 differences from AWS S3 that the conformance suite meets; tests naming one run
 as a strict xfail here."""
 
+DOCTOR_DIFFERENCES: dict[str, str] = {  # (it keeps a PUT's checksum when the SDK header names it)
+    "checksum_headers": "moto 5.2 stores a body whose x-amz-checksum-crc32c is wrong (see QUIRKS)",
+    "conditional_copy": (
+        "moto 5.2 ignores If-None-Match on CopyObject (AWS honours it): aiobucket's HEAD precheck "
+        "refuses outside a race window"
+    ),
+}
+"""Where ``aiobucket doctor`` sees moto differ from the profile it is declared as (aws):
+tests/test_s3_doctor.py checks that exactly these differ."""
+
 
 def launch(base: Path) -> tuple[subprocess.Popen[bytes], S3Server]:
     """Start moto's server under ``base`` on a free port; wait until it answers; make the buckets.

@@ -98,7 +98,8 @@ was written, so a later 412 is not our own write unless an earlier attempt may h
 
 
 def is_transient_status(status: int, code: str) -> bool:
-    return status >= 500 or status == 429 or code in THROTTLED or code == CONFLICT
+    # 501 NotImplemented is the store saying it does not do this: final, never retried.
+    return (status >= 500 and status != 501) or status == 429 or code in THROTTLED or code == CONFLICT
 
 
 def _loopback(host: str | None) -> bool:

@@ -12,16 +12,17 @@ import binascii
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import InvalidArgument
+from ._profiles import OVERRIDES, PROFILES, StoreProfile, apply_overrides, profile_for
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
 
-URL_PARAMS = ("region", "endpoint", "path_style")
+URL_PARAMS = ("region", "endpoint", "path_style", "provider")
 OPTIONS: tuple[str, ...] = (
     "region",
     "endpoint",
@@ -41,6 +42,8 @@ OPTIONS: tuple[str, ...] = (
     "retry_quota",
     "adaptive_retry",
     "ca_bundle",
+    "provider",
+    *OVERRIDES,
 )
 BUCKET_OPTIONS = (
     "sse",
@@ -87,6 +90,8 @@ class S3Settings:
     ca_bundle: str | None = None
     """A PEM file of CAs that TLS is verified against instead of the system's (else
     ``AWS_CA_BUNDLE``, else the AWS profile's ``ca_bundle``)."""
+    store: StoreProfile = PROFILES["aws"]
+    """What the store honours: ``provider=`` or the endpoint's host, plus overrides (``_profiles.py``)."""
 
     sse: str | None = None
     """Server-side encryption asked for on every write: "AES256" or "aws:kms"; None: the
@@ -105,7 +110,8 @@ class S3Settings:
     def __repr__(self) -> str:  # never print the secret
         return (
             f"S3Settings(bucket={self.bucket!r}, region={self.region!r}, endpoint={self.endpoint!r}, "
-            f"path_style={self.path_style!r}, access_key_id={self.access_key_id!r})"
+            f"path_style={self.path_style!r}, access_key_id={self.access_key_id!r}, "
+            f"provider={self.store.name!r})"
         )
 
 
@@ -162,7 +168,12 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
             raise InvalidArgument(f"{where}: endpoint {endpoint!r} must start with http:// or https://")
     region = merged.get("region")
     region = _str("region", where, region) if region is not None else None
-    path_style = _bool("path_style", where, merged.get("path_style", endpoint is not None))
+    store = profile_for(merged.get("provider"), endpoint, where)
+    store = apply_overrides(store, opts, where)
+    if "path_style" in merged:  # the older spelling of addressing=path|virtual
+        path_style = _bool("path_style", where, merged["path_style"])
+        store = replace(store, addressing="path" if path_style else "virtual")
+    path_style = store.addressing == "path"
 
     key_id = opts.get("access_key_id")
     secret = opts.get("secret_access_key")
@@ -204,6 +215,7 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         retry_quota=int(_number("retry_quota", where, opts.get("retry_quota", 500), int)),
         adaptive_retry=is_aws(endpoint) if adaptive is None else adaptive,
         ca_bundle=_str("ca_bundle", where, opts["ca_bundle"]) if "ca_bundle" in opts else None,
+        store=store,
         **_bucket_options(opts, where),
     )
 
