@@ -21,6 +21,7 @@ import json
 import os
 import random
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -554,6 +555,47 @@ async def test_not_exists_final_chunk_held_off_by_429_meets_the_winner(
     with pytest.raises(aiobucket.PreconditionFailed, match="another writer's object"):
         await put(bucket, "race", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
     assert await read(bucket, "race") == other
+
+
+async def test_streamed_not_exists_writers_at_the_write_limit(
+    gcs_server: GcsServer, proxy: FaultProxy, gcs_preconditions: GcsWritePreconditions
+) -> None:
+    """The issue's race for streamed uploads: writers whose final chunks meet GCS's limit of
+    one write per second per object (scaled: one per 0.2 s; 429 rateLimitExceeded, as
+    https://cloud.google.com/storage/quotas#objects says) with a short deadline: one wins,
+    every other one is PreconditionFailed (a 412 at its completion, or settled after its
+    429s), none BackendError."""
+    last: list[float] = []
+
+    def limited(r: Request) -> bool:
+        if not is_final_chunk(r):
+            return False
+        now = time.monotonic()
+        if last and now - last[0] < 0.2:
+            return True
+        last[:] = [now]
+        return False
+
+    proxy.clear(requests=False)  # the limit goes before the persona's rules
+    proxy.add_rule(RATE_LIMITED, when=limited, times=None)
+    gcs_preconditions.install(proxy)
+    options = {"retries": None, "retry_initial": 0.02, "retry_cap": 0.05, "retry_deadline": 0.15}
+    with routed_bucket(gcs_server, proxy, **options) as b:
+        writers = [b.upload("race", part_size=256 * KiB, preconditions=NE) for _ in range(4)]
+        blobs = [os.urandom(300 * KiB) for _ in writers]
+        for w, data in zip(writers, blobs, strict=True):
+            await w.write(data)
+        results = await asyncio.wait_for(
+            asyncio.gather(*(w.close() for w in writers), return_exceptions=True), GUARD
+        )
+        won = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+        assert len(won) == 1, results
+        lost = [r for r in results if isinstance(r, BaseException)]
+        assert all(type(r) is aiobucket.PreconditionFailed for r in lost), lost
+        assert await read(b, "race") == blobs[won[0]]
+        await aiobucket.aclose()
+    await proxy.settled()
+    assert 429 in statuses(proxy, is_final_chunk)
 
 
 async def test_not_exists_applied_then_429_and_unreadable_is_outcome_unknown(
