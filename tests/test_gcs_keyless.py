@@ -37,6 +37,7 @@ from vectors.gcs_v4 import POLICY_CASES, URL_CASES, when
 import aiobucket
 from aiobucket import config
 from aiobucket.config import BucketSettings
+from aiobucket.providers.gcs import _gcloud
 from aiobucket.providers.gcs._post import policy_document
 from aiobucket.providers.gcs._retry import RetryPolicy
 from aiobucket.providers.gcs._settings import http_settings
@@ -327,6 +328,20 @@ async def test_silent_metadata_server_ends_in_permission_denied(
         print(
             f"silent metadata server: PermissionDenied after {took:.2f} s, {persona.metadata_requests} tries"
         )
+
+
+async def test_silent_metadata_server_is_asked_again_within_the_default_request_timeout(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the default 120 s request timeout, one silent fetch does not eat the whole budget:
+    each metadata attempt waits at most google-auth's 3 s (scaled down here), then is retried."""
+    monkeypatch.setattr(_gcloud, "METADATA_ATTEMPT_TIMEOUT", 0.2)
+    async with on_gcp(monkeypatch, silent=True) as persona:
+        opts = {"retry_deadline": 1.5, "retry_initial": 0.05, "retry_cap": 0.2}  # request_timeout: default
+        async with keyless_bucket(gcs_server, proxy, persona, **opts) as b:
+            with pytest.raises(aiobucket.PermissionDenied, match="metadata server"):
+                await asyncio.wait_for(b.attrs("k"), GUARD)
+        assert persona.metadata_requests >= 3
 
 
 async def test_no_metadata_server_is_permission_denied_at_once(

@@ -67,6 +67,9 @@ STORAGE_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 # https://cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/signBlob
 SIGNING_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 METADATA_HEADERS = {"Metadata-Flavor": "Google"}
+METADATA_ATTEMPT_TIMEOUT = 3.0
+"""One metadata-server token fetch waits at most this long (google-auth's default), so a
+silent server costs retries within the request's budget, not one wait of the whole timeout."""
 _EMAIL_IN_URL = re.compile(r"/serviceAccounts/([^/:]+):generateAccessToken")
 _FIX = (
     "attach a service account to the workload (GKE Workload Identity, Cloud Run, Compute Engine), "
@@ -282,6 +285,7 @@ class Auth:
             params = {"scopes": ",".join(scopes)} if scopes == SIGNING_SCOPES else None
 
             async def from_metadata(limit: float) -> tuple[str, float]:
+                limit = min(limit, METADATA_ATTEMPT_TIMEOUT)
                 raw = await metadata_json_or_text(self._session, url, limit, params, self._proxies(url))
                 data = json.loads(raw)
                 return str(data["access_token"]), float(data.get("expires_in", 3600))
