@@ -92,6 +92,23 @@ async def test_steady_500_ends_after_the_configured_attempts(
     assert len([r for r in proxy.requests if r.method == "GET"]) == RETRIES
 
 
+async def test_steady_500_on_writes_ends_after_the_configured_attempts(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """Put Blob and a staged upload's Put Block alike: the same count, then a typed error,
+    and nothing is stored."""
+    proxy.add_rule(azure_error(500, "InternalError"), method="PUT", times=None)
+    with pytest.raises(aiobucket.BackendError, match=f"after {RETRIES} attempts"):
+        await put(bucket, "small", b"x")
+    with pytest.raises(aiobucket.BackendError, match=f"after {RETRIES} attempts"):
+        async with bucket.upload("staged", part_size=1024) as w:
+            await w.write(b"y" * 3000)
+    proxy.wait_idle()
+    assert len([r for r in proxy.requests if is_put_blob(r)]) == RETRIES
+    proxy.clear()
+    assert not await bucket.exists("small") and not await bucket.exists("staged")
+
+
 @pytest.mark.parametrize("op", ["upload", "staged", "download", "list", "remove", "remove_many", "copy"])
 async def test_cancel_is_honoured_during_backoff(
     azurite_server: AzuriteServer, proxy: FaultProxy, op: str
