@@ -198,6 +198,21 @@ async def test_lost_response_to_a_conditional_commit_resolves_as_ours(
     assert await bucket.download("big").read() == data
 
 
+async def test_lost_response_to_a_conditional_copy_resolves_as_ours(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """Copy Blob with If-None-Match: * applied, its answer lost: the retry's 409 is
+    resolved by the stored MD5, which is the source's (the copy is pinned to its ETag)."""
+    await put(bucket, "src", b"copied once")
+    proxy.add_rule(lose_response(), method="PUT", header="x-ms-copy-source")
+    attrs = await bucket.copy("src", "dst", preconditions=NE)
+    assert attrs.md5 == hashlib.md5(b"copied once").hexdigest()
+    proxy.wait_idle()
+    copies = [r.status for r in proxy.requests if r.method == "PUT" and r.header("x-ms-copy-source")]
+    assert copies[-1] == 409, copies
+    assert await bucket.download("dst").read() == b"copied once"
+
+
 async def test_lost_race_after_a_lost_response_is_precondition_failed(
     bucket: aiobucket.Bucket, proxy: FaultProxy
 ) -> None:
