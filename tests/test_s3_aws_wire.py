@@ -76,11 +76,26 @@ async def test_many_puts_against_a_rate_limit_adapt_and_none_fails(s3_server: S3
 
 
 async def test_throttling_is_off_by_default_for_a_custom_endpoint_and_on_for_aws() -> None:
-    from aiobucket.providers.s3._settings import S3Settings, is_aws
+    from aiobucket import config
+    from aiobucket.providers.s3._settings import S3Settings, parse_settings
 
-    assert is_aws(None) and is_aws("https://s3.eu-west-1.amazonaws.com")
-    assert not is_aws("http://127.0.0.1:9000") and not is_aws("https://storage.example.com")
-    assert S3Settings(bucket="b").max_attempts == 10
+    def settings(url: str, **options: object) -> S3Settings:
+        return parse_settings(config.settings_from("b", {"url": url, **options}), "b")
+
+    for aws in (
+        "s3://b",
+        "s3://b?endpoint=https://s3.eu-west-1.amazonaws.com",
+        "s3://b?endpoint=https://s3.cn-north-1.amazonaws.com.cn",
+    ):
+        s = settings(aws)
+        assert s.adaptive_retry, aws
+    for custom in ("s3://b?endpoint=http://127.0.0.1:9000", "s3://b?endpoint=https://storage.example.com"):
+        assert not settings(custom).adaptive_retry, custom
+    assert not settings("s3://b", adaptive_retry=False).adaptive_retry
+    assert settings("s3://b?endpoint=http://127.0.0.1:9000", adaptive_retry="on").adaptive_retry
+    # AWS's guidance, botocore's standard mode: full jitter from 0.1 s, capped at 20 s, 10 attempts.
+    d = settings("s3://b")
+    assert (d.backoff_base, d.backoff_max, d.max_attempts, d.retry_quota) == (0.1, 20.0, 10, 500)
 
 
 # -- corruption in transit: BadDigest is resent once ------------------------------------------

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import InvalidArgument
-from ._profiles import OVERRIDES, PROFILES, StoreProfile, apply_overrides, profile_for
+from ._profiles import OVERRIDES, PROFILES, StoreProfile, apply_overrides, infer, profile_for
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -340,8 +340,5 @@ def option_headers(s: S3Settings) -> OptionHeaders:
 
 
 def is_aws(endpoint: str | None) -> bool:
-    """AWS itself: no endpoint (the SDK's own) or an amazonaws.com host."""
-    if endpoint is None:
-        return True
-    host = (urlsplit(endpoint).hostname or "").lower()
-    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+    """AWS itself: no endpoint (the SDK's own) or an amazonaws.com host (the profiles' host table)."""
+    return infer(endpoint) == "aws"
