@@ -870,16 +870,21 @@ class S3Provider:
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         if method not in ("GET", "PUT"):
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
         self._no_sse_c("a signed URL", key)
+        if not_exists and self.store.conditional_put != "native":  # no HEAD precedes a stranger's PUT
+            raise NotSupported(f"{self.store.name} does not refuse a PUT by If-None-Match", key=key)
         client = await self._signing_client()
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._signed_params(method)}
         if method == "PUT" and content_type is not None:  # signed headers: S3 refuses others
             params["ContentType"] = content_type
         if method == "PUT" and content_length is not None:
             params["ContentLength"] = content_length
+        if method == "PUT" and not_exists:  # a signed header: a PUT without it gets 403
+            params["IfNoneMatch"] = "*"
         if version is not None and method == "GET":
             params["VersionId"] = version
         try:
