@@ -153,7 +153,7 @@ and UploadPart body; below 1 MiB the round trip it adds costs more than a resend
 
 def _partition(region: str) -> str:
     """The AWS partition a region is in (credentials, and so copies, stay within one)."""
-    for prefix in ("cn-", "us-gov-", "us-iso-", "us-isob-", "eu-isoe-", "us-isof-"):
+    for prefix in ("cn-", "us-gov-", "us-iso-", "us-isob-", "eu-isoe-", "us-isof-", "eusc-"):
         if region.startswith(prefix):
             return prefix
     return "aws"
