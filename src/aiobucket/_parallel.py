@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import _runtime
-from ._aio import cancel_and_wait, run_to_completion
+from ._aio import cancel_and_wait, release, run_to_completion
 from ._checksum import WholeObjectCheck
 from .errors import ConnectionLost, IntegrityError, InvalidArgument, ObjectChanged, PreconditionFailed
 from .providers.base import Body, GetOptions, MiB, Provider, same_etag
@@ -49,7 +49,7 @@ TASK_NAME = "aiobucket-download"  # every task started here, so tests can prove 
 
 
 async def _close(body: Body) -> None:
-    await run_to_completion(body.aclose())
+    await release(body.aclose())
 
 
 async def fetch_range(
@@ -123,7 +123,7 @@ async def open_first(
         try:
             head = await provider.head(key, attrs.version, checksums=True)
         except BaseException:
-            await run_to_completion(body.aclose())
+            await release(body.aclose())
             raise
         if same_etag(head.etag, attrs.etag) and head.size == attrs.size:  # else the pinned ranges fail
             sums = head.crc32c, head.md5, head.crc32, head.crc64nvme
@@ -157,7 +157,6 @@ class ParallelReader(ChunkReader):
         self._part_size = part_size
         self._cache = cache or GetOptions()
         self._provider: Provider | None = None
-        self._attrs: ObjectAttrs | None = None
         self._ranges: list[tuple[int, int]] = []
         self._tasks: dict[int, asyncio.Task[list[bytes]]] = {}
         self._next_launch = 0
@@ -166,12 +165,6 @@ class ParallelReader(ChunkReader):
         self._failure: asyncio.Task[list[bytes]] | None = None
         self._first_body: Body | None = None  # until part 0's task takes it over
         self._opened = False
-
-    async def attrs(self) -> ObjectAttrs:
-        """The object's attributes (of the whole object, not the range). Opens the reader."""
-        await self._open()
-        assert self._attrs is not None
-        return self._attrs
 
     def _holding(self) -> bool:
         return bool(getattr(self, "_tasks", None))

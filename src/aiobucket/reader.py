@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from . import _runtime
-from ._aio import run_to_completion
+from ._aio import release
 from ._checksum import WholeObjectCheck
 from ._decode import Gunzip, decoder_for
 from .errors import ConnectionLost, InvalidArgument, ObjectChanged, PreconditionFailed
@@ -63,6 +63,15 @@ class ChunkReader:
         self._eof = False
         self._closed = False
         self._span: Span | None = None
+        self._attrs: ObjectAttrs | None = None  # set by _open
+
+    async def attrs(self) -> ObjectAttrs:
+        """The object's attributes (of the whole object, not the range). Opens the reader;
+        once known they stay available, after EOF and after ``aclose`` too."""
+        if self._attrs is None:
+            await self._open()
+        assert self._attrs is not None
+        return self._attrs
 
     async def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (all that is left when ``n`` < 0); b"" at the end."""
@@ -173,18 +182,10 @@ class Reader(ChunkReader):
         self._length = length
         self._cache = cache  # if_none_match / if_modified_since, checked on open only
         self._provider: Provider | None = None
-        self._attrs: ObjectAttrs | None = None
         self._body: Body | None = None
         self._chunks: AsyncIterator[bytes] | None = None
         self._received = 0  # bytes of the range received so far
         self._resumed = False
-
-    async def attrs(self) -> ObjectAttrs:
-        """The object's attributes (of the whole object, not the range). Opens the reader."""
-        if self._attrs is None:
-            await self._open()
-        assert self._attrs is not None
-        return self._attrs
 
     async def content_encoding(self) -> str | None:
         """The Content-Encoding of the bytes this reader returns: the stored one (``"gzip"``
@@ -228,7 +229,7 @@ class Reader(ChunkReader):
                             self._gunzip = decoder_for(self._attrs.content_encoding)
                         except BaseException:
                             body, self._body = self._body, None
-                            await run_to_completion(body.aclose())
+                            await release(body.aclose())
                             raise
                         self._encoding = None
         assert self._attrs is not None
@@ -274,7 +275,7 @@ class Reader(ChunkReader):
         """Reopen after a dropped connection, from where we were, pinned to the same object."""
         assert self._provider is not None and self._attrs is not None and self._body is not None
         body, self._body = self._body, None
-        await run_to_completion(body.aclose())
+        await release(body.aclose())
         length = None if self._length is None else self._length - self._received
         opts = GetOptions(
             version=self._attrs.version or self._version,
@@ -302,7 +303,7 @@ class Reader(ChunkReader):
         self._chunks = None
         try:
             if body is not None:
-                await run_to_completion(body.aclose())
+                await release(body.aclose())
         finally:
             if self._span is not None:
                 self._span.set(complete=self._eof)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from aiobucket._aio import run_to_completion
+from aiobucket._aio import release, run_to_completion
 
 pytestmark = pytest.mark.anyio
 
@@ -194,3 +195,105 @@ async def test_cancel_and_wait_reaps_every_task_and_retrieves_their_errors() -> 
     finally:
         loop.set_exception_handler(None)
     await cancel_and_wait([])  # nothing to do is fine
+
+
+def _count_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
+    made: list[asyncio.Task[Any]] = []
+
+    def factory(lp: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=lp, **kw)
+        made.append(task)
+        return task
+
+    loop.set_task_factory(factory)
+    return made
+
+
+async def test_a_release_done_in_its_first_step_makes_no_task() -> None:
+    loop = asyncio.get_running_loop()
+    made = _count_tasks(loop)
+    closed: list[bool] = []
+    try:
+
+        async def aclose() -> None:
+            closed.append(True)
+
+        await release(aclose())
+    finally:
+        loop.set_task_factory(None)
+    assert closed == [True]
+    assert made == []
+
+
+async def test_a_release_of_another_awaitable_runs_it_whole() -> None:
+    """A body may be an async generator: its aclose() is no coroutine, and still runs to its end."""
+    closed: list[bool] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"chunk"
+        finally:
+            await asyncio.sleep(0)
+            closed.append(True)
+
+    gen = body()
+    assert await anext(gen) == b"chunk"
+    await release(gen.aclose())
+    assert closed == [True]
+
+
+async def test_a_release_failing_in_its_first_step_raises_its_error() -> None:
+    err = KeyError("first step")
+
+    async def aclose() -> None:
+        raise err
+
+    with pytest.raises(KeyError) as info:
+        await release(aclose())
+    assert info.value is err
+
+
+async def test_a_release_that_suspends_finishes_shielded_and_gets_what_it_awaits() -> None:
+    """The task that takes over after the first suspension delivers results, exceptions
+    and bare yields to the close exactly as awaiting it directly would, and a cancel of
+    the caller waits for the close to end, then is re-raised."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[int] = loop.create_future()
+    failure: asyncio.Future[int] = loop.create_future()
+    steps: list[object] = []
+
+    async def aclose() -> None:
+        steps.append("first")
+        steps.append(await answer)
+        await asyncio.sleep(0)  # a bare yield
+        try:
+            await failure
+        except ValueError as exc:
+            steps.append(str(exc))
+
+    caller = asyncio.create_task(release(aclose()))
+    await spin()
+    assert steps == ["first"]
+    caller.cancel()
+    await spin()
+    assert not caller.done()  # the close is shielded
+    answer.set_result(7)
+    await spin()
+    failure.set_exception(ValueError("thrown in"))
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert steps == ["first", 7, "thrown in"]
+
+
+async def test_run_to_completion_work_sees_its_own_task_as_current() -> None:
+    """A timeout the work enters (aiohttp's, asyncio.timeout) cancels the work, never the caller."""
+    caller = asyncio.current_task()
+    seen: list[asyncio.Task[Any] | None] = []
+
+    async def work() -> None:
+        seen.append(asyncio.current_task())
+        await asyncio.sleep(0)
+        seen.append(asyncio.current_task())
+
+    await run_to_completion(work())
+    assert seen[0] is seen[1] and seen[0] is not caller and seen[0] is not None

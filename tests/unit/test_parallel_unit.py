@@ -116,3 +116,19 @@ async def test_reader_interface_matches_the_single_stream_reader(bucket: Bucket)
     await r.aclose()  # idempotent
     with pytest.raises(aiobucket.InvalidArgument):
         await r.read("3")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("concurrency", [None, 2])
+async def test_attrs_stay_available_after_eof_and_close(bucket: Bucket, concurrency: int | None) -> None:
+    """Reader and ParallelReader agree: attrs known once stay readable after EOF and aclose;
+    a reader closed before it ever opened cannot open again to learn them."""
+    await _store(bucket)
+    r = bucket.download("obj", concurrency=concurrency, part_size=PART if concurrency else None)
+    assert await r.read() == DATA  # exhausted: closed at EOF
+    assert (await r.attrs()).size == len(DATA)
+    await r.aclose()
+    assert (await r.attrs()).size == len(DATA)
+    unopened = bucket.download("obj", concurrency=concurrency, part_size=PART if concurrency else None)
+    await unopened.aclose()
+    with pytest.raises(aiobucket.InvalidArgument, match="closed"):
+        await unopened.attrs()

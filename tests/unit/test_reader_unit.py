@@ -380,3 +380,30 @@ async def test_reader_dropped_open_warns(fake: FakeProvider) -> None:
     with pytest.warns(ResourceWarning, match="'left-open' was neither exhausted nor closed"):
         del r
         gc.collect()
+
+
+async def test_a_small_read_makes_no_task() -> None:
+    """The hot path: opening, reading and closing at EOF on memory:// runs in the caller's
+    task (the body's release finishes in its first step, so it needs no shielded task)."""
+    from aiobucket.testing import memory_buckets
+
+    made: list[asyncio.Task[Any]] = []
+    loop = asyncio.get_running_loop()
+
+    def factory(lp: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=lp, **kw)
+        made.append(task)
+        return task
+
+    with memory_buckets():
+        b = aiobucket.Bucket("hot")
+        async with b.upload("k") as w:
+            await w.write(b"x" * 4096)
+        loop.set_task_factory(factory)
+        try:
+            assert await b.download("k").read() == b"x" * 4096
+            async with b.download("k") as r:
+                assert [c async for c in r] == [b"x" * 4096]
+        finally:
+            loop.set_task_factory(None)
+    assert made == []

@@ -188,7 +188,11 @@ class Body(Protocol):
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release the body. Its first step runs in the reader's task and the rest, if it
+        suspends, in a shielded one (``_aio.release``): release without suspending when
+        possible (no task is made then), and enter no timeout before the first ``await``."""
+        ...
 
 
 class MultipartUpload(Protocol):
@@ -289,9 +293,12 @@ class Provider(Protocol):
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         """A presigned URL. For PUT, ``content_type`` and ``content_length`` are signed
-        into it where the backend can enforce them (NotSupported where it cannot)."""
+        into it where the backend can enforce them (NotSupported where it cannot), and
+        ``not_exists`` makes it create-only: the server refuses a PUT over an existing
+        object (NotSupported, before signing, where the backend cannot enforce that)."""
         ...
 
     async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:

@@ -198,6 +198,7 @@ class GcsHttp:
         self._auth: Auth | None = None
         self._closed = False
         s = settings
+        self._root = (s.endpoint or f"https://storage.{s.universe_domain}").rstrip("/")
         self._small = aiohttp.ClientTimeout(
             total=s.request_timeout, sock_connect=s.connect_timeout, sock_read=s.read_timeout
         )
@@ -230,8 +231,7 @@ class GcsHttp:
     @property
     def root(self) -> str:
         """The JSON API root (no I/O)."""
-        s = self.settings
-        return (s.endpoint or f"https://storage.{s.universe_domain}").rstrip("/")
+        return self._root
 
     @property
     def iam_root(self) -> str:
