@@ -41,7 +41,7 @@ SERVER_MODULES = {
     "nobulk": "personas.nobulk",
     "s3-other": "personas.other",  # SeaweedFS declared provider=other (the conservative profile)
 }
-EXTRA_PLUGINS = ["servers.rclone"]
+EXTRA_PLUGINS = ["servers.rclone", "servers.s3rver"]
 """Servers that are not conformance targets (tests/servers/rclone.py says why)."""
 ALL_BACKENDS = [
     "memory", "local", "s3", "rgw", "moto", "gcs", "azure", "aws-kms", "aws-region", "ministack", "b2",

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 
 FIXTURES = {
     "s3": "s3_server", "rgw": "rgw_server", "moto": "moto_server", "ministack": "ministack_server",
-    "rclone": "rclone_server",
+    "rclone": "rclone_server", "s3rver": "s3rver_server",
 }  # fmt: skip
 MODULES = {k: f"servers.{'seaweedfs' if k == 's3' else k}" for k in FIXTURES}
 
@@ -36,8 +36,8 @@ MODULES = {k: f"servers.{'seaweedfs' if k == 's3' else k}" for k in FIXTURES}
 def server(request: pytest.FixtureRequest) -> tuple[S3Server, dict[str, str]]:
     raw = os.environ.get("AIOBUCKET_BACKENDS", "")
     names = [n.strip() for n in raw.split(",") if n.strip()]
-    # rclone is no conformance target (no AIOBUCKET_BACKENDS name): it runs with s3.
-    if names and ("s3" if request.param == "rclone" else request.param) not in names:
+    # rclone and s3rver are no conformance targets (no AIOBUCKET_BACKENDS name): they run with s3.
+    if names and ("s3" if request.param in ("rclone", "s3rver") else request.param) not in names:
         pytest.skip(f"{request.param} not in AIOBUCKET_BACKENDS")
     s: S3Server = request.getfixturevalue(FIXTURES[request.param])
     declared = getattr(importlib.import_module(MODULES[request.param]), "DOCTOR_DIFFERENCES", {})
@@ -112,17 +112,18 @@ def test_doctor_refuses_a_bucket_that_is_not_s3(tmp_path, capsys: pytest.Capture
     assert "S3-compatible" in capsys.readouterr().err
 
 
-@pytest.fixture
+@pytest.fixture(params=["rclone", "s3rver"])
 def rclone(request: pytest.FixtureRequest) -> S3Server:
+    """A real S3 server that ignores If-None-Match / If-Match: rclone serve s3, s3rver."""
     raw = os.environ.get("AIOBUCKET_BACKENDS", "")
     if raw and "s3" not in raw.split(","):
         pytest.skip("s3 not in AIOBUCKET_BACKENDS")
-    s: S3Server = request.getfixturevalue("rclone_server")
+    s: S3Server = request.getfixturevalue(f"{request.param}_server")
     return s
 
 
 async def test_a_real_store_that_ignores_conditionals_is_refused_before_any_write(rclone: S3Server) -> None:
-    """rclone serve s3 accepts If-None-Match: * and overwrites anyway (told it honours them,
+    """rclone serve s3 (and s3rver) accepts If-None-Match: * and overwrites anyway (told it honours them,
     aiobucket would overwrite: shown below). Declared as what it is (other), a not_exists
     upload raises NotSupported and the object stays."""
     name = f"t-{uuid.uuid4().hex[:12]}"

@@ -19,7 +19,7 @@ from servers._proc import free_ports, http_status, stop, wait_until
 NAME = "seaweedfs"
 PROVIDERS = {
     "seaweedfs": "seaweedfs", "rgw": "ceph", "moto": "aws", "aws-kms": "aws", "ministack": "aws",
-    "rclone": "other",
+    "rclone": "other", "s3rver": "other",
 }  # fmt: skip
 """Test server name -> the aiobucket store profile it runs as (moto imitates AWS)."""
 
