@@ -100,12 +100,17 @@ WHOLE = [name for name, p in PERSONAS.items() if p.whole]
 # Every persona: upper_etags too (a not_exists write carries no ETag back); oss has its own
 # (test_oss_profile_never_overwrites_and_needs_no_fallback: it needs a resolver).
 OVERWRITE = [*WHOLE, "upper_etags"]
-CASES = [(name, provider) for name in OVERWRITE for provider in sorted({PERSONAS[name].provider, "other"})]
+CASES = [
+    (name, provider)
+    for name in OVERWRITE
+    for provider in sorted({PERSONAS[name].provider, "other", *PERSONAS[name].also})
+]
 
 
 @pytest.mark.parametrize(("case", "provider"), CASES, indirect=["case"])
 async def test_nothing_is_silently_overwritten(case: tuple[Persona, S3Server], provider: str) -> None:
-    """Each persona, under its declared profile and under ``other``: a not_exists write
+    """Each persona, under its declared profile, ``other`` and the profiles of the stores it
+    imitates: a not_exists write
     (single, multipart, copy) onto an existing object is refused, as PreconditionFailed
     by the store or as NotSupported before any write is sent; the object is unchanged."""
     persona, server = case

@@ -139,6 +139,9 @@ class Persona:
     """What ``aiobucket doctor`` must see through the persona."""
     learns: dict[str, object] = field(default_factory=dict)
     """What a provider declared as ``provider`` learns at runtime through the persona."""
+    also: tuple[str, ...] = ()
+    """More profiles the store it imitates may be declared as (the never-overwritten test
+    runs under each, beside ``provider`` and ``other``)."""
     whole: bool = True
     """The persona holds for every request. False: only for some (upper_etags cannot hand the
     server back its own ETags in If-Match or a completion), so only its own tests use it."""
@@ -158,6 +161,7 @@ PERSONAS = {
             "seaweedfs",
             observed={"checksum_headers": False, "checksum_mode": False, "multipart_checksum": "none"},
             learns={"checksum_headers": False, "checksum_mode": False, "multipart_checksum": "none"},
+            also=("b2",),
         ),
         Persona(
             "composite_only",
@@ -165,6 +169,7 @@ PERSONAS = {
             "minio",
             observed={"multipart_checksum": "composite"},
             learns={"multipart_checksum": "composite"},
+            also=("garage",),
         ),
         Persona(
             "ignores_conditionals",
@@ -173,8 +178,9 @@ PERSONAS = {
             upstream="moto",
             options={"path_style": "true"},
             observed={"conditional_put": "none", "conditional_complete": "none", "conditional_copy": "none"},
+            also=("gcs",),
         ),
-        Persona("upper_etags", _upper_etags, "seaweedfs", whole=False),
+        Persona("upper_etags", _upper_etags, "seaweedfs", also=("oss",), whole=False),
         # Behind moto (which checks no signature, and takes the bucket from a virtual Host);
         # reached as http://oss-persona.test:PORT, so not a conformance target (127.0.0.1).
         Persona("oss", _oss, "oss", upstream="moto", whole=False),
@@ -184,6 +190,7 @@ PERSONAS = {
             "seaweedfs",
             observed={"bulk_delete": False},
             learns={"bulk_delete": False, "part_copy": False},
+            also=("gcs", "storj"),
         ),
     )
 }
