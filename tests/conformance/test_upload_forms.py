@@ -253,8 +253,10 @@ def create_only_headers(url: str) -> dict[str, str]:
 
 
 async def create_only_url(backend, b: Bucket, key: str) -> str | None:
-    """The URL, or None after checking that a backend without signed URLs says NotSupported."""
-    if backend.supports(b).signed_urls:
+    """The URL, or None after checking that a backend without signed URLs, or whose store
+    would ignore If-None-Match (Capabilities.conditional_put), says NotSupported."""
+    caps = backend.supports(b)
+    if caps.signed_urls and caps.conditional_put:
         return await b.signed_upload_url(key, preconditions=CREATE_ONLY)
     with pytest.raises(NotSupported):
         await b.signed_upload_url(key, preconditions=CREATE_ONLY)
@@ -290,6 +292,9 @@ async def test_create_only_signed_put_needs_its_header(backend, poster):
     b = backend.bucket()
     await put(b, "k.bin", b"kept")
     url = await create_only_url(backend, b, "k.bin")
+    if url is None and backend.supports(b).signed_urls:
+        # Refused before any I/O (asserted above): no URL whose signature the quirk concerns.
+        pytest.skip("create-only signed URLs are NotSupported here: this store ignores If-None-Match")
     if url is None:
         return
     headers = {k: v for k, v in create_only_headers(url).items() if k.lower() == "x-ms-blob-type"}

@@ -170,3 +170,25 @@ async def test_path_style_refused_switches_to_virtual_host() -> None:
     await p._endpoint()
     assert p._ep is not None and p._ep.base == "https://x.oss.example.com"
     await p.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_store_without_versions_refuses_version_requests_before_any_io() -> None:
+    """R2 keeps no versions; a store without them may ignore ``versionId`` and answer with
+    the current object. So version= reads, removes and version listings raise NotSupported
+    (the endpoint is a closed port: any request would fail otherwise)."""
+    from aiobucket import NotSupported
+    from aiobucket.providers.base import GetOptions
+
+    p = make("s3://x?endpoint=http://127.0.0.1:1&region=auto&provider=r2", max_attempts=1)
+    try:
+        with pytest.raises(NotSupported, match="versions=true"):
+            await p.head("k", "v1")
+        with pytest.raises(NotSupported, match="provider=r2"):
+            await p.get("k", GetOptions(version="v1"))
+        with pytest.raises(NotSupported):
+            await p.delete("k", "v1")
+        with pytest.raises(NotSupported):
+            await p.list("", versions=True).__anext__()
+    finally:
+        await p.aclose()

@@ -628,7 +628,7 @@ class S3Provider:
             headers["x-amz-checksum-mode"] = "ENABLED"  # report the stored checksums
         if if_match is not None:
             headers["if-match"] = quote_etag(if_match)
-        query = [("versionId", version)] if version is not None else None
+        query = self._version_query(version, key)
         resp = await self.send("attrs", "HEAD", key, query=query, headers=headers)
         if resp.status >= 300:
             raise self.fail_read(resp, "attrs", key, version, checksums=checksums)
@@ -657,7 +657,7 @@ class S3Provider:
         if ranged:
             end = "" if opts.length is None else str(opts.offset + opts.length - 1)
             headers["range"] = f"bytes={opts.offset}-{end}"
-        query = [("versionId", opts.version)] if opts.version is not None else None
+        query = self._version_query(opts.version, key)
         resp = await self.send("download", "GET", key, query=query, headers=headers, stream=True)
         if resp.status == 416 and not opts.offset:
             # bytes=0-N on an empty object is a 416 on S3: that object is empty.
@@ -764,7 +764,7 @@ class S3Provider:
     async def delete(self, key: str, version: str | None = None) -> None:
         # DeleteObject succeeds on a missing key; the contract says ObjectNotFound.
         await self.head(key, version)
-        query = [("versionId", version)] if version is not None else None
+        query = self._version_query(version, key)
         resp = await self.send("remove", "DELETE", key, query=query, shield=True)
         if resp.status >= 300 and not (resp.status == 404 and resp.maybe_applied):
             raise self.fail(resp, "remove", key, version=version)
@@ -791,6 +791,7 @@ class S3Provider:
         if delimiter is not None:
             params["delimiter"] = delimiter
         if versions:
+            self._version_query("", None)  # NotSupported before any I/O where there are none
             params["versions"] = ""
             if start_after:
                 params["key-marker"] = start_after
@@ -924,6 +925,19 @@ class S3Provider:
             self._ep = moved = await self._endpoint_for(found, ep)
         self.regions.warn_once(self.bucket, found)
         return moved
+
+    def _version_query(self, version: str | None, key: str | None) -> Query | None:
+        """``versionId=``, or NotSupported before any I/O where the store keeps no versions
+        (a store without them may ignore ``versionId`` and answer with the current object)."""
+        if version is None:
+            return None
+        if not self.store.versions:
+            raise NotSupported(
+                f"{self.store.name} keeps no object versions (provider={self.store.name}), so "
+                "nothing was sent; if this store does, set the bucket option versions=true",
+                key=key,
+            )
+        return [("versionId", version)]
 
     def _no_sse_c(self, what: str, key: str) -> None:
         if self.settings.sse_customer_key is not None:
