@@ -136,6 +136,8 @@ def test_missing_objects_and_folders_raise_the_builtin_errors(
         fs.cat_file(bucket.name)
     with pytest.raises(IsADirectoryError):
         fs.open(f"{bucket.name}/dir")
+    with pytest.raises(IsADirectoryError):
+        fs.cat_file(f"{bucket.name}/dir")  # objects live under it: a folder
     with pytest.raises(aiobucket.NotSupported, match="immutable"):
         fs.open(f"{bucket.name}/dir/a", "ab")
 
@@ -286,6 +288,58 @@ def test_a_read_file_pickles_mid_read_and_stays_pinned(
         copy.read(10)
     with pytest.raises(RuntimeError):
         pickle.dumps(fs.open(f"{bucket.name}/w", "wb"))
+
+
+# -- versions, as s3fs reads them -------------------------------------------------------------
+
+
+@pytest.mark.quirk("no_versions")
+def test_versions_are_read_by_version_id_and_by_url_as_in_s3fs(backend: Backend) -> None:
+    bucket = backend.bucket(versioned=True)
+    fs = AiobucketFileSystem(buckets=[bucket], version_aware=True, skip_instance_cache=True)
+    try:
+        path = f"{bucket.name}/v.bin"
+        fs.pipe_file(path, b"one")
+        v1 = fs.info(path)["VersionId"]
+        fs.pipe_file(path, DATA)
+        v2 = fs.info(path)["VersionId"]
+        assert v1 and v2 and v1 != v2
+        assert fs.cat_file(path, version_id=v1) == b"one"
+        assert fs.cat_file(f"{path}?versionId={v1}", start=-2) == b"ne"
+        assert fs.info(path, version_id=v1)["size"] == 3
+        with fs.open(path, "rb", version_id=v1) as f:
+            assert f.read() == b"one"
+        assert [(i["VersionId"], i["IsLatest"]) for i in fs.object_version_info(path)] == [
+            (v2, True),
+            (v1, False),
+        ]
+        fs.cp_file(f"{path}?versionId={v1}", f"{bucket.name}/restored")
+        assert fs.cat_file(f"{bucket.name}/restored") == b"one"
+        with pytest.raises(ValueError, match="differs"):
+            fs.cat_file(f"{path}?versionId={v1}", version_id=v2)
+        # version_aware: a read file keeps reading the version it opened, after an overwrite.
+        with fs.open(path, "rb", block_size=1024) as f:
+            assert f.read(10) == DATA[:10]
+            run(_overwrite(bucket, "v.bin", b"three"))
+            assert f.read(4096) == DATA[10:4106]
+            copy = pickle.loads(pickle.dumps(f))
+        assert copy.read(10) == DATA[4106:4116]
+        url_fs, url_path = fsspec.core.url_to_fs(f"aiobucket://{path}?versionId={v1}", buckets=[bucket])
+        assert url_fs.version_aware and url_fs.cat_file(url_path) == b"one"
+    finally:
+        fsspec.asyn.sync(fs.loop, aiobucket.aclose)
+
+
+def test_a_version_on_an_unversioned_bucket_is_refused_never_answered_with_current_bytes(
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket
+) -> None:
+    fs.pipe_file(f"{bucket.name}/k", b"current")
+    with pytest.raises(aiobucket.InvalidArgument, match="versioned"):
+        fs.cat_file(f"{bucket.name}/k", version_id="1")
+    with pytest.raises(aiobucket.InvalidArgument, match="versioned"):
+        fs.open(f"{bucket.name}/k?versionId=1", "rb")
+    with pytest.raises(ValueError, match="never written"):
+        fs.open(f"{bucket.name}/k", "wb", version_id="1")
 
 
 # -- the cache ---------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ Invariants:
   commits from ``__del__``). ``xb`` is create-only: refused at open when the
   object exists, and atomically at commit (``Preconditions(not_exists=True)``)
   when another writer got there first. ``ab`` is refused: objects are immutable.
+* A read file of a version (``version_id=``, ``?versionId=``, or pinned at open on
+  a ``version_aware`` filesystem) reads only that version.
 * With ``autocommit=False`` (fsspec transactions) ``close()`` uploads everything
   and ``commit()`` commits; ``discard()`` aborts.
 """
@@ -85,20 +87,22 @@ class AiobucketFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is un
         cache_options: dict[str, Any] | None = None,
         size: int | None = None,
         etag: str | None = None,
+        version_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         writing = write_mode(mode)
         self._exception_at_open = sys.exception()  # see close()
-        bucket, key, full = fs._target(path)
+        bucket, key, full, version = fs._versioned_target(path, version_id)
+        if writing and version is not None:
+            raise ValueError(f"a version is read, never written: drop version_id for mode {mode!r}")
         self._bucket: Bucket = bucket
         self._key = key
         self._writer: Writer | None = None
         self.etag = etag
+        self.version = version
         info = None
         if not writing and (etag is None or size is None):
-            info = fs.info(full, refresh=True)  # pin what is there now, not what a cache saw
-            if info["type"] != "file":
-                raise IsADirectoryError(full)
+            info, self.version = fs._pin_sync(bucket, full, version)  # now, not what a cache saw
             self.etag, size = info["ETag"], info["size"]
         if mode == "xb" and fs.exists(full, refresh=True):
             raise FileExistsError(full)  # early; the commit's precondition is what decides
@@ -114,7 +118,8 @@ class AiobucketFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is un
             **kwargs,
         )
         if not writing:
-            self.kwargs["etag"] = self.etag  # a pickled file reopens pinned to the same ETag
+            # A pickled file reopens pinned to the same ETag (and version).
+            self.kwargs.update(etag=self.etag, version_id=self.version)
             if info is not None:
                 self._details = info
 
@@ -144,7 +149,7 @@ class AiobucketFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is un
     async def _read_range(self, start: int, end: int) -> bytes:
         end = min(end, self.size)
         length = None if start == 0 and end == self.size else max(end - start, 0)  # None: whole, verified
-        reader = self._bucket.download(self._key, offset=start, length=length)
+        reader = self._bucket.download(self._key, version=self.version, offset=start, length=length)
         with os_errors(self.path):
             try:
                 async with reader:  # opened: the answer's ETag is known before any byte is taken
@@ -152,7 +157,7 @@ class AiobucketFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is un
                         raise FileExpired(self.path, self.etag)
                     return await reader.read()
             except RangeNotSatisfiable:  # past the end: fine only if the object is the same
-                if (await self._bucket.attrs(self._key)).etag != self.etag:
+                if (await self._bucket.attrs(self._key, version=self.version)).etag != self.etag:
                     raise FileExpired(self.path, self.etag) from None
                 return b""
 
@@ -241,6 +246,7 @@ class AiobucketStreamedFile:
         mode: str,
         etag: str | None = None,
         size: int | None = None,
+        version: str | None = None,
     ) -> None:
         self.fs = fs
         self.path = path
@@ -249,7 +255,7 @@ class AiobucketStreamedFile:
         self.size = size
         self.loc = 0
         self.closed = False
-        self._reader: Reader | None = bucket.download(key) if mode == "rb" else None
+        self._reader: Reader | None = bucket.download(key, version=version) if mode == "rb" else None
         pre = Preconditions(not_exists=True) if mode == "xb" else None
         self._writer: Writer | None = None if mode == "rb" else bucket.upload(key, preconditions=pre)
         self._loop: asyncio.AbstractEventLoop | None = None
