@@ -4,7 +4,9 @@
     AWS_ACCESS_KEY_ID=minioadmin AWS_SECRET_ACCESS_KEY=minioadmin \\
     python examples/s3_minio.py
 
-Optional: AWS_REGION (default us-east-1). Leave AIOBUCKET_S3_ENDPOINT unset for AWS itself.
+Optional: AWS_REGION (default us-east-1); AIOBUCKET_S3_PROVIDER (minio, ceph, seaweedfs, r2 ...:
+what the store honours; an endpoint aiobucket does not recognise is "other", which works for
+this example but refuses conditional writes). Leave AIOBUCKET_S3_ENDPOINT unset for AWS itself.
 The cloud bucket must already exist.
 """
 
@@ -30,6 +32,8 @@ def configure_from_env() -> None:
     query = {"region": os.environ.get("AWS_REGION", "us-east-1")}
     if os.environ.get("AIOBUCKET_S3_ENDPOINT"):
         query["endpoint"] = os.environ["AIOBUCKET_S3_ENDPOINT"]  # path-style addressing by default
+    if os.environ.get("AIOBUCKET_S3_PROVIDER"):
+        query["provider"] = os.environ["AIOBUCKET_S3_PROVIDER"]
     settings: dict[str, object] = {
         "url": f"s3://{cloud_bucket}?{urlencode(query)}",
         "key_prefix": "aiobucket-demo/",

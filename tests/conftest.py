@@ -34,10 +34,20 @@ SERVER_MODULES = {
     "aws-kms": "personas.aws_kms",  # moto behind an SSE-KMS bucket persona
     # SeaweedFS behind the AWS persona, the buckets in another region than configured
     "aws-region": "personas.aws",
+    "ministack": "servers.ministack",
+    "b2": "personas.b2",  # personas (tests/personas/stores.py) as conformance targets
+    "garage": "personas.garage",
 }
-ALL_BACKENDS = ["memory", "local", "s3", "rgw", "moto", "gcs", "azure", "aws-kms", "aws-region"]
+EXTRA_PLUGINS = ["servers.rclone"]
+"""Servers that are not conformance targets (tests/servers/rclone.py says why)."""
+ALL_BACKENDS = [
+    "memory", "local", "s3", "rgw", "moto", "gcs", "azure", "aws-kms", "aws-region", "ministack", "b2",
+    "garage",
+]  # fmt: skip
 
-pytest_plugins = [m for m in SERVER_MODULES.values() if importlib.util.find_spec(m) is not None]
+pytest_plugins = [
+    m for m in [*SERVER_MODULES.values(), *EXTRA_PLUGINS] if importlib.util.find_spec(m) is not None
+]
 
 
 def _selected() -> list[str]:

@@ -208,7 +208,8 @@ class Rewrite:
     """
 
     where: Side = "response"
-    headers: Mapping[str, str | None] = field(default_factory=dict)
+    headers: Mapping[str, str | Callable[[str | None], str | None] | None] = field(default_factory=dict)
+    """A value may be a function of the header's current value (None when absent)."""
     status: int | None = None
 
 
@@ -462,7 +463,7 @@ def _range_start(head: _Head, status: int) -> int:
 
 def _rewrite(head: _Head, fault: Rewrite) -> None:
     for name, value in fault.headers.items():
-        head.set(name, value)
+        head.set(name, value(head.get(name)) if callable(value) else value)
     if fault.status is not None:
         version = head.start.split(b" ", 1)[0]
         head.start = version + f" {fault.status} {_phrase(fault.status)}".encode()

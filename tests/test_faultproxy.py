@@ -113,9 +113,11 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 @pytest.fixture
 def proxy(upstream: Upstream) -> Iterator[FaultProxy]:
+    # Session-scoped personas keep their own proxies running: only this proxy's threads count.
+    before = set(threading.enumerate())
     with FaultProxy(upstream.url) as p:
         yield p
-    assert not any(t.name.startswith("faultproxy") for t in threading.enumerate())
+    assert not any(t.name.startswith("faultproxy") for t in set(threading.enumerate()) - before)
 
 
 @pytest.fixture

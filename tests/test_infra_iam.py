@@ -124,7 +124,10 @@ def as_service(iam_moto: tuple[S3Server, dict[str, tuple[str, str]]]) -> Iterato
         key_id, secret = users[service]
         prefix = f"t-{uuid.uuid4().hex[:8]}/"
         settings = {
-            "url": f"s3://{server.bucket}?endpoint={endpoint or server.endpoint}&region={server.region}",
+            "url": (
+                f"s3://{server.bucket}?endpoint={endpoint or server.endpoint}"
+                f"&region={server.region}&provider=aws"  # moto imitates AWS
+            ),
             "access_key_id": key_id,
             "secret_access_key": secret,
             "max_attempts": 2,

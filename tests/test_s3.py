@@ -933,37 +933,42 @@ async def test_delete_many_reports_missing_keys_in_their_slots(
         assert isinstance(again, aiobucket.ObjectNotFound)
 
 
+@pytest.mark.parametrize("provider", ["aws", "other"])
 @pytest.mark.parametrize("scheme", ["http", "https"])
-async def test_every_upload_body_carries_a_verified_checksum(scheme: str) -> None:
-    """Which checksum headers each kind of body gets (no I/O: explicit endpoint and keys)."""
+async def test_every_upload_body_carries_a_verified_checksum(scheme: str, provider: str) -> None:
+    """Which checksum headers each kind of body gets (no I/O: explicit endpoint and keys).
+
+    Where the store verifies x-amz-checksum-crc32c (aws), that CRC32C is the check and each
+    byte is hashed once more only over http (the signed SHA-256); the MD5 is made only for
+    a conditional write (keep_md5). Elsewhere (other) every body carries Content-MD5."""
     import base64
     import hashlib
 
     from aiobucket.config import BucketSettings
     from aiobucket.providers.s3 import create
 
-    provider = create(
+    provider_ = create(
         BucketSettings(
-            url=f"s3://b?endpoint={scheme}://s3.example.invalid&region=eu-west-1",
+            url=f"s3://b?endpoint={scheme}://s3.example.invalid&region=eu-west-1&provider={provider}",
             options={"access_key_id": "a", "secret_access_key": "s"},
         ),
         "b",
         aiobucket.BucketConfig(),
     )
-    assert isinstance(provider, S3Provider)
+    assert isinstance(provider_, S3Provider)
     data = payload(2 * MiB, seed=13)
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
     sha = hashlib.sha256(data).hexdigest()
-    whole, md5_hex, whole_hash = await provider.body_hashes(memoryview(data), whole=True)
-    part, _, part_hash = await provider.body_hashes(memoryview(data), whole=False)
-    assert whole["content-md5"] == md5 and md5_hex == hashlib.md5(data).hexdigest()
-    assert "x-amz-checksum-crc32c" in whole
-    if scheme == "http":  # signed payload; a part needs no MD5 (CRC32C + SHA-256)
-        assert whole_hash == part_hash == sha
-        assert part == {"x-amz-checksum-crc32c": crc32c_b64(data)}
-    else:  # unsigned payload: Content-MD5 is what every server checks
-        assert whole_hash == part_hash == "UNSIGNED-PAYLOAD"
-        assert part == {"content-md5": md5, "x-amz-checksum-crc32c": crc32c_b64(data)}
+    crc = {"x-amz-checksum-crc32c": crc32c_b64(data)}
+    whole, md5_hex, whole_hash = await provider_.body_hashes(memoryview(data), whole=True)
+    part, _, part_hash = await provider_.body_hashes(memoryview(data), whole=False)
+    kept, kept_hex, _ = await provider_.body_hashes(memoryview(data), whole=True, keep_md5=True)
+    assert whole_hash == part_hash == (sha if scheme == "http" else "UNSIGNED-PAYLOAD")
+    assert kept["content-md5"] == md5 and kept_hex == hashlib.md5(data).hexdigest()
+    if provider == "aws":
+        assert whole == {**crc, "x-amz-sdk-checksum-algorithm": "CRC32C"} and part == crc and md5_hex is None
+    else:
+        assert whole == part == {"content-md5": md5} and md5_hex == hashlib.md5(data).hexdigest()
 
 
 async def test_conditional_get_raises_not_modified_with_full_attrs(backend: S3Server) -> None:

@@ -177,7 +177,9 @@ async def test_dead_loopback_endpoint_fails_fast_and_says_so(
 @pytest.mark.parametrize("size", [1000, PART + 10], ids=["single-put", "multipart"])
 async def test_cancel_during_503_backoff_returns_at_once(backend: S3Server, size: int) -> None:
     backoff = 30.0  # every backoff sleeps up to 30 s: a cancel that waited for one would show
-    with proxied(backend, backoff_base=backoff, backoff_max=backoff, max_attempts=10) as (bucket, proxy):
+    with proxied(
+        backend, backoff_base=backoff, backoff_max=backoff, max_attempts=10, retry_deadline=1000
+    ) as (bucket, proxy):
         commit = {"method": "PUT"} if size < PART else {"method": "POST", "query": "uploadId="}
         proxy.add_rule(s3_error(503, "SlowDown"), times=None, **commit)  # type: ignore[arg-type]
         loop = asyncio.get_running_loop()
@@ -359,7 +361,8 @@ async def test_resume_answered_at_another_offset_is_refused(backend: S3Server) -
 @pytest.mark.quirk("checksums_unverified")
 async def test_flipped_byte_on_upload_is_refused_and_nothing_stored(backend: S3Server) -> None:
     with proxied(backend) as (bucket, proxy):
-        proxy.add_rule(FlipByte(offset=100, where="request"), method="PUT")
+        # Corruption in transit is resent once (from the buffer); corrupted again, it is final.
+        proxy.add_rule(FlipByte(offset=100, where="request"), method="PUT", times=2)
         with pytest.raises(aiobucket.IntegrityError, match="nothing was stored"):
             await put(bucket, "k", payload(1000))
         assert not await bucket.exists("k")
@@ -368,7 +371,8 @@ async def test_flipped_byte_on_upload_is_refused_and_nothing_stored(backend: S3S
 @pytest.mark.quirk("checksums_unverified")
 async def test_flipped_byte_in_a_part_is_refused_and_the_upload_aborted(backend: S3Server) -> None:
     with proxied(backend) as (bucket, proxy):
-        proxy.add_rule(FlipByte(offset=PART - 1, where="request"), method="PUT", query="partNumber=1")
+        flip = FlipByte(offset=PART - 1, where="request")
+        proxy.add_rule(flip, method="PUT", query="partNumber=1", times=2)
         with pytest.raises(aiobucket.IntegrityError):
             await put(bucket, "k", payload(PART + 5), part_size=PART)
         assert not await bucket.exists("k")
@@ -389,7 +393,7 @@ async def test_flipped_byte_on_download_is_refused(backend: S3Server, size: int)
 @pytest.mark.quirk("checksums_unverified")
 async def test_short_content_length_on_upload_is_refused(backend: S3Server) -> None:
     with proxied(backend) as (bucket, proxy):
-        proxy.add_rule(LieLength(declared=900, where="request"), method="PUT")
+        proxy.add_rule(LieLength(declared=900, where="request"), method="PUT", times=2)
         with pytest.raises(aiobucket.IntegrityError):
             await put(bucket, "k", payload(1000))
         assert not await bucket.exists("k")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 import aiobucket
-from aiobucket.providers.s3._retry import RetryPolicy, is_transient_status, transport_failure
+from aiobucket.providers.s3._ratelimit import SendRate
+from aiobucket.providers.s3._retry import RetryPolicy, RetryQuota, is_transient_status, transport_failure
 from aiobucket.providers.s3._transport import Response
 
 pytestmark = pytest.mark.anyio
@@ -110,7 +112,7 @@ async def test_a_cancel_ends_a_backoff_at_once() -> None:
         started.set()
         return response(503, "SlowDown")
 
-    policy = RetryPolicy(max_attempts=5, base=1000.0, cap=1000.0)  # a long sleep, if it were waited
+    policy = RetryPolicy(max_attempts=5, base=1000.0, cap=1000.0, deadline=10_000.0)  # a long sleep
     task = asyncio.create_task(policy.call(attempt, "upload"))
     await started.wait()
     await asyncio.sleep(0.01)
@@ -120,3 +122,168 @@ async def test_a_cancel_ends_a_backoff_at_once() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert loop.time() - cancelled_at < 10.0  # nowhere near the 1000 s backoff
+
+
+# -- bounds: deadline, quota, corruption in transit -------------------------------------------
+
+
+def script(*answers: tuple[int, str]) -> tuple[list[int], Any]:
+    """An attempt function answering ``answers`` in turn (the last one forever); counts calls."""
+    calls = [0]
+
+    async def attempt() -> Response:
+        calls[0] += 1
+        return response(*answers[min(calls[0], len(answers)) - 1])
+
+    return calls, attempt
+
+
+async def test_no_retry_whose_backoff_would_pass_the_deadline() -> None:
+    calls, attempt = script((503, "SlowDown"))
+    policy = RetryPolicy(max_attempts=10, base=5.0, cap=5.0, deadline=1e-9)
+    resp = await policy.call(attempt, "upload")
+    assert (calls[0], resp.status) == (1, 503)
+    assert "retry deadline of 1e-09 s" in resp.message
+
+
+async def test_an_empty_retry_quota_stops_retries_and_successes_refill_it() -> None:
+    quota = RetryQuota(12)  # two retries' worth (5 each)
+    policy = RetryPolicy(max_attempts=10, base=0.001, cap=0.001, quota=quota)
+    calls, attempt = script((500, "InternalError"))
+    resp = await policy.call(attempt, "upload")
+    assert (calls[0], resp.status, quota.tokens) == (3, 500, 2)
+    assert "retry quota is spent" in resp.message
+    calls, attempt = script((500, "InternalError"))  # fails fast now: no retry at all
+    assert (await policy.call(attempt, "upload")).attempts == 1
+    assert calls[0] == 1
+    for _ in range(3):  # an answer that needed no retry gives one token back
+        await policy.call(script((200, ""))[1], "download")
+    assert quota.tokens == 5
+    calls, attempt = script((500, "InternalError"), (200, ""))
+    assert (await policy.call(attempt, "upload")).status == 200  # took 5, gave the 5 back
+    assert quota.tokens == 5
+
+
+async def test_a_connection_failure_costs_more_quota_than_an_error_answer() -> None:
+    quota = RetryQuota(100)
+
+    async def attempt() -> Response:
+        raise aiohttp.ServerDisconnectedError()
+
+    with pytest.raises(aiobucket.BackendError, match=r"\(3 attempts over"):
+        await RetryPolicy(max_attempts=3, base=0.001, cap=0.001, quota=quota).call(attempt, "download")
+    assert quota.tokens == 100 - 2 * RetryQuota.TIMEOUT_COST
+
+
+async def test_throttles_cost_no_quota_when_the_send_rate_adapts() -> None:
+    quota = RetryQuota(500)
+    policy = RetryPolicy(max_attempts=3, base=0.001, cap=0.001, quota=quota, rate=SendRate())
+    _, attempt = script((503, "SlowDown"), (503, "SlowDown"), (200, ""))
+    assert (await policy.call(attempt, "upload")).status == 200
+    assert quota.tokens == 500
+    plain = RetryPolicy(max_attempts=3, base=0.001, cap=0.001, quota=RetryQuota(500))
+    _, attempt = script((503, "SlowDown"), (503, "SlowDown"))
+    await plain.call(attempt, "upload")
+    assert plain.quota.tokens == 500 - 2 * RetryQuota.RETRY_COST
+
+
+@pytest.mark.parametrize("code", ["BadDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"])
+async def test_corruption_in_transit_is_resent_once_then_final(code: str) -> None:
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html: BadDigest, 400:
+    # "The Content-MD5 or checksum value that you specified did not match what the server received."
+    policy = RetryPolicy(max_attempts=10, base=0.001, cap=0.001)
+    calls, attempt = script((400, code), (200, ""))
+    resp = await policy.call(attempt, "upload")
+    assert (calls[0], resp.status, resp.attempts) == (2, 200, 2)
+    calls, attempt = script((400, code))
+    resp = await policy.call(attempt, "upload")
+    assert (calls[0], resp.status, resp.code) == (2, 400, code)  # once only: then IntegrityError
+
+
+# -- the adaptive send rate (botocore's adaptive mode, cut once per round trip) ----------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_send_rate_is_off_until_the_first_throttle_then_cuts_to_what_was_accepted() -> None:
+    clock = Clock()
+    rate = SendRate(clock)
+    for _ in range(200):  # a second at 200 req/s, all accepted: nothing is paced
+        clock.now += 0.005
+        rate.sending(clock.now)
+        rate.record(clock.now, throttled=False)
+    assert not rate.enabled
+    clock.now += 0.005
+    rate.record(clock.now, throttled=True)  # the server starts admitting 100 req/s
+    assert rate.enabled and rate.rate < 0.95 * 201
+    first_cut = clock.now
+    for i in range(200):  # the next second: every other answer throttled, all sent before
+        clock.now += 0.005  # a fresh cut (as if from requests already in flight)
+        rate.sending(clock.now)
+        rate.record(first_cut if i % 2 else clock.now, throttled=i % 2 == 1)
+    clock.now += 0.005
+    rate.record(clock.now, throttled=True)  # a fresh throttle: cut to what was accepted
+    assert 90 <= rate.rate <= 110  # botocore: 0.7 of the rate it was sending at
+
+
+def test_send_rate_cuts_once_per_round_trip() -> None:
+    clock = Clock()
+    rate = SendRate(clock)
+    for _ in range(100):
+        clock.now += 0.01
+        rate.sending(clock.now)
+        rate.record(clock.now, throttled=False)
+    sent_before_cut = clock.now
+    clock.now += 0.01
+    rate.record(sent_before_cut, throttled=True)
+    after_first = rate.rate
+    for _ in range(50):  # the rest of that burst, sent at the old rate: no further cut
+        rate.record(sent_before_cut, throttled=True)
+    assert rate.rate == after_first
+    clock.now += 0.01
+    rate.record(clock.now, throttled=True)  # sent after the cut: cut again
+    assert rate.rate < after_first
+
+
+def test_send_rate_grows_back_towards_the_rate_it_was_cut_from() -> None:
+    clock = Clock()
+    rate = SendRate(clock)
+    for _ in range(400):  # 400 req/s for a second, every answer accepted
+        clock.now += 0.0025
+        rate.sending(clock.now)
+        rate.record(clock.now, throttled=False)
+    rate.record(clock.now, throttled=True)
+    cut = rate.rate
+    assert cut < 0.95 * 400
+    seen = []
+    for _ in range(8):  # keep sending at the cut rate; answers are good
+        for _ in range(int(cut)):
+            clock.now += 1 / cut
+            rate.sending(clock.now)
+            rate.record(clock.now, throttled=False)
+        seen.append(rate.rate)
+    assert seen == sorted(seen) and seen[-1] > cut  # it grows, never shrinks, without throttles
+    assert all(r <= 2 * 400 for r in seen)  # never past twice what was measured
+
+
+async def test_send_slots_are_spaced_and_a_cancel_ends_the_wait_at_once() -> None:
+    rate = SendRate()
+    rate.enabled, rate.rate = True, 200.0
+    slots = [await rate.acquire() for _ in range(5)]
+    assert slots == sorted(slots)
+    assert slots[-1] - slots[0] >= 4 / 200 - 1e-9  # (a late wake-up may shorten the next gap)
+    rate.rate = 0.001  # a cut applies to the very next slot: 1000 s away
+    task = asyncio.create_task(rate.acquire())
+    await asyncio.sleep(0.01)
+    loop = asyncio.get_running_loop()
+    cancelled_at = loop.time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert loop.time() - cancelled_at < 10.0

@@ -58,7 +58,7 @@ async def _aiobucket(env: Env, keys: list[str], loop: bool) -> float:
     aiobucket.configure(
         {
             "bench": {
-                "url": f"s3://{env.bucket}?endpoint={env.endpoint}&region={env.region}",
+                "url": f"s3://{env.bucket}?endpoint={env.endpoint}&region={env.region}&provider=seaweedfs",
                 "access_key_id": env.access_key,
                 "secret_access_key": env.secret_key,
             }

@@ -20,10 +20,10 @@ from urllib.parse import quote
 
 from . import _download_file, _parallel, _runtime, config
 from ._parallel import ParallelReader
-from .errors import InvalidArgument, ObjectNotFound
+from .errors import InvalidArgument, NotSupported, ObjectNotFound
 from .keys import validate_prefix
 from .listing import ListItem, iterate
-from .providers.base import GetOptions, Provider
+from .providers.base import Capabilities, GetOptions, Provider
 from .reader import Reader
 from .refs import TTL, BucketRef, Uploader
 from .removing import RemoveItem, check_keys, remove_many
@@ -296,6 +296,16 @@ class Bucket:
             self._handle, src_key, version, target._handle, upload, dst_key, attrs, preconditions
         )
 
+    async def capabilities(self) -> Capabilities:
+        """What this bucket's backend honours: declared, plus what it learnt at runtime.
+
+        For S3 that is the store's profile (``provider=`` or the endpoint's host, plus
+        overrides). No I/O; ``aiobucket doctor BUCKET`` probes what the store really does.
+        """
+        async with _runtime.operation("capabilities", self.name, None):
+            provider, _ = self._handle.provider()
+            return provider.capabilities
+
     # -- URLs ---------------------------------------------------------------
 
     def public_url(self, key: str) -> str:
@@ -386,7 +396,19 @@ class Bucket:
             policy = make_policy(key, delta, max_size, min_size, content_type, content_type_prefix, metadata)
         except InvalidArgument as exc:
             raise exc.with_context(bucket=self.name, key=key) from None
-        return await self._run("signed_upload_form", key, None, lambda p: p.sign_post(key, policy))
+
+        async def call(p: Provider) -> UploadForm:
+            caps = p.capabilities
+            if caps.store and not caps.signed_forms:  # a store that has no POST object
+                raise NotSupported(
+                    f"{caps.store} has no browser upload forms (POST object); nothing was signed. "
+                    "Use signed_upload_url(), or set the bucket option post_forms=true if it has",
+                    bucket=self.name,
+                    key=key,
+                )
+            return await p.sign_post(key, policy)
+
+        return await self._run("signed_upload_form", key, None, call)
 
     async def signed_download_url(
         self, key: str, *, ttl: TTL = DEFAULT_TTL, version: str | None = None

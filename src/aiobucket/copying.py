@@ -14,6 +14,7 @@ from .errors import ObjectChanged
 from .providers.base import CopyOptions, PutOptions
 from .reader import Reader
 from .types import ObjectAttrs, Preconditions, UploadAttrs
+from .writer import refuse_unhonoured
 
 if TYPE_CHECKING:
     from .writer import Writer
@@ -54,6 +55,7 @@ async def copy_object(
         src_provider, _ = src.provider()
         dst_provider, _ = dst.provider()
         if dst_provider.can_copy_from(src_provider):
+            refuse_unhonoured(dst_provider.capabilities, pre, "copy", dst.name, dst_key)
             opts = CopyOptions(version=version, replace=_put_options(attrs, dst_key), preconditions=pre)
             result = await dst_provider.copy(src_provider, src_key, dst_key, opts)
         else:

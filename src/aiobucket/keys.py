@@ -1,8 +1,9 @@
 """Key and version validation: one rule for every backend, checked before any I/O.
 
 A key that works locally must work in the cloud, so the rule is the strictest
-common one: 1..1024 bytes of UTF-8, no control characters, no "." or ".."
-segment, no leading "/".
+common one: 1..1024 bytes of UTF-8, no control characters, no U+FFFE or U+FFFF
+(S3 stores them, but no XML document, so no S3 listing, can carry them), no "." or
+".." segment, no leading "/".
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ MAX_KEY_BYTES = 1024
 
 # C0, DEL and C1 control characters; NUL included.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NOT_XML = re.compile("[\ufffe\uffff]")
 _VERSION = re.compile(r"[A-Za-z0-9._\-+=/:]{1,1024}")
 
 
@@ -42,6 +44,12 @@ def _check_text(value: object, what: str, *, allow_empty: bool) -> str:
         raise InvalidArgument(
             f"{what} {value!r} contains control character {match.group()!r} "
             f"at index {match.start()}; remove it"
+        )
+    match = _NOT_XML.search(value)
+    if match:
+        raise InvalidArgument(
+            f"{what} {value!r} contains the noncharacter U+{ord(match.group()):04X} at index "
+            f"{match.start()}, which XML (and so S3's listings) cannot carry; remove it"
         )
     if value.startswith("/"):
         raise InvalidArgument(f"{what} {value!r} must not start with '/'")

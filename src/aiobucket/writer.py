@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from . import _runtime
 from ._aio import cancel_and_wait, run_to_completion
-from .errors import InvalidArgument, UploadAborted, WriterClosed
+from .errors import InvalidArgument, NotSupported, UploadAborted, WriterClosed
 from .providers.base import Capabilities, MultipartUpload, Part, Provider, PutOptions
 from .tracing import Span, start_span
 from .types import ObjectAttrs, Preconditions, UploadAttrs
@@ -97,6 +97,46 @@ def _byte_view(data: bytes | bytearray | memoryview, bucket: str, key: str) -> m
     if not view.c_contiguous:
         view = memoryview(view.tobytes())  # strided or Fortran-ordered: copied in C order
     return view.cast("B")
+
+
+_CONDITIONAL = {
+    "put": ("conditional_put", "conditional_put"),
+    "multipart": ("conditional_multipart", "conditional_complete"),
+    "copy": ("conditional_copy", "conditional_copy"),
+}
+"""Per write path: the Capabilities field, and the S3 bucket option that sets it."""
+
+
+def refuse_unhonoured(
+    caps: Capabilities, pre: Preconditions, path: str, bucket: str, key: str | None
+) -> None:
+    """NotSupported, before any I/O, for preconditions the store would silently ignore.
+
+    A store that accepts If-None-Match/If-Match and ignores them would overwrite
+    quietly: the worst thing a storage SDK can do. So a bucket whose capabilities
+    say the store does not honour them refuses the write instead.
+    """
+    if not pre:
+        return
+    field, option = _CONDITIONAL[path]
+    if getattr(caps, field):
+        return
+    what = "not_exists" if pre.not_exists else "if_match"
+    kind = {"put": "a single upload", "multipart": "a multipart upload", "copy": "a server-side copy"}[path]
+    store = caps.store or "this backend"
+    hint = ""
+    if caps.store:
+        hint = (
+            f" If the store does honour them (check with `aiobucket doctor {bucket}`), set the bucket's "
+            f"provider= to the right store or the option {option}=native; {option}=precheck checks with "
+            "a HEAD first and leaves a race window."
+        )
+    raise NotSupported(
+        f"{store} does not honour the Preconditions({what}=...) of {kind} (the store would accept and "
+        f"ignore If-None-Match/If-Match and overwrite), so nothing was sent.{hint}",
+        bucket=bucket,
+        key=key,
+    )
 
 
 def check_write_options(attrs: object, preconditions: object, bucket: str, key: str) -> None:
@@ -268,6 +308,7 @@ class Writer:
                 # A cancellation already pending must abort, not race the commit.
                 await asyncio.sleep(0)
                 if self._upload is None:
+                    refuse_unhonoured(self._caps, self._pre, "put", self._bucket.name, self.key)
                     data = bytes(memoryview(self._buf)[: self._fill])
                     self._buf, self._fill = bytearray(), 0
                     commit = self._provider.put(self.key, data, self._opts())
@@ -453,6 +494,7 @@ class Writer:
     async def _start_multipart(self, provider: Provider) -> MultipartUpload:
         """Start the upload to completion even if cancelled, so abort() can find it:
         an upload cancelled mid-start would otherwise be orphaned on the server."""
+        refuse_unhonoured(self._caps, self._pre, "multipart", self._bucket.name, self.key)
         task = asyncio.create_task(provider.start_multipart(self.key, self._opts()), name=TASK_NAME)
         try:
             self._upload = await run_to_completion(task)

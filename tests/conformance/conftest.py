@@ -54,3 +54,26 @@ def leaked_tasks() -> list[asyncio.Task[object]]:
     return [
         t for t in asyncio.all_tasks() if t.get_name() in (TASK_NAME, "aiobucket-shielded") and not t.done()
     ]
+
+
+def honours(caps: aiobucket.Capabilities, *, multipart: bool = False, copy: bool = False) -> bool:
+    """Whether the backend declares it honours not_exists / if_match on this write path."""
+    return (
+        caps.conditional_copy if copy else caps.conditional_multipart if multipart else caps.conditional_put
+    )
+
+
+async def refused_before_io(bucket: aiobucket.Bucket, key: str, write: object) -> None:
+    """A backend declaring it does not honour the write's preconditions raises NotSupported
+    (before any I/O) and leaves what is stored at ``key`` as it was."""
+    try:
+        before: bytes | None = await get(bucket, key)
+    except aiobucket.ObjectNotFound:
+        before = None
+    with pytest.raises(aiobucket.NotSupported):
+        await write()  # type: ignore[operator]
+    try:
+        after: bytes | None = await get(bucket, key)
+    except aiobucket.ObjectNotFound:
+        after = None
+    assert after == before

@@ -31,6 +31,9 @@ BACKEND_NAMES = {
     "aws-region": "s3",
     "azure": "azure",
     "aws-kms": "s3",  # moto behind the SSE-KMS persona
+    "ministack": "s3",
+    "b2": "s3",  # SeaweedFS behind the B2 persona
+    "garage": "s3",  # moto behind the persona of a store that ignores conditional headers
 }
 
 

@@ -131,6 +131,7 @@ async def test_an_overwrite_midway_raises_object_changed_never_a_splice(backend,
         await r.read()
 
 
+@pytest.mark.quirk("versioned_range_ignored")
 @pytest.mark.quirk("no_versions")
 async def test_on_a_versioned_bucket_the_version_is_pinned_too(backend):
     b = backend.bucket(versioned=True)

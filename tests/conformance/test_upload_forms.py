@@ -134,6 +134,7 @@ async def test_expired_form_is_refused(backend, poster):
 
 @pytest.mark.quirk("gcs_post_policy_unchecked")
 @pytest.mark.quirk("moto_signatures_unchecked")
+@pytest.mark.quirk("post_policy_unchecked")
 async def test_tampered_forms_are_refused(backend, poster):
     b = backend.bucket()
     form = await form_for(backend, b, "t/k.bin", max_size=987654)

@@ -1,18 +1,11 @@
 """Personas: small servers on 127.0.0.1, or fault-proxy rules in front of a real server, that
-answer as a provider's documentation says.
+answer as a provider's documentation (or its issue tracker) says.
 
 Each rule cites the documentation page it follows. They stand in for services the tests
-cannot reach (Google's metadata server and IAM, ...) or for answers where an emulator differs
-from the cloud (``azure.py``, in front of Azurite; ``aws.py`` and ``aws_kms.py``, in front of
-SeaweedFS or moto); they are never mocks of our own code.
-
-Layout: one module per provider or concern. A module whose personas are fault-proxy rules
-may offer a ``PERSONAS`` table of named, ready-made instances with an ``install(proxy)``
-method, so a test or the conformance suite can ask for one by name::
-
-    from personas import persona
-    with FaultProxy(s3_server.endpoint) as proxy:
-        persona("aws:bucket-in-another-region").install(proxy)
+cannot reach (Google's metadata server and IAM, S3-compatible stores, ...) or for answers
+where an emulator differs from the cloud (``azure.py``, in front of Azurite; ``aws.py`` and
+``aws_kms.py``, in front of SeaweedFS or moto; ``stores.py``, S3-compatible stores in front
+of SeaweedFS or moto); they are never mocks of our own code.
 """
 
 from __future__ import annotations

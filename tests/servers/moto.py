@@ -48,9 +48,23 @@ QUIRKS: dict[str, str] = {
         "moto 5.2 checks If-None-Match on CompleteMultipartUpload before assembling the parts, "
         "without a lock in its threaded server: concurrent not_exists multipart writers can both win"
     ),
+    "versions_not_url_encoded": (
+        "moto 5.2 ignores encoding-type=url on ListObjectVersions (it honours it on ListObjectsV2), "
+        "so a key with a control character breaks the XML of its versions listing"
+    ),
 }
 """moto 5.2 differences from AWS S3 that the conformance suite meets; tests naming one run
 as a strict xfail here."""
+
+DOCTOR_DIFFERENCES: dict[str, str] = {  # (it keeps a PUT's checksum when the SDK header names it)
+    "checksum_headers": "moto 5.2 stores a body whose x-amz-checksum-crc32c is wrong (see QUIRKS)",
+    "conditional_copy": (
+        "moto 5.2 ignores If-None-Match on CopyObject (AWS honours it): aiobucket's HEAD precheck "
+        "refuses outside a race window"
+    ),
+}
+"""Where ``aiobucket doctor`` sees moto differ from the profile it is declared as (aws):
+tests/test_s3_doctor.py checks that exactly these differ."""
 
 
 def launch(base: Path) -> tuple[subprocess.Popen[bytes], S3Server]:

@@ -17,6 +17,11 @@ from pathlib import Path
 from servers._proc import free_ports, http_status, stop, wait_until
 
 NAME = "seaweedfs"
+PROVIDERS = {
+    "seaweedfs": "seaweedfs", "rgw": "ceph", "moto": "aws", "aws-kms": "aws", "ministack": "aws",
+    "rclone": "other",
+}  # fmt: skip
+"""Test server name -> the aiobucket store profile it runs as (moto imitates AWS)."""
 
 
 @dataclass(frozen=True)
@@ -32,11 +37,17 @@ class S3Server:
     quirks: dict[str, str]
     log: Path | None = None
 
+    @property
+    def provider(self) -> str:
+        """The store profile the server is declared as (aiobucket's ``provider=``); each
+        server's profile is checked against what ``aiobucket doctor`` finds there."""
+        return PROVIDERS.get(self.name, "other")
+
     def settings(self, versioned: bool = False, **extra: object) -> dict[str, object]:
         """A settings mapping for ``aiobucket.configure``."""
         bucket = self.versioned_bucket if versioned else self.bucket
         return {
-            "url": f"s3://{bucket}?endpoint={self.endpoint}&region={self.region}",
+            "url": f"s3://{bucket}?endpoint={self.endpoint}&region={self.region}&provider={self.provider}&path_style=true",
             "access_key_id": self.access_key,
             "secret_access_key": self.secret_key,
             **extra,

@@ -1,4 +1,4 @@
-"""The ``aiobucket`` command: ls, cp, cat, rm, stat, url, buckets, infra.
+"""The ``aiobucket`` command: ls, cp, cat, rm, stat, url, buckets, infra, doctor.
 
 It uses the library's configuration (``AIOBUCKET_CONFIG``; with none, buckets
 live under ``./.aiobucket``). Objects are named ``BUCKET:KEY``; anything else is
@@ -39,7 +39,7 @@ from ..errors import BucketError, InvalidArgument, ObjectNotFound
 from ..providers.base import MiB
 from ..providers.local import is_bucket, root_of
 from ..types import BucketConfig, ObjectAttrs, Query, UploadAttrs
-from . import _fsck
+from . import _doctor, _fsck
 from ._progress import progress
 
 __all__ = ["COMMANDS", "Command", "CommandError", "UsageError", "main"]
@@ -522,6 +522,7 @@ COMMANDS: dict[str, Command] = {
     "buckets": Command("list the configured buckets and where they live", _buckets_args, _buckets),
     "serve": Command(devserver.HELP, devserver.add_arguments, devserver.run, devserver.DESCRIPTION),
     "fsck": Command(_fsck.HELP, _fsck.add_arguments, _fsck.run, _fsck.DESCRIPTION),
+    "doctor": Command(_doctor.HELP, _doctor.add_arguments, _doctor.run, _doctor.DESCRIPTION),
     "infra": Command(
         "derive a permissions manifest (JSON, AWS IAM, Azure RBAC, Mermaid) from code, statically",
         _infra_args,

@@ -78,7 +78,11 @@ class Capabilities:
 
     versioning: bool = True
     conditional_put: bool = True
-    """not_exists and if_match on put and on multipart complete."""
+    """not_exists and if_match on a single put."""
+    conditional_multipart: bool = True
+    """not_exists and if_match on a multipart upload's completion."""
+    conditional_copy: bool = True
+    """not_exists and if_match on a server-side copy's destination."""
     signed_urls: bool = False
     signed_forms: bool = False
     """sign_post() makes browser upload forms whose limits the server enforces."""
@@ -108,6 +112,8 @@ class Capabilities:
     """A read's attrs carry the Cache-Control the server serves, which may be its default
     rather than the stored value (GCS: ``public, max-age=3600`` for a public object without
     one), so a copy that keeps the source's attributes reads them with head()."""
+    store: str = ""
+    """Where one backend speaks to many stores, the store's profile name (S3: ``provider=``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ...errors import BucketError, ObjectNotFound
+from ..base import delete_each
+from ._fallback import learn
 from ._multipart import xml_body
 from ._transport import Response
 from ._xml import delete_body, parse_delete, parse_list
@@ -44,6 +46,7 @@ async def _present(p: S3Provider, keys: Sequence[str]) -> set[str]:
     wanted = set(keys)
     params: dict[str, str] = {
         "list-type": "2",
+        "encoding-type": "url",  # a foreign key with a control character must not break the page
         "prefix": _common_prefix(keys),
         "max-keys": "1000",
     }
@@ -77,6 +80,23 @@ async def _present(p: S3Provider, keys: Sequence[str]) -> set[str]:
     return found
 
 
+async def _one_by_one(
+    p: S3Provider, keys: Sequence[str], send: list[str], results: list[BucketError | None]
+) -> list[BucketError | None]:
+    """DeleteObject per key (16 at a time), for a store without DeleteObjects."""
+
+    async def one(key: str) -> None:
+        resp = await p.send("remove", "DELETE", key, shield=True)
+        if resp.status >= 300 and resp.status != 404:
+            raise p.fail(resp, "remove", key)
+
+    done = dict(zip(send, await delete_each(one, send), strict=True))
+    for i, key in enumerate(keys):
+        if key in done:
+            results[i] = done[key]
+    return results
+
+
 async def delete_batch(p: S3Provider, keys: Sequence[str]) -> list[BucketError | None]:
     results: list[BucketError | None] = [None] * len(keys)
     if not keys:
@@ -88,12 +108,17 @@ async def delete_batch(p: S3Provider, keys: Sequence[str]) -> list[BucketError |
             results[i] = ObjectNotFound("object not found", key=key)
     if not send:
         return results
+    if not p.store.bulk_delete:
+        return await _one_by_one(p, keys, send, results)
     body = delete_body(send)
     headers, payload_hash = await xml_body(p, body)
     resp = await p.send(
         "remove", "POST", None, query=[("delete", "")], headers=headers, body=body,
         payload_hash=payload_hash, shield=True,
     )  # fmt: skip
+    if resp.status == 501 or resp.code == "NotImplemented":
+        learn(p, "the store has no DeleteObjects (501)", bulk_delete=False)
+        return await _one_by_one(p, keys, send, results)
     if resp.status >= 300:
         raise p.fail(resp, "remove", None)
     failed = parse_delete(resp.body)

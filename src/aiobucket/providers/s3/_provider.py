@@ -58,6 +58,7 @@ import base64
 import builtins
 import contextlib
 import functools
+import ipaddress
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -95,8 +96,11 @@ from ..base import (
     same_etag,
 )
 from ._errors import error_for, request_ids
+from ._fallback import FALLBACK_STATUSES, after_resend, fall_back, learn
+from ._profiles import StoreProfile, gcs_hint
+from ._ratelimit import SendRate
 from ._region import DEFAULT_REGION, Regions, is_region_redirect
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, RetryQuota
 from ._settings import S3Settings, option_headers, parse_settings
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
 from ._transport import Response, Transport, ssl_context
@@ -114,6 +118,7 @@ from ._wire import (
     put_attrs,
     quote_etag,
     unquote_etag,
+    vouched_md5,
 )
 from ._xml import next_page, parse_list
 
@@ -146,6 +151,25 @@ then costs one round trip, not the body. botocore sends it on every file-like Pu
 and UploadPart body; below 1 MiB the round trip it adds costs more than a resend."""
 
 
+def capabilities_of(store: StoreProfile) -> Capabilities:
+    """A bucket's declared capabilities, from what its store honours (``_profiles.py``).
+
+    "precheck" counts as honoured: aiobucket checks with a HEAD first, and the README
+    says a race window remains there."""
+    return replace(
+        CAPABILITIES,
+        conditional_put=store.conditional_put != "none",
+        conditional_multipart=store.conditional_complete != "none",
+        conditional_copy=store.conditional_copy != "none",
+        versioning=store.versions,
+        signed_forms=store.post_forms,
+        min_part_size=store.min_part_size,
+        max_parts=store.max_parts,
+        delete_batch=1000 if store.bulk_delete else 1,
+        store=store.name,
+    )
+
+
 @dataclass(slots=True)
 class _Endpoint:
     """Where and as whom requests go, resolved once per provider."""
@@ -167,12 +191,20 @@ class _Endpoint:
 
 
 class S3Provider:
-    capabilities = CAPABILITIES
-
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
+        self.store = settings.store
+        """This instance's copy of the store's profile: runtime fallbacks update it."""
+        self.capabilities = capabilities_of(self.store)
         self.bucket = settings.bucket
-        self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_max)
+        self.policy = RetryPolicy(
+            settings.max_attempts,
+            settings.backoff_base,
+            settings.backoff_max,
+            deadline=settings.retry_deadline,
+            quota=RetryQuota(settings.retry_quota),
+            rate=SendRate() if settings.adaptive_retry else None,
+        )
         self.transport = Transport(
             pool=settings.max_pool_connections,
             connect_timeout=settings.connect_timeout,
@@ -292,7 +324,7 @@ class S3Provider:
 
     def _endpoint_at(self, endpoint: str, region: str, static: Credentials | None, source: Any) -> _Endpoint:
         scheme, _, host = endpoint.partition("://")
-        if self.settings.path_style or "." in self.bucket:
+        if self.store.addressing == "path" or "." in self.bucket or _no_subdomains(host):
             base = f"{endpoint}/{quote_path(self.bucket)}"
         else:
             base = f"{scheme}://{self.bucket}.{host}"
@@ -355,17 +387,44 @@ class S3Provider:
         end. ``check`` may turn a 200 into an error before the retry decision (S3
         answers some failures of CompleteMultipartUpload and CopyObject with 200).
         """
-        ep = self._ep or await self._endpoint()
-        path = "/" + quote_path(key) if key is not None else "/"
+        tail = "/" + quote_path(key) if key is not None else "/"
         if query:
-            path += "?" + canonical_query(query)
-        url = ep.base + path
-        target = URL(url, encoded=True)
+            tail += "?" + canonical_query(query)
         if payload_hash is None:
             payload_hash = EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD
         base_headers = headers or {}
         if self.opt.every:
             base_headers = {**self.opt.every, **base_headers}
+        resp = await self._send(
+            op, method, tail, base_headers, body, payload_hash, stream, shield, expect, check
+        )
+        if resp.status in FALLBACK_STATUSES:
+            retry_headers = fall_back(self, resp, base_headers, body)
+            if retry_headers is not None:  # nothing was stored: resend once, as the store allows
+                first = resp
+                resp = await self._send(
+                    op, method, tail, retry_headers, body, payload_hash, stream, shield, expect, check
+                )
+                after_resend(self, first, base_headers, resp)
+        return resp
+
+    async def _send(
+        self,
+        op: str,
+        method: str,
+        tail: str,
+        base_headers: dict[str, str],
+        body: memoryview | bytes | None,
+        payload_hash: str,
+        stream: bool,
+        shield: bool,
+        expect: bool,
+        check: Callable[[Response], None] | None,
+    ) -> Response:
+        """One request with its retries, and a region redirect followed once (_region.py)."""
+        ep = self._ep or await self._endpoint()
+        url = ep.base + tail
+        target = URL(url, encoded=True)
         transport = self.transport
 
         async def attempt() -> Response:
@@ -384,27 +443,32 @@ class S3Provider:
         moved = await self._reroute(resp, ep)
         if moved is None:
             return resp
-        ep, url = moved, moved.base + path
+        ep, url = moved, moved.base + tail
         target = URL(url, encoded=True)
         again = await self.policy.call(attempt, what)
         again.attempts += resp.attempts
         again.maybe_applied = again.maybe_applied or resp.maybe_applied
         return again
 
-    async def body_hashes(self, data: memoryview, *, whole: bool) -> tuple[dict[str, str], str | None, str]:
+    async def body_hashes(
+        self, data: memoryview, *, whole: bool, keep_md5: bool = False
+    ) -> tuple[dict[str, str], str | None, str]:
         """(checksum headers, MD5 hex or None, payload hash) for an upload body.
 
-        Every body carries a checksum the server verifies. A whole object carries
-        Content-MD5 (which every S3 server checks, and whose value a lost-response
-        check compares with the ETag) and its CRC32C (stored where supported, so a
-        whole download is checked cheaply). A part always carries its CRC32C (the
-        upload's whole-object CRC32C is combined from them), and over http its
-        signed SHA-256 (SeaweedFS checks the first, Ceph RGW the second, AWS both);
-        over https, where the payload is unsigned, Content-MD5 too.
+        Every body carries a checksum the server verifies, and each byte is hashed
+        as few times as that allows. Where the store verifies ``x-amz-checksum-crc32c``
+        (``checksum_headers`` in its profile) that CRC32C is the body's check, as it
+        is botocore's: no Content-MD5, and over https an UNSIGNED-PAYLOAD (TLS guards
+        the bytes on the way; over http the SHA-256 is signed, which Ceph RGW and AWS
+        check too). Elsewhere every body carries Content-MD5, which every S3 server
+        checks. ``keep_md5``: the caller needs the MD5 anyway (a conditional write
+        compares it with the ETag when its response was lost). Parts and whole objects
+        are hashed alike; a whole one also names its algorithm, as the AWS SDKs do.
         """
         ep = self._ep or await self._endpoint()
         signed = ep.signed_payload
-        md5, sha, crc = await digests(data, md5=whole or not signed, sha=signed, crc=True)
+        want_crc = self.store.checksum_headers
+        md5, sha, crc = await digests(data, md5=keep_md5 or not want_crc, sha=signed, crc=want_crc)
         headers: dict[str, str] = {}
         if md5 is not None:
             headers["content-md5"] = base64.b64encode(md5).decode()
@@ -415,7 +479,12 @@ class S3Provider:
         return headers, md5.hex() if md5 is not None else None, sha or UNSIGNED_PAYLOAD
 
     def fail(self, resp: Response, op: str, key: str | None, **kw: Any) -> BucketError:
-        return error_for(resp, op=op, bucket=self.bucket, key=key, **kw)
+        err = error_for(resp, op=op, bucket=self.bucket, key=key, **kw)
+        hint = gcs_hint(self.settings.endpoint)
+        if hint:
+            err.message += hint
+            err.args = (err.message,)
+        return err
 
     def fail_read(
         self, resp: Response, op: str, key: str, version: str | None, *, checksums: bool = True
@@ -441,8 +510,10 @@ class S3Provider:
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
         view = memoryview(data).cast("B")
         pre = opts.preconditions
-        checksum, md5_hex, payload_hash = await self.body_hashes(view, whole=True)
+        checksum, md5_hex, payload_hash = await self.body_hashes(view, whole=True, keep_md5=bool(pre))
         headers = {**object_headers(opts), **precondition_headers(pre), **checksum, **self.opt.write}
+        if pre and self.store.conditional_put == "precheck":
+            await self.precheck(key, pre)  # the store may ignore the headers: check first
         resp = await self.send(
             "upload", "PUT", key, headers=headers, body=view, payload_hash=payload_hash, shield=True,
             expect=view.nbytes >= EXPECT_CONTINUE_MIN,
@@ -455,9 +526,14 @@ class S3Provider:
         h = resp.headers
         etag = unquote_etag(h.get("etag"))
         stored_crc = checksum.get("x-amz-checksum-crc32c")
+        # Our MD5 where we made one; else the ETag, vouched for by the same rule a HEAD
+        # uses (the store checked the body against its CRC32C).
+        md5 = md5_hex if same_etag(etag, md5_hex) else None
+        if md5_hex is None and self.store.etag_md5:
+            md5 = vouched_md5(etag, h)
         return put_attrs(
             key, opts, view.nbytes, etag, h.get("x-amz-version-id"), None,
-            md5=md5_hex if same_etag(etag, md5_hex) else None,
+            md5=md5,
             crc32c=stored_crc if h.get("x-amz-checksum-crc32c") == stored_crc else None,
         )  # fmt: skip
 
@@ -540,8 +616,8 @@ class S3Provider:
         self, key: str, version: str | None = None, if_match: str | None = None, *, checksums: bool = False
     ) -> ObjectAttrs:
         headers = dict(self.opt.key)
-        if checksums:  # a whole read will be verified: report the stored checksums
-            headers["x-amz-checksum-mode"] = "ENABLED"
+        if checksums and self.store.checksum_mode:  # a whole read will be verified
+            headers["x-amz-checksum-mode"] = "ENABLED"  # report the stored checksums
         if if_match is not None:
             headers["if-match"] = quote_etag(if_match)
         query = [("versionId", version)] if version is not None else None
@@ -562,8 +638,8 @@ class S3Provider:
             return attrs, EmptyBody()
         headers = dict(self.opt.key)
         ranged = bool(opts.offset) or opts.length is not None
-        if not ranged:  # a whole read, which reader.py verifies: report the stored checksums
-            headers["x-amz-checksum-mode"] = "ENABLED"
+        if not ranged and self.store.checksum_mode:  # a whole read, which reader.py verifies:
+            headers["x-amz-checksum-mode"] = "ENABLED"  # report the stored checksums
         if opts.if_match is not None:
             headers["if-match"] = quote_etag(opts.if_match)
         if opts.if_none_match is not None:
@@ -699,7 +775,11 @@ class S3Provider:
         versions: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[ListEntry]:
-        params: dict[str, str] = {"prefix": prefix, "max-keys": str(min(max(limit or 1000, 1), 1000))}
+        params: dict[str, str] = {
+            "prefix": prefix,
+            "max-keys": str(min(max(limit or 1000, 1), 1000)),
+            "encoding-type": "url",  # any key survives the XML (see _xml.parse_list)
+        }
         if delimiter is not None:
             params["delimiter"] = delimiter
         if versions:
@@ -716,6 +796,12 @@ class S3Provider:
                 body = await pending
                 pending = None
                 more = next_page(body, versions=versions)
+                page = parse_list(body, versions=versions).entries
+                if more is not None and versions and not any(more.values()) and page:
+                    # A truncated version page without NextKeyMarker (GCS's S3 interface):
+                    # go on after the last version it gave.
+                    learn(self, "a truncated version page came without NextKeyMarker", version_markers=False)
+                    more = {"key-marker": page[-1].name, "version-id-marker": page[-1].version or ""}
                 if more is not None:
                     if not any(more.values()):
                         raise BackendError("list: the server said there is more, but gave no marker")
@@ -724,7 +810,7 @@ class S3Provider:
                     if versions and not more["version-id-marker"]:
                         params.pop("version-id-marker", None)
                     pending = asyncio.ensure_future(self._page(dict(params)))
-                for entry in parse_list(body, versions=versions).entries:
+                for entry in page:
                     yield entry
         finally:
             if pending is not None:
@@ -859,6 +945,19 @@ class S3Provider:
         finally:
             if stack is not None:
                 await stack.aclose()
+
+
+def _no_subdomains(host: str) -> bool:
+    """An IP literal or localhost: a bucket cannot go in front of it (botocore's rule too)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _driver_error(op: str, exc: Exception, key: str | None = None) -> BucketError:

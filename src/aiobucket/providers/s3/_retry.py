@@ -6,22 +6,37 @@ Every request goes through :meth:`RetryPolicy.call`, which decides attempt by at
   (SlowDown, Throttling, ...), S3's RequestTimeout, and connection errors (refused,
   reset, closed early, timed out). Anything else is final at once and goes back to
   the caller as the response it is.
+* **Corruption in transit** (BadDigest and the checksum mismatches: S3 computed
+  another digest of the body than the one we sent) is resent once at once, from the
+  same buffered body; a second mismatch is final (IntegrityError above).
 * Every data-plane request is retried on those, writes included: an unconditional
   PUT, UploadPart, DeleteObject(s) or copy is idempotent (the same bytes land
   again). What a retry *means* for a conditional write or a completion is the
   caller's business: ``Response.maybe_applied`` says an earlier attempt may have
   reached the server, so a 412 or NoSuchUpload may be our own success, which the
   provider then checks against the stored object (see ``_provider.py``).
-* At most ``max_attempts`` attempts, with full-jitter backoff between them
-  (uniform in ``[0, min(cap, base * 2**n))``). The sleep is a plain
-  ``asyncio.sleep``: a cancel ends it at once. Only the request on the wire is ever
-  shielded (by the transport, for writes), never a backoff. Each retry is reported
-  (``tracing.record_retry``: the operation's span and the retries metric) before it sleeps.
+* **Bounds**: at most ``max_attempts`` attempts, with full-jitter backoff between them
+  (uniform in ``[0, min(cap, base * 2**(n-1))]``, AWS's guidance), and no retry whose
+  backoff would end more than ``deadline`` seconds after the first attempt started.
+* **Retry quota** (per provider, after botocore's standard mode): a retry costs
+  tokens (5; 10 after a connection failure or timeout), an answer that needed no
+  retry gives one back, a retried request that finally succeeds gives its last cost
+  back. An empty quota means no more retries: a dead or overloaded endpoint fails
+  fast instead of multiplying the load. With adaptive rate on, a throttle costs
+  nothing: the send rate (below) is the brake there, and it cannot storm.
+* **Adaptive rate** (``SendRate``, ``_ratelimit.py``), optional: every attempt waits
+  for a provider-wide send slot once the server has throttled us, and every answer
+  is reported to it.
+* Every sleep (backoff or send slot) is a plain ``asyncio.sleep``: a cancel ends it
+  at once. Only the request on the wire is ever shielded (by the transport, for
+  writes), never a wait. Each retry is reported (``tracing.record_retry``: the
+  operation's span and the retries metric) before it sleeps.
 * Connection refused by a loopback endpoint is final at once: nothing listens
   there, and waiting will not change that. Elsewhere refusals are retried
   (a restarting server, a load balancer).
 * A steady transient failure ends in a typed error whose message says how many
-  attempts were made and over how long; no layer below retries on its own.
+  attempts were made over how long, and why retrying stopped; no layer below
+  retries on its own.
 """
 
 from __future__ import annotations
@@ -31,15 +46,23 @@ import ipaddress
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import aiohttp
 
 from ...errors import BackendError
 from ...tracing import record_retry
+from ._ratelimit import SendRate
 from ._transport import Response
 
-__all__ = ["BUSY", "THROTTLED", "RetryPolicy", "is_transient_status", "transport_failure"]
+__all__ = [
+    "BUSY",
+    "CORRUPTED",
+    "THROTTLED",
+    "RetryPolicy",
+    "RetryQuota",
+    "is_transient_status",
+    "transport_failure",
+]
 
 BUSY = frozenset(
     {
@@ -60,6 +83,14 @@ THROTTLED = BUSY | {
 """Error codes worth a retry, whatever the status."""
 
 
+CORRUPTED = frozenset({"BadDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"})
+"""The body S3 received is not the one we hashed: resent once from our buffer."""
+
+
+def is_throttle(status: int, code: str) -> bool:
+    return status == 429 or code in BUSY
+
+
 CONFLICT = "ConditionalRequestConflict"
 """409 to a conditional PUT, completion or copy: "a conflicting operation occurred; retry"
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-requests.html). Nothing
@@ -67,7 +98,8 @@ was written, so a later 412 is not our own write unless an earlier attempt may h
 
 
 def is_transient_status(status: int, code: str) -> bool:
-    return status >= 500 or status == 429 or code in THROTTLED or code == CONFLICT
+    # 501 NotImplemented is the store saying it does not do this: final, never retried.
+    return (status >= 500 and status != 501) or status == 429 or code in THROTTLED or code == CONFLICT
 
 
 def _loopback(host: str | None) -> bool:
@@ -103,29 +135,80 @@ def transport_failure(exc: BaseException) -> tuple[bool, bool] | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+_MAX_ATTEMPTS = "the attempts ran out"
+
+
+class RetryQuota:
+    """Tokens a provider spends on retries (botocore's standard-mode quota, same numbers)."""
+
+    __slots__ = ("capacity", "tokens")
+
+    RETRY_COST = 5
+    TIMEOUT_COST = 10
+    """A connection failure or timeout: the costliest kind to retry blindly."""
+    NO_RETRY_REFILL = 1
+
+    def __init__(self, capacity: int = 500) -> None:
+        self.capacity = capacity
+        self.tokens = capacity
+
+    def acquire(self, cost: int) -> bool:
+        if cost > self.tokens:
+            return False
+        self.tokens -= cost
+        return True
+
+    def release(self, amount: int) -> None:
+        self.tokens = min(self.capacity, self.tokens + amount)
+
+
 class RetryPolicy:
-    max_attempts: int = 5
-    base: float = 0.1
-    """Backoff scale in seconds: the n-th retry sleeps up to base * 2**(n-1)."""
-    cap: float = 5.0
-    """No single backoff sleeps longer than this."""
+    """One provider's retry decisions (its quota and send rate are shared by all its requests)."""
+
+    __slots__ = ("base", "cap", "deadline", "max_attempts", "quota", "rate")
+
+    def __init__(
+        self,
+        max_attempts: int = 10,
+        base: float = 0.1,
+        cap: float = 20.0,
+        *,
+        deadline: float = 30.0,
+        quota: RetryQuota | None = None,
+        rate: SendRate | None = None,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.base = base
+        """Backoff scale in seconds: the n-th retry sleeps up to base * 2**(n-1)."""
+        self.cap = cap
+        """No single backoff sleeps longer than this."""
+        self.deadline = deadline
+        """Seconds from the first attempt past which no retry's backoff may end."""
+        self.quota = quota if quota is not None else RetryQuota()
+        self.rate = rate
+        """The adaptive send rate, or None (adaptive retry off)."""
 
     def delay(self, retry: int) -> float:
         return random.uniform(0.0, min(self.cap, self.base * (1 << min(retry - 1, 30))))
 
     async def call(self, attempt: Callable[[], Awaitable[Response]], what: str) -> Response:
-        """Run ``attempt`` until it gives a final answer or the attempts run out.
+        """Run ``attempt`` until it gives a final answer or retrying must stop.
 
         Returns the last response: a success, a non-transient error, or a transient
-        error after ``max_attempts`` (its ``attempts`` says how many were made).
-        Raises BackendError for a connection failure that is final or steady.
+        error after the last attempt (its ``attempts`` says how many were made, its
+        ``message`` why no more were). Raises BackendError for a connection failure
+        that is final or steady.
         """
         started = time.monotonic()
         maybe_applied = False
+        resent_corrupted = False
+        held = 0  # the quota the last retry took, given back if the request succeeds
+        rate, quota = self.rate, self.quota
+        last: Response | Exception
         n = 0
         while True:
             n += 1
+            sent_at = await rate.acquire() if rate is not None else 0.0
             try:
                 resp = await attempt()
             except asyncio.CancelledError:
@@ -134,32 +217,59 @@ class RetryPolicy:
                 kind = transport_failure(exc)
                 if kind is None:
                     raise
+                if rate is not None:
+                    rate.record(sent_at, throttled=False)
                 retryable, sent = kind
-                if not retryable or n >= self.max_attempts:
-                    raise self._gave_up(what, exc, n, started) from exc
+                if not retryable:
+                    raise self._gave_up(what, exc, n, started, "") from exc
                 maybe_applied = maybe_applied or sent
-                reason = type(exc).__name__
+                reason, cost, last = type(exc).__name__, RetryQuota.TIMEOUT_COST, exc
             else:
+                status, code = resp.status, resp.code
+                throttled = is_throttle(status, code)
+                if rate is not None:
+                    rate.record(sent_at, throttled=throttled)
                 resp.attempts = n
                 resp.maybe_applied = maybe_applied
-                if (
-                    resp.status < 300
-                    or n >= self.max_attempts
-                    or not is_transient_status(resp.status, resp.code)
-                ):
+                if code in CORRUPTED and not resent_corrupted:
+                    resent_corrupted = True  # S3 stored nothing: resend at once, once
+                    record_retry(None, what, "s3", error_type=code, attempt=n + 1, delay=0.0)
+                    continue
+                if not is_transient_status(status, code):
+                    quota.release(held or RetryQuota.NO_RETRY_REFILL)  # a healthy answer
                     return resp
                 # Any 5xx, even a 503, may come after the request was applied (a
                 # gateway or load balancer in front of the server gave up waiting), so
                 # a later 412 must be checked; a 429 is the server's own refusal.
-                maybe_applied = maybe_applied or resp.status >= 500
-                reason = str(resp.status)
+                maybe_applied = maybe_applied or status >= 500
+                cost = 0 if throttled and rate is not None else RetryQuota.RETRY_COST
+                reason, last = str(status), resp
             delay = self.delay(n)
+            stop = self._stop(n, started, delay, cost)
+            if stop:
+                if isinstance(last, Response):
+                    if stop is not _MAX_ATTEMPTS:  # error_for says how many attempts
+                        last.message = f"{last.message or last.code or last.status}; {stop}"
+                    return last
+                raise self._gave_up(what, last, n, started, stop) from last
+            held = cost
             record_retry(None, what, "s3", error_type=reason, attempt=n + 1, delay=delay)
             await asyncio.sleep(delay)
 
+    def _stop(self, n: int, started: float, delay: float, cost: int) -> str:
+        """Why there is no retry after attempt ``n`` ("" if there is one: its cost is taken)."""
+        if n >= self.max_attempts:
+            return _MAX_ATTEMPTS
+        if time.monotonic() + delay - started > self.deadline:
+            return f"no retry: the retry deadline of {self.deadline:g} s would pass"
+        if cost and not self.quota.acquire(cost):
+            return "no retry: this provider's retry quota is spent (too many failed requests lately)"
+        return ""
+
     @staticmethod
-    def _gave_up(what: str, exc: BaseException, attempts: int, started: float) -> BackendError:
+    def _gave_up(what: str, exc: BaseException, attempts: int, started: float, why: str) -> BackendError:
         took = time.monotonic() - started
         tries = "1 attempt" if attempts == 1 else f"{attempts} attempts over {took:.1f} s"
         detail = str(exc) or type(exc).__name__
-        return BackendError(f"{what}: cannot reach S3: {type(exc).__name__}: {detail} ({tries})")
+        why = f"; {why}" if why and why is not _MAX_ATTEMPTS else ""
+        return BackendError(f"{what}: cannot reach S3: {type(exc).__name__}: {detail} ({tries}){why}")

@@ -12,16 +12,17 @@ import binascii
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import InvalidArgument
+from ._profiles import OVERRIDES, PROFILES, StoreProfile, apply_overrides, profile_for
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
 
-URL_PARAMS = ("region", "endpoint", "path_style")
+URL_PARAMS = ("region", "endpoint", "path_style", "provider")
 OPTIONS: tuple[str, ...] = (
     "region",
     "endpoint",
@@ -37,7 +38,12 @@ OPTIONS: tuple[str, ...] = (
     "read_timeout",
     "backoff_base",
     "backoff_max",
+    "retry_deadline",
+    "retry_quota",
+    "adaptive_retry",
     "ca_bundle",
+    "provider",
+    *OVERRIDES,
 )
 BUCKET_OPTIONS = (
     "sse",
@@ -67,17 +73,25 @@ class S3Settings:
     max_pool_connections: int = 64
     """Connections kept per provider (made on demand): at least 64, so that many
     concurrent small requests never queue for one; more for wide multipart fan-outs."""
-    max_attempts: int = 5
+    max_attempts: int = 10
     """Total attempts per request for transient failures (see providers/s3/_retry.py)."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     backoff_base: float = 0.1
     """Seconds: the n-th retry sleeps uniformly up to backoff_base * 2**(n-1) (full jitter)."""
-    backoff_max: float = 5.0
+    backoff_max: float = 20.0
     """Seconds: no single backoff sleeps longer."""
+    retry_deadline: float = 30.0
+    """Seconds: no retry of a request whose backoff would end later than this after its first attempt."""
+    retry_quota: int = 500
+    """Tokens this provider may spend on retries (5 a retry, 10 after a timeout; see _retry.py)."""
+    adaptive_retry: bool = False
+    """Pace the whole provider's requests after a throttle (``_ratelimit.py``); default: on for AWS."""
     ca_bundle: str | None = None
     """A PEM file of CAs that TLS is verified against instead of the system's (else
     ``AWS_CA_BUNDLE``, else the AWS profile's ``ca_bundle``)."""
+    store: StoreProfile = PROFILES["aws"]
+    """What the store honours: ``provider=`` or the endpoint's host, plus overrides (``_profiles.py``)."""
 
     sse: str | None = None
     """Server-side encryption asked for on every write: "AES256" or "aws:kms"; None: the
@@ -96,7 +110,8 @@ class S3Settings:
     def __repr__(self) -> str:  # never print the secret
         return (
             f"S3Settings(bucket={self.bucket!r}, region={self.region!r}, endpoint={self.endpoint!r}, "
-            f"path_style={self.path_style!r}, access_key_id={self.access_key_id!r})"
+            f"path_style={self.path_style!r}, access_key_id={self.access_key_id!r}, "
+            f"provider={self.store.name!r})"
         )
 
 
@@ -153,7 +168,12 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
             raise InvalidArgument(f"{where}: endpoint {endpoint!r} must start with http:// or https://")
     region = merged.get("region")
     region = _str("region", where, region) if region is not None else None
-    path_style = _bool("path_style", where, merged.get("path_style", endpoint is not None))
+    store = profile_for(merged.get("provider"), endpoint, where)
+    store = apply_overrides(store, opts, where)
+    if "path_style" in merged:  # the older spelling of addressing=path|virtual
+        path_style = _bool("path_style", where, merged["path_style"])
+        store = replace(store, addressing="path" if path_style else "virtual")
+    path_style = store.addressing == "path"
 
     key_id = opts.get("access_key_id")
     secret = opts.get("secret_access_key")
@@ -171,6 +191,7 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         raise InvalidArgument(f"{where}: access_key_id and secret_access_key must be given together")
     token = opts.get("session_token")
 
+    adaptive = _bool("adaptive_retry", where, opts["adaptive_retry"]) if "adaptive_retry" in opts else None
     concurrency = settings.concurrency or 8
     pool_default = max(64, concurrency * 2 + 10)
     return S3Settings(
@@ -185,12 +206,16 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         max_pool_connections=int(
             _number("max_pool_connections", where, opts.get("max_pool_connections", pool_default), int)
         ),
-        max_attempts=int(_number("max_attempts", where, opts.get("max_attempts", 5), int)),
+        max_attempts=int(_number("max_attempts", where, opts.get("max_attempts", 10), int)),
         connect_timeout=_number("connect_timeout", where, opts.get("connect_timeout", 10.0), float),
         read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
         backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
-        backoff_max=_number("backoff_max", where, opts.get("backoff_max", 5.0), float),
+        backoff_max=_number("backoff_max", where, opts.get("backoff_max", 20.0), float),
+        retry_deadline=_number("retry_deadline", where, opts.get("retry_deadline", 30.0), float),
+        retry_quota=int(_number("retry_quota", where, opts.get("retry_quota", 500), int)),
+        adaptive_retry=is_aws(endpoint) if adaptive is None else adaptive,
         ca_bundle=_str("ca_bundle", where, opts["ca_bundle"]) if "ca_bundle" in opts else None,
+        store=store,
         **_bucket_options(opts, where),
     )
 
@@ -312,3 +337,11 @@ def option_headers(s: S3Settings) -> OptionHeaders:
     if s.expected_owner is not None:
         source["x-amz-source-expected-bucket-owner"] = s.expected_owner
     return OptionHeaders(every, {**write, **key}, key, source)
+
+
+def is_aws(endpoint: str | None) -> bool:
+    """AWS itself: no endpoint (the SDK's own) or an amazonaws.com host."""
+    if endpoint is None:
+        return True
+    host = (urlsplit(endpoint).hostname or "").lower()
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))

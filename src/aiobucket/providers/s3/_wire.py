@@ -43,6 +43,7 @@ __all__ = [
     "put_attrs",
     "quote_etag",
     "unquote_etag",
+    "vouched_md5",
 ]
 
 CHUNK = 1024 * 1024
@@ -165,7 +166,8 @@ def multipart_etag(part_etags: list[str]) -> str | None:
     return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(part_etags)}"
 
 
-def _vouched_md5(etag: str, headers: Mapping[str, str]) -> str | None:
+def vouched_md5(etag: str, headers: Mapping[str, str]) -> str | None:
+    etag = etag.lower()  # ObjectAttrs.md5 is lower-case hex; Alibaba OSS answers in upper case
     if not is_md5(etag):
         return None
     sse = headers.get("x-amz-server-side-encryption")
@@ -199,7 +201,7 @@ def object_attrs(key: str, headers: Mapping[str, str], size: int) -> ObjectAttrs
         metadata=metadata,
         last_modified=http_date(headers.get("last-modified")),
         crc32c=_full_object(headers, etag, "crc32c"),
-        md5=_vouched_md5(etag, headers),
+        md5=vouched_md5(etag, headers),
         crc32=_full_object(headers, etag, "crc32"),
         crc64nvme=_full_object(headers, etag, "crc64nvme"),
         content_encoding=headers.get("content-encoding"),

@@ -14,9 +14,10 @@ import heapq
 import html
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape
 
 from ...types import ListEntry
@@ -27,6 +28,7 @@ __all__ = [
     "ListPage",
     "complete_body",
     "delete_body",
+    "error_in_200",
     "parse_complete",
     "parse_complete_crc32c",
     "parse_copy",
@@ -87,10 +89,28 @@ def _version(v: str | None) -> str | None:
     return None if not v or v == "null" else v
 
 
+def url_decoded(value: str) -> str:
+    """A name sent with ``encoding-type=url``: percent-encoded, a space as "+"."""
+    return unquote_plus(value) if "%" in value or "+" in value else value
+
+
+def _as_is(value: str) -> str:
+    return value
+
+
 def parse_list(body: bytes, *, versions: bool) -> ListPage:
-    """A ListObjectsV2 or ListObjectVersions page."""
+    """A ListObjectsV2 or ListObjectVersions page.
+
+    Listings are asked for with ``encoding-type=url``: XML 1.0 cannot carry most
+    control characters and turns a "\r" into "\n", so S3 sends names percent-encoded
+    instead. Names are decoded only when the page says ``<EncodingType>url``: a server
+    that ignores the parameter sends them raw, and a raw "%" or "+" must stay as it is.
+    Encoded here (AWS: ListObjectsV2, ListObjectVersions): Key, CommonPrefixes' Prefix,
+    NextKeyMarker; the continuation token and version ids never are.
+    """
     root = _root(body)
     ns = NS if root.tag.startswith(NS) else ""
+    name: Callable[[str], str] = url_decoded if root.findtext(ns + "EncodingType") == "url" else _as_is
     k, s, e, m = ns + "Key", ns + "Size", ns + "ETag", ns + "LastModified"
     objects: list[ListEntry] = []
     add = objects.append
@@ -99,7 +119,7 @@ def parse_list(body: bytes, *, versions: bool) -> ListPage:
         for el in root.iterfind(ns + "Version"):
             add(
                 ListEntry(
-                    el.findtext(k) or "",
+                    name(el.findtext(k) or ""),
                     int(el.findtext(s) or 0),
                     (el.findtext(e) or "").strip('"'),
                     _version(el.findtext(vid)),
@@ -111,7 +131,7 @@ def parse_list(body: bytes, *, versions: bool) -> ListPage:
         for el in root.iterfind(ns + "Contents"):
             add(
                 ListEntry(
-                    el.findtext(k) or "",
+                    name(el.findtext(k) or ""),
                     int(el.findtext(s) or 0),
                     (el.findtext(e) or "").strip('"'),
                     None,
@@ -119,7 +139,7 @@ def parse_list(body: bytes, *, versions: bool) -> ListPage:
                 )
             )
     prefixes = [
-        ListEntry(name=p.findtext(ns + "Prefix") or "", is_prefix=True)
+        ListEntry(name=name(p.findtext(ns + "Prefix") or ""), is_prefix=True)
         for p in root.iterfind(ns + "CommonPrefixes")
     ]
     entries = list(heapq.merge(objects, prefixes, key=lambda x: x.name.encode())) if prefixes else objects
@@ -127,12 +147,14 @@ def parse_list(body: bytes, *, versions: bool) -> ListPage:
         entries=entries,
         truncated=root.findtext(ns + "IsTruncated") == "true",
         token=root.findtext(ns + "NextContinuationToken"),
-        key_marker=root.findtext(ns + "NextKeyMarker"),
+        key_marker=name(root.findtext(ns + "NextKeyMarker") or "") or None,
         version_marker=root.findtext(ns + "NextVersionIdMarker"),
     )
 
 
-_MARKERS = re.compile(rb"<(IsTruncated|NextContinuationToken|NextKeyMarker|NextVersionIdMarker)>([^<]*)</")
+_MARKERS = re.compile(
+    rb"<(IsTruncated|NextContinuationToken|NextKeyMarker|NextVersionIdMarker|EncodingType)>([^<]*)</"
+)
 
 
 def next_page(body: bytes, *, versions: bool) -> dict[str, str] | None:
@@ -146,10 +168,37 @@ def next_page(body: bytes, *, versions: bool) -> dict[str, str] | None:
         return None
     if not versions:
         return {"continuation-token": found.get(b"NextContinuationToken", "")}
+    marker = found.get(b"NextKeyMarker", "")
     return {
-        "key-marker": found.get(b"NextKeyMarker", ""),
+        "key-marker": url_decoded(marker) if found.get(b"EncodingType") == "url" else marker,
         "version-id-marker": found.get(b"NextVersionIdMarker", ""),
     }
+
+
+def error_in_200(body: bytes, result: str) -> tuple[str, str] | None:
+    """None when a 200 answer's body is the ``result`` document; else (Code, Message).
+
+    CompleteMultipartUpload, CopyObject and UploadPartCopy answer 200 at once and may
+    send whitespace for minutes before the document, which can be an ``<Error>``
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html,
+    API_CopyObject.html, API_UploadPartCopy.html). The whole (small) body is read: an
+    error after any amount of whitespace is found. Code "" means the body is empty,
+    truncated or not the document expected: the call's outcome is unknown.
+    """
+    doc = body.strip()
+    if not doc:
+        return "", "200 OK with an empty body (the answer was cut short)"
+    try:
+        root = ET.fromstring(doc)
+    except ET.ParseError as exc:
+        return "", f"200 OK with a truncated or unreadable body ({len(body)} bytes: {exc})"
+    name = root.tag.rpartition("}")[2]
+    if name == "Error":
+        ns = NS if root.tag.startswith(NS) else ""
+        return root.findtext(ns + "Code") or "InternalError", root.findtext(ns + "Message") or ""
+    if name != result:
+        return "", f"200 OK with a <{name}> document where <{result}> was expected"
+    return None
 
 
 def parse_upload_id(body: bytes) -> str:
@@ -164,9 +213,9 @@ def parse_complete(body: bytes) -> tuple[str, str]:
     """(ETag, or "" when the server left it out; error Code, or "" when it is a success).
 
     CompleteMultipartUpload may answer 200 with an <Error> body: the caller treats
-    that like an error status.
+    that like an error status (``error_in_200`` checks every 200 first).
     """
-    root = _root(body)
+    root = _root(body.strip())
     if root.tag.endswith("Error"):
         return "", root.findtext(_tag(root, "Code")) or "InternalError"
     return (root.findtext(_tag(root, "ETag")) or "").strip('"'), ""
@@ -174,13 +223,13 @@ def parse_complete(body: bytes) -> tuple[str, str]:
 
 def parse_complete_crc32c(body: bytes) -> tuple[str, str]:
     """(ChecksumCRC32C, ChecksumType) of a CompleteMultipartUploadResult; "" where absent."""
-    root = _root(body)
+    root = _root(body.strip())
     return root.findtext(_tag(root, "ChecksumCRC32C")) or "", root.findtext(_tag(root, "ChecksumType")) or ""
 
 
 def parse_copy(body: bytes) -> tuple[str, datetime | None, str]:
     """CopyObjectResult / CopyPartResult: (ETag, LastModified, error Code or "")."""
-    root = _root(body)
+    root = _root(body.strip())
     if root.tag.endswith("Error"):
         return "", None, root.findtext(_tag(root, "Code")) or "InternalError"
     etag = (root.findtext(_tag(root, "ETag")) or "").strip('"')
