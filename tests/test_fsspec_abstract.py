@@ -113,7 +113,20 @@ class TestPut(abstract.AbstractPutTests, AiobucketFixtures):  # type: ignore[mis
 
 
 class TestPipe(abstract.AbstractPipeTests, AiobucketFixtures):  # type: ignore[misc]
-    pass
+    def test_pipe_exclusive(self, fs: AiobucketFileSystem, fs_target: str, backend: Backend) -> None:
+        """fsspec's test where the backend declares create-only writes (Capabilities.
+        conditional_put); elsewhere ``mode="create"`` must raise NotSupported, store nothing."""
+        bucket = fs.bucket(fs.split_path(fs_target)[0])
+        if fsspec.asyn.sync(fs.loop, _honours_create_only, backend, bucket):
+            super().test_pipe_exclusive(fs, fs_target)
+            return
+        with pytest.raises(aiobucket.NotSupported):
+            fs.pipe_file(fs_target, b"data", mode="create")
+        assert not fs.exists(fs_target)
+
+
+async def _honours_create_only(backend: Backend, bucket: aiobucket.Bucket) -> bool:
+    return backend.supports(bucket).conditional_put
 
 
 class TestOpen(abstract.AbstractOpenTests, AiobucketFixtures):  # type: ignore[misc]

@@ -15,7 +15,7 @@ import pickle
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import fsspec
@@ -41,6 +41,25 @@ def fs(bucket: aiobucket.Bucket) -> Iterator[AiobucketFileSystem]:
     fs = AiobucketFileSystem(buckets=[bucket], skip_instance_cache=True)
     yield fs
     fsspec.asyn.sync(fs.loop, aiobucket.aclose)
+
+
+@pytest.fixture
+def create_only(backend: Backend, bucket: aiobucket.Bucket) -> bool:
+    """Whether the backend declares it honours create-only single writes (Capabilities.
+    conditional_put). Where it does not, a create-only write must raise NotSupported before
+    any I/O and store nothing, as tests/conformance/ checks for Bucket."""
+
+    async def caps() -> bool:
+        return backend.supports(bucket).conditional_put
+
+    return bool(run(caps()))
+
+
+def refused(fs: AiobucketFileSystem, path: str, write: Callable[[], object]) -> None:
+    """A create-only write on a backend that cannot honour it: NotSupported, nothing stored."""
+    with pytest.raises(aiobucket.NotSupported):
+        write()
+    assert not fs.exists(path)
 
 
 def run(coro: object) -> object:
@@ -146,9 +165,11 @@ def test_missing_objects_and_folders_raise_the_builtin_errors(
 
 
 def test_create_only_writes_let_exactly_one_concurrent_writer_win(
-    fs: AiobucketFileSystem, bucket: aiobucket.Bucket
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket, create_only: bool
 ) -> None:
     path = f"{bucket.name}/once"
+    if not create_only:
+        return refused(fs, path, lambda: fs.pipe_file(path, b"writer", mode="create"))
 
     async def race() -> list[BaseException | None]:
         afs = AiobucketFileSystem(buckets=[bucket], asynchronous=True, skip_instance_cache=True)
@@ -239,11 +260,14 @@ def test_a_write_file_dropped_unclosed_is_aborted_with_a_resource_warning(
 
 
 def test_a_create_only_file_that_loses_the_race_at_commit_raises_file_exists(
-    fs: AiobucketFileSystem, bucket: aiobucket.Bucket
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket, create_only: bool
 ) -> None:
     path = f"{bucket.name}/late"
     f = fs.open(path, "xb")  # nothing there at open
     f.write(b"second")
+    if not create_only:
+        refused(fs, path, f.close)
+        return f.discard()
     fs.pipe_file(path, b"first")  # another writer gets there meanwhile
     with pytest.raises(FileExistsError):
         f.close()
@@ -506,10 +530,14 @@ def test_sign_gives_a_signed_download_url(tmp_path: Path) -> None:
 
 
 def test_put_file_and_open_async_honour_create_only(
-    fs: AiobucketFileSystem, bucket: aiobucket.Bucket, tmp_path: Path
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket, tmp_path: Path, create_only: bool
 ) -> None:
     local = tmp_path / "local.bin"
     local.write_bytes(DATA)
+    if not create_only:
+        return refused(
+            fs, f"{bucket.name}/p", lambda: fs.put_file(str(local), f"{bucket.name}/p", mode="create")
+        )
     fs.put_file(str(local), f"{bucket.name}/p", mode="create")
     with pytest.raises(FileExistsError):
         fs.put_file(str(local), f"{bucket.name}/p", mode="create")
