@@ -21,6 +21,7 @@ import json
 import os
 import random
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,6 +41,7 @@ from faultproxy import (
     gcs_error,
     lose_response,
 )
+from personas.gcp_write import GcsWritePreconditions
 from servers.fakegcs import QUIRKS, GcsServer
 
 import aiobucket
@@ -266,6 +268,18 @@ async def test_resume_from_another_generation_or_range_is_refused(
 # -- gzip-encoded objects: read as stored, never transcoded and spliced ----------------
 
 
+def _store_plain(server: GcsServer, name: str, data: bytes) -> None:
+    """Store ``data`` straight into fake-gcs-server, as another writer would."""
+    req = urllib.request.Request(
+        f"{server.endpoint}/upload/storage/v1/b/{server.bucket}/o?uploadType=media&name={name}",
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
 def _store_gzip_encoded(server: GcsServer, name: str, blob: bytes) -> None:
     """Store ``blob`` with ``Content-Encoding: gzip`` as another tool would (aiobucket never sets it)."""
     meta = json.dumps({"name": name, "contentEncoding": "gzip", "contentType": "text/plain"})
@@ -426,6 +440,218 @@ async def test_lost_answer_to_remove_is_success(bucket: aiobucket.Bucket, proxy:
     assert not await bucket.exists("k")
     with pytest.raises(aiobucket.ObjectNotFound):
         await bucket.remove("k")  # a first attempt that finds nothing is still ObjectNotFound
+
+
+# -- issue 19: a not_exists write held off by 429 is a lost race, never BackendError ----
+
+RATE_LIMITED = gcs_error(429, "The rate of change requests to the object is too high", "rateLimitExceeded")
+
+
+def is_session_start(r: Request) -> bool:
+    return r.method == "POST" and "uploadType=resumable" in r.query
+
+
+async def test_not_exists_session_start_held_off_by_429_is_precondition_failed(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """GCS's limit of one write per second per object answers 429 rateLimitExceeded
+    (https://cloud.google.com/storage/docs/json_api/v1/status-codes#429_Too_Many_Requests);
+    a not_exists upload refused so until the deadline lost the race to the other writers."""
+    await put(bucket, "k", b"someone else's")
+    proxy.add_rule(RATE_LIMITED, when=is_session_start, times=None)
+    with pytest.raises(aiobucket.PreconditionFailed, match="429") as info:
+        await put(bucket, "k", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
+    assert not isinstance(info.value, aiobucket.OutcomeUnknown)
+    await proxy.settled()
+    assert statuses(proxy, is_session_start) == [429] * RETRIES
+    assert await read(bucket, "k") == b"someone else's"
+
+
+async def test_not_exists_final_chunk_held_off_by_429_is_precondition_failed(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    proxy.add_rule(RATE_LIMITED, when=is_final_chunk, times=None)
+    proxy.add_rule(RATE_LIMITED, when=is_offset_query, times=None)
+    with pytest.raises(aiobucket.PreconditionFailed, match=r"429.*not there now"):
+        await put(bucket, "big", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
+    await proxy.settled()
+    assert set(statuses(proxy, is_final_chunk)) == {429}
+    assert not await bucket.exists("big")
+
+
+async def test_not_exists_final_chunk_applied_then_429_is_success(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """The final chunk was applied but its answer lost; every later request of the session is
+    refused with 429 to the deadline: the object is read back and recognised by its CRC32C."""
+    data = os.urandom(STREAM)
+    proxy.add_rule(lose_response(), when=is_final_chunk)
+    proxy.add_rule(RATE_LIMITED, when=is_offset_query, times=None)
+    attrs = await put(bucket, "big", data, part_size=STREAM_PART, preconditions=NE)
+    await proxy.settled()
+    assert statuses(proxy, is_final_chunk) == [200]
+    assert statuses(proxy, is_offset_query) == [429] * RETRIES
+    assert attrs.size == len(data) and attrs.crc32c == crc32c(data)
+    assert await read(bucket, "big") == data
+
+
+@pytest.fixture
+def gcs_preconditions(gcs_server: GcsServer, proxy: FaultProxy) -> GcsWritePreconditions:
+    """GCS's precondition checks on resumable uploads and rewrites (``personas/gcp_write.py``)."""
+    persona = GcsWritePreconditions(gcs_server.endpoint)
+    persona.install(proxy)
+    return persona
+
+
+async def test_streamed_not_exists_race_has_one_winner_on_gcs_rules(
+    bucket: aiobucket.Bucket, proxy: FaultProxy, gcs_preconditions: GcsWritePreconditions
+) -> None:
+    """Two streamed not_exists writers whose sessions both start before either finishes: the
+    second to complete is refused (412) at its final chunk; nothing of it is stored."""
+    first, second = os.urandom(600 * KiB), os.urandom(600 * KiB)
+    writers = [bucket.upload("race", part_size=256 * KiB, preconditions=NE) for _ in range(2)]
+    for w, data in zip(writers, (first, second), strict=True):
+        await w.write(data)
+    results = await asyncio.gather(*(w.close() for w in writers), return_exceptions=True)
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(lost) == 1 and type(lost[0]) is aiobucket.PreconditionFailed, results
+    winner = first if not isinstance(results[0], BaseException) else second
+    assert await read(bucket, "race") == winner
+    await proxy.settled()
+    assert [is_final_chunk(r) for r in gcs_preconditions.refused] == [True]
+    # Onto an existing object, the session's start is refused already; a copy likewise.
+    with pytest.raises(aiobucket.PreconditionFailed):
+        await put(bucket, "race", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
+    await put(bucket, "src", b"source")
+    with pytest.raises(aiobucket.PreconditionFailed):
+        await bucket.copy("src", "race", preconditions=NE)
+    assert await read(bucket, "race") == winner
+
+
+async def test_not_exists_final_chunk_held_off_by_429_meets_the_winner(
+    bucket: aiobucket.Bucket,
+    proxy: FaultProxy,
+    gcs_server: GcsServer,
+    gcs_preconditions: GcsWritePreconditions,
+) -> None:
+    """The issue's race on a streamed upload: another writer's object lands while our final
+    chunk is refused with 429 to the deadline (its offset queries answered 308, as GCS does):
+    PreconditionFailed naming the other's object."""
+    name = config.resolve(bucket.name).key_prefix + "race"
+    other = os.urandom(1000)
+    landed = threading.Event()
+
+    def other_writer_lands(r: Request) -> bool:
+        if not is_final_chunk(r):
+            return False
+        if not landed.is_set():
+            landed.set()
+            _store_plain(gcs_server, name, other)
+        return True
+
+    proxy.clear(requests=False)  # the 429 rule goes before the persona's
+    proxy.add_rule(RATE_LIMITED, when=other_writer_lands, times=None)
+    gcs_preconditions.install(proxy)
+    with pytest.raises(aiobucket.PreconditionFailed, match="another writer's object"):
+        await put(bucket, "race", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
+    assert await read(bucket, "race") == other
+
+
+async def test_streamed_not_exists_writers_at_the_write_limit(
+    gcs_server: GcsServer, proxy: FaultProxy, gcs_preconditions: GcsWritePreconditions
+) -> None:
+    """The issue's race for streamed uploads: writers whose final chunks meet GCS's limit of
+    one write per second per object (scaled: one per 0.2 s; 429 rateLimitExceeded, as
+    https://cloud.google.com/storage/quotas#objects says) with a short deadline: one wins,
+    every other one is PreconditionFailed (a 412 at its completion, or settled after its
+    429s), none BackendError."""
+    last: list[float] = []
+
+    def limited(r: Request) -> bool:
+        if not is_final_chunk(r):
+            return False
+        now = time.monotonic()
+        if last and now - last[0] < 0.2:
+            return True
+        last[:] = [now]
+        return False
+
+    proxy.clear(requests=False)  # the limit goes before the persona's rules
+    proxy.add_rule(RATE_LIMITED, when=limited, times=None)
+    gcs_preconditions.install(proxy)
+    options = {"retries": None, "retry_initial": 0.02, "retry_cap": 0.05, "retry_deadline": 0.15}
+    with routed_bucket(gcs_server, proxy, **options) as b:
+        writers = [b.upload("race", part_size=256 * KiB, preconditions=NE) for _ in range(4)]
+        blobs = [os.urandom(300 * KiB) for _ in writers]
+        for w, data in zip(writers, blobs, strict=True):
+            await w.write(data)
+        results = await asyncio.wait_for(
+            asyncio.gather(*(w.close() for w in writers), return_exceptions=True), GUARD
+        )
+        won = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+        assert len(won) == 1, results
+        lost = [r for r in results if isinstance(r, BaseException)]
+        assert all(type(r) is aiobucket.PreconditionFailed for r in lost), lost
+        assert await read(b, "race") == blobs[won[0]]
+        await aiobucket.aclose()
+    await proxy.settled()
+    assert 429 in statuses(proxy, is_final_chunk)
+
+
+async def test_not_exists_applied_then_429_and_unreadable_is_outcome_unknown(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """An attempt may have stored ours, the rest were refused with 429, and the object cannot
+    be read to tell: OutcomeUnknown, not a PreconditionFailed that may be false."""
+    proxy.add_rule(lose_response(), when=is_small_upload)
+    proxy.add_rule(RATE_LIMITED, when=is_small_upload, times=None)
+    proxy.add_rule(gcs_error(503), when=is_meta, times=RETRIES)
+    with pytest.raises(aiobucket.OutcomeUnknown, match="429"):
+        await put(bucket, "k", b"ours", preconditions=NE)
+    await proxy.settled()
+    assert statuses(proxy, is_small_upload) == [200] + [429] * (RETRIES - 1)
+
+
+async def test_429_mid_session_is_a_quota_not_a_lost_race(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """A mid-session chunk writes no object, so its 429s are a quota (bandwidth, requests), not
+    the one-write-per-second limit on the key: the upload ends in BackendError and leaves nothing."""
+    proxy.add_rule(RATE_LIMITED, when=is_mid_chunk, times=None)
+    proxy.add_rule(RATE_LIMITED, when=is_offset_query, times=None)
+    with pytest.raises(aiobucket.BackendError, match="429") as info:
+        await put(bucket, "big", os.urandom(STREAM), part_size=STREAM_PART, preconditions=NE)
+    assert not isinstance(info.value, aiobucket.PreconditionFailed)
+    await proxy.settled()
+    assert seen(proxy, is_final_chunk) == []
+    assert not await bucket.exists("big")
+
+
+async def test_not_exists_copy_held_off_by_429_is_precondition_failed(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    await put(bucket, "src", b"source")
+    await put(bucket, "dst", b"someone else's")
+    proxy.add_rule(RATE_LIMITED, when=is_rewrite, times=None)
+    with pytest.raises(aiobucket.PreconditionFailed, match="another writer's object"):
+        await bucket.copy("src", "dst", preconditions=NE)
+    await proxy.settled()
+    assert statuses(proxy, is_rewrite) == [429] * RETRIES
+    assert await read(bucket, "dst") == b"someone else's"
+
+
+async def test_not_exists_copy_applied_then_429_is_success(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    data = os.urandom(100 * KiB)
+    await put(bucket, "src", data)
+    proxy.add_rule(lose_response(), when=is_rewrite)
+    proxy.add_rule(RATE_LIMITED, when=is_rewrite, times=None)
+    out = await bucket.copy("src", "dst", preconditions=NE)
+    await proxy.settled()
+    assert statuses(proxy, is_rewrite) == [200] + [429] * (RETRIES - 1)
+    assert out.size == len(data) and out.crc32c == crc32c(data)
+    assert await read(bucket, "dst") == data
 
 
 # -- finding 3: an answer cut after its headers is retried --------------------------

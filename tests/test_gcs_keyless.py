@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -36,6 +37,7 @@ from vectors.gcs_v4 import POLICY_CASES, URL_CASES, when
 import aiobucket
 from aiobucket import config
 from aiobucket.config import BucketSettings
+from aiobucket.providers.gcs import _gcloud
 from aiobucket.providers.gcs._post import policy_document
 from aiobucket.providers.gcs._retry import RetryPolicy
 from aiobucket.providers.gcs._settings import http_settings
@@ -187,6 +189,40 @@ async def test_keyless_bucket_signs_through_iam(
             )
 
 
+async def test_keyless_upload_url_is_signed_and_used(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """signed_upload_url without a key: signed through signBlob exactly as the key itself would
+    sign it, and a PUT to it stores the object in fake-gcs-server."""
+    async with on_gcp(monkeypatch) as persona, keyless_bucket(gcs_server, proxy, persona) as b:
+        url = await b.signed_upload_url("up.txt", ttl=timedelta(minutes=5), content_type="text/plain")
+        assert len(persona.sign_requests) == 1
+        q = dict(parse_qsl(urlsplit(url).query))
+        assert q["X-Goog-Credential"].startswith(ACCOUNT["client_email"] + "/")
+        parts = urlsplit(url)
+        signed_at = datetime.strptime(q.pop("X-Goog-Date"), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        for name in ("X-Goog-Signature", "X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-SignedHeaders"):
+            q.pop(name)
+        local = v4_request(
+            base_url=f"{parts.scheme}://{parts.netloc}",
+            path=parts.path,
+            method="PUT",
+            seconds=int(q.pop("X-Goog-Expires")),
+            client_email=ACCOUNT["client_email"],
+            now=signed_at,
+            query=q,
+            headers={"content-type": "text/plain"},
+        )
+        assert await sign_v4_url(local, pem_signer(ACCOUNT["private_key"])) == url
+        direct = url.replace(proxy.url, gcs_server.endpoint)
+        async with (
+            aiohttp.ClientSession() as s,
+            s.put(direct, data=b"uploaded", headers={"Content-Type": "text/plain"}) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+        assert await read(b, "up.txt") == b"uploaded"
+
+
 async def test_signblob_signer_reproduces_every_vector(
     gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,6 +274,18 @@ async def test_missing_token_creator_role_is_named(
         assert ACCOUNT["client_email"] in str(info.value)
 
 
+async def test_iam_api_not_enabled_is_named(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        on_gcp(monkeypatch, api_enabled=False) as persona,
+        keyless_bucket(gcs_server, proxy, persona) as b,
+    ):
+        with pytest.raises(aiobucket.PermissionDenied, match=r"enable the IAM Service Account Credentials"):
+            await b.signed_download_url("f")
+        assert len(persona.sign_requests) == 1  # a refusal is not retried
+
+
 async def test_signing_account_option_when_credentials_name_none(
     gcs_server: GcsServer, proxy: FaultProxy, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -280,6 +328,20 @@ async def test_silent_metadata_server_ends_in_permission_denied(
         print(
             f"silent metadata server: PermissionDenied after {took:.2f} s, {persona.metadata_requests} tries"
         )
+
+
+async def test_silent_metadata_server_is_asked_again_within_the_default_request_timeout(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the default 120 s request timeout, one silent fetch does not eat the whole budget:
+    each metadata attempt waits at most google-auth's 3 s (scaled down here), then is retried."""
+    monkeypatch.setattr(_gcloud, "METADATA_ATTEMPT_TIMEOUT", 0.2)
+    async with on_gcp(monkeypatch, silent=True) as persona:
+        opts = {"retry_deadline": 1.5, "retry_initial": 0.05, "retry_cap": 0.2}  # request_timeout: default
+        async with keyless_bucket(gcs_server, proxy, persona, **opts) as b:
+            with pytest.raises(aiobucket.PermissionDenied, match="metadata server"):
+                await asyncio.wait_for(b.attrs("k"), GUARD)
+        assert persona.metadata_requests >= 3
 
 
 async def test_no_metadata_server_is_permission_denied_at_once(
@@ -447,6 +509,42 @@ async def test_concurrent_same_key_writes_fit_googles_budget(
     assert outcome["google"][0] == 0
 
 
+async def test_concurrent_not_exists_writers_have_one_winner_and_no_backend_error(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's race at GCS's write limit, with a deadline short enough that some writers
+    are still refused with 429 when it ends: one wins, every other one is PreconditionFailed
+    (lost at the 412, or settled after the 429s), none BackendError."""
+    writers = 10
+    async with on_gcp(monkeypatch) as persona:
+        proxy.add_rule(
+            gcs_error(429, "rate limit", "rateLimitExceeded"),
+            method="POST",
+            query="uploadType=multipart",
+            when=OneWritePerObject(0.2),
+            times=None,
+        )
+        options = {"retry_initial": 0.02, "retry_cap": 0.1, "retry_deadline": 0.3}
+        async with keyless_bucket(gcs_server, proxy, persona, **options) as b:
+            ne = aiobucket.Preconditions(not_exists=True)
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(put(b, "race", b"w%d" % i, preconditions=ne) for i in range(writers)),
+                    return_exceptions=True,
+                ),
+                GUARD,
+            )
+            winners = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+            losers = [r for r in results if isinstance(r, BaseException)]
+            assert len(winners) == 1, results
+            assert all(type(r) is aiobucket.PreconditionFailed for r in losers), losers
+            assert await read(b, "race") == b"w%d" % winners[0]
+        proxy.wait_idle()
+        answers = [r.status for r in proxy.matching(method="POST", query="uploadType=multipart")]
+        assert 429 in answers  # the limit was met
+        print(f"{writers} not_exists writers: {sum('429' in str(r) for r in losers)} settled after 429s")
+
+
 async def test_503_bursts_are_ridden_out(
     gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -549,12 +647,65 @@ async def test_customer_supplied_key_goes_on_every_request(
             with pytest.raises(aiobucket.NotSupported, match="customer-supplied"):
                 await b.signed_download_url("a")
         proxy.wait_idle()
-        import hashlib
-
         digest = base64.b64encode(hashlib.sha256(key).digest()).decode()
         assert proxy.requests and all(
             r.header("x-goog-encryption-key-sha256") == digest for r in proxy.requests
         )
+
+
+async def test_cmek_and_csek_reach_streamed_uploads_and_copies(
+    gcs_server: GcsServer, proxy: FaultProxy, no_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CMEK: ``kmsKeyName`` on a resumable session's start, ``destinationKmsKeyName`` on a rewrite
+    (https://cloud.google.com/storage/docs/json_api/v1/objects/rewrite). CSEK: the key headers on
+    every request of a resumable upload, and on a rewrite both the destination's and the source's
+    (``x-goog-copy-source-encryption-*``; https://cloud.google.com/storage/docs/encryption/
+    using-customer-supplied-keys#rest-csek)."""
+    kms = "projects/p/locations/l/keyRings/r/cryptoKeys/k"
+    big = os.urandom(300 * 1024)  # two chunks of a resumable session
+    async with on_gcp(monkeypatch) as persona:
+        async with keyless_bucket(gcs_server, proxy, persona, kms_key_name=kms) as b:
+            await put(b, "big", big, part_size=256 * 1024)
+            await b.copy("big", "copy")
+        proxy.wait_idle()
+        [start] = proxy.matching(method="POST", query="uploadType=resumable")
+        [rewrite] = [r for r in proxy.requests if "/rewriteTo/" in r.path]
+        assert dict(parse_qsl(start.query))["kmsKeyName"] == kms
+        assert dict(parse_qsl(rewrite.query))["destinationKmsKeyName"] == kms
+        proxy.clear()
+
+        key = os.urandom(32)
+        digest = base64.b64encode(hashlib.sha256(key).digest()).decode()
+        csek = {"encryption_key": base64.b64encode(key).decode()}
+        async with keyless_bucket(gcs_server, proxy, persona, **csek) as b:
+            await put(b, "big", big, part_size=256 * 1024)
+            await b.copy("big", "copy")
+        proxy.wait_idle()
+        session = [r for r in proxy.requests if "upload_id=" in r.query or "uploadType=resumable" in r.query]
+        assert len(session) >= 3  # the start and two chunks
+        assert all(r.header("x-goog-encryption-key-sha256") == digest for r in session)
+        [rewrite] = [r for r in proxy.requests if "/rewriteTo/" in r.path]
+        assert rewrite.header("x-goog-encryption-key-sha256") == digest
+        assert rewrite.header("x-goog-copy-source-encryption-key-sha256") == digest
+        assert rewrite.header("x-goog-copy-source-encryption-algorithm") == "AES256"
+
+
+def test_https_proxy_and_no_proxy_are_read_for_googles_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real GCS is https: HTTPS_PROXY (with its credentials) applies to it, NO_PROXY exempts a
+    host. (The end-to-end run through a proxy is test_http_proxy_from_the_environment: the
+    emulator is http.)"""
+    from aiobucket.providers.gcs._gcloud import EnvProxies
+
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "iamcredentials.googleapis.com")
+    proxies = EnvProxies()
+    got = proxies("https://storage.googleapis.com/storage/v1/b/x/o")
+    assert str(got["proxy"]) == "http://proxy.example:3128"
+    assert (got["proxy_auth"].login, got["proxy_auth"].password) == ("user", "secret")
+    assert proxies("https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/a:signBlob") == {}
+    assert proxies("http://metadata.google.internal/computeMetadata/v1/") == {}  # no HTTP_PROXY
 
 
 async def test_http_proxy_from_the_environment(
@@ -577,6 +728,40 @@ async def test_http_proxy_from_the_environment(
             await aiobucket.aclose()
             counting.wait_idle()
             assert len(counting.requests) == 1
+
+
+async def test_https_proxy_tunnels_to_a_tls_endpoint(
+    gcs_server: GcsServer, no_key: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """HTTPS_PROXY end to end: fake-gcs-server behind TLS (a throwaway CA, trusted through
+    SSL_CERT_FILE), reached through a CONNECT proxy (``tests/netproxy.py``)."""
+    import ssl
+
+    import trustme
+    from netproxy import TLSFront, TunnelProxy
+
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    authority = trustme.CA()
+    pem = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(pem))
+    monkeypatch.setenv("SSL_CERT_FILE", str(pem))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    with TLSFront(gcs_server.endpoint, context) as front, TunnelProxy() as tunnel:
+        monkeypatch.setenv("HTTPS_PROXY", tunnel.url)
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        settings = {
+            "url": f"gs://{gcs_server.bucket}?endpoint={front.url}&emulator=true",
+            "key_prefix": f"{name}/",
+        }
+        with config.override({name: settings}):
+            b = aiobucket.Bucket(name)
+            await put(b, "a", b"through the tunnel")
+            assert await read(b, "a") == b"through the tunnel"
+            await b.remove("a")
+            await aiobucket.aclose()
+        assert tunnel.tunnels and all(t.endswith(f":{front.port}") for t in tunnel.tunnels)
 
 
 # -- who signs, and the settings ---------------------------------------------------------
@@ -624,6 +809,22 @@ async def test_the_signing_account_comes_from(
             signing_service_account=option,
         )
         assert await auth.signing_email(1.0, "k") == expected
+
+
+async def test_signed_url_in_another_universe(
+    no_key: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """universe_domain: signed URLs name storage.{universe} (Google's vector "Universe domain"
+    signs for a URL on that host), signed with the key offline."""
+    path = tmp_path / "sa.json"
+    path.write_text(json.dumps(ACCOUNT))
+    name = f"u-{uuid.uuid4().hex[:8]}"
+    settings = {"url": "gs://data", "service_file": str(path), "universe_domain": "example.net"}
+    with config.override({name: settings}):
+        url = await aiobucket.Bucket(name).signed_download_url("a/b.txt", ttl=60)
+        await aiobucket.aclose()
+    assert url.startswith("https://storage.example.net/data/a/b.txt?")
+    assert dict(parse_qsl(urlsplit(url).query))["X-Goog-Credential"].startswith(ACCOUNT["client_email"])
 
 
 def test_settings_for_universe_billing_and_keys(monkeypatch: pytest.MonkeyPatch) -> None:

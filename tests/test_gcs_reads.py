@@ -299,6 +299,46 @@ async def test_an_answer_decompressed_anyway_is_accepted(
     assert all(r.status == 200 for r in seen(proxy, is_media))
 
 
+@pytest.mark.parametrize("rst", [True, False])
+@pytest.mark.parametrize("upstream", ["via_persona", "direct"])
+async def test_a_decompressed_answer_cut_short_is_never_a_short_success(
+    gcs_server: GcsServer, upstream: str, rst: bool
+) -> None:
+    """No stored checksum applies to a decoded answer, so its framing is what is checked: cut
+    after some bytes (a reset, or a clean close), the read ends in a typed error after handing
+    out a prefix of the decoded bytes (a resume cannot help: GCS ignores Range when it
+    transcodes, https://cloud.google.com/storage/docs/transcoding), or, if nothing was handed
+    out yet, reads the whole object again; never a short success.
+    Two proxies: the outer one drops Accept-Encoding (so the server transcodes), the inner
+    one cuts the answer."""
+    with contextlib.ExitStack() as stack:
+        origin = gcs_server.endpoint
+        if upstream == "via_persona":
+            origin = stack.enter_context(GcsReadPersona(gcs_server.endpoint)).url
+        cutter = stack.enter_context(FaultProxy(origin))
+        b, proxy = stack.enter_context(routed(gcs_server, cutter.url))
+        try:
+            store_gzip_like_gsutil(gcs_server, b, "g.txt")
+            proxy.add_rule(Rewrite("request", {"Accept-Encoding": None}), when=is_media, times=None)
+            cutter.add_rule(ResetResponse(after=READ_CHUNK + 10, rst=rst), when=is_media)
+            got, err = bytearray(), None
+            try:
+                async with b.download("g.txt") as r:
+                    async for chunk in r:
+                        got += chunk
+            except aiobucket.BucketError as exc:
+                err = exc
+            media = seen(cutter, is_media)
+            assert isinstance(media[0].fault, ResetResponse)  # the first answer was cut
+            if err is None:  # nothing had been handed out: the read started again, whole
+                assert bytes(got) == TEXT and len(media) == 2
+            else:  # the resume asked a range of a transcoded object: refused, not spliced
+                assert "ignores Range" in str(err)
+                assert 0 < len(got) < len(TEXT) and TEXT.startswith(got)
+        finally:
+            await aiobucket.aclose()
+
+
 async def test_corrupt_gzip_object_fails_on_its_stored_checksum(
     via_persona: tuple[aiobucket.Bucket, FaultProxy],
 ) -> None:

@@ -26,6 +26,10 @@ Rules, each as Google documents it:
   the account; without it, 403 PERMISSION_DENIED "Permission 'iam.serviceAccounts.signBlob'
   denied on resource (or it may not exist)." (``granted=False``).
   https://cloud.google.com/iam/docs/service-account-permissions#token-creator-role
+* A project that has not enabled the IAM Service Account Credentials API answers 403
+  PERMISSION_DENIED with the ErrorInfo reason SERVICE_DISABLED ("... API has not been used
+  in project N before or it is disabled. Enable it by visiting ...") (``api_enabled=False``).
+  https://github.com/googleapis/googleapis/blob/master/google/api/error_reason.proto
 * Google's error body: ``{"error": {"code", "message", "status", "details"}}``.
   https://cloud.google.com/apis/design/errors#http_mapping
 
@@ -79,6 +83,8 @@ class GcpPersona:
     """None: requested scopes are honoured (Cloud Run, GKE); else a VM's fixed access scopes."""
     granted: bool = True
     """Whether the caller holds roles/iam.serviceAccountTokenCreator on the account."""
+    api_enabled: bool = True
+    """Whether the project enabled iamcredentials.googleapis.com."""
     silent: bool = False
     token_failures: int = 0
     token_ttl: int = 3600
@@ -147,6 +153,15 @@ class GcpPersona:
                 "UNAUTHENTICATED",
                 "Request had invalid authentication credentials.",
                 "ACCESS_TOKEN_EXPIRED",
+            )
+        if not self.api_enabled:
+            return _error(
+                403,
+                "PERMISSION_DENIED",
+                "IAM Service Account Credentials API has not been used in project 123456 before or it "
+                "is disabled. Enable it by visiting https://console.developers.google.com/apis/api/"
+                "iamcredentials.googleapis.com/overview?project=123456 then retry.",
+                "SERVICE_DISABLED",
             )
         if not {CLOUD_PLATFORM, IAM_SCOPE} & set(self.tokens[token]):
             return _error(

@@ -27,7 +27,8 @@ hide an attempt from the retry policy (``_retry.py``), which must count them all
 aiohttp has no public switch for it (3.9 - 3.14).
 
 Proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``), as
-Google's clients take them, read once per host by :class:`EnvProxies`. The request
+Google's clients take them, and so do extra CAs (``SSL_CERT_FILE``, ``SSL_CERT_DIR``: a
+proxy that inspects TLS), read once per host by :class:`EnvProxies`. The request
 session does not use aiohttp's ``trust_env``: that would also look ``~/.netrc`` up in
 a worker thread on every request. gcloud-aio's token refreshes, which take no proxy
 argument, get their own small session that does trust the environment.
@@ -39,6 +40,7 @@ import asyncio
 import json
 import os
 import re
+import ssl
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -65,6 +67,9 @@ STORAGE_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 # https://cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/signBlob
 SIGNING_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 METADATA_HEADERS = {"Metadata-Flavor": "Google"}
+METADATA_ATTEMPT_TIMEOUT = 3.0
+"""One metadata-server token fetch waits at most this long (google-auth's default), so a
+silent server costs retries within the request's budget, not one wait of the whole timeout."""
 _EMAIL_IN_URL = re.compile(r"/serviceAccounts/([^/:]+):generateAccessToken")
 _FIX = (
     "attach a service account to the workload (GKE Workload Identity, Cloud Run, Compute Engine), "
@@ -81,10 +86,22 @@ class TokenUnavailable(BackendError):
 def make_session(
     timeout: aiohttp.ClientTimeout, trace_configs: list[aiohttp.TraceConfig]
 ) -> aiohttp.ClientSession:
-    session = aiohttp.ClientSession(timeout=timeout, trace_configs=trace_configs or None)
+    tls = env_ssl_context()
+    connector = aiohttp.TCPConnector(ssl=tls) if tls is not None else None
+    session = aiohttp.ClientSession(timeout=timeout, trace_configs=trace_configs or None, connector=connector)
     if hasattr(session, "_retry_connection"):
         session._retry_connection = False  # see the module docstring
     return session
+
+
+def env_ssl_context() -> ssl.SSLContext | None:
+    """A TLS context that honours ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when either is set (None:
+    aiohttp's default). OpenSSL reads them when a context is made, and aiohttp made its own at
+    its import, so a process that sets them later (a corporate CA) needs a new one. Made once
+    per provider, when its session is."""
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context()
+    return None
 
 
 class EnvProxies:
@@ -268,6 +285,7 @@ class Auth:
             params = {"scopes": ",".join(scopes)} if scopes == SIGNING_SCOPES else None
 
             async def from_metadata(limit: float) -> tuple[str, float]:
+                limit = min(limit, METADATA_ATTEMPT_TIMEOUT)
                 raw = await metadata_json_or_text(self._session, url, limit, params, self._proxies(url))
                 data = json.loads(raw)
                 return str(data["access_token"]), float(data.get("expires_in", 3600))

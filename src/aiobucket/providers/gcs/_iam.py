@@ -65,7 +65,13 @@ def refused(exc: HttpError, email: str, key: str | None) -> BucketError:
     err = error_for_status(exc.status, exc.body, key=key, what="IAM signBlob", attempts=exc.attempts)
     if exc.status in (401, 403):
         lowered = exc.body.lower()
-        if "scope" in lowered:
+        if "service_disabled" in lowered or "has not been used" in lowered:
+            # https://cloud.google.com/iam/docs/troubleshooting-access (the API must be enabled)
+            hint = (
+                "enable the IAM Service Account Credentials API (iamcredentials.googleapis.com) in "
+                f"the project; the signer also needs {ROLE} on {email}"
+            )
+        elif "scope" in lowered:
             hint = (
                 "the access token lacks the cloud-platform scope IAM needs; on Compute Engine give "
                 "the VM the cloud-platform access scope"

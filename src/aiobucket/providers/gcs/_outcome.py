@@ -12,6 +12,12 @@ compared with what we wrote:
 * something else: the caller's rule applies (a real PreconditionFailed for a
   conditional write);
 * the object cannot be read (gone, or the read fails): ``OutcomeUnknown``.
+
+A ``not_exists`` write still refused with 429 at the retry deadline (other
+writers held the key at GCS's limit of one write per second per object) is
+settled the same way, whichever request it was (a small upload, a resumable
+session's start or final chunk, a rewrite): ours is success, anything else (or
+nothing) PreconditionFailed, never BackendError (:func:`rate_limited`).
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import BucketError, ObjectNotFound, OutcomeUnknown
+from ...errors import BucketError, ObjectNotFound, OutcomeUnknown, PreconditionFailed
 
-__all__ = ["Written", "read_back"]
+__all__ = ["Written", "rate_limited", "read_back"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +78,43 @@ async def read_back(
             key=key,
         ) from exc
     return res if written.stored_by(res) else None
+
+
+async def rate_limited(
+    fetch: Callable[[], Awaitable[dict[str, Any]]],
+    written: Written | None,
+    key: str,
+    what: str,
+    attempts: int,
+    cause: BaseException,
+) -> dict[str, Any]:
+    """Settle a ``not_exists`` write that GCS refused with 429 until the retry deadline.
+
+    Others were writing this key (GCS allows one write per second per object), so the
+    race is settled by looking: the stored object's resource if it is ours (an earlier
+    attempt of ours won; ``written`` None: nothing of ours can be there), else
+    PreconditionFailed. An object that cannot be read is OutcomeUnknown when an earlier
+    attempt of ours may be it, else PreconditionFailed (the 429s say that others held the
+    key, and nothing of ours can be stored).
+    """
+    try:
+        res: dict[str, Any] | None = await fetch()
+    except ObjectNotFound:
+        res = None
+    except BucketError as exc:
+        if written is not None:
+            raise OutcomeUnknown(
+                f"{what}: GCS refused it with HTTP 429 until the retry deadline and the object could "
+                f"not be read back to check whether an earlier attempt was applied ({exc.message}); "
+                "read the object to find out",
+                key=key,
+            ) from exc
+        res = None
+    if res is not None and written is not None and written.stored_by(res):
+        return res
+    state = "another writer's object is there" if res is not None else "the object is not there now"
+    raise PreconditionFailed(
+        f"precondition not_exists failed ({what}): other writers held this key at GCS's limit of one "
+        f"write per second until the retry deadline (HTTP 429 after {attempts} attempts); {state}",
+        key=key,
+    ) from cause

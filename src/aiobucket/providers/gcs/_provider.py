@@ -43,9 +43,10 @@ a 120 s deadline per request; ``retries`` may bound the attempts too):
   idempotent in effect (the same bytes and attributes, or "gone"), which is the
   rule the S3 backend follows too. A delete whose retry finds nothing (404)
   after an attempt that may have been applied has succeeded.
-* A ``not_exists`` upload still refused with 429 at the deadline (other writers
-  at GCS's one-write-per-second limit) is resolved by reading the object: ours
-  is success, anything else PreconditionFailed.
+* A ``not_exists`` upload (small or resumable) or copy still refused with 429
+  at the deadline (other writers at GCS's one-write-per-second limit) is
+  resolved by reading the object: ours is success, anything else
+  PreconditionFailed (``_outcome.rate_limited``).
 * A conditional write (``ifGenerationMatch``: ``not_exists``, ``if_match``,
   a generation-pinned delete) retries too; a 412 after an attempt that may have
   been applied is resolved by reading the object back and comparing its size,
@@ -108,7 +109,7 @@ from ._http import (
 )
 from ._iam import sign_blob_signer
 from ._listing import list_entries
-from ._outcome import Written, read_back
+from ._outcome import Written, rate_limited, read_back
 from ._resource import attrs_from_resource, resource_metadata
 from ._settings import http_settings
 from ._sign import Signer, pem_signer, sign_v4, ttl_seconds
@@ -283,7 +284,10 @@ class GcsProvider:
             )
         except HttpError as exc:
             if exc.status == 429 and gen == "0":
-                return await self._rate_limited_race(key, written, exc)
+                ours = await rate_limited(
+                    lambda: self.resource(key, None), written, key, "upload", exc.attempts, exc
+                )
+                return attrs_from_resource(ours, versioned=self.versioned)
             if exc.status != 412 or not exc.maybe_applied:
                 raise self.bucket_error(exc, key, "upload") from exc
             # Our earlier attempt may be what the precondition now meets.
@@ -301,22 +305,6 @@ class GcsProvider:
                 raise BackendError("upload: GCS sent an unreadable answer", key=key) from exc
             res = found
         return await self._verified(key, res, written, "upload")
-
-    async def _rate_limited_race(self, key: str, written: Written, exc: HttpError) -> ObjectAttrs:
-        """A ``not_exists`` upload refused with 429 to the deadline: others are writing this
-        key (GCS allows one write per second per object), so the race is settled by looking."""
-        try:
-            res: dict[str, Any] | None = await self.resource(key, None)
-        except ObjectNotFound:
-            res = None
-        if res is not None and written.stored_by(res):
-            return attrs_from_resource(res, versioned=self.versioned)  # an earlier attempt of ours won
-        state = "another writer's object is there" if res is not None else "the object is not there now"
-        raise PreconditionFailed(
-            f"precondition not_exists failed: other writers held this key at GCS's limit of one write "
-            f"per second until the retry deadline (HTTP 429 after {exc.attempts} attempts); {state}",
-            key=key,
-        ) from exc
 
     async def start_multipart(self, key: str, opts: PutOptions) -> ResumableUpload:
         return ResumableUpload(self, key, opts)
@@ -467,6 +455,8 @@ class GcsProvider:
             except HttpError as exc:
                 if exc.status == 412 and exc.maybe_applied:
                     return await self._copied(origin, src, dst, opts, gen, exc)
+                if exc.status == 429 and gen == "0":
+                    return await self._copy_rate_limited(origin, src, dst, opts, exc)
                 raise error_for_status(
                     exc.status, exc.body, key=src, version=opts.version, what="copy", attempts=exc.attempts
                 ) from exc
@@ -479,6 +469,18 @@ class GcsProvider:
             raise BackendError("GCS did not return the copied object", key=dst)
         return attrs_from_resource(resource, versioned=self.versioned)
 
+    @staticmethod
+    def _copy_written(source: Mapping[str, Any], opts: CopyOptions, gen: str | None) -> Written:
+        """What a copy of the source resource ``source`` stores."""
+        r = opts.replace
+        return Written(
+            int(source.get("size", -1)),
+            source.get("crc32c"),
+            None if r is None else r.content_type,
+            None if r is None else r.metadata,
+            gen if gen not in (None, "0") else None,
+        )
+
     async def _copied(
         self, origin: GcsProvider, src: str, dst: str, opts: CopyOptions, gen: str | None, exc: HttpError
     ) -> ObjectAttrs:
@@ -487,17 +489,21 @@ class GcsProvider:
             source = await origin.resource(src, opts.version)
         except BucketError as err:
             raise error_for_status(412, exc.body, key=dst, what="copy") from err
-        r = opts.replace
-        written = Written(
-            int(source.get("size", -1)),
-            source.get("crc32c"),
-            None if r is None else r.content_type,
-            None if r is None else r.metadata,
-            gen if gen not in (None, "0") else None,
-        )
+        written = self._copy_written(source, opts, gen)
         found = await read_back(lambda: self.resource(dst, None), written, dst, "copy")
         if found is None:
             raise error_for_status(412, exc.body, key=dst, what="copy") from exc
+        return attrs_from_resource(found, versioned=self.versioned)
+
+    async def _copy_rate_limited(
+        self, origin: GcsProvider, src: str, dst: str, opts: CopyOptions, exc: HttpError
+    ) -> ObjectAttrs:
+        """A ``not_exists`` copy refused with 429 until the deadline: settled by looking."""
+        try:
+            written: Written | None = self._copy_written(await origin.resource(src, opts.version), opts, "0")
+        except BucketError:
+            written = None  # the source cannot be read: nothing stored can be recognised as ours
+        found = await rate_limited(lambda: self.resource(dst, None), written, dst, "copy", exc.attempts, exc)
         return attrs_from_resource(found, versioned=self.versioned)
 
     async def delete_many(self, keys: Sequence[str]) -> builtins.list[BucketError | None]:

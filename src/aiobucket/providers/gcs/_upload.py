@@ -20,6 +20,11 @@ Faults (decided by ``RetryPolicy.resumable``):
   anything else OutcomeUnknown.
 * The final chunk carries ``X-Goog-Hash: crc32c=...`` so GCS refuses changed
   bytes; the finished object's CRC32C is compared with ours as well.
+* A ``not_exists`` upload refused with 429 until the retry deadline at its
+  session's start or its final chunk (or that chunk's offset query: others hold
+  the key at GCS's one-write-per-second limit) is settled by reading the object
+  (``_outcome.rate_limited``): ours (by size and CRC32C, final chunk only) is
+  success, anything else PreconditionFailed, never BackendError.
 
 ``abort()`` DELETEs the session URI.
 """
@@ -35,7 +40,7 @@ from ...errors import BackendError, IntegrityError, InvalidArgument, OutcomeUnkn
 from ...types import ObjectAttrs
 from ..base import Part, PartOrder, PutOptions
 from ._http import HttpError, Kind, error_for_status
-from ._outcome import Written, read_back
+from ._outcome import Written, rate_limited, read_back
 from ._resource import attrs_from_resource, resource_metadata
 
 if TYPE_CHECKING:
@@ -103,6 +108,8 @@ class ResumableUpload:
                     data=body,
                 )
             except HttpError as exc:
+                if exc.status == 429 and self._opts.preconditions.not_exists:
+                    await self._refused(exc, exc.attempts, None)  # nothing of ours is stored: raises
                 raise p.bucket_error(exc, self._key, "start resumable upload") from exc
             location = reply.headers.get("Location")
             if not location:
@@ -203,8 +210,9 @@ class ResumableUpload:
                 if exc.status in (404, 410) and final and sent:
                     return await self._lost_final(end)
                 if not policy.resumable(attempt, status=exc.status):
-                    raise self._chunk_error(exc) from exc
+                    return await self._given_up(exc, attempt + 1, end, final)
                 answer, reason = exc.headers, str(exc.status)  # a Retry-After is honoured
+                refusal: HttpError | None = exc
                 failure: Exception = self._chunk_error(exc)
             except BackendError as exc:
                 # A dropped connection or a cut answer: part of the chunk may be committed.
@@ -212,7 +220,7 @@ class ResumableUpload:
                 if not policy.resumable(attempt, exc=cause):
                     raise
                 answer, reason = None, type(cause).__name__
-                failure = exc
+                refusal, failure = None, exc
             else:
                 if resource is not None:
                     return await self._finished(resource, end, final)
@@ -230,7 +238,9 @@ class ResumableUpload:
                 continue
             sent = True
             if not await policy.wait(attempt, started, answer, what="upload chunk", reason=reason):
-                raise failure  # the retry budget is spent
+                if refusal is not None:  # the retry budget is spent
+                    return await self._given_up(refusal, attempt + 1, end, final)
+                raise failure
             attempt += 1
             resource = await self._query(total, final, end)
             if resource is not None:
@@ -276,7 +286,7 @@ class ResumableUpload:
                 # The session is gone: did our final chunk finish it before its answer was lost?
                 resource = await self._lost_final(end)
                 return resource
-            raise self._chunk_error(exc) from exc
+            return await self._refused(exc, exc.attempts, end, final)
         return self._answer(reply.status, reply.headers, reply.body)
 
     def _written(self, end: int) -> Written:
@@ -316,6 +326,26 @@ class ResumableUpload:
                 key=self._key,
             )
         return resource
+
+    async def _given_up(self, exc: HttpError, attempts: int, end: int, final: bool) -> dict[str, Any]:
+        """A chunk refused for good: its error, or (``_refused``) the finished object if ours."""
+        return await self._finished(await self._refused(exc, attempts, end, final), end, final)
+
+    async def _refused(
+        self, exc: HttpError, attempts: int, end: int | None, final: bool = False
+    ) -> dict[str, Any]:
+        """A request of the session refused for good: raises its error, except that a
+        ``not_exists`` upload held off by 429 is settled by looking at the object, and its
+        resource returned if it is ours (only a final chunk's earlier attempt can have stored it)."""
+        # Only the requests that meet the object's write limit: the start (where GCS checks
+        # the precondition) and the final chunk (the write); a 429 mid-session is a quota.
+        if exc.status == 429 and self._opts.preconditions.not_exists and (final or end is None):
+            written = self._written(end) if final and end is not None else None
+            p = self._p
+            return await rate_limited(
+                lambda: p.resource(self._key, None), written, self._key, "upload", attempts, exc
+            )
+        raise self._chunk_error(exc) from exc
 
     def _chunk_error(self, exc: HttpError) -> Exception:
         if exc.status == 412:
