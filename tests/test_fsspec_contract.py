@@ -293,6 +293,27 @@ def test_a_read_file_pins_the_etag_seen_at_open(fs: AiobucketFileSystem, bucket:
         assert f.read() == DATA[::-1]
 
 
+def test_large_reads_fill_one_buffer_with_the_right_bytes(
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket
+) -> None:
+    """Reads of a MiB or more are copied into one buffer as the chunks arrive (read_all)."""
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    path = f"{bucket.name}/big.bin"
+    fs.pipe_file(path, big)
+    with fs.open(path, "rb", block_size=1024 * 1024) as f:
+        f.seek(5)
+        assert f.read(2 * 1024 * 1024) == big[5 : 5 + 2 * 1024 * 1024]
+        assert f.read() == big[5 + 2 * 1024 * 1024 :]
+        f.seek(0)
+        whole = f.read()  # the whole object: verified
+        assert type(whole) is bytes and whole == big
+    run(_overwrite(bucket, "big.bin", big[::-1]))
+    with fs.open(path, "rb", block_size=1024 * 1024) as f:
+        run(_overwrite(bucket, "big.bin", big))
+        with pytest.raises(FileExpired):
+            f.read()
+
+
 async def _overwrite(bucket: aiobucket.Bucket, key: str, data: bytes) -> None:
     async with bucket.upload(key) as w:
         await w.write(data)
@@ -509,6 +530,20 @@ def test_whole_reads_are_verified(tmp_path: Path) -> None:
             with pytest.raises(aiobucket.IntegrityError):
                 fs.cat_file("verified/k")
             with pytest.raises(aiobucket.IntegrityError), fs.open("verified/k") as f:
+                f.read()
+            big = os.urandom(2 * 1024 * 1024)  # past read_all's threshold: filled as it arrives
+            fs.pipe_file("verified/big", big)
+            blob = max(
+                (p for p in (tmp_path / "bucket" / "blobs").rglob("*") if p.is_file()),
+                key=lambda p: p.stat().st_size,
+            )
+            damaged = bytearray(blob.read_bytes())
+            damaged[1_500_000] ^= 0x01
+            blob.write_bytes(bytes(damaged))
+            with (
+                pytest.raises(aiobucket.IntegrityError),
+                fs.open("verified/big", block_size=1024 * 1024) as f,
+            ):
                 f.read()
             with pytest.raises(aiobucket.IntegrityError):
                 fs.get_file("verified/k", str(tmp_path / "out"))
