@@ -307,6 +307,11 @@ def test_large_reads_fill_one_buffer_with_the_right_bytes(
         f.seek(0)
         whole = f.read()  # the whole object: verified
         assert type(whole) is bytes and whole == big
+    mib = 1024 * 1024
+    assert fs.cat_file(path) == big
+    assert fs.cat_file(path, start=1, end=2 * mib) == big[1 : 2 * mib]
+    assert fs.cat_file(path, start=-2 * mib) == big[-2 * mib :]
+    assert fs.cat_file(path, start=mib, end=10 * mib) == big[mib:]
     run(_overwrite(bucket, "big.bin", big[::-1]))
     with fs.open(path, "rb", block_size=1024 * 1024) as f:
         run(_overwrite(bucket, "big.bin", big))

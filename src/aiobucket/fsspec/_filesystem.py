@@ -46,7 +46,7 @@ from ..bucket import Bucket
 from ..errors import NotSupported, ObjectNotFound, RangeNotSatisfiable
 from ..types import ListEntry, ObjectAttrs, Preconditions, Query
 from ._errors import FileExpired, os_errors
-from ._files import AiobucketFile, AiobucketStreamedFile, write_mode
+from ._files import AiobucketFile, AiobucketStreamedFile, read_all, write_mode
 
 __all__ = ["AiobucketFileSystem"]
 
@@ -328,7 +328,7 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
         self, bucket: Bucket, key: str, version: str | None, start: int | None, end: int | None, full: str
     ) -> bytes:
         if not start and end is None:
-            return await bucket.download(key, version=version).read()
+            return await self._download(bucket, key, version, 0, None)
         if (start or 0) < 0 or (end is not None and end < 0):
             return await self._cat_relative(bucket, key, version, start, end, full)
         start = start or 0
@@ -336,11 +336,18 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
             await bucket.attrs(key, version=version)  # b"" for an object that exists; FileNotFoundError else
             return b""
         try:
-            return await bucket.download(
-                key, version=version, offset=start, length=None if end is None else end - start
-            ).read()
+            return await self._download(bucket, key, version, start, None if end is None else end - start)
         except RangeNotSatisfiable:
             return b""
+
+    @staticmethod
+    async def _download(
+        bucket: Bucket, key: str, version: str | None, offset: int, length: int | None
+    ) -> bytes:
+        """One download's bytes; a large one filled into one buffer as it arrives (read_all)."""
+        async with bucket.download(key, version=version, offset=offset, length=length) as reader:
+            left = (await reader.attrs()).size - offset  # the answer's headers: no extra request
+            return await read_all(reader, left if length is None else min(length, left))
 
     async def _is_folder(self, bucket: Bucket, key: str) -> bool:
         """Whether objects live under ``key/`` (asked only once a read found no object)."""
