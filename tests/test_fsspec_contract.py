@@ -551,6 +551,8 @@ def test_whole_reads_are_verified(tmp_path: Path) -> None:
             ):
                 f.read()
             with pytest.raises(aiobucket.IntegrityError):
+                fs.cat_file("verified/big")
+            with pytest.raises(aiobucket.IntegrityError):
                 fs.get_file("verified/k", str(tmp_path / "out"))
             assert not (tmp_path / "out").exists()
             assert fs.cat_file("verified/k", start=0, end=100) == DATA[:100]
