@@ -144,8 +144,8 @@ def _emulator_jwt() -> str:
 @quirk("user_delegation_sas_needs_oauth")
 async def test_user_delegation_key_is_issued_to_a_bearer_token(azurite_server: AzuriteServer) -> None:
     """Get User Delegation Key takes an AAD bearer token. Azurite honours one only when
-    started with ``--oauth basic`` and HTTPS (a certificate), which the test server is not,
-    so user-delegation SAS is exercised through a persona instead (test_azure_faults.py)."""
+    started with ``--oauth basic`` and HTTPS (a certificate), which the shared test server is
+    not: test_azure_oauth.py starts one that is, and test_azure_faults.py has a persona."""
     body = (
         b"<?xml version='1.0' encoding='utf-8'?><KeyInfo><Start>2026-12-06T00:00:00Z</Start>"
         b"<Expiry>2026-12-07T00:00:00Z</Expiry></KeyInfo>"
@@ -327,5 +327,65 @@ def test_cli_copies_lists_and_removes_on_azure(tmp_path, azurite_server: Azurite
     assert b"dir/note.txt" in ok(tmp_path, "ls", "-r", "blobs:", config=cfg)
     assert b"md5" in ok(tmp_path, "stat", "blobs:dir/note.txt", config=cfg)
     assert b"sig=" in ok(tmp_path, "url", "--signed", "get", "blobs:dir/note.txt", config=cfg)
+    assert b"sp=c&" in ok(tmp_path, "url", "--signed", "put", "--create-only", "blobs:new.txt", config=cfg)
     ok(tmp_path, "rm", "blobs:dir/note.txt", config=cfg)
     assert ok(tmp_path, "ls", "-r", "blobs:", config=cfg) == b""
+
+
+# -- credentials: a SAS token ---------------------------------------------------------------
+
+
+async def test_a_sas_token_authorises_every_operation(azurite_server: AzuriteServer) -> None:
+    """The second credential in the order: a container SAS (made here with the SDK, as its
+    owner would hand it out) appended to every request, Blob Batch included; it cannot
+    sign new URLs (NotSupported), and an account key, when also given, is preferred."""
+    from datetime import UTC, datetime
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+    from servers.azurite_server import ACCOUNT, ACCOUNT_KEY
+
+    token = generate_container_sas(
+        ACCOUNT, azurite_server.container, account_key=ACCOUNT_KEY,
+        permission=ContainerSasPermissions(read=True, write=True, delete=True, list=True, create=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    settings = azurite_server.settings(key_prefix=f"{name}/", sas_token="?" + token)
+    del settings["account_key"]
+    with config.override({name: settings}):
+        b = aiobucket.Bucket(name)
+        assert type(provider(b).auth).__name__ == "SasAuth"
+        await put(b, "dir/a b.txt", b"via sas")
+        async with b.upload("big", part_size=1024) as w:  # staged blocks and a block list
+            await w.write(b"x" * 3000)
+        assert await b.download("dir/a b.txt").read() == b"via sas"
+        assert (await b.attrs("big")).size == 3000
+        assert [e.name async for _, e in b.list() if e is not None] == ["big", "dir/a b.txt"]
+        await b.copy("big", "big2")
+        results = [(err, key) async for err, key in b.remove_many(["big", "big2"])]
+        assert results == [(None, "big"), (None, "big2")]
+        with pytest.raises(aiobucket.NotSupported, match="SAS token"):
+            await b.signed_download_url("dir/a b.txt")
+        await aiobucket.aclose()
+    both = azurite_server.settings(key_prefix=f"{name}/", sas_token="sv=2020-02-10&sig=bm9wZQ%3D%3D")
+    with config.override({name: both}):
+        b = aiobucket.Bucket(name)
+        assert type(provider(b).auth).__name__ == "SharedKeyAuth"
+        assert await b.download("dir/a b.txt").read() == b"via sas"
+        await aiobucket.aclose()
+
+
+async def test_a_connection_string_configures_the_bucket(azurite_server: AzuriteServer) -> None:
+    """The SDK's connection string for Azurite (BlobEndpoint, AccountName, AccountKey)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    settings = {
+        "url": f"az://{azurite_server.container}",
+        "connection_string": azurite_server.connection_string(),
+        "key_prefix": f"{name}/",
+    }
+    with config.override({name: settings}):
+        b = aiobucket.Bucket(name)
+        await put(b, "k", b"configured by a connection string")
+        assert await b.download("k").read() == b"configured by a connection string"
+        assert "sig=" in await b.signed_download_url("k")
+        await aiobucket.aclose()

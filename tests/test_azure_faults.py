@@ -92,7 +92,24 @@ async def test_steady_500_ends_after_the_configured_attempts(
     assert len([r for r in proxy.requests if r.method == "GET"]) == RETRIES
 
 
-@pytest.mark.parametrize("op", ["upload", "download", "list", "remove"])
+async def test_steady_500_on_writes_ends_after_the_configured_attempts(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """Put Blob and a staged upload's Put Block alike: the same count, then a typed error,
+    and nothing is stored."""
+    proxy.add_rule(azure_error(500, "InternalError"), method="PUT", times=None)
+    with pytest.raises(aiobucket.BackendError, match=f"after {RETRIES} attempts"):
+        await put(bucket, "small", b"x")
+    with pytest.raises(aiobucket.BackendError, match=f"after {RETRIES} attempts"):
+        async with bucket.upload("staged", part_size=1024) as w:
+            await w.write(b"y" * 3000)
+    proxy.wait_idle()
+    assert len([r for r in proxy.requests if is_put_blob(r)]) == RETRIES
+    proxy.clear()
+    assert not await bucket.exists("small") and not await bucket.exists("staged")
+
+
+@pytest.mark.parametrize("op", ["upload", "staged", "download", "list", "remove", "remove_many", "copy"])
 async def test_cancel_is_honoured_during_backoff(
     azurite_server: AzuriteServer, proxy: FaultProxy, op: str
 ) -> None:
@@ -103,11 +120,21 @@ async def test_cancel_is_honoured_during_backoff(
             cfg = config.resolve(slow.name)
             opts = dict(cfg.options, backoff_base=30.0, backoff_max=30.0)
             with config.override({slow.name: {"url": cfg.url, "key_prefix": b.name + "/", **opts}}):
-                proxy.add_rule(azure_error(503, "ServerBusy"), times=None)
+                # A copy HEADs its source first (to pin its ETag): refuse the Copy Blob itself.
+                only = {"method": "PUT"} if op == "copy" else {}
+                proxy.add_rule(azure_error(503, "ServerBusy"), times=None, **only)
 
                 async def run() -> None:
                     if op == "upload":
                         await put(slow, "k2", b"x")
+                    elif op == "staged":  # Put Block (part 1 of 2)
+                        async with slow.upload("k2", part_size=1024) as w:
+                            await w.write(b"x" * 1500)
+                    elif op == "remove_many":  # Blob Batch
+                        async for _ in slow.remove_many(["k", "k3"]):
+                            pass
+                    elif op == "copy":  # Copy Blob
+                        await slow.copy("k", "k2")
                     elif op == "download":
                         await slow.download("k").read()
                     elif op == "list":
@@ -122,6 +149,11 @@ async def test_cancel_is_honoured_during_backoff(
                         break
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(0.05)  # now in the backoff sleep
+                refused = proxy.requests[-1]
+                assert refused.status == 503
+                wanted = {"staged": "comp=block", "remove_many": "comp=batch", "copy": ""}.get(op)
+                if wanted is not None:  # the backoff is the one of the request named
+                    assert wanted in refused.query and refused.method in ("PUT", "POST"), refused
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 task.cancel()
@@ -164,6 +196,21 @@ async def test_lost_response_to_a_conditional_commit_resolves_as_ours(
     attrs = await put(bucket, "big", data, part_size=256 * 1024, preconditions=NE)
     assert attrs.md5 == hashlib.md5(data).hexdigest()
     assert await bucket.download("big").read() == data
+
+
+async def test_lost_response_to_a_conditional_copy_resolves_as_ours(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    """Copy Blob with If-None-Match: * applied, its answer lost: the retry's 409 is
+    resolved by the stored MD5, which is the source's (the copy is pinned to its ETag)."""
+    await put(bucket, "src", b"copied once")
+    proxy.add_rule(lose_response(), method="PUT", header="x-ms-copy-source")
+    attrs = await bucket.copy("src", "dst", preconditions=NE)
+    assert attrs.md5 == hashlib.md5(b"copied once").hexdigest()
+    proxy.wait_idle()
+    copies = [r.status for r in proxy.requests if r.method == "PUT" and r.header("x-ms-copy-source")]
+    assert copies[-1] == 409, copies
+    assert await bucket.download("dst").read() == b"copied once"
 
 
 async def test_lost_race_after_a_lost_response_is_precondition_failed(

@@ -282,6 +282,7 @@ def test_bad_usage_exits_2_with_one_line(tmp_path: Path) -> None:
         (["cp", "-", "b:"], "name the destination key"),
         (["url", "b:k", "--ttl", "5"], "--ttl and --version need --signed"),
         (["url", "b:k", "--signed", "post"], "invalid choice"),
+        (["url", "b:k", "--signed", "get", "--create-only"], "--create-only applies to --signed put"),
         (["ls", "b:pre", "fix"], "not both"),
         (["infra", "does/not/exist"], "no such file or directory"),
     ]:
@@ -353,6 +354,13 @@ def test_url_public_and_signed(tmp_path: Path, two_buckets: Path) -> None:
     assert get.startswith("http://127.0.0.1:9/acme-cdn/a/b.jpg?") and "X-Amz-Expires=60&" in get
     put = ok(tmp_path, "url", "cdn:a/b.jpg", "--signed", "put", config=cfg).decode()
     assert "X-Amz-Expires=3600&" in put and "X-Amz-Signature=" in put
+    # An unknown endpoint's profile ("other") does not promise If-None-Match; MinIO's does.
+    one_line_error(
+        run(tmp_path, "url", "cdn:a", "--signed", "put", "--create-only", config=cfg), 1, "conditional_put"
+    )
+    cfg.write_text(cfg.read_text().replace("endpoint=", "provider=minio&endpoint="))
+    once = ok(tmp_path, "url", "cdn:a/b.jpg", "--signed", "put", "--create-only", config=cfg).decode()
+    assert "X-Amz-SignedHeaders=host%3Bif-none-match&" in once  # the uploader sends If-None-Match: *
     one_line_error(
         run(tmp_path, "url", "cdn:a", "--signed", "get", "--ttl", "0", config=cfg), 1, "ttl must be"
     )

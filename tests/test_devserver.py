@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 import aiobucket
-from aiobucket import Bucket, BucketConfig, UploadAttrs, config
+from aiobucket import Bucket, BucketConfig, Preconditions, UploadAttrs, config
 
 pytestmark = pytest.mark.anyio
 
@@ -208,6 +208,25 @@ async def test_signed_upload_then_download_roundtrip(server: Server, http: httpx
     # A missing object behind a valid signature is a 404; the key file exists since the first sign.
     assert (await http.get(await b.signed_download_url("nope"))).status_code == 404
     assert (server.workdir / "store" / "priv" / "signing.key").stat().st_mode & 0o777 == 0o600
+
+
+async def test_create_only_urls_are_signed_and_refuse_overwrites(
+    server: Server, http: httpx.AsyncClient
+) -> None:
+    b = Bucket("priv")
+    url = await b.signed_upload_url("once.txt", preconditions=Preconditions(not_exists=True))
+    assert "create_only=1" in url
+    # The condition is signed: dropping it, or adding it to a plain URL, breaks the signature.
+    assert (await http.put(with_query(url, create_only=None), content=b"x")).status_code == 403
+    plain = await b.signed_upload_url("once.txt")
+    assert (await http.put(with_query(plain, create_only="1"), content=b"x")).status_code == 403
+    assert not await b.exists("once.txt")
+    assert (await http.put(url, content=b"first")).status_code == 200
+    r = await http.put(url, content=b"second")  # no header needed: the URL says create-only
+    assert r.status_code == 412, r.text
+    assert await b.download("once.txt").read() == b"first"
+    assert (await http.put(plain, content=b"replaced")).status_code == 200  # a plain URL overwrites
+    assert await b.download("once.txt").read() == b"replaced"
 
 
 async def test_signed_put_streams_with_bounded_memory(server: Server, http: httpx.AsyncClient) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from test_infra import SAMPLE, cli
 
 from aiobucket import infra
-from aiobucket.infra._azure import DELEGATION_KEY, DELETE, READ, WRITE
+from aiobucket.infra._azure import DELEGATION_KEY, DELETE, DELETE_VERSION, READ, WRITE
 
 
 def _manifest(perms: dict[str, set[str]]) -> infra.Manifest:
@@ -32,12 +32,26 @@ def test_writers_get_contributor_and_exact_actions_with_prefix_condition() -> No
     out = infra.azure_rbac(
         _manifest({"uploads": {"Uploader", "Remover", "SignedUploader"}}), lambda b: ("acct", "box", "app/")
     )
-    [assignment] = out["svc"]["builtin"]
+    delegator, assignment = out["svc"]["builtin"]
     assert assignment["role"] == "Storage Blob Data Contributor"
     assert "StringStartsWith 'app/'" in assignment["condition"]
+    # The user-delegation key is an action on the account: a container scope cannot grant it.
+    assert delegator["role"] == "Storage Blob Delegator"
+    assert delegator["scope"].endswith("/storageAccounts/acct")
     role = out["svc"]["custom_role"]
-    assert role["DataActions"] == sorted([WRITE, DELETE])
+    # Uploads read too: a conditional write whose answer was lost is resolved by the stored MD5.
+    assert role["DataActions"] == sorted([READ, WRITE, DELETE])
     assert role["Actions"] == [DELEGATION_KEY]
+    assert delegator["scope"] in role["AssignableScopes"]
+
+
+def test_removers_of_versioned_buckets_may_delete_versions() -> None:
+    manifest = _manifest({"logs": {"Remover"}})
+    plain = infra.azure_rbac(manifest, lambda b: ("acct", b, ""))
+    assert plain["svc"]["custom_role"]["DataActions"] == [DELETE]
+    manifest.buckets["logs"] = infra.BucketDecl("logs", True, False, "m", "LOGS", "m.py", 1)
+    versioned = infra.azure_rbac(manifest, lambda b: ("acct", b, ""))
+    assert versioned["svc"]["custom_role"]["DataActions"] == sorted([DELETE, DELETE_VERSION])
 
 
 def test_cli_reads_az_urls_from_the_configuration(tmp_path: Path) -> None:
@@ -46,10 +60,13 @@ def test_cli_reads_az_urls_from_the_configuration(tmp_path: Path) -> None:
     proc = cli("infra", str(SAMPLE), "--format", "rbac-azure", config=config)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    scopes = [a["scope"] for svc in out.values() for a in svc["builtin"] if a["bucket"] == "exports"]
-    assert scopes and all(
-        s.endswith("storageAccounts/acmeprod/blobServices/default/containers/acme-exports") for s in scopes
-    )
+    found = [a for svc in out.values() for a in svc["builtin"] if a["bucket"] == "exports"]
+    scopes = {a["scope"].split("/providers/Microsoft.Storage/")[1] for a in found}
+    assert scopes <= {"storageAccounts/acmeprod/blobServices/default/containers/acme-exports",
+                      "storageAccounts/acmeprod"}  # fmt: skip
+    assert any(s.endswith("containers/acme-exports") for s in scopes)
+    for a in found:  # only the delegation key is granted on the whole account
+        assert a["scope"].endswith("containers/acme-exports") or a["role"] == "Storage Blob Delegator"
 
 
 def test_cors_for_an_az_bucket_is_an_account_rule_allowing_x_ms_blob_type(tmp_path: Path) -> None:
@@ -66,3 +83,15 @@ def test_cors_for_an_az_bucket_is_an_account_rule_allowing_x_ms_blob_type(tmp_pa
     assert out["az://acmeprod"]["command"].startswith(
         "az storage cors add --account-name acmeprod --services b"
     )
+
+
+def test_the_account_of_a_connection_string_is_used(tmp_path: Path) -> None:
+    config = tmp_path / "aiobucket.toml"
+    config.write_text(
+        '[buckets.exports]\nurl = "az://acme-exports"\n'
+        'connection_string = "AccountName=acmeprod;AccountKey=a2V5;EndpointSuffix=core.windows.net"\n'
+    )
+    proc = cli("infra", str(SAMPLE), "--format", "rbac-azure", config=config)
+    assert proc.returncode == 0, proc.stderr
+    scopes = [a["scope"] for svc in json.loads(proc.stdout).values() for a in svc["builtin"]]
+    assert any("storageAccounts/acmeprod/blobServices/default/containers/acme-exports" in s for s in scopes)

@@ -1003,3 +1003,25 @@ async def _differential(root: Path, versioned: bool, ops: list[tuple[Any, ...]])
         return
     assert blob_files(root) == indexed_blobs(root)
     assert list((root / "tmp").iterdir()) == []
+
+
+async def test_create_only_url_needs_a_backend_that_refuses_overwrites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend declaring conditional_put=False (an S3-compatible store that ignores
+    If-None-Match, say) gets NotSupported before anything is signed: its URL would not be
+    create-only. The local provider stands in, its declaration changed."""
+    import dataclasses
+
+    import aiobucket
+    from aiobucket import config
+    from aiobucket.providers.local import _provider as local
+
+    caps = dataclasses.replace(local.CAPABILITIES, conditional_put=False)
+    monkeypatch.setattr(local.LocalProvider, "capabilities", caps)
+    with config.override({"plain": {"url": f"file://{tmp_path}"}}):
+        b = aiobucket.Bucket("plain")
+        with pytest.raises(aiobucket.NotSupported, match="conditional_put"):
+            await b.signed_upload_url("k", preconditions=aiobucket.Preconditions(not_exists=True))
+        assert "signature=" in await b.signed_upload_url("k")  # a plain one is fine
+        await aiobucket.aclose()

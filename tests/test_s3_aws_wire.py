@@ -75,12 +75,57 @@ async def test_many_puts_against_a_rate_limit_adapt_and_none_fails(s3_server: S3
         assert limit.admitted >= count
 
 
-async def test_throttling_is_off_by_default_for_a_custom_endpoint_and_on_for_aws() -> None:
-    from aiobucket.providers.s3._settings import S3Settings, is_aws
+async def test_throttling_is_off_by_default_for_a_custom_endpoint_and_on_for_aws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    from aiobucket import config
+    from aiobucket.providers.s3._settings import S3Settings, parse_settings
 
-    assert is_aws(None) and is_aws("https://s3.eu-west-1.amazonaws.com")
-    assert not is_aws("http://127.0.0.1:9000") and not is_aws("https://storage.example.com")
-    assert S3Settings(bucket="b").max_attempts == 10
+    def settings(url: str, **options: object) -> S3Settings:
+        return parse_settings(config.settings_from("b", {"url": url, **options}), "b")
+
+    for aws in (
+        "s3://b",
+        "s3://b?endpoint=https://s3.eu-west-1.amazonaws.com",
+        "s3://b?endpoint=https://s3.cn-north-1.amazonaws.com.cn",
+    ):
+        s = settings(aws)
+        assert s.adaptive_retry, aws
+    for custom in ("s3://b?endpoint=http://127.0.0.1:9000", "s3://b?endpoint=https://storage.example.com"):
+        assert not settings(custom).adaptive_retry, custom
+    assert not settings("s3://b", adaptive_retry=False).adaptive_retry
+    assert settings("s3://b?endpoint=http://127.0.0.1:9000", adaptive_retry="on").adaptive_retry
+    # AWS's guidance, botocore's standard mode: full jitter from 0.1 s, capped at 20 s, 10 attempts.
+    d = settings("s3://b")
+    assert (d.backoff_base, d.backoff_max, d.max_attempts, d.retry_quota) == (0.1, 20.0, 10, 500)
+
+
+def test_botocore_retry_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_RETRY_MODE and AWS_MAX_ATTEMPTS, as a boto3 user has them set
+    (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html);
+    the bucket's own options win."""
+    from aiobucket import config
+    from aiobucket.providers.s3._settings import S3Settings, parse_settings
+
+    def settings(url: str = "s3://b", **options: object) -> S3Settings:
+        return parse_settings(config.settings_from("b", {"url": url, **options}), "b")
+
+    monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    assert not settings().adaptive_retry and settings().max_attempts == 3
+    assert settings(adaptive_retry=True, max_attempts=7).adaptive_retry
+    assert settings(max_attempts=7).max_attempts == 7
+    monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
+    assert settings("s3://b?endpoint=http://127.0.0.1:9000").adaptive_retry
+    monkeypatch.setenv("AWS_RETRY_MODE", "fast")
+    with pytest.raises(aiobucket.InvalidArgument, match="AWS_RETRY_MODE must be one of 'legacy', 'standard'"):
+        settings()
+    monkeypatch.delenv("AWS_RETRY_MODE")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "many")
+    with pytest.raises(aiobucket.InvalidArgument, match="AWS_MAX_ATTEMPTS must be a positive number"):
+        settings()
 
 
 # -- corruption in transit: BadDigest is resent once ------------------------------------------

@@ -188,6 +188,20 @@ async def test_409_conditional_request_conflict_is_retried(moto_server: S3Server
         assert await b.exists("copy") and (await b.attrs("multi")).size == PART + 1
 
 
+async def test_409_that_never_clears_is_a_backend_error_not_a_lost_race(moto_server: S3Server) -> None:
+    """A 409 that persists through every attempt wrote nothing and lost no race: a
+    BackendError naming the conflict, never PreconditionFailed (conditional-requests.html)."""
+    fresh = aiobucket.Preconditions(not_exists=True)
+    with FaultProxy(moto_server.endpoint) as proxy, bucket_at(moto_server, proxy.url) as b:
+        conflict = s3_error(409, "ConditionalRequestConflict", "A conflicting operation occurred")
+        puts = proxy.add_rule(conflict, method="PUT", header="If-None-Match", times=None)
+        persisted = r"ConditionalRequestConflict.*after 3 attempts"
+        with pytest.raises(aiobucket.BackendError, match=persisted) as err:
+            await write(b, "k", b"x", preconditions=fresh)
+        assert not isinstance(err.value, aiobucket.PreconditionFailed)
+        assert puts.hits == 3 and not await b.exists("k")
+
+
 # -- item 3: the bucket options ----------------------------------------------------------
 
 

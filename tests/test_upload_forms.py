@@ -522,6 +522,7 @@ def test_cors_for_the_sample_app() -> None:
         "https://app.example.com"
     ]
     assert {"Content-Type", "ETag"} <= set(entry["responseHeader"]) and entry["maxAgeSeconds"] == 3600
+    assert "x-goog-if-generation-match" in entry["responseHeader"]  # create-only signed PUTs
 
 
 def test_cli_prints_cors(tmp_path: Path) -> None:
@@ -627,3 +628,24 @@ async def test_big_form_uploads_stream_through_the_dev_server(
         config.reset()
         log = server.log()
     assert rc == 0 and "Traceback" not in log and "Error handling request" not in log, log
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"provider": "b2"}, "conditional_put"), ({"conditional_put": "precheck"}, "If-None-Match")],
+)
+async def test_create_only_urls_need_a_store_that_refuses_by_if_none_match(
+    options: dict[str, str], message: str
+) -> None:
+    """A store whose profile does not refuse a PUT by If-None-Match (none, or only after
+    aiobucket's own HEAD, which a stranger's PUT never makes) gets no create-only URL:
+    NotSupported before anything is signed. No request is sent (a closed port)."""
+    from aiobucket import Bucket, NotSupported, Preconditions, config
+
+    settings = {
+        "url": "s3://acme-up?region=us-east-1&endpoint=http://127.0.0.1:9",
+        "access_key_id": "AKIDEXAMPLE", "secret_access_key": "not-a-secret", **options,
+    }  # fmt: skip
+    with config.override({"up": settings}), pytest.raises(NotSupported, match=message):
+        await Bucket("up").signed_upload_url("k", preconditions=Preconditions(not_exists=True))

@@ -347,6 +347,7 @@ class Bucket:
         ttl: TTL = DEFAULT_TTL,
         content_type: str | None = None,
         content_length: int | None = None,
+        preconditions: Preconditions | None = None,
     ) -> str:
         """A URL anyone may PUT the object's bytes to until ``ttl`` passes (1 h default, 7 days max).
 
@@ -354,6 +355,15 @@ class Bucket:
         refuses a PUT with another Content-Type header or another size (S3, the dev
         server; GCS signs ``content_type`` only and raises NotSupported for
         ``content_length``). To cap the size rather than fix it, use signed_upload_form().
+
+        ``preconditions=Preconditions(not_exists=True)`` makes the URL create-only: a PUT
+        over an existing object is refused and the object is left as it was. Where that
+        needs a header, the header is signed, so a PUT without it is refused too (403):
+        S3 signs ``If-None-Match: *`` and GCS ``x-goog-if-generation-match: 0``, which the
+        uploader must send; Azure's SAS grants create only (``sp=c``; sending
+        ``If-None-Match: *`` as well makes the check atomic with the write) and the dev
+        server signs ``create_only=1`` into the URL. See the README's table.
+        ``if_match`` cannot be signed into a URL (NotSupported).
         """
         from ._upload_forms import check_content_type, check_size
 
@@ -362,9 +372,16 @@ class Bucket:
                 check_content_type("content_type", content_type)
             if content_length is not None:
                 check_size("content_length", content_length)
-        except InvalidArgument as exc:
+            check_write_options(None, preconditions, self.name, key)
+            if preconditions is not None and preconditions.if_match is not None:
+                raise NotSupported(
+                    "a signed upload URL cannot carry if_match (no backend signs it); "
+                    "only Preconditions(not_exists=True)"
+                )
+        except (InvalidArgument, NotSupported) as exc:
             raise exc.with_context(bucket=self.name, key=key) from None
-        return await self._sign(key, "PUT", ttl, None, content_type, content_length)
+        not_exists = preconditions is not None and preconditions.not_exists
+        return await self._sign(key, "PUT", ttl, None, content_type, content_length, not_exists)
 
     async def signed_upload_form(
         self,
@@ -512,19 +529,31 @@ class Bucket:
         version: str | None,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         key = self._key(key)
         version = self._version(version, key)
         delta = self._ttl(ttl, key)
         op = "signed_upload_url" if method == "PUT" else "signed_download_url"
-        return await self._run(
-            op,
-            key,
-            version,
-            lambda p: p.sign_url(
-                key, method, delta, version, content_type=content_type, content_length=content_length
-            ),
-        )
+
+        def sign(p: Provider) -> Awaitable[str]:
+            if not_exists and not p.capabilities.conditional_put:  # nothing would refuse the overwrite
+                raise NotSupported(
+                    "this backend cannot refuse a write over an existing object "
+                    "(Capabilities.conditional_put), so a create-only signed URL would not be",
+                    key=key,
+                )
+            return p.sign_url(
+                key,
+                method,
+                delta,
+                version,
+                content_type=content_type,
+                content_length=content_length,
+                not_exists=not_exists,
+            )
+
+        return await self._run(op, key, version, sign)
 
     async def _run(
         self, op: str, key: str | None, version: str | None, call: Callable[[Provider], Awaitable[T]]

@@ -138,6 +138,7 @@ class SignedUploader(Protocol):
         ttl: TTL = ...,
         content_type: str | None = None,
         content_length: int | None = None,
+        preconditions: Preconditions | None = None,
     ) -> str: ...
 
     async def signed_upload_form(

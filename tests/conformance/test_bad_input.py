@@ -136,3 +136,20 @@ async def test_bad_copy_signing_and_download_to_arguments(backend, tmp_path):
         aiobucket.BucketConfig(public=1)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="not_exists must be True or False"):
         aiobucket.Preconditions(not_exists="false")  # type: ignore[arg-type]
+
+
+RESTRICTED_KEYS = {"segment_ends_with_dot": ["dir./k", "k."], "backslash": ["a\\b"]}
+"""An example key for each name a backend may list in Capabilities.key_restrictions."""
+
+
+async def test_declared_key_restrictions_are_refused_before_any_io(backend):
+    b = backend.bucket()
+    caps = await b.capabilities()
+    assert caps == backend.supports(b)  # the public view is the provider's declaration
+    for restriction in caps.key_restrictions:
+        assert restriction in RESTRICTED_KEYS, f"give an example key for {restriction!r}"
+        for key in RESTRICTED_KEYS[restriction]:
+            with pytest.raises(InvalidArgument) as info:
+                await put(b, key, b"x")
+            assert info.value.key == key
+    assert await names(b) == []

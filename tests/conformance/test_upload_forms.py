@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from aiobucket import Bucket, NotSupported, UploadForm
-from conformance.conftest import get, payload
+from aiobucket import Bucket, InvalidArgument, NotSupported, Preconditions, UploadForm
+from conformance.conftest import get, payload, put
 
 pytestmark = pytest.mark.anyio
 
@@ -232,3 +232,76 @@ async def test_signed_put_refuses_another_type_or_length(backend, poster):
             status, text = await poster.put(url, data, {"Content-Type": "text/csv"})
             assert status == 403, (status, text)
     assert not await b.exists("k.txt")
+
+
+# -- create-only signed PUT URLs ---------------------------------------------------------
+
+CREATE_ONLY = Preconditions(not_exists=True)
+
+
+def create_only_headers(url: str) -> dict[str, str]:
+    """What the uploader sends with a create-only signed PUT, as the README's table says:
+    the header the URL signed (S3, GCS), or Azure's blob type (its SAS itself is create-only)."""
+    if "X-Amz-Signature=" in url:
+        return {"If-None-Match": "*"}
+    if "X-Goog-Signature=" in url:
+        return {"x-goog-if-generation-match": "0"}
+    if "sig=" in url and "sp=c&" in url:  # If-None-Match: the check atomic with the write
+        return {"x-ms-blob-type": "BlockBlob", "If-None-Match": "*"}
+    assert "create_only=1" in url, url  # the dev server: signed into the query
+    return {}
+
+
+async def create_only_url(backend, b: Bucket, key: str) -> str | None:
+    """The URL, or None after checking that a backend without signed URLs says NotSupported."""
+    if backend.supports(b).signed_urls:
+        return await b.signed_upload_url(key, preconditions=CREATE_ONLY)
+    with pytest.raises(NotSupported):
+        await b.signed_upload_url(key, preconditions=CREATE_ONLY)
+    return None
+
+
+@pytest.mark.quirk("gcs_xml_put_ignores_preconditions")
+async def test_create_only_signed_put_refuses_a_second_put(backend, poster):
+    b = backend.bucket()
+    url = await create_only_url(backend, b, "once.bin")
+    if url is None:
+        return
+    headers = create_only_headers(url)
+    status, text = await poster.put(url, b"first", headers)
+    assert status in (200, 201), (status, text)
+    refused = 403 if "sp=c&" in url else 412  # Azure: AuthorizationPermissionMismatch
+    status, text = await poster.put(url, b"second", headers)
+    assert status == refused, (status, text)
+    assert await get(b, "once.bin") == b"first"
+    # An object stored another way is not overwritten either.
+    await put(b, "there.bin", b"kept")
+    there = await b.signed_upload_url("there.bin", preconditions=CREATE_ONLY)
+    status, text = await poster.put(there, b"x", headers)
+    assert status == refused, (status, text)
+    assert await get(b, "there.bin") == b"kept"
+
+
+@pytest.mark.quirk("gcs_signed_url_unchecked")
+@pytest.mark.quirk("moto_signatures_unchecked")
+async def test_create_only_signed_put_needs_its_header(backend, poster):
+    """Where create-only is a signed header, a PUT that leaves it out is refused, so the
+    holder of the URL cannot drop the condition."""
+    b = backend.bucket()
+    await put(b, "k.bin", b"kept")
+    url = await create_only_url(backend, b, "k.bin")
+    if url is None:
+        return
+    headers = {k: v for k, v in create_only_headers(url).items() if k.lower() == "x-ms-blob-type"}
+    status, text = await poster.put(url, b"overwrite", headers)
+    # The signature fails (Azure: the SAS grants no overwrite); the dev server needs no header.
+    assert status == (412 if "create_only=1" in url else 403), (status, text)
+    assert await get(b, "k.bin") == b"kept"
+
+
+async def test_signed_url_preconditions_are_checked(backend):
+    b = backend.bucket()
+    with pytest.raises(NotSupported, match="if_match"):
+        await b.signed_upload_url("k", preconditions=Preconditions(if_match="abc"))
+    with pytest.raises(InvalidArgument, match="Preconditions"):
+        await b.signed_upload_url("k", preconditions={"not_exists": True})  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -65,9 +66,11 @@ def tail(path: Path, lines: int = 40) -> str:
         return f"(no log at {path})"
 
 
-def http_status(url: str, timeout: float = 1.0) -> int:
+def http_status(url: str, timeout: float = 1.0, ca: Path | None = None) -> int:
+    """The answer's status, or 0 when nothing answered; ``ca``: the CA file for https."""
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)

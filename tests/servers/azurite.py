@@ -46,6 +46,12 @@ QUIRKS: dict[str, str] = {
     "user_delegation_sas_needs_oauth": (
         "Azurite 3.35 issues user-delegation keys only to OAuth (bearer token) requests over HTTPS"
     ),
+    "user_delegation_sas_2026_layout": (
+        "Azurite 3.35 checks a user-delegation SAS with the 2025-07-05 string to sign at most; "
+        "azure-storage-blob 12.31.1, and aiobucket after it, sign sv=2026-10-06, whose string adds "
+        "the signed request headers and query fields (srh, srq), so Azurite answers 403 "
+        "(https://learn.microsoft.com/rest/api/storageservices/create-user-delegation-sas)"
+    ),
     # Azure itself, not only Azurite: the rules of the service that a conformance test
     # written for S3 semantics meets.
     "azure_metadata_identifiers": (

@@ -55,12 +55,16 @@ def azurite_binary() -> str | None:
     return shutil.which("azurite-blob")
 
 
-def create_container(endpoint: str, name: str) -> None:
+def create_container(endpoint: str, name: str, ca: Path | None = None) -> None:
     """Made with the SDK (a dev dependency): the fixture's setup, not the code under test."""
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.blob import BlobServiceClient
 
-    client = BlobServiceClient(endpoint, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY})
+    client = BlobServiceClient(
+        endpoint,
+        credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY},
+        **({"connection_verify": str(ca)} if ca else {}),
+    )
     try:
         client.create_container(name)
     except ResourceExistsError:
@@ -69,28 +73,35 @@ def create_container(endpoint: str, name: str) -> None:
         client.close()
 
 
-def start(base: Path, binary: str) -> tuple[subprocess.Popen[bytes], AzuriteServer]:
-    """Start Azurite on a free port under ``base``; stops it again if it fails to come up."""
+def start(
+    base: Path, binary: str, *, tls: tuple[Path, Path] | None = None
+) -> tuple[subprocess.Popen[bytes], AzuriteServer]:
+    """Start Azurite on a free port under ``base``; stops it again if it fails to come up.
+
+    With ``tls`` (certificate, key PEM files) it serves HTTPS and takes AAD bearer tokens
+    (``--oauth basic``), which user-delegation SAS needs."""
     (port,) = free_ports(1)
     log = base / "azurite.log"
+    secure = ["--oauth", "basic", "--cert", str(tls[0]), "--key", str(tls[1])] if tls else []
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
                 binary,
                 "--blobHost", "127.0.0.1", "--blobPort", str(port),
                 "--location", str(base / "data"),
-                "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent",
+                "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent", *secure,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         # Any HTTP answer (400 for a bare GET of the account) means it listens.
-        wait_until(lambda: http_status(f"{endpoint}/{ACCOUNT}?comp=list") != 0, proc, 60, NAME, log)
-        create_container(f"{endpoint}/{ACCOUNT}", CONTAINER)
+        ca = tls[0] if tls else None
+        wait_until(lambda: http_status(f"{endpoint}/{ACCOUNT}?comp=list", ca=ca) != 0, proc, 60, NAME, log)
+        create_container(f"{endpoint}/{ACCOUNT}", CONTAINER, ca)
     except BaseException:
         stop(proc)
         raise

@@ -66,6 +66,11 @@ QUIRKS: dict[str, str] = {
         "fake-gcs-server 1.54 never checks a V4 signature, so a signed header such as Content-Type "
         "is not enforced on a signed PUT"
     ),
+    "gcs_xml_put_ignores_preconditions": (
+        "fake-gcs-server 1.54 ignores x-goog-if-generation-match on an XML API PUT, so a create-only "
+        "signed PUT overwrites an existing object, where GCS answers 412 "
+        "(https://cloud.google.com/storage/docs/xml-api/put-object-upload#request_headers)"
+    ),
 }
 
 

@@ -58,3 +58,46 @@ def test_az_scheme_is_registered_and_importing_it_loads_no_sdk() -> None:
         "assert not [m for m in sys.modules if m.startswith(('azure', 'aiohttp'))], 'heavy import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_connection_strings_as_the_portal_and_azurite_give_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = _parse(
+        "az://photos",
+        connection_string="DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=a2V5==;"
+        "EndpointSuffix=core.chinacloudapi.cn",
+    )
+    assert (s.account, s.endpoint, s.account_key) == (
+        "acme",
+        "https://acme.blob.core.chinacloudapi.cn",
+        "a2V5==",
+    )
+    s = _parse(
+        "az://photos",
+        connection_string="BlobEndpoint=https://acme.blob.core.windows.net/;SharedAccessSignature=sv=2025-01-05&sig=c2ln",
+    )
+    assert (s.account, s.sas_token, s.account_key) == ("acme", "sv=2025-01-05&sig=c2ln", None)
+    s = _parse("az://photos", connection_string="UseDevelopmentStorage=true")
+    assert (s.account, s.endpoint) == ("devstoreaccount1", "http://127.0.0.1:10000/devstoreaccount1")
+    assert s.account_key is not None and s.account_key.startswith("Eby8")
+    monkeypatch.setenv(
+        "AIOBUCKET_TEST_CS", "BlobEndpoint=http://127.0.0.1:4711/devstoreaccount1;AccountKey=a2V5"
+    )
+    s = _parse("az://photos", connection_string_env="AIOBUCKET_TEST_CS")
+    assert (s.account, s.endpoint) == ("devstoreaccount1", "http://127.0.0.1:4711/devstoreaccount1")
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("az://photos?account=acme", {"connection_string": "AccountName=acme;AccountKey=k"}, "not both"),
+        ("az://photos", {"connection_string": "AccountName=a1b", "account_key": "k"}, "not both"),
+        ("az://photos", {"connection_string": "x", "connection_string_env": "X"}, "not both"),
+        ("az://photos", {"connection_string_env": "AIOBUCKET_TEST_UNSET_VAR"}, "not set"),
+        ("az://photos", {"connection_string": "AccountKey=secretvalue;junk"}, "not Name=Value"),
+        ("az://photos", {"connection_string": "AccountKey=secretvalue"}, "no AccountName"),
+    ],
+)
+def test_connection_string_mistakes(url: str, options: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message) as info:
+        _parse(url, **options)
+    assert "secretvalue" not in str(info.value)  # the key is never echoed

@@ -49,3 +49,41 @@ def test_the_header_wins_over_the_body() -> None:
     assert bucket_region(answer(400, body)) == "eu-west-1"
     assert bucket_region(answer(400, body, x_amz_bucket_region="ap-south-1")) == "ap-south-1"
     assert bucket_region(answer(400)) is None
+
+
+@pytest.mark.parametrize(
+    ("dst", "src", "server_side"),
+    [
+        # AWS copies between regions of one partition when the request goes to the
+        # destination's region (API_CopyObject.html), as boto3's copy_object does.
+        ({"region": "eu-west-1"}, {"region": "us-east-1"}, True),
+        ({"region": "cn-north-1"}, {"region": "us-east-1"}, False),  # another partition
+        (
+            {"region": "eu-west-1"},
+            {"region": "eu-west-1", "access_key_id": "AKIA2"},
+            False,
+        ),  # another account
+        # An endpoint of another store: one region, one server.
+        (
+            {"region": "a", "endpoint": "http://127.0.0.1:9"},
+            {"region": "b", "endpoint": "http://127.0.0.1:9"},
+            False,
+        ),
+        (
+            {"region": "a", "endpoint": "http://127.0.0.1:9"},
+            {"region": "a", "endpoint": "http://127.0.0.1:9"},
+            True,
+        ),
+    ],
+)
+def test_server_side_copies_cross_regions_on_aws_only(
+    dst: dict[str, str], src: dict[str, str], server_side: bool
+) -> None:
+    from aiobucket.providers.s3._provider import S3Provider
+    from aiobucket.providers.s3._settings import S3Settings
+
+    def provider(bucket: str, given: dict[str, str]) -> S3Provider:
+        keys = {"access_key_id": "AKIA1", "secret_access_key": "s"}
+        return S3Provider(S3Settings(bucket=bucket, **{**keys, **given}))  # type: ignore[arg-type]
+
+    assert provider("dst", dst).can_copy_from(provider("src", src)) is server_side

@@ -38,7 +38,7 @@ from ..bucket import NAME, Bucket
 from ..errors import BucketError, InvalidArgument, ObjectNotFound
 from ..providers.base import MiB
 from ..providers.local import is_bucket, root_of
-from ..types import BucketConfig, ObjectAttrs, Query, UploadAttrs
+from ..types import BucketConfig, ObjectAttrs, Preconditions, Query, UploadAttrs
 from . import _doctor, _fsck
 from ._progress import progress
 
@@ -443,6 +443,11 @@ def _url_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("object", metavar="BUCKET:KEY")
     p.add_argument("--signed", choices=("get", "put"), help="a signed download (get) or upload (put) URL")
     p.add_argument("--ttl", type=float, metavar="SECONDS", help="signed URL lifetime (default 3600)")
+    p.add_argument(
+        "--create-only",
+        action="store_true",
+        help="with --signed put: a PUT over an existing object is refused",
+    )
     _version_option(p)
     _versioned_option(p)
 
@@ -454,6 +459,8 @@ async def _url(args: argparse.Namespace) -> int:
         raise UsageError("--ttl and --version need --signed")
     if args.signed == "put" and args.object_version:
         raise UsageError("--version applies to --signed get")
+    if args.create_only and args.signed != "put":
+        raise UsageError("--create-only applies to --signed put")
     b = bucket(obj.bucket, args)
     if args.signed is None:
         if not b.config.public:
@@ -468,7 +475,8 @@ async def _url(args: argparse.Namespace) -> int:
     if args.signed == "get":
         _out(await b.signed_download_url(obj.key, ttl=ttl, version=args.object_version))
     else:
-        _out(await b.signed_upload_url(obj.key, ttl=ttl))
+        create_only = Preconditions(not_exists=True) if args.create_only else None
+        _out(await b.signed_upload_url(obj.key, ttl=ttl, preconditions=create_only))
     return 0
 
 

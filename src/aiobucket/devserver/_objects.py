@@ -99,6 +99,7 @@ async def _authorize(
         q.get("signature"),
         content_type=q.get("content_type"),
         content_length=q.get("content_length"),
+        create_only=q.get("create_only"),
     )
 
 
@@ -137,7 +138,8 @@ async def handle_object(request: web.Request) -> web.StreamResponse:
 
 
 def _preconditions(request: web.Request) -> Preconditions:
-    if request.headers.get("If-None-Match", "").strip() == "*":
+    # create_only=1 was vouched for by the signature (_authorize): the URL is create-only.
+    if request.query.get("create_only") == "1" or request.headers.get("If-None-Match", "").strip() == "*":
         return Preconditions(not_exists=True)
     match = request.headers.get("If-Match", "").strip().removeprefix("W/").strip('"')
     return Preconditions(if_match=match) if match and match != "*" else Preconditions()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:
     from ._analysis import Manifest
@@ -211,8 +211,9 @@ def cloud_location(bucket: str) -> list[tuple[str, str]]:
     if settings.scheme in ("s3", "gs"):
         return [(settings.scheme, urlsplit(settings.url).netloc or bucket)]
     if settings.scheme == "az":  # CORS is set on the storage account's blob service
-        account = parse_qs(urlsplit(settings.url).query).get("account", ["{account}"])[-1]
-        return [("az", account)]
+        from ._azure import azure_location
+
+        return [("az", azure_location(bucket)[0])]
     return [("s3", bucket), ("gs", bucket)]
 
 
@@ -288,11 +289,15 @@ def _azure_rule(origins: list[str], methods: set[str]) -> dict[str, Any]:
     }
 
 
+GCS_CORS_REQUEST_HEADERS = ("x-goog-if-generation-match",)
+"""A create-only signed PUT on GCS sends it (signed_upload_url(preconditions=...))."""
+
+
 def _gcs_rule(origins: list[str], methods: set[str]) -> dict[str, Any]:
     # GCS has one list for both directions: headers a request may carry and a page may read.
     return {
         "origin": list(origins),
         "method": sorted(methods),
-        "responseHeader": sorted(set(CORS_REQUEST_HEADERS) | set(CORS_EXPOSE_HEADERS)),
+        "responseHeader": sorted({*CORS_REQUEST_HEADERS, *CORS_EXPOSE_HEADERS, *GCS_CORS_REQUEST_HEADERS}),
         "maxAgeSeconds": CORS_MAX_AGE,
     }

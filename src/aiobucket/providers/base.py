@@ -289,9 +289,12 @@ class Provider(Protocol):
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         """A presigned URL. For PUT, ``content_type`` and ``content_length`` are signed
-        into it where the backend can enforce them (NotSupported where it cannot)."""
+        into it where the backend can enforce them (NotSupported where it cannot), and
+        ``not_exists`` makes it create-only: the server refuses a PUT over an existing
+        object (NotSupported, before signing, where the backend cannot enforce that)."""
         ...
 
     async def sign_post(self, key: str, policy: PostPolicy) -> UploadForm:

@@ -277,6 +277,7 @@ class MemoryProvider:
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         raise NotSupported("the memory backend cannot sign URLs", key=key)
 

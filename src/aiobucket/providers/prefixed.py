@@ -172,9 +172,16 @@ class PrefixedProvider:
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         op = self.inner.sign_url(
-            self._full(key), method, ttl, version, content_type=content_type, content_length=content_length
+            self._full(key),
+            method,
+            ttl,
+            version,
+            content_type=content_type,
+            content_length=content_length,
+            not_exists=not_exists,
         )
         return await self._call(key, op)
 

@@ -70,7 +70,7 @@ from ..base import (
     check_read,
 )
 from ..s3._retry import RetryPolicy
-from ..s3._transport import Response, Transport
+from ..s3._transport import Response, Transport, ssl_context
 from ..s3._wire import (
     Body,
     BytesBody,
@@ -238,6 +238,7 @@ class AzureProvider:
             # path, as the SDK assumes for such endpoints.
             self._base_path = "/" + settings.account
         self.auth: Auth = make_auth(settings)
+        self._tls_pending = settings.ca_bundle is not None
         self._delegation: tuple[datetime, datetime, DelegationKey] | None = None
 
     # -- the one request path ------------------------------------------------------------
@@ -267,6 +268,8 @@ class AzureProvider:
 
         Every attempt gets a fresh ``x-ms-date`` and signature over exactly the URL sent.
         """
+        if self._tls_pending:
+            await self._load_tls()
         path = path or self.path_of(key)
         query = query or []
         base_headers = headers or {}
@@ -289,6 +292,17 @@ class AzureProvider:
             return resp
 
         return await self.policy.call(attempt, f"{op} ({method} {self.container})")
+
+    async def _load_tls(self) -> None:
+        """The ``ca_bundle`` option's CAs, loaded once, off the event loop."""
+        bundle = self.settings.ca_bundle
+        try:
+            self.transport.ssl = await asyncio.to_thread(ssl_context, bundle)
+        except OSError as exc:  # ssl.SSLError included
+            raise InvalidArgument(
+                f"cannot load the CA certificates of the ca_bundle option ({bundle!r}): {exc}"
+            ) from None
+        self._tls_pending = False
 
     def fail(self, resp: Response, op: str, key: str | None, version: str | None = None) -> BucketError:
         return error_for(resp, op=op, container=self.container, key=key, version=version)
@@ -622,6 +636,7 @@ class AzureProvider:
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         if method not in ("GET", "PUT"):
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
@@ -638,7 +653,11 @@ class AzureProvider:
                 raise InvalidArgument("only a download URL can name a version", key=key)
             token = await self.auth.version_sas(self.container, key, version, ttl, API_VERSION)
             return self.url_of(key) + "?versionid=" + quote(version, safe="") + "&" + token
-        permission = "r" if method == "GET" else "cw"
+        # Create without write (sp=c) lets the holder write a new blob only: Put Blob over an
+        # existing one answers 403 AuthorizationPermissionMismatch, and Put Block / Put Block
+        # List need w (https://learn.microsoft.com/rest/api/storageservices/create-service-sas
+        # #permissions-for-a-directory-container-or-blob).
+        permission = "r" if method == "GET" else "c" if not_exists else "cw"
         token = await self.auth.sas(self.container, key, permission, ttl, API_VERSION, self._delegation_key)
         return self.url_of(key) + "?" + token
 

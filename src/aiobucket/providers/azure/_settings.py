@@ -5,10 +5,17 @@ Option names follow the S3 and GCS ones where the meaning is the same (``endpoin
 ``account_key`` (or ``account_key_env``) signs with SharedKey; else ``sas_token``
 is appended to every request; else azure-identity's ``DefaultAzureCredential``
 supplies AAD bearer tokens (the ``aiobucket[azure]`` extra).
+
+A ``connection_string`` (or ``connection_string_env``, such as
+``AZURE_STORAGE_CONNECTION_STRING``), as the portal and the SDK's
+``from_connection_string`` give it, supplies the account, the blob endpoint and the
+key or SAS token instead; it cannot be combined with them (one source of truth).
+``UseDevelopmentStorage=true`` is Azurite with its published development account.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -35,7 +42,13 @@ OPTIONS = (
     "read_timeout",
     "backoff_base",
     "backoff_max",
+    "ca_bundle",
+    "connection_string",
+    "connection_string_env",
 )
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+"""Azurite's well-known development account (published in Azurite's README and the SDKs)."""
 # Container names: 3-63 of lowercase letters, digits and single hyphens (Azure's naming rules).
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
@@ -56,12 +69,74 @@ class AzureSettings:
     read_timeout: float = 60.0
     backoff_base: float = 0.1
     backoff_max: float = 5.0
+    ca_bundle: str | None = None
+    """A PEM file of the CAs that the endpoint's TLS is verified against, instead of the
+    system's store (a sovereign cloud's or a private endpoint's CA; Azurite with --cert)."""
 
     def __repr__(self) -> str:  # never print the key or the token
         return (
             f"AzureSettings(container={self.container!r}, account={self.account!r}, "
             f"endpoint={self.endpoint!r})"
         )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _connection_string(opts: Mapping[str, object], where: str) -> dict[str, str]:
+    """account, endpoint and account_key or sas_token from a connection string; {} without one."""
+    text, env_name = opts.get("connection_string"), opts.get("connection_string_env")
+    if text is not None and env_name is not None:
+        raise InvalidArgument(f"{where}: set connection_string or connection_string_env, not both")
+    if env_name is not None:
+        text = os.environ.get(_str("connection_string_env", where, env_name))
+        if not text:
+            raise InvalidArgument(
+                f"{where}: connection_string_env names {env_name!r}, but that environment variable is not set"
+            )
+    if text is None:
+        return {}
+    fields: dict[str, str] = {}
+    for part in _str("connection_string", where, text).split(";"):
+        if part.strip():
+            field, sep, value = part.partition("=")
+            if not sep:  # never echo the string: it may hold the key
+                raise InvalidArgument(f"{where}: connection_string has a part that is not Name=Value")
+            fields[field.strip().lower()] = value.strip()
+    if fields.get("usedevelopmentstorage", "").lower() == "true":
+        proxy = fields.get("developmentstorageproxyuri", "http://127.0.0.1").rstrip("/")
+        return {
+            "account": DEV_ACCOUNT,
+            "account_key": DEV_ACCOUNT_KEY,
+            "endpoint": f"{proxy}:10000/{DEV_ACCOUNT}",
+        }
+    out: dict[str, str] = {}
+    if "accountname" in fields:
+        out["account"] = fields["accountname"]
+    if "blobendpoint" in fields:
+        out["endpoint"] = fields["blobendpoint"]
+    elif "account" in out:
+        scheme = fields.get("defaultendpointsprotocol", "https")
+        out["endpoint"] = (
+            f"{scheme}://{out['account']}.blob.{fields.get('endpointsuffix', 'core.windows.net')}"
+        )
+    if "accountkey" in fields:
+        out["account_key"] = fields["accountkey"]
+    elif "sharedaccesssignature" in fields:
+        out["sas_token"] = fields["sharedaccesssignature"]
+    if "account" not in out:
+        if "endpoint" not in out:
+            raise InvalidArgument(f"{where}: connection_string names no AccountName and no BlobEndpoint")
+        # NAME.blob.core.windows.net, or an emulator's http://127.0.0.1:10000/NAME.
+        parts = urlsplit(out["endpoint"])
+        host, path = parts.hostname or "", parts.path.strip("/")
+        out["account"] = path.split("/")[0] if host == "localhost" or _is_ip(host) else host.split(".")[0]
+    return out
 
 
 def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
@@ -79,6 +154,13 @@ def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
     if unknown:
         raise InvalidArgument(f"{where}: unknown Azure option(s) {unknown}; known: {', '.join(OPTIONS)}")
     merged: dict[str, object] = {**opts, **query}
+    from_string = _connection_string(opts, where)
+    if from_string:
+        clash = sorted(set(merged) & {"account", "endpoint", "account_key", "account_key_env", "sas_token"})
+        if clash:
+            raise InvalidArgument(f"{where}: set connection_string or {', '.join(clash)}, not both")
+        merged.update(from_string)
+        opts = {**opts, **from_string}
     container = parts.netloc or name
     if not _CONTAINER.match(container):
         raise InvalidArgument(
@@ -131,4 +213,5 @@ def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
         read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
         backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
         backoff_max=_number("backoff_max", where, opts.get("backoff_max", 5.0), float),
+        ca_bundle=_str("ca_bundle", where, opts["ca_bundle"]) if "ca_bundle" in opts else None,
     )

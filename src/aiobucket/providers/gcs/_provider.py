@@ -531,6 +531,7 @@ class GcsProvider:
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         if content_length is not None:
             raise NotSupported(
@@ -554,6 +555,7 @@ class GcsProvider:
             signer=signer,
             extra_query=extra,
             content_type=content_type if method == "PUT" else None,
+            not_exists=not_exists and method == "PUT",
         )
 
     async def _signer(self, key: str) -> tuple[str, Signer]:

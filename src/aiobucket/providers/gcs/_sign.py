@@ -146,9 +146,18 @@ async def sign_v4(
     signer: Signer,
     extra_query: Mapping[str, str] | None = None,
     content_type: str | None = None,
+    not_exists: bool = False,
     now: datetime | None = None,
 ) -> str:
-    """A path-style V4 signed URL: ``{base_url}/{bucket}/{key}?X-Goog-...``."""
+    """A path-style V4 signed URL: ``{base_url}/{bucket}/{key}?X-Goog-...``.
+
+    ``content_type`` and ``not_exists`` become signed headers the uploader must send
+    (``x-goog-if-generation-match: 0`` makes the PUT create-only)."""
+    headers: dict[str, str] = {}
+    if content_type is not None:
+        headers["content-type"] = content_type
+    if not_exists:
+        headers["x-goog-if-generation-match"] = "0"
     request = v4_request(
         base_url=base_url,
         path=f"{urlsplit(base_url).path.rstrip('/')}{object_path(bucket, key)}",
@@ -157,6 +166,6 @@ async def sign_v4(
         client_email=client_email,
         now=now or datetime.now(UTC),
         query=extra_query,
-        headers=None if content_type is None else {"content-type": content_type},
+        headers=headers or None,
     )
     return await sign_v4_url(request, signer)

@@ -597,6 +597,7 @@ class LocalProvider:
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         """An HMAC-signed URL to ``aiobucket serve`` (see _signing).
 
@@ -616,6 +617,7 @@ class LocalProvider:
             ttl.total_seconds(),
             content_type=content_type if put else None,
             content_length=content_length if put else None,
+            create_only=put and not_exists,
         )
 
     async def aclose(self) -> None:

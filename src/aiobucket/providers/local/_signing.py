@@ -6,7 +6,9 @@ is a random key in the bucket's root directory (``<root>/signing.key``, mode
 bucket name, the stored key (with the bucket's key_prefix), the version and the
 expiry, so changing any of them invalidates the URL. A signed PUT may also fix the
 Content-Type and the size (``content_type`` / ``content_length`` in the query, and
-in the signed message), which the server then requires of the request.
+in the signed message), which the server then requires of the request, and may be
+create-only (``create_only=1``, signed): the server then writes with
+``Preconditions(not_exists=True)`` whatever headers the request carries.
 
 A URL looks like::
 
@@ -127,13 +129,16 @@ def _message(
     expires: int,
     content_type: str | None = None,
     content_length: int | str | None = None,
+    create_only: bool = False,
 ) -> bytes:
     # Keys, bucket names, versions and content types never contain a newline (the
     # library refuses control characters), so the fields cannot run into each other.
     # URLs without the PUT extras sign exactly what they signed before the extras existed.
     fields = [_SCHEME, method.upper(), bucket, key, version or "", str(expires)]
-    if content_type is not None or content_length is not None:
+    if content_type is not None or content_length is not None or create_only:
         fields += [content_type or "", "" if content_length is None else str(content_length)]
+    if create_only:
+        fields.append("create-only")
     return "\n".join(fields).encode()
 
 
@@ -146,8 +151,9 @@ def sign(
     expires: int,
     content_type: str | None = None,
     content_length: int | str | None = None,
+    create_only: bool = False,
 ) -> str:
-    message = _message(method, bucket, key, version, expires, content_type, content_length)
+    message = _message(method, bucket, key, version, expires, content_type, content_length, create_only)
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
@@ -162,6 +168,7 @@ def signed_url(
     *,
     content_type: str | None = None,
     content_length: int | None = None,
+    create_only: bool = False,
     now: float | None = None,
 ) -> str:
     expires = math.ceil((time.time() if now is None else now) + ttl_seconds)
@@ -172,7 +179,11 @@ def signed_url(
         query["content_type"] = content_type
     if content_length is not None:
         query["content_length"] = str(content_length)
-    query["signature"] = sign(secret, method, bucket, key, version, expires, content_type, content_length)
+    if create_only:
+        query["create_only"] = "1"
+    query["signature"] = sign(
+        secret, method, bucket, key, version, expires, content_type, content_length, create_only
+    )
     return object_url(base, bucket, key) + "?" + urlencode(query)
 
 
@@ -187,19 +198,24 @@ def verify(
     *,
     content_type: str | None = None,
     content_length: str | None = None,
+    create_only: str | None = None,
     now: float | None = None,
 ) -> str | None:
     """None when the signature is valid and unexpired, else the reason it is not.
 
-    ``content_type`` / ``content_length`` are the URL's own query values: the caller
-    checks the request against them once the signature vouches for them.
+    ``content_type`` / ``content_length`` / ``create_only`` are the URL's own query
+    values: the caller checks the request against them once the signature vouches for them.
     """
     if not expires or not signature:
         return "the URL is not signed"
     if not expires.isdigit() or len(expires) > 12:
         return "bad expiry"
     exp = int(expires)
-    expected = sign(secret, method, bucket, key, version, exp, content_type, content_length)
+    if create_only not in (None, "1"):
+        return "bad create_only"
+    expected = sign(
+        secret, method, bucket, key, version, exp, content_type, content_length, create_only == "1"
+    )
     if not hmac.compare_digest(expected, signature.lower()):
         return "signature mismatch"
     return _check_expiry(exp, now, "URL")

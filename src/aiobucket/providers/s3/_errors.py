@@ -129,7 +129,15 @@ def _error_for(
             f"the request to ({code or status}: {message}); set region= in the bucket's configuration",
             key=key,
         )
-    if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+    if code == "ConditionalRequestConflict":
+        # AWS says "retry": still conflicting after every attempt is no lost race, and
+        # nothing was written (conditional-requests.html).
+        return BackendError(
+            f"{op}: S3 kept answering 409 ConditionalRequestConflict (a concurrent write to the same "
+            f"key){tries}; nothing was written, the call may be retried ({message})",
+            key=key,
+        )
+    if status == 412 or code == "PreconditionFailed":
         return PreconditionFailed(f"{op}: precondition failed ({code or status}: {message})", key=key)
     if code in _INTEGRITY:
         return IntegrityError(

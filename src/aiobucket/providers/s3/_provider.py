@@ -151,6 +151,14 @@ then costs one round trip, not the body. botocore sends it on every file-like Pu
 and UploadPart body; below 1 MiB the round trip it adds costs more than a resend."""
 
 
+def _partition(region: str) -> str:
+    """The AWS partition a region is in (credentials, and so copies, stay within one)."""
+    for prefix in ("cn-", "us-gov-", "us-iso-", "us-isob-", "eu-isoe-", "us-isof-", "eusc-"):
+        if region.startswith(prefix):
+            return prefix
+    return "aws"
+
+
 def capabilities_of(store: StoreProfile) -> Capabilities:
     """A bucket's declared capabilities, from what its store honours (``_profiles.py``).
 
@@ -827,16 +835,17 @@ class S3Provider:
     # -- copies ------------------------------------------------------------------------------
 
     def can_copy_from(self, source: Provider) -> bool:
-        """CopyObject works across buckets of one endpoint and account."""
+        """CopyObject works across buckets of one endpoint and account; on AWS's own
+        endpoints also across regions of one partition (S3 copies between regions when
+        the request goes to the destination's, as boto3's copy_object does)."""
         if not isinstance(source, S3Provider):
             return False
         a, b = self.settings, source.settings
-        return (a.endpoint, a.region, a.access_key_id, a.profile) == (
-            b.endpoint,
-            b.region,
-            b.access_key_id,
-            b.profile,
-        )
+        if (a.endpoint, a.access_key_id, a.profile) != (b.endpoint, b.access_key_id, b.profile):
+            return False
+        if a.endpoint is None and a.region and b.region:
+            return _partition(a.region) == _partition(b.region)
+        return a.region == b.region
 
     async def copy(self, source: Provider, src: str, dst: str, opts: CopyOptions) -> ObjectAttrs:
         from ._multipart import copy
@@ -861,16 +870,21 @@ class S3Provider:
         *,
         content_type: str | None = None,
         content_length: int | None = None,
+        not_exists: bool = False,
     ) -> str:
         if method not in ("GET", "PUT"):
             raise InvalidArgument(f"cannot sign a {method!r} URL; use GET or PUT", key=key)
         self._no_sse_c("a signed URL", key)
+        if not_exists and self.store.conditional_put != "native":  # no HEAD precedes a stranger's PUT
+            raise NotSupported(f"{self.store.name} does not refuse a PUT by If-None-Match", key=key)
         client = await self._signing_client()
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._signed_params(method)}
         if method == "PUT" and content_type is not None:  # signed headers: S3 refuses others
             params["ContentType"] = content_type
         if method == "PUT" and content_length is not None:
             params["ContentLength"] = content_length
+        if method == "PUT" and not_exists:  # a signed header: a PUT without it gets 403
+            params["IfNoneMatch"] = "*"
         if version is not None and method == "GET":
             params["VersionId"] = version
         try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import InvalidArgument
-from ._profiles import OVERRIDES, PROFILES, StoreProfile, apply_overrides, profile_for
+from ._profiles import OVERRIDES, PROFILES, StoreProfile, apply_overrides, infer, profile_for
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -58,6 +58,8 @@ BUCKET_OPTIONS = (
 OPTIONS += BUCKET_OPTIONS
 SSE_VALUES = ("AES256", "aws:kms")
 REQUEST_PAYER_VALUES = ("requester",)
+RETRY_MODES = ("legacy", "standard", "adaptive")
+"""botocore's AWS_RETRY_MODE values: "adaptive" turns adaptive_retry on, the others off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,11 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
     token = opts.get("session_token")
 
     adaptive = _bool("adaptive_retry", where, opts["adaptive_retry"]) if "adaptive_retry" in opts else None
+    if adaptive is None and os.environ.get("AWS_RETRY_MODE"):  # botocore's, as boto3 users set it
+        mode = _choice("AWS_RETRY_MODE", where, os.environ["AWS_RETRY_MODE"], RETRY_MODES)
+        adaptive = mode == "adaptive"
+    attempts = opts.get("max_attempts", os.environ.get("AWS_MAX_ATTEMPTS") or 10)
+    attempts_from = "max_attempts" if "max_attempts" in opts else "AWS_MAX_ATTEMPTS"
     concurrency = settings.concurrency or 8
     pool_default = max(64, concurrency * 2 + 10)
     return S3Settings(
@@ -206,7 +213,7 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         max_pool_connections=int(
             _number("max_pool_connections", where, opts.get("max_pool_connections", pool_default), int)
         ),
-        max_attempts=int(_number("max_attempts", where, opts.get("max_attempts", 10), int)),
+        max_attempts=int(_number(attempts_from, where, attempts, int)),
         connect_timeout=_number("connect_timeout", where, opts.get("connect_timeout", 10.0), float),
         read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
         backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
@@ -340,8 +347,5 @@ def option_headers(s: S3Settings) -> OptionHeaders:
 
 
 def is_aws(endpoint: str | None) -> bool:
-    """AWS itself: no endpoint (the SDK's own) or an amazonaws.com host."""
-    if endpoint is None:
-        return True
-    host = (urlsplit(endpoint).hostname or "").lower()
-    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+    """AWS itself: no endpoint (the SDK's own) or an amazonaws.com host (the profiles' host table)."""
+    return infer(endpoint) == "aws"
