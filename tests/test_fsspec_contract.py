@@ -15,7 +15,7 @@ import pickle
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import fsspec
@@ -41,6 +41,25 @@ def fs(bucket: aiobucket.Bucket) -> Iterator[AiobucketFileSystem]:
     fs = AiobucketFileSystem(buckets=[bucket], skip_instance_cache=True)
     yield fs
     fsspec.asyn.sync(fs.loop, aiobucket.aclose)
+
+
+@pytest.fixture
+def create_only(backend: Backend, bucket: aiobucket.Bucket) -> bool:
+    """Whether the backend declares it honours create-only single writes (Capabilities.
+    conditional_put). Where it does not, a create-only write must raise NotSupported before
+    any I/O and store nothing, as tests/conformance/ checks for Bucket."""
+
+    async def caps() -> bool:
+        return backend.supports(bucket).conditional_put
+
+    return bool(run(caps()))
+
+
+def refused(fs: AiobucketFileSystem, path: str, write: Callable[[], object]) -> None:
+    """A create-only write on a backend that cannot honour it: NotSupported, nothing stored."""
+    with pytest.raises(aiobucket.NotSupported):
+        write()
+    assert not fs.exists(path)
 
 
 def run(coro: object) -> object:
@@ -136,6 +155,8 @@ def test_missing_objects_and_folders_raise_the_builtin_errors(
         fs.cat_file(bucket.name)
     with pytest.raises(IsADirectoryError):
         fs.open(f"{bucket.name}/dir")
+    with pytest.raises(IsADirectoryError):
+        fs.cat_file(f"{bucket.name}/dir")  # objects live under it: a folder
     with pytest.raises(aiobucket.NotSupported, match="immutable"):
         fs.open(f"{bucket.name}/dir/a", "ab")
 
@@ -144,9 +165,11 @@ def test_missing_objects_and_folders_raise_the_builtin_errors(
 
 
 def test_create_only_writes_let_exactly_one_concurrent_writer_win(
-    fs: AiobucketFileSystem, bucket: aiobucket.Bucket
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket, create_only: bool
 ) -> None:
     path = f"{bucket.name}/once"
+    if not create_only:
+        return refused(fs, path, lambda: fs.pipe_file(path, b"writer", mode="create"))
 
     async def race() -> list[BaseException | None]:
         afs = AiobucketFileSystem(buckets=[bucket], asynchronous=True, skip_instance_cache=True)
@@ -237,11 +260,14 @@ def test_a_write_file_dropped_unclosed_is_aborted_with_a_resource_warning(
 
 
 def test_a_create_only_file_that_loses_the_race_at_commit_raises_file_exists(
-    fs: AiobucketFileSystem, bucket: aiobucket.Bucket
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket, create_only: bool
 ) -> None:
     path = f"{bucket.name}/late"
     f = fs.open(path, "xb")  # nothing there at open
     f.write(b"second")
+    if not create_only:
+        refused(fs, path, f.close)
+        return f.discard()
     fs.pipe_file(path, b"first")  # another writer gets there meanwhile
     with pytest.raises(FileExistsError):
         f.close()
@@ -267,6 +293,32 @@ def test_a_read_file_pins_the_etag_seen_at_open(fs: AiobucketFileSystem, bucket:
         assert f.read() == DATA[::-1]
 
 
+def test_large_reads_fill_one_buffer_with_the_right_bytes(
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket
+) -> None:
+    """Reads of a MiB or more are copied into one buffer as the chunks arrive (read_all)."""
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    path = f"{bucket.name}/big.bin"
+    fs.pipe_file(path, big)
+    with fs.open(path, "rb", block_size=1024 * 1024) as f:
+        f.seek(5)
+        assert f.read(2 * 1024 * 1024) == big[5 : 5 + 2 * 1024 * 1024]
+        assert f.read() == big[5 + 2 * 1024 * 1024 :]
+        f.seek(0)
+        whole = f.read()  # the whole object: verified
+        assert type(whole) is bytes and whole == big
+    mib = 1024 * 1024
+    assert fs.cat_file(path) == big
+    assert fs.cat_file(path, start=1, end=2 * mib) == big[1 : 2 * mib]
+    assert fs.cat_file(path, start=-2 * mib) == big[-2 * mib :]
+    assert fs.cat_file(path, start=mib, end=10 * mib) == big[mib:]
+    run(_overwrite(bucket, "big.bin", big[::-1]))
+    with fs.open(path, "rb", block_size=1024 * 1024) as f:
+        run(_overwrite(bucket, "big.bin", big))
+        with pytest.raises(FileExpired):
+            f.read()
+
+
 async def _overwrite(bucket: aiobucket.Bucket, key: str, data: bytes) -> None:
     async with bucket.upload(key) as w:
         await w.write(data)
@@ -286,6 +338,58 @@ def test_a_read_file_pickles_mid_read_and_stays_pinned(
         copy.read(10)
     with pytest.raises(RuntimeError):
         pickle.dumps(fs.open(f"{bucket.name}/w", "wb"))
+
+
+# -- versions, as s3fs reads them -------------------------------------------------------------
+
+
+@pytest.mark.quirk("no_versions")
+def test_versions_are_read_by_version_id_and_by_url_as_in_s3fs(backend: Backend) -> None:
+    bucket = backend.bucket(versioned=True)
+    fs = AiobucketFileSystem(buckets=[bucket], version_aware=True, skip_instance_cache=True)
+    try:
+        path = f"{bucket.name}/v.bin"
+        fs.pipe_file(path, b"one")
+        v1 = fs.info(path)["VersionId"]
+        fs.pipe_file(path, DATA)
+        v2 = fs.info(path)["VersionId"]
+        assert v1 and v2 and v1 != v2
+        assert fs.cat_file(path, version_id=v1) == b"one"
+        assert fs.cat_file(f"{path}?versionId={v1}", start=-2) == b"ne"
+        assert fs.info(path, version_id=v1)["size"] == 3
+        with fs.open(path, "rb", version_id=v1) as f:
+            assert f.read() == b"one"
+        assert [(i["VersionId"], i["IsLatest"]) for i in fs.object_version_info(path)] == [
+            (v2, True),
+            (v1, False),
+        ]
+        fs.cp_file(f"{path}?versionId={v1}", f"{bucket.name}/restored")
+        assert fs.cat_file(f"{bucket.name}/restored") == b"one"
+        with pytest.raises(ValueError, match="differs"):
+            fs.cat_file(f"{path}?versionId={v1}", version_id=v2)
+        # version_aware: a read file keeps reading the version it opened, after an overwrite.
+        with fs.open(path, "rb", block_size=1024) as f:
+            assert f.read(10) == DATA[:10]
+            run(_overwrite(bucket, "v.bin", b"three"))
+            assert f.read(4096) == DATA[10:4106]
+            copy = pickle.loads(pickle.dumps(f))
+        assert copy.read(10) == DATA[4106:4116]
+        url_fs, url_path = fsspec.core.url_to_fs(f"aiobucket://{path}?versionId={v1}", buckets=[bucket])
+        assert url_fs.version_aware and url_fs.cat_file(url_path) == b"one"
+    finally:
+        fsspec.asyn.sync(fs.loop, aiobucket.aclose)
+
+
+def test_a_version_on_an_unversioned_bucket_is_refused_never_answered_with_current_bytes(
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket
+) -> None:
+    fs.pipe_file(f"{bucket.name}/k", b"current")
+    with pytest.raises(aiobucket.InvalidArgument, match="versioned"):
+        fs.cat_file(f"{bucket.name}/k", version_id="1")
+    with pytest.raises(aiobucket.InvalidArgument, match="versioned"):
+        fs.open(f"{bucket.name}/k?versionId=1", "rb")
+    with pytest.raises(ValueError, match="never written"):
+        fs.open(f"{bucket.name}/k", "wb", version_id="1")
 
 
 # -- the cache ---------------------------------------------------------------------------------
@@ -432,6 +536,22 @@ def test_whole_reads_are_verified(tmp_path: Path) -> None:
                 fs.cat_file("verified/k")
             with pytest.raises(aiobucket.IntegrityError), fs.open("verified/k") as f:
                 f.read()
+            big = os.urandom(2 * 1024 * 1024)  # past read_all's threshold: filled as it arrives
+            fs.pipe_file("verified/big", big)
+            blob = max(
+                (p for p in (tmp_path / "bucket" / "blobs").rglob("*") if p.is_file()),
+                key=lambda p: p.stat().st_size,
+            )
+            damaged = bytearray(blob.read_bytes())
+            damaged[1_500_000] ^= 0x01
+            blob.write_bytes(bytes(damaged))
+            with (
+                pytest.raises(aiobucket.IntegrityError),
+                fs.open("verified/big", block_size=1024 * 1024) as f,
+            ):
+                f.read()
+            with pytest.raises(aiobucket.IntegrityError):
+                fs.cat_file("verified/big")
             with pytest.raises(aiobucket.IntegrityError):
                 fs.get_file("verified/k", str(tmp_path / "out"))
             assert not (tmp_path / "out").exists()
@@ -452,10 +572,14 @@ def test_sign_gives_a_signed_download_url(tmp_path: Path) -> None:
 
 
 def test_put_file_and_open_async_honour_create_only(
-    fs: AiobucketFileSystem, bucket: aiobucket.Bucket, tmp_path: Path
+    fs: AiobucketFileSystem, bucket: aiobucket.Bucket, tmp_path: Path, create_only: bool
 ) -> None:
     local = tmp_path / "local.bin"
     local.write_bytes(DATA)
+    if not create_only:
+        return refused(
+            fs, f"{bucket.name}/p", lambda: fs.put_file(str(local), f"{bucket.name}/p", mode="create")
+        )
     fs.put_file(str(local), f"{bucket.name}/p", mode="create")
     with pytest.raises(FileExistsError):
         fs.put_file(str(local), f"{bucket.name}/p", mode="create")

@@ -15,6 +15,11 @@ Invariants:
 * Writes stream through one ``Writer`` (bounded memory, abort on error: never a
   partial object); ``mode="create"`` is ``Preconditions(not_exists=True)``,
   checked atomically by the backend. Whole reads are verified like any download.
+* Versions as s3fs reads them: ``version_id=`` or ``<path>?versionId=<id>`` reads
+  that version (on a bucket declared ``BucketConfig(versioned=True)``; elsewhere
+  the ``Bucket`` refuses with InvalidArgument, never answering with the current
+  bytes). ``version_aware=True`` also pins each read file to the version seen at
+  open, so it keeps reading that version after an overwrite instead of expiring.
 * The dircache stays coherent with what this filesystem does: every write, copy
   and delete invalidates the paths it touched, their parents and (for deletes)
   anything cached under them. Writes made elsewhere are seen after
@@ -25,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -40,12 +46,14 @@ from ..bucket import Bucket
 from ..errors import NotSupported, ObjectNotFound, RangeNotSatisfiable
 from ..types import ListEntry, ObjectAttrs, Preconditions, Query
 from ._errors import FileExpired, os_errors
-from ._files import AiobucketFile, AiobucketStreamedFile, write_mode
+from ._files import AiobucketFile, AiobucketStreamedFile, read_all, write_mode
 
 __all__ = ["AiobucketFileSystem"]
 
 PUT_CHUNK = 4 * 1024 * 1024
 """Bytes read from a local file per write in ``put_file``: the writer re-cuts them into parts."""
+VERSION_QUERY = "?versionId="
+"""How a path names a version, as in s3fs."""
 SUFFIX_ATTEMPTS = 3
 """Tries of a read whose range depends on the size (negative start or end), should the
 object change between the HEAD that gives the size and the ranged GET."""
@@ -62,8 +70,11 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
     protocol = ("aiobucket",)
     root_marker = ""
 
-    def __init__(self, buckets: Iterable[Bucket] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, buckets: Iterable[Bucket] | None = None, version_aware: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self.version_aware = bool(version_aware)
         declared: dict[str, Bucket] = {}
         for b in buckets or ():
             if not isinstance(b, Bucket):
@@ -104,6 +115,24 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
             found = self._buckets[name] = Bucket(name)
         return found
 
+    @staticmethod
+    def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
+        # A URL naming a version makes the filesystem version-aware, as in s3fs.
+        return {"version_aware": True} if VERSION_QUERY in path else {}
+
+    @staticmethod
+    def _split_version(path: str, version_id: str | None = None) -> tuple[str, str | None]:
+        """``(path, version)`` of ``<path>?versionId=<id>`` and/or ``version_id=``."""
+        path, _, in_path = path.partition(VERSION_QUERY)
+        if in_path and version_id and in_path != version_id:
+            raise ValueError(f"version_id={version_id!r} differs from the path's versionId={in_path!r}")
+        return path, in_path or version_id or None
+
+    def _versioned_target(self, path: str, version_id: str | None) -> tuple[Bucket, str, str, str | None]:
+        """``(bucket, key, stripped path, version)`` of a path that must name an object."""
+        path, version = self._split_version(path, version_id)
+        return (*self._target(path), version)
+
     def _target(self, path: str) -> tuple[Bucket, str, str]:
         """``(bucket, key, stripped path)`` of a path that must name an object."""
         name, key = self.split_path(path)
@@ -135,14 +164,23 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
     def _dir(name: str) -> dict[str, Any]:
         return {"name": name, "size": 0, "type": "directory"}
 
-    async def _entries(self, bucket: Bucket, query: Query) -> AsyncIterator[ListEntry]:
-        async for err, entry in bucket.list(query):
+    async def _entries(
+        self, bucket: Bucket, query: Query, versions: bool = False
+    ) -> AsyncIterator[ListEntry]:
+        async for err, entry in (bucket.list_versions if versions else bucket.list)(query):
             if err is not None:
                 raise err
             assert entry is not None
             yield entry
 
-    async def _info(self, path: str, refresh: bool = False, **kwargs: Any) -> dict[str, Any]:
+    async def _info(
+        self, path: str, refresh: bool = False, version_id: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        path, version = self._split_version(path, version_id)
+        if version is not None:
+            bucket, key, full = self._target(path)
+            with os_errors(full):
+                return self._file(bucket.name, await bucket.attrs(key, version=version))
         name, key = self.split_path(path)
         if not name:
             return self._dir("")
@@ -252,41 +290,82 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
     def checksum(self, path: str) -> int:
         return int(self.ukey(path), 16)
 
+    async def _object_version_info(self, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every version of the object, newest first, as ``info()`` dicts with
+        ``VersionId`` and ``IsLatest`` (s3fs's ``object_version_info``, in fsspec's keys)."""
+        bucket, key, full = self._target(self._split_version(path)[0])
+        with os_errors(full):
+            return [
+                {**self._file(bucket.name, entry), "IsLatest": entry.is_latest}
+                async for entry in self._entries(bucket, Query(prefix=key), versions=True)
+                if entry.name == key
+            ]
+
+    object_version_info = sync_wrapper(_object_version_info)
+
     # -- reads ----------------------------------------------------------------
 
     async def _cat_file(
-        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+        self,
+        path: str,
+        start: int | None = None,
+        end: int | None = None,
+        version_id: str | None = None,
+        **kwargs: Any,
     ) -> bytes:
         """``data[start:end]`` as Python slices it: negative values count from the end,
         and a range past the end is b"". A whole-object read is verified."""
-        bucket, key, full = self._target(path)
+        bucket, key, full, version = self._versioned_target(path, version_id)
         with os_errors(full):
-            if not start and end is None:
-                return await bucket.download(key).read()
-            if (start or 0) < 0 or (end is not None and end < 0):
-                return await self._cat_relative(bucket, key, start, end, full)
-            start = start or 0
-            if end is not None and end <= start:
-                await bucket.attrs(key)  # b"" for an object that exists; FileNotFoundError else
-                return b""
             try:
-                return await bucket.download(
-                    key, offset=start, length=None if end is None else end - start
-                ).read()
-            except RangeNotSatisfiable:
-                return b""
+                return await self._slice(bucket, key, version, start, end, full)
+            except ObjectNotFound:
+                if version is None and await self._is_folder(bucket, key):
+                    raise IsADirectoryError(errno.EISDIR, "a folder, not an object", full) from None
+                raise
+
+    async def _slice(
+        self, bucket: Bucket, key: str, version: str | None, start: int | None, end: int | None, full: str
+    ) -> bytes:
+        if not start and end is None:
+            return await self._download(bucket, key, version, 0, None)
+        if (start or 0) < 0 or (end is not None and end < 0):
+            return await self._cat_relative(bucket, key, version, start, end, full)
+        start = start or 0
+        if end is not None and end <= start:
+            await bucket.attrs(key, version=version)  # b"" for an object that exists; FileNotFoundError else
+            return b""
+        try:
+            return await self._download(bucket, key, version, start, None if end is None else end - start)
+        except RangeNotSatisfiable:
+            return b""
+
+    @staticmethod
+    async def _download(
+        bucket: Bucket, key: str, version: str | None, offset: int, length: int | None
+    ) -> bytes:
+        """One download's bytes; a large one filled into one buffer as it arrives (read_all)."""
+        async with bucket.download(key, version=version, offset=offset, length=length) as reader:
+            left = (await reader.attrs()).size - offset  # the answer's headers: no extra request
+            return await read_all(reader, left if length is None else min(length, left))
+
+    async def _is_folder(self, bucket: Bucket, key: str) -> bool:
+        """Whether objects live under ``key/`` (asked only once a read found no object)."""
+        async for _ in self._entries(bucket, Query(prefix=key.rstrip("/") + "/", limit=1)):
+            return True
+        return False
 
     async def _cat_relative(
-        self, bucket: Bucket, key: str, start: int | None, end: int | None, full: str
+        self, bucket: Bucket, key: str, version: str | None, start: int | None, end: int | None, full: str
     ) -> bytes:
         """A range counted from the end (a zarr shard index, a parquet footer): the size
         comes from a HEAD, and the GET must answer for the same ETag, else it is retried."""
         for _ in range(SUFFIX_ATTEMPTS):
-            attrs = await bucket.attrs(key)
+            attrs = await bucket.attrs(key, version=version)
             lo, hi, _step = slice(start, end).indices(attrs.size)
             if hi <= lo:
                 return b""
-            reader = bucket.download(key, offset=lo, length=hi - lo)
+            reader = bucket.download(key, version=version, offset=lo, length=hi - lo)
             try:
                 data = await reader.read()
             except RangeNotSatisfiable:
@@ -296,19 +375,26 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
         raise FileExpired(full, None)  # it changed under every attempt
 
     async def _get_file(
-        self, rpath: str, lpath: str, callback: Any = DEFAULT_CALLBACK, **kwargs: Any
+        self,
+        rpath: str,
+        lpath: str,
+        callback: Any = DEFAULT_CALLBACK,
+        version_id: str | None = None,
+        **kwargs: Any,
     ) -> None:
         if await anyio.Path(lpath).is_dir():
             return
         if not self.split_path(rpath)[1]:  # a bucket: a folder
             await anyio.Path(lpath).mkdir(parents=True, exist_ok=True)
             return
-        bucket, key, full = self._target(rpath)
+        bucket, key, full, version = self._versioned_target(rpath, version_id)
         with os_errors(full):
             try:
-                attrs = await bucket.download_to(key, lpath, on_progress=callback.relative_update)
+                attrs = await bucket.download_to(
+                    key, lpath, version=version, on_progress=callback.relative_update
+                )
             except ObjectNotFound:
-                if (await self._info(full, refresh=True))["type"] == "directory":
+                if version is None and (await self._info(full, refresh=True))["type"] == "directory":
                     await anyio.Path(lpath).mkdir(parents=True, exist_ok=True)
                     return
                 raise
@@ -347,19 +433,19 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
             return Preconditions(not_exists=True)
         raise ValueError(f"mode must be 'overwrite' or 'create', got {mode!r}")
 
-    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+    async def _cp_file(self, path1: str, path2: str, version_id: str | None = None, **kwargs: Any) -> None:
         if not self.split_path(path1)[1]:  # a bucket: a folder, as fsspec's recursive copy expects
             raise FileNotFoundError(path1)
-        src, src_key, full1 = self._target(path1)
+        src, src_key, full1, version = self._versioned_target(path1, version_id)
         dst, dst_key, full2 = self._target(path2)
         with os_errors(full1):
-            await src.copy(src_key, dst_key, dst_bucket=dst)
+            await src.copy(src_key, dst_key, dst_bucket=dst, version=version)
         self.invalidate_cache(full2)
 
-    async def _rm_file(self, path: str, **kwargs: Any) -> None:
-        bucket, key, full = self._target(path)
+    async def _rm_file(self, path: str, version_id: str | None = None, **kwargs: Any) -> None:
+        bucket, key, full, version = self._versioned_target(path, version_id)
         with os_errors(full):
-            await bucket.remove(key)
+            await bucket.remove(key, version=version)
         self.invalidate_cache(full)
 
     async def _rm(
@@ -422,6 +508,19 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
 
     # -- files ------------------------------------------------------------------
 
+    async def _pin(self, bucket: Bucket, full: str, version: str | None) -> tuple[dict[str, Any], str | None]:
+        """What a read file pins at open: the object's info (its ETag, its size; never
+        from the cache) and the version it reads: the one asked for, else, on a
+        version-aware filesystem over a versioned bucket, the current one (s3fs's rule)."""
+        info = await self._info(full, refresh=True, version_id=version)
+        if info["type"] != "file":
+            raise IsADirectoryError(full)
+        if version is None and self.version_aware and bucket.config.versioned:
+            version = info.get("VersionId")
+        return info, version
+
+    _pin_sync = sync_wrapper(_pin)
+
     def _open(
         self,
         path: str,
@@ -441,17 +540,20 @@ class AiobucketFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
             **kwargs,
         )
 
-    async def open_async(self, path: str, mode: str = "rb", **kwargs: Any) -> AiobucketStreamedFile:
+    async def open_async(
+        self, path: str, mode: str = "rb", version_id: str | None = None, **kwargs: Any
+    ) -> AiobucketStreamedFile:
         """A streamed file on the running loop: ``await f.read(n)`` over one pinned,
         verified download, or ``await f.write(data)`` into one writer that ``close()``
         commits and an exception inside ``async with`` aborts."""
-        bucket, key, full = self._target(path)
-        write_mode(mode)
+        bucket, key, full, version = self._versioned_target(path, version_id)
+        if write_mode(mode) and version is not None:
+            raise ValueError(f"a version is read, never written: drop version_id for mode {mode!r}")
         if mode == "rb":
-            info = await self._info(full, refresh=True)
-            if info["type"] != "file":
-                raise IsADirectoryError(full)
-            return AiobucketStreamedFile(self, bucket, key, full, mode, etag=info["ETag"], size=info["size"])
+            info, version = await self._pin(bucket, full, version)
+            return AiobucketStreamedFile(
+                self, bucket, key, full, mode, etag=info["ETag"], size=info["size"], version=version
+            )
         if mode == "xb" and await self._exists(full, refresh=True):
             raise FileExistsError(full)
         return AiobucketStreamedFile(self, bucket, key, full, mode)
