@@ -344,6 +344,7 @@ def test_a_read_file_pickles_mid_read_and_stays_pinned(
 
 
 @pytest.mark.quirk("no_versions")
+@pytest.mark.quirk("versioned_range_ignored")  # the suffix read of a version
 def test_versions_are_read_by_version_id_and_by_url_as_in_s3fs(backend: Backend) -> None:
     bucket = backend.bucket(versioned=True)
     fs = AiobucketFileSystem(buckets=[bucket], version_aware=True, skip_instance_cache=True)
