@@ -99,7 +99,8 @@ class Upload:
         return Part(number, bid, view.nbytes)
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
-        from ._provider import object_headers, precondition_headers
+        from ..s3._wire import precondition_headers
+        from ._provider import object_headers
 
         if [p.number for p in parts] != list(range(1, len(parts) + 1)) or self._hashed != len(parts):
             raise InvalidArgument(f"complete: parts must be 1..N, each uploaded once (got {len(parts)})")

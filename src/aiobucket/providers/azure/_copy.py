@@ -37,7 +37,8 @@ async def copy(
     self: AzureProvider, source: AzureProvider, src: str, dst: str, opts: CopyOptions
 ) -> ObjectAttrs:
     """Copy Blob from ``source`` (same account) to ``dst``; see the module docs."""
-    from ._provider import check_key, precondition_headers
+    from ..s3._wire import precondition_headers
+    from ._provider import check_key
 
     check_key(src)
     check_key(dst)

@@ -58,7 +58,7 @@ from ...errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
 )
-from ...types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, UploadForm
+from ...types import BucketConfig, ListEntry, ObjectAttrs, UploadForm
 from ..base import (
     Capabilities,
     CopyOptions,
@@ -78,6 +78,7 @@ from ..s3._wire import (
     format_http_date,
     http_date,
     parse_content_range,
+    precondition_headers,
     quote_etag,
     unquote_etag,
 )
@@ -187,14 +188,6 @@ def object_headers(opts: PutOptions) -> dict[str, str]:
     for k, v in opts.metadata.items():
         headers["x-ms-meta-" + k.lower()] = v
     return headers
-
-
-def precondition_headers(pre: Preconditions) -> dict[str, str]:
-    if pre.not_exists:
-        return {"if-none-match": "*"}
-    if pre.if_match is not None:
-        return {"if-match": quote_etag(pre.if_match)}
-    return {}
 
 
 def object_attrs(key: str, headers: Any, size: int) -> ObjectAttrs:
