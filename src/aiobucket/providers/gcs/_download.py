@@ -35,7 +35,7 @@ are verified by the reader against the stored checksum (``aiobucket._checksum``)
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -85,7 +85,9 @@ def _http_date(value: str | None) -> datetime | None:
 
 
 def _gzip(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("gzip", "x-gzip")
+    if value is None or value == "identity":  # what GCS sends for most objects: no string work
+        return False
+    return value.strip().lower() in ("gzip", "x-gzip")
 
 
 def range_header(offset: int, length: int | None) -> str | None:
@@ -97,9 +99,9 @@ def range_header(offset: int, length: int | None) -> str | None:
 
 def served_hashes(headers: CIMultiDictProxy[str] | Mapping[str, str]) -> tuple[str | None, str | None]:
     """(crc32c as base64, md5 as hex) from ``X-Goog-Hash``, sent as one header or several."""
-    values = headers.getall("X-Goog-Hash", []) if isinstance(headers, CIMultiDictProxy) else []
+    values: Sequence[str] = headers.getall("X-Goog-Hash", ()) if isinstance(headers, CIMultiDictProxy) else ()
     if not values and headers.get("X-Goog-Hash"):
-        values = [headers["X-Goog-Hash"]]
+        values = (headers["X-Goog-Hash"],)
     crc = md5 = None
     for value in values:
         for item in value.split(","):
@@ -118,11 +120,11 @@ def transcoded(headers: Mapping[str, str]) -> bool:
     return _gzip(headers.get("X-Goog-Stored-Content-Encoding")) and not _gzip(headers.get("Content-Encoding"))
 
 
-def _stored_size(status: int, headers: Mapping[str, str]) -> int | None:
+def _stored_size(status: int, headers: Mapping[str, str], decoded: bool) -> int | None:
     stored = headers.get("X-Goog-Stored-Content-Length")
     if stored is not None and stored.isdigit():
         return int(stored)
-    if transcoded(headers):
+    if decoded:
         return None  # Content-Length (if any) counts the decoded bytes
     if status == 206:
         m = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", "").strip())
@@ -131,17 +133,35 @@ def _stored_size(status: int, headers: Mapping[str, str]) -> int | None:
     return int(length) if status == 200 and length is not None and length.isdigit() else None
 
 
+def _metadata(headers: CIMultiDictProxy[str] | Mapping[str, str]) -> dict[str, str]:
+    """The ``x-goog-meta-*`` headers, named without the prefix in lower case."""
+    # One C-level scan of the names first: most objects carry no custom metadata.
+    if META not in ",".join(headers.keys()).lower():
+        return {}
+    return {k[len(META) :].lower(): v for k, v in headers.items() if k.lower().startswith(META)}
+
+
 def media_attrs(
-    key: str, status: int, headers: CIMultiDictProxy[str] | Mapping[str, str], *, versioned: bool
+    key: str,
+    status: int,
+    headers: CIMultiDictProxy[str] | Mapping[str, str],
+    *,
+    versioned: bool,
+    decoded: bool | None = None,
 ) -> ObjectAttrs | None:
-    """The object's attrs from a media answer's headers; None if one the read needs is missing."""
+    """The object's attrs from a media answer's headers; None if one the read needs is missing.
+
+    ``decoded``: whether the answer was transcoded (``transcoded(headers)``), if known already.
+    """
+    if decoded is None:
+        decoded = transcoded(headers)
     generation = headers.get("X-Goog-Generation")
     etag = (headers.get("ETag") or "").strip().removeprefix("W/").strip('"')
-    size = _stored_size(status, headers)
+    size = _stored_size(status, headers, decoded)
     if not generation or not etag or size is None or _XML_ETAG.fullmatch(etag):
         return None
     crc32c, md5 = served_hashes(headers)
-    if crc32c is None and md5 is None and transcoded(headers):
+    if crc32c is None and md5 is None and decoded:
         return None  # a decompressed answer may carry no hashes: the resource has them
     stored_encoding = headers.get("X-Goog-Stored-Content-Encoding")
     return ObjectAttrs(
@@ -152,7 +172,7 @@ def media_attrs(
         version=generation if versioned else None,
         cache_control=headers.get("Cache-Control"),
         content_disposition=headers.get("Content-Disposition"),
-        metadata={k[len(META) :].lower(): v for k, v in headers.items() if k.lower().startswith(META)},
+        metadata=_metadata(headers),
         last_modified=_http_date(headers.get("Last-Modified")),
         crc32c=crc32c,
         md5=md5,
@@ -168,6 +188,18 @@ class MediaCheck:
     or, when they lack something, from the resource.
     """
 
+    __slots__ = (
+        "_range",
+        "_status",
+        "attrs",
+        "decoded",
+        "expected",
+        "generation",
+        "key",
+        "opts",
+        "versioned",
+    )
+
     def __init__(self, key: str, opts: GetOptions, *, versioned: bool) -> None:
         self.key = key
         self.opts = opts
@@ -180,21 +212,23 @@ class MediaCheck:
         self._status = 0
         self._range: tuple[int, int, int] | None = None
 
-    async def __call__(self, resp: aiohttp.ClientResponse) -> None:
+    def __call__(self, resp: aiohttp.ClientResponse) -> None:
         key, opts, h = self.key, self.opts, resp.headers
         self.generation = h.get("X-Goog-Generation")
         if opts.version is not None and self.generation not in (None, opts.version):
             raise ObjectChanged(
                 f"GCS served generation {self.generation} for a read of generation {opts.version}", key=key
             )
-        self.decoded = transcoded(h)
-        if _gzip(h.get("Content-Encoding")) and not _gzip(h.get("X-Goog-Stored-Content-Encoding")):
+        stored_gzip = _gzip(h.get("X-Goog-Stored-Content-Encoding"))
+        sent_gzip = _gzip(h.get("Content-Encoding"))
+        self.decoded = stored_gzip and not sent_gzip
+        if sent_gzip and not stored_gzip:
             raise IntegrityError(
                 "GCS gzip-encoded on the way an object it does not store gzip-encoded; none of "
                 "the bytes were used",
                 key=key,
             )
-        ranged = range_header(opts.offset, opts.length) is not None
+        ranged = bool(opts.offset) or opts.length is not None  # range_header() is not None
         self._status = resp.status
         if not ranged and resp.status != 200:
             raise BackendError(f"GCS answered a whole-object read with HTTP {resp.status}", key=key)
@@ -217,7 +251,7 @@ class MediaCheck:
                 "it was not spliced in",
                 key=key,
             )
-        self.attrs = media_attrs(key, resp.status, h, versioned=self.versioned)
+        self.attrs = media_attrs(key, resp.status, h, versioned=self.versioned, decoded=self.decoded)
         if self.attrs is not None:
             self.settle(self.attrs)
 

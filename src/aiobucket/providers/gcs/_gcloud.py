@@ -70,6 +70,7 @@ METADATA_HEADERS = {"Metadata-Flavor": "Google"}
 METADATA_ATTEMPT_TIMEOUT = 3.0
 """One metadata-server token fetch waits at most this long (google-auth's default), so a
 silent server costs retries within the request's budget, not one wait of the whole timeout."""
+_NO_HEADERS: dict[str, str] = {}  # an emulator's (shared, never changed)
 _EMAIL_IN_URL = re.compile(r"/serviceAccounts/([^/:]+):generateAccessToken")
 _FIX = (
     "attach a service account to the workload (GKE Workload Identity, Cloud Run, Compute Engine), "
@@ -158,8 +159,17 @@ class TokenSource:
         self._metadata = metadata
         """The metadata server: a name that does not resolve means "not on Google Cloud"."""
         self._token: str | None = None
+        self._header: dict[str, str] | None = None
+        """``{"Authorization": "Bearer <token>"}`` for the cached token, made once per token."""
         self._fresh_until = 0.0
         self._flight: asyncio.Task[str] | None = None
+
+    def cached(self) -> dict[str, str] | None:
+        """The Authorization header of a cached token that is still fresh, else None (no I/O:
+        a request with a fresh token pays no coroutine and builds no string for it)."""
+        if self._header is not None and time.monotonic() < self._fresh_until:
+            return self._header
+        return None
 
     async def get(self, limit: float) -> str:
         if self._token is not None and time.monotonic() < self._fresh_until:
@@ -193,6 +203,7 @@ class TokenSource:
         except Exception as exc:  # the credential chain raises many kinds (bad file, bad key, ...)
             raise PermissionDenied(f"cannot get a GCS access token from {self.source}: {exc}") from exc
         self._token = token
+        self._header = {"Authorization": f"Bearer {token}"}
         # Renewed ahead of expiry, as google-auth does (it keeps a margin of 3 min 45 s).
         self._fresh_until = time.monotonic() + ttl - min(225.0, ttl / 2)
         return token
@@ -200,7 +211,7 @@ class TokenSource:
     def invalidate(self, token: str) -> None:
         """A 401 answered this token: the next request fetches a new one."""
         if self._token == token:
-            self._token = None
+            self._token = self._header = None
 
     def failed(self, exc: BaseException, attempts: int) -> PermissionDenied:
         """The PermissionDenied for a token that could not be had within the retry budget."""
@@ -313,8 +324,15 @@ class Auth:
     async def headers(self, limit: float, *, signing: bool = False) -> dict[str, str]:
         source = self.signing if signing else self.storage
         if source is None:
-            return {}
-        return {"Authorization": f"Bearer {await source.get(limit)}"}
+            return _NO_HEADERS
+        return source.cached() or {"Authorization": f"Bearer {await source.get(limit)}"}
+
+    def cached_headers(self, *, signing: bool = False) -> dict[str, str] | None:
+        """The Authorization headers when they need no I/O (an emulator's are none, a fresh
+        token's are cached); None when a token must be fetched first (:meth:`headers`).
+        The dict is shared: read it, never change it."""
+        source = self.signing if signing else self.storage
+        return _NO_HEADERS if source is None else source.cached()
 
     def private_key(self) -> tuple[str, str] | None:
         """(client email, PEM) when the credentials hold a service-account key."""
