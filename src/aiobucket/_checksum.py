@@ -22,7 +22,7 @@ part order, whatever order the parts were sent in.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import zlib
 from collections.abc import Callable
@@ -33,8 +33,24 @@ from .types import ObjectAttrs
 __all__ = ["Crc32", "Crc32c", "Crc64Nvme", "WholeObjectCheck", "crc32c_b64", "crc32c_combine"]
 
 
+def _b64(raw: bytes) -> str:
+    """base64.b64encode(raw) as str, without its Python wrapper (on every checked read)."""
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
+
+
 def _bytes(data: bytes | bytearray | memoryview) -> bytes:
     return data if type(data) is bytes else bytes(data)
+
+
+_crc32c_extend: Callable[[int, bytes], int] | None = None
+
+
+def _load_crc32c() -> Callable[[int, bytes], int]:
+    global _crc32c_extend
+    import google_crc32c  # here, not at the top: `import aiobucket` stays cheap
+
+    _crc32c_extend = google_crc32c.extend
+    return _crc32c_extend
 
 
 class Crc32c:
@@ -43,16 +59,14 @@ class Crc32c:
     __slots__ = ("_extend", "value")
 
     def __init__(self) -> None:
-        import google_crc32c  # here, not at the top: `import aiobucket` stays cheap
-
-        self._extend = google_crc32c.extend
+        self._extend = _crc32c_extend or _load_crc32c()
         self.value = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         self.value = self._extend(self.value, _bytes(data))
 
     def b64(self) -> str:
-        return base64.b64encode(self.value.to_bytes(4, "big")).decode("ascii")
+        return _b64(self.value.to_bytes(4, "big"))
 
 
 class Crc32:
@@ -67,7 +81,7 @@ class Crc32:
         self.value = zlib.crc32(data, self.value)
 
     def b64(self) -> str:
-        return base64.b64encode(self.value.to_bytes(4, "big")).decode("ascii")
+        return _b64(self.value.to_bytes(4, "big"))
 
 
 class Crc64Nvme:
@@ -90,7 +104,7 @@ class Crc64Nvme:
         self.value = self._extend(data, self.value)
 
     def b64(self) -> str:
-        return base64.b64encode(self.value.to_bytes(8, "big")).decode("ascii")
+        return _b64(self.value.to_bytes(8, "big"))
 
 
 def crc32c_b64(data: bytes | bytearray | memoryview) -> str:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
+from typing import NoReturn
 
 from . import config
 from .config import BucketSettings
@@ -95,6 +96,13 @@ class mapped_errors:
     Any exception leaving the block is given its bucket and key (see map_error);
     ``on_error`` (sync or async) sees the mapped error first. A CancelledError is
     re-raised as itself. Never swallows: ``__aexit__`` returns None.
+
+    A hot path (each chunk of a read) uses it from a ``try``/``except`` instead, which
+    costs nothing until something fails, where ``async with`` makes an object and two
+    coroutines every time::
+
+        except BaseException as exc:
+            await mapped_errors(bucket, key, on_error).reraise(exc)
     """
 
     __slots__ = ("bucket", "key", "on_error")
@@ -114,13 +122,25 @@ class mapped_errors:
     ) -> None:
         if exc is None:
             return
+        err = await self.mapped(exc)
+        if err is not exc:
+            raise err from exc
+
+    async def reraise(self, exc: BaseException) -> NoReturn:
+        """Raise ``exc`` mapped, as leaving the ``async with`` block with it would."""
+        err = await self.mapped(exc)
+        if err is exc:
+            raise exc
+        raise err from exc
+
+    async def mapped(self, exc: BaseException) -> BaseException:
+        """``exc`` with its context (map_error), once ``on_error`` has seen it; the caller raises it."""
         err = map_error(exc, self.bucket, self.key)
         if self.on_error is not None:
             pending = self.on_error(err)
             if inspect.isawaitable(pending):
                 await pending
-        if err is not exc:
-            raise err from exc
+        return err
 
 
 @asynccontextmanager

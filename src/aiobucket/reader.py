@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["ChunkReader", "Reader"]
 
 
+_WHOLE = GetOptions()
+
+
 class _Empty:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         return
@@ -207,9 +210,12 @@ class Reader(ChunkReader):
         self._span = start_span(
             "download", self._bucket.name, self.key, version=self._version, offset=self._offset or None
         )
-        async with _runtime.mapped_errors(self._bucket.name, self.key, self._failed_open):
+        try:
             self._provider, _ = self._bucket.provider()
-            opts = GetOptions(version=self._version, offset=self._offset, length=self._length)
+            if self._version is None and not self._offset and self._length is None:
+                opts = _WHOLE  # most reads: no frozen dataclass to build (a noticeable cost)
+            else:
+                opts = GetOptions(version=self._version, offset=self._offset, length=self._length)
             if self._cache is not None:
                 opts = replace(self._cache, version=opts.version, offset=opts.offset, length=opts.length)
             if self._length == 0:
@@ -232,6 +238,8 @@ class Reader(ChunkReader):
                             await release(body.aclose())
                             raise
                         self._encoding = None
+        except BaseException as exc:  # _runtime.mapped_errors, without its cost when nothing fails
+            await _runtime.mapped_errors(self._bucket.name, self.key, self._failed_open).reraise(exc)
         assert self._attrs is not None
         self._span.set(size=self._attrs.size, version=self._attrs.version)
         self._chunks = aiter(self._body)
@@ -248,7 +256,7 @@ class Reader(ChunkReader):
         if self._chunks is None:  # not open yet (or closed: _open raises then)
             await self._open()
         assert self._chunks is not None
-        async with _runtime.mapped_errors(self._bucket.name, self.key, self._finish):
+        try:
             while True:
                 if self._gunzip is not None and (out := self._gunzip.take()):
                     return out
@@ -270,6 +278,8 @@ class Reader(ChunkReader):
                     if self._gunzip is None:
                         return data
                     self._gunzip.feed(data)  # decoded in slices above; the stored bytes were checked
+        except BaseException as exc:  # _runtime.mapped_errors, without its cost on every chunk
+            await _runtime.mapped_errors(self._bucket.name, self.key, self._finish).reraise(exc)
 
     async def _resume(self) -> None:
         """Reopen after a dropped connection, from where we were, pinned to the same object."""

@@ -15,6 +15,7 @@ inherit it). Two operations on one bucket interleaved in one task share it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -73,7 +74,7 @@ def remove_listener(listener: Listener) -> None:
 
 
 def _tracer() -> Any:
-    global _otel_tracer, _otel_checked, _otel_api
+    global _otel_tracer, _otel_checked, _otel_api, _otel_idle_types, _otel_env_provider
     if not _otel_checked:
         _otel_checked = True
         try:
@@ -82,23 +83,36 @@ def _tracer() -> Any:
             _otel_tracer = None
         else:
             _otel_api = trace
+            _otel_idle_types = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+            _otel_env_provider = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
             _otel_tracer = trace.get_tracer("aiobucket")
     if _otel_tracer is None or _otel_idle(_otel_tracer):
         return None
     return _otel_tracer
 
 
+_otel_idle_types: tuple[type, ...] = ()
+_otel_env_provider = False
+_UNKNOWN = object()
+
+
 def _otel_idle(tracer: Any) -> bool:
     """True while ``tracer`` is OTel's proxy and no SDK tracer provider is set up yet:
-    it would hand out do-nothing spans, so the span makes none (a noticeable cost)."""
+    it would hand out do-nothing spans, so the span makes none (a noticeable cost).
+
+    While none is set, ``get_tracer_provider()`` looks its environment variable up on
+    every call (an exception inside ``os.environ``), which costs more than the rest of
+    a span: OTel's global is read directly then (``_TRACER_PROVIDER``, guarded: if it
+    is gone, the public call answers), and the variable was looked up once, with OTel."""
     global _otel_api
     api = _otel_api
     if api is None:
         return False
-    if isinstance(tracer, api.ProxyTracer) and isinstance(
-        api.get_tracer_provider(), api.ProxyTracerProvider | api.NoOpTracerProvider
-    ):
-        return True
+    if isinstance(tracer, api.ProxyTracer):
+        if not _otel_env_provider and getattr(api, "_TRACER_PROVIDER", _UNKNOWN) is None:
+            return True
+        if isinstance(api.get_tracer_provider(), _otel_idle_types):
+            return True
     _otel_api = None  # OTel lets the global provider be set only once: no need to look again
     return False
 

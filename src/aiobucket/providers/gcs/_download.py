@@ -60,7 +60,7 @@ META = "x-goog-meta-"
 
 
 _MONTHS = {
-    m: i
+    m: f"{i:02d}"
     for i, m in enumerate(
         ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
     )
@@ -68,17 +68,22 @@ _MONTHS = {
 
 
 def _http_date(value: str | None) -> datetime | None:
-    """Last-Modified as a datetime: GCS sends the IMF-fixdate form (parsed by hand: this is
-    on every read), anything else goes through email.utils."""
+    """Last-Modified as a datetime: GCS sends the IMF-fixdate form (``Sun, 06 Dec 2026
+    07:07:20 GMT``), rewritten as ISO 8601 for the C parser (this is on every read);
+    anything else goes through email.utils."""
     if not value:
         return None
     parts = value.split()
     try:
-        if len(parts) == 6 and parts[5] == "GMT" and parts[2] in _MONTHS:
-            hh, mm, ss = parts[4].split(":")
-            return datetime(
-                int(parts[3]), _MONTHS[parts[2]], int(parts[1]), int(hh), int(mm), int(ss), tzinfo=UTC
-            )
+        if (
+            len(parts) == 6
+            and parts[5] == "GMT"
+            and parts[2] in _MONTHS
+            and len(parts[1]) == 2
+            and len(parts[3]) == 4
+            and len(parts[4]) == 8
+        ):
+            return datetime.fromisoformat(f"{parts[3]}-{_MONTHS[parts[2]]}-{parts[1]}T{parts[4]}+00:00")
         return parsedate_to_datetime(value).astimezone(UTC)
     except (ValueError, TypeError):
         return None
