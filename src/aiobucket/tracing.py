@@ -74,7 +74,7 @@ def remove_listener(listener: Listener) -> None:
 
 
 def _tracer() -> Any:
-    global _otel_tracer, _otel_checked, _otel_api, _otel_idle_types, _otel_env_provider
+    global _otel_tracer, _otel_checked, _otel_api, _otel_env_provider
     if not _otel_checked:
         _otel_checked = True
         try:
@@ -83,7 +83,6 @@ def _tracer() -> Any:
             _otel_tracer = None
         else:
             _otel_api = trace
-            _otel_idle_types = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
             _otel_env_provider = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
             _otel_tracer = trace.get_tracer("aiobucket")
     if _otel_tracer is None or _otel_idle(_otel_tracer):
@@ -91,7 +90,6 @@ def _tracer() -> Any:
     return _otel_tracer
 
 
-_otel_idle_types: tuple[type, ...] = ()
 _otel_env_provider = False
 _UNKNOWN = object()
 
@@ -111,7 +109,7 @@ def _otel_idle(tracer: Any) -> bool:
     if isinstance(tracer, api.ProxyTracer):
         if not _otel_env_provider and getattr(api, "_TRACER_PROVIDER", _UNKNOWN) is None:
             return True
-        if isinstance(api.get_tracer_provider(), _otel_idle_types):
+        if isinstance(api.get_tracer_provider(), (api.ProxyTracerProvider, api.NoOpTracerProvider)):
             return True
     _otel_api = None  # OTel lets the global provider be set only once: no need to look again
     return False

@@ -75,3 +75,97 @@ def test_no_otel_span_while_no_sdk_is_set_up(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(tracing, "_otel_api", _fake_api(TracerProvider()))
     assert tracing._tracer() is proxy
     assert tracing._otel_api is None
+
+
+def test_otel_idle_through_the_public_call_when_the_environment_names_a_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With OTEL_PYTHON_TRACER_PROVIDER set (seen once, with OTel), OTel's global is not read
+    # directly: get_tracer_provider() answers (it would load the named provider).
+    api = _fake_api(trace.ProxyTracerProvider())
+    api._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+    monkeypatch.setattr(tracing, "_otel_env_provider", True)
+    monkeypatch.setattr(tracing, "_otel_api", api)
+    assert tracing._otel_idle(trace.ProxyTracer("aiobucket")) is True
+    api.get_tracer_provider = lambda: TracerProvider()
+    assert tracing._otel_idle(trace.ProxyTracer("aiobucket")) is False
+    assert tracing._otel_api is None
+
+
+def test_metrics_are_built_only_once_a_meter_provider_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiobucket import _metrics
+
+    instruments = object()
+    module = SimpleNamespace(_METER_PROVIDER=None)  # OTel's global, as opentelemetry.metrics._internal
+    monkeypatch.setattr(_metrics, "_checked", True)
+    monkeypatch.setattr(_metrics, "_instruments", instruments)
+    monkeypatch.setattr(_metrics, "_env_provider", False)
+    monkeypatch.setattr(_metrics, "_otel_global", module)
+    assert _metrics._get() is None  # OTel's proxy instruments would drop the measurements
+    module._METER_PROVIDER = object()
+    assert _metrics._get() is instruments
+    assert _metrics._otel_global is None  # set once: not looked at again
+    monkeypatch.setattr(_metrics, "_otel_global", SimpleNamespace())  # OTel without the global
+    assert _metrics._get() is instruments
+
+
+@pytest.mark.anyio
+async def test_a_fresh_token_is_one_cached_header_until_revoked() -> None:
+    from aiobucket.providers.gcs._gcloud import TokenSource
+
+    fetches = []
+
+    async def fetch(limit: float) -> tuple[str, float]:
+        fetches.append(limit)
+        return f"t{len(fetches)}", 3600.0
+
+    source = TokenSource(fetch, "test")
+    assert source.cached() is None  # nothing fetched yet: the request awaits the fetch
+    assert await source.get(5.0) == "t1"
+    header = source.cached()
+    assert header == {"Authorization": "Bearer t1"}
+    assert source.cached() is header and len(fetches) == 1  # no string built, nothing fetched
+    source.invalidate("t1")  # a 401
+    assert source.cached() is None
+    assert await source.get(5.0) == "t2"
+    assert source.cached() == {"Authorization": "Bearer t2"}
+
+
+@pytest.mark.parametrize(
+    "key", ["a", "dir/sub/file.txt", "a b", "ü/é", "a%2Fb", "x?y#z", "~tilde_-.", "a+b=c&d", "", "//"]
+)
+def test_gcs_key_quoting_matches_quote(key: str) -> None:
+    from urllib.parse import quote
+
+    from aiobucket.providers.gcs._http import quote_key
+
+    assert quote_key(key) == quote(key, safe="")
+
+
+@pytest.mark.anyio
+async def test_reraise_maps_as_the_async_with_block_does() -> None:
+    import asyncio
+
+    from aiobucket import _runtime
+    from aiobucket.errors import BackendError, ObjectNotFound
+
+    seen: list[BaseException] = []
+
+    async def on_error(err: BaseException) -> None:
+        seen.append(err)
+
+    for exc in (ObjectNotFound("gone"), ValueError("odd"), asyncio.CancelledError()):
+        with pytest.raises(BaseException) as via_with:
+            async with _runtime.mapped_errors("b", "k", on_error):
+                raise exc
+        with pytest.raises(BaseException) as via_reraise:
+            try:
+                raise exc
+            except BaseException as caught:
+                await _runtime.mapped_errors("b", "k", on_error).reraise(caught)
+        assert type(via_with.value) is type(via_reraise.value)
+        assert str(via_with.value) == str(via_reraise.value)
+        assert via_with.value.__cause__ is via_reraise.value.__cause__  # exc, or None: raised as itself
+        assert type(seen[-1]) is type(seen[-2])  # on_error saw the same mapped error
+    assert isinstance(seen[2], BackendError) and seen[2].__cause__ is not None  # a ValueError, wrapped
+    assert [type(e) for e in seen[4:]] == [asyncio.CancelledError] * 2  # control flow, as itself
