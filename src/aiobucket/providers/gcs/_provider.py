@@ -335,11 +335,12 @@ class GcsProvider:
         raise BackendError("the object kept changing while the download was starting", key=key)
 
     async def _media(self, key: str, opts: GetOptions) -> tuple[ObjectAttrs, MediaBody]:
-        # The query in the URL string (a version is a decimal generation, safe as is):
-        # cheaper than aiohttp merging a params dict on every read.
-        url = self.http.object_url(self.bucket, key) + "?alt=media"
-        if opts.version is not None:
-            url += f"&generation={quote(opts.version, safe='')}"
+        # The query as a string (a version is a decimal generation, safe as is): cheaper
+        # than aiohttp merging a params dict on every read.
+        query = (
+            "alt=media" if opts.version is None else f"alt=media&generation={quote(opts.version, safe='')}"
+        )
+        url = self.http.media_url(self.bucket, key, query)
         headers = {"Accept-Encoding": "gzip"}  # the stored bytes: no decompressive transcoding
         rng = range_header(opts.offset, opts.length)
         if rng is not None:
