@@ -255,11 +255,13 @@ def main() -> int:
     text = "\n".join([*header, table, *notes, "", "## Targets", "", checks, ""])
     print()
     print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
     failed = [k for k, runs in results.items() if any("error" in r for r in runs)]
+    # A run with a failed row never replaces the last good table: it goes beside it.
+    output = args.output.with_suffix(".failed.md") if failed else args.output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
     if failed:
-        print(f"FAILED: {failed}", file=sys.stderr)
+        print(f"FAILED: {failed}; the table is in {output}, {args.output} is unchanged", file=sys.stderr)
         return 1
     return 0
 
