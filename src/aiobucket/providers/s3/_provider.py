@@ -551,9 +551,10 @@ class S3Provider:
         stored_crc = checksum.get("x-amz-checksum-crc32c")
         # Our MD5 where we made one; else the ETag, vouched for by the same rule a HEAD
         # uses (the store checked the body against its CRC32C).
-        md5 = md5_hex if same_etag(etag, md5_hex) else None
-        if md5_hex is None and self.store.etag_md5:
-            md5 = vouched_md5(etag, h)
+        if md5_hex is not None:
+            md5 = md5_hex if same_etag(etag, md5_hex) else None
+        else:
+            md5 = vouched_md5(etag, h) if self.store.etag_md5 else None
         return put_attrs(
             key, opts, view.nbytes, etag, h.get("x-amz-version-id"), None,
             md5=md5,

@@ -238,16 +238,17 @@ class RetryPolicy:
                 reason, cost, last = type(exc).__name__, RetryQuota.TIMEOUT_COST, exc
             else:
                 status, code = resp.status, resp.code
-                throttled = is_throttle(status, code)
+                failed = status >= 300  # a 2xx needs no classifying (the common case)
+                throttled = failed and is_throttle(status, code)
                 if rate is not None:
                     rate.record(sent_at, throttled=throttled)
                 resp.attempts = n
                 resp.maybe_applied = maybe_applied
-                if code in CORRUPTED and not resent_corrupted:
+                if failed and code in CORRUPTED and not resent_corrupted:
                     resent_corrupted = True  # S3 stored nothing: resend at once, once
                     record_retry(None, what, "s3", error_type=code, attempt=n + 1, delay=0.0)
                     continue
-                if not is_transient_status(status, code):
+                if not failed or not is_transient_status(status, code):
                     quota.release(held or RetryQuota.NO_RETRY_REFILL)  # a healthy answer
                     return resp
                 # Any 5xx, even a 503, may come after the request was applied (a
