@@ -116,6 +116,8 @@ CAPABILITIES = Capabilities(
 
 Query = list[tuple[str, str]]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~/-]*")
+"""Keys that ``quote(key, safe="/~")`` leaves as they are: skip it (most keys)."""
 
 
 def check_key(key: str) -> None:
@@ -126,7 +128,7 @@ def check_key(key: str) -> None:
             "blob; use '/' or another character",
             key=key,
         )
-    if any(seg.endswith(".") for seg in key.split("/")):
+    if key.endswith(".") or "./" in key:  # a path segment ending in '.'
         raise InvalidArgument(
             "Azure Blob Storage drops a '.' at the end of a path segment, so this key would name "
             "another blob; end the segment with another character",
@@ -225,6 +227,7 @@ class AzureProvider:
         )
         endpoint = URL(settings.endpoint)
         self._origin = str(endpoint.origin())
+        self._scheme, self._authority = endpoint.scheme, endpoint.raw_authority
         self._base_path = endpoint.raw_path.rstrip("/")
         if not self._base_path and _ip_style(endpoint.host):
             # An emulator at an IP address or localhost (Azurite) names the account in the
@@ -239,7 +242,9 @@ class AzureProvider:
     def path_of(self, key: str | None, container: str | None = None) -> str:
         """The URL path as sent and signed: account path, container, percent-encoded key."""
         path = f"{self._base_path}/{container or self.container}"
-        return path if key is None else path + "/" + quote(key, safe="/~")
+        if key is None:
+            return path
+        return path + "/" + (key if _UNQUOTED.fullmatch(key) else quote(key, safe="/~"))
 
     def url_of(self, key: str) -> str:
         return self._origin + self.path_of(key)
@@ -278,8 +283,14 @@ class AzureProvider:
             if length is not None:
                 h["content-length"] = length
             q = await auth.authorize(method, path, query, h)
-            url = self._origin + path + ("?" + "&".join(f"{k}={v}" for k, v in q) if q else "")
-            resp = await transport.send(method, URL(url, encoded=True), h, body, stream=stream, shield=shield)
+            url = URL.build(
+                scheme=self._scheme,
+                authority=self._authority,
+                path=path,
+                query_string="&".join(f"{k}={v}" for k, v in q) if q else "",
+                encoded=True,
+            )
+            resp = await transport.send(method, url, h, body, stream=stream, shield=shield)
             if resp.status >= 300 and not resp.code:
                 resp.code = resp.headers.get("x-ms-error-code", "")
             return resp
