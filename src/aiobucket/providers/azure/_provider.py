@@ -92,10 +92,18 @@ if TYPE_CHECKING:
     from ...config import BucketSettings
     from ._blocks import Upload
 
-__all__ = ["API_VERSION", "CAPABILITIES", "AzureProvider", "check_key", "create"]
+__all__ = ["API_VERSION", "CAPABILITIES", "MAX_BLOCK", "MAX_PUT_BLOB", "AzureProvider", "check_key", "create"]
 
 API_VERSION = "2025-01-05"
 """x-ms-version of every request and ``sv`` of every SAS."""
+
+MAX_BLOCK = 4000 * MiB
+"""Put Block's largest block (x-ms-version 2019-12-12 and later): 50,000 of them make
+Azure's largest block blob, about 190.7 TiB
+(https://learn.microsoft.com/azure/storage/blobs/scalability-targets)."""
+MAX_PUT_BLOB = 5000 * MiB
+"""Put Blob's largest body (2019-12-12 and later); the writer's single puts are at most
+one part, so below MAX_BLOCK (https://learn.microsoft.com/rest/api/storageservices/put-blob)."""
 
 CAPABILITIES = Capabilities(
     versioning=True,  # where the storage account has blob versioning on (an account setting)
@@ -106,7 +114,8 @@ CAPABILITIES = Capabilities(
     server_side_copy=True,
     parallel_parts=True,
     min_part_size=1,
-    max_parts=50_000,
+    max_parts=50_000,  # blocks in a block blob
+    max_part_size=MAX_BLOCK,
     default_part_size=8 * MiB,
     default_concurrency=8,
     delete_batch=256,  # Blob Batch's limit
@@ -316,6 +325,12 @@ class AzureProvider:
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
         check_key(key)
         view = memoryview(data).cast("B")
+        if view.nbytes > MAX_PUT_BLOB:
+            raise InvalidArgument(
+                f"a single Put Blob takes at most {MAX_PUT_BLOB} bytes, not {view.nbytes}; "
+                "upload it in parts (a part_size of at most 4000 MiB)",
+                key=key,
+            )
         md5 = hashlib.md5(view, usedforsecurity=False) if view.nbytes < MiB else None
         if md5 is None:
             md5 = await asyncio.to_thread(hashlib.md5, view, usedforsecurity=False)
