@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -27,7 +28,9 @@ import aiobucket
 from aiobucket import _runtime, config
 from aiobucket.providers.azure import CAPABILITIES
 from aiobucket.providers.azure._blocks import Upload
+from aiobucket.providers.azure._provider import START_FROM_VERSION
 from aiobucket.providers.azure._sign import shared_key, string_to_sign
+from aiobucket.providers.azure._xml import parse_list
 from aiobucket.providers.base import PutOptions
 
 pytestmark = pytest.mark.anyio
@@ -104,6 +107,25 @@ async def test_a_page_merges_folders_and_blobs_by_name(bucket: aiobucket.Bucket)
     resp = await p.send("list", "GET", None, query=query)
     body = resp.body.decode()
     assert body.index("<Name>" + prefix + "a<") < body.index("<Name>" + prefix + "b/<")
+
+
+@quirk("start_from_ignored")
+async def test_list_blobs_starts_at_start_from(bucket: aiobucket.Bucket) -> None:
+    """Azure: startFrom (inclusive) at x-ms-version 2026-02-06
+    (https://learn.microsoft.com/rest/api/storageservices/list-blobs)."""
+    for key in ("a", "b", "c"):
+        await put(bucket, key, b"x")
+    p = provider(bucket)
+    prefix = prefixed(bucket, "")
+    query = [
+        ("restype", "container"),
+        ("comp", "list"),
+        ("prefix", quote(prefix, safe="")),
+        ("startFrom", quote(prefix + "b", safe="")),
+    ]
+    resp = await p.send("list", "GET", None, query=query, version=START_FROM_VERSION)
+    assert resp.status == 200
+    assert [e.name for e in parse_list(resp.body).entries] == [prefix + "b", prefix + "c"]
 
 
 async def test_the_provider_merges_each_page(bucket: aiobucket.Bucket) -> None:

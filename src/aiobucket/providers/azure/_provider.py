@@ -24,6 +24,10 @@ Semantics (what differs from S3 is said here once):
   Azure drops trailing dots and turns '\\' into '/', so such a key would name another
   blob (Capabilities.key_restrictions).
 * Listing: names in UTF-16 code-unit order, Azure's (Capabilities.listing_order).
+  ``start_after`` under the prefix is sent as List Blobs' ``startFrom`` (inclusive,
+  x-ms-version 2026-02-06), and the entries up to it are skipped here too: servers that
+  predate it ignore it (Azurite 3.35), and one that refuses it (400) is listed from the
+  prefix's start from then on.
 """
 
 from __future__ import annotations
@@ -92,10 +96,23 @@ if TYPE_CHECKING:
     from ...config import BucketSettings
     from ._blocks import Upload
 
-__all__ = ["API_VERSION", "CAPABILITIES", "MAX_BLOCK", "MAX_PUT_BLOB", "AzureProvider", "check_key", "create"]
+__all__ = [
+    "API_VERSION",
+    "CAPABILITIES",
+    "MAX_BLOCK",
+    "MAX_PUT_BLOB",
+    "START_FROM_VERSION",
+    "AzureProvider",
+    "check_key",
+    "create",
+    "start_from",
+]
 
 API_VERSION = "2025-01-05"
-"""x-ms-version of every request and ``sv`` of every SAS."""
+"""x-ms-version of every request (but a List Blobs with ``startFrom``) and ``sv`` of every SAS."""
+START_FROM_VERSION = "2026-02-06"
+"""The first x-ms-version whose List Blobs takes ``startFrom`` (azure-storage-blob 12.31 sends
+it; Azure SDK for Java 12.33 added it with service version 2026-02-06)."""
 
 MAX_BLOCK = 4000 * MiB
 """Put Block's largest block (x-ms-version 2019-12-12 and later): 50,000 of them make
@@ -177,6 +194,22 @@ def _now_http_date() -> str:
     return _date_cache[1]
 
 
+def start_from(prefix: str, start_after: str | None, delimiter: str | None) -> str | None:
+    """Where a listing after ``start_after`` can begin on the server (List Blobs'
+    ``startFrom``, inclusive), or None to list from the prefix's start.
+
+    Only a name under ``prefix``: Azure documents startFrom as a path within the listing.
+    With a delimiter Azure takes one level only, so the name is cut at the first delimiter
+    after the prefix: still at or before ``start_after``, and the provider skips up to it."""
+    if not start_after or not start_after.startswith(prefix):
+        return None
+    if delimiter:
+        cut = start_after.find(delimiter, len(prefix))
+        if cut >= 0:
+            start_after = start_after[:cut]
+    return start_after if len(start_after) > len(prefix) else None
+
+
 def _newest_first(group: list[ListEntry]) -> list[ListEntry]:
     return sorted(group, key=lambda e: e.version or "", reverse=True)
 
@@ -245,6 +278,8 @@ class AzureProvider:
         self.auth: Auth = make_auth(settings)
         self._tls_pending = settings.ca_bundle is not None
         self._delegation: tuple[datetime, datetime, DelegationKey] | None = None
+        self._start_from_taken = True
+        """False once the service refused a List Blobs with startFrom (400)."""
 
     # -- the one request path ------------------------------------------------------------
 
@@ -270,6 +305,7 @@ class AzureProvider:
         stream: bool = False,
         shield: bool = False,
         path: str | None = None,
+        version: str = API_VERSION,
     ) -> Response:
         """Authorise and send one request with retries; returns the final response (any status).
 
@@ -287,7 +323,7 @@ class AzureProvider:
             h = {
                 **base_headers,
                 "x-ms-date": _now_http_date(),
-                "x-ms-version": API_VERSION,
+                "x-ms-version": version,
             }
             if length is not None:
                 h["content-length"] = length
@@ -578,8 +614,13 @@ class AzureProvider:
         if versions:
             params["include"] = "versions"
         after = utf16_key(start_after) if start_after else None
+        version = API_VERSION
+        start = start_from(prefix, start_after, delimiter)
+        if start is not None:
+            params["startFrom"] = start
+            version = START_FROM_VERSION
         group: builtins.list[ListEntry] = []
-        pending: asyncio.Task[bytes] | None = asyncio.ensure_future(self._page(dict(params)))
+        pending: asyncio.Task[bytes] | None = asyncio.ensure_future(self._page(dict(params), version))
         try:
             while pending is not None:
                 body = await pending
@@ -587,9 +628,10 @@ class AzureProvider:
                 page = parse_list(body, versions=versions)
                 if page.next_marker:
                     params["marker"] = page.next_marker
-                    pending = asyncio.ensure_future(self._page(dict(params)))
+                    pending = asyncio.ensure_future(self._page(dict(params), version))
                 for entry in page.entries:
-                    # Azure has no start-after: the entries up to it are skipped here.
+                    # startFrom is inclusive, and servers that predate it (Azurite 3.35)
+                    # ignore it: the entries up to start_after are skipped here.
                     if after is not None and utf16_key(entry.name) <= after:
                         continue
                     if not versions:
@@ -610,9 +652,17 @@ class AzureProvider:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pending
 
-    async def _page(self, params: dict[str, str]) -> bytes:
+    async def _page(self, params: dict[str, str], version: str = API_VERSION) -> bytes:
+        if "startFrom" in params and not self._start_from_taken:
+            del params["startFrom"]
+            version = API_VERSION
         query = [(k, quote(v, safe="")) for k, v in params.items()]
-        resp = await self.send("list", "GET", None, query=query)
+        resp = await self.send("list", "GET", None, query=query, version=version)
+        if resp.status == 400 and "startFrom" in params:
+            # A service or gateway that refuses startFrom (or its version): list from the
+            # prefix's start, here and from now on; the skip after start_after stays exact.
+            self._start_from_taken = False
+            return await self._page(params)
         if resp.status >= 300:
             raise self.fail(resp, "list", None)
         return resp.body
