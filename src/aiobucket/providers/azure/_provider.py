@@ -36,6 +36,7 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import re
@@ -80,12 +81,12 @@ from ..s3._wire import (
     BytesBody,
     EmptyBody,
     format_http_date,
-    http_date,
     parse_content_range,
     precondition_headers,
     quote_etag,
     unquote_etag,
 )
+from ..s3._wire import http_date as _parse_http_date
 from ._auth import Auth, make_auth
 from ._errors import error_for
 from ._settings import AzureSettings, parse_settings
@@ -181,6 +182,10 @@ def check_metadata(metadata: Mapping[str, str]) -> None:
                 "names (letters, digits and '_', not starting with a digit); use '_' instead of '-'"
             )
 
+
+http_date = functools.lru_cache(maxsize=256)(_parse_http_date)
+"""Last-Modified parsed once per distinct value (they repeat within a second; datetimes are
+immutable, so a cached one is safe to share)."""
 
 _date_cache: tuple[int, str] = (0, "")
 
