@@ -58,6 +58,12 @@ def prefixed(b: aiobucket.Bucket, key: str) -> str:
     return config.resolve(b.name).key_prefix + key
 
 
+def list_query(prefix: str, *extra: tuple[str, str]) -> list[tuple[str, str]]:
+    """A raw List Blobs query (values percent-encoded, as the provider sends them)."""
+    fields = [("restype", "container"), ("comp", "list"), ("prefix", prefix), *extra]
+    return [(k, quote(v, safe="")) for k, v in fields]
+
+
 async def put(b: aiobucket.Bucket, key: str, data: bytes, **kw: Any) -> aiobucket.ObjectAttrs:
     async with b.upload(key, **kw) as w:
         await w.write(data)
@@ -96,15 +102,9 @@ async def test_range_at_the_size_is_still_range_not_satisfiable(bucket: aiobucke
 async def test_a_page_merges_folders_and_blobs_by_name(bucket: aiobucket.Bucket) -> None:
     for key in ("a", "b/1", "c"):
         await put(bucket, key, b"x")
-    p = provider(bucket)
     prefix = prefixed(bucket, "")
-    query = [
-        ("restype", "container"),
-        ("comp", "list"),
-        ("delimiter", "%2F"),
-        ("prefix", prefix.replace("/", "%2F")),
-    ]
-    resp = await p.send("list", "GET", None, query=query)
+    query = list_query(prefix, ("delimiter", "/"))
+    resp = await provider(bucket).send("list", "GET", None, query=query)
     body = resp.body.decode()
     assert body.index("<Name>" + prefix + "a<") < body.index("<Name>" + prefix + "b/<")
 
@@ -115,15 +115,9 @@ async def test_list_blobs_starts_at_start_from(bucket: aiobucket.Bucket) -> None
     (https://learn.microsoft.com/rest/api/storageservices/list-blobs)."""
     for key in ("a", "b", "c"):
         await put(bucket, key, b"x")
-    p = provider(bucket)
     prefix = prefixed(bucket, "")
-    query = [
-        ("restype", "container"),
-        ("comp", "list"),
-        ("prefix", quote(prefix, safe="")),
-        ("startFrom", quote(prefix + "b", safe="")),
-    ]
-    resp = await p.send("list", "GET", None, query=query, version=START_FROM_VERSION)
+    query = list_query(prefix, ("startFrom", prefix + "b"))
+    resp = await provider(bucket).send("list", "GET", None, query=query, version=START_FROM_VERSION)
     assert resp.status == 200
     assert [e.name for e in parse_list(resp.body).entries] == [prefix + "b", prefix + "c"]
 
