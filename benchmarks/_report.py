@@ -46,6 +46,32 @@ def cpu_cell(runs: Sequence[Mapping[str, Any]], unit: str) -> str:
     return f"{v * 1e6:,.0f} µs/{'key' if unit == 'keys/s' else 'op'}"
 
 
+def server_cpu_md(results: Results, scenarios: Sequence[tuple[str, str, str, Sequence[str]]]) -> list[str]:
+    """The SeaweedFS server's CPU per unit of each S3 run (median): a client whose requests
+    cost the server more loses throughput on a shared machine without spending more itself."""
+    rows = []
+    for name, number, title, libs in scenarios:
+        for lib in libs:
+            runs = [r for r in results.get((name, lib), []) if r.get("server_cpu_per") is not None]
+            if runs:
+                unit = next((r["unit"] for r in runs if "unit" in r), "")
+                cell = cpu_cell([{"cpu_per": r["server_cpu_per"]} for r in runs], unit)
+                rows.append(f"| {number} | {title} | {lib} | {cell} |")
+    if not rows:
+        return []
+    return [
+        "",
+        "## Server CPU",
+        "",
+        "SeaweedFS's CPU time (user + system, all threads, from /proc) over each measurement, per",
+        "op, key or GiB, median over the rounds; it includes the worker's warm-up GET.",
+        "",
+        "| # | scenario | library | server CPU |",
+        "|---|---|---|---:|",
+        *rows,
+    ]
+
+
 def table(results: Results, scenarios: Sequence[tuple[str, str, str, Sequence[str]]]) -> str:
     lines = [
         "| # | scenario | library | median | unit | aiobucket vs it | client CPU | peak RSS MiB"

@@ -55,7 +55,8 @@ SCENARIOS: list[tuple[str, str, str, list[str]]] = [
     ("gcs_get_small", "11", "GCS: {n} GETs of 4 KiB, concurrency 64", gcs.LIBS),
 ]
 GCS_SCENARIOS = {"gcs_upload", "gcs_download", "gcs_put_small", "gcs_get_small"}
-SERVER_SCENARIOS = {"upload", "download", "put_small", "get_small", "list", *WEB_SCENARIOS}
+S3_SCENARIOS = {"upload", "download", "put_small", "get_small", "list"}
+SERVER_SCENARIOS = {*S3_SCENARIOS, *WEB_SCENARIOS}
 DEFAULT_PART, DEFAULT_CONCURRENCY = 8 * MiB, 8  # aiobucket's S3 defaults, for the RSS target
 
 
@@ -73,6 +74,21 @@ def select(only: str | None) -> list[tuple[str, str, str, list[str]]]:
         names = ", ".join(f"{s[1]}={s[0]}" for s in SCENARIOS)
         raise SystemExit(f"--only: unknown scenario(s) {sorted(unknown)}; known: {names}")
     return chosen
+
+
+def server_cpu(proc: subprocess.Popen[bytes] | None) -> float | None:
+    """CPU seconds (user + system, all threads) the S3 server process has used so far.
+
+    The server shares the machine's cores with the client, so a request form that costs
+    the server more lowers the client's throughput: this tells the two apart."""
+    if proc is None:
+        return None
+    try:
+        with open(f"/proc/{proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_worker(env: Env, timeout: float, pythonpath: str | None = None) -> dict[str, Any]:
@@ -196,7 +212,12 @@ def main() -> int:
                         if lib == "curl" and not curl_cli.available():
                             r = {"error": curl_cli.INSTALL_HINT}
                         else:
+                            before = server_cpu(proc) if name in S3_SCENARIOS else None
                             r = run_worker(env, 900, baseline if lib == "aiobucket-baseline" else None)
+                            if before is not None and r.get("cpu_s"):
+                                # The server's CPU over the worker, per the worker's unit of work.
+                                spent = server_cpu(proc) - before
+                                r["server_cpu_per"] = spent * r["cpu_per"] / r["cpu_s"]
                         results.setdefault((name, lib), []).append(r)
                         shown = f"{r['value']:,.1f} {r['unit']}" if "value" in r else f"ERROR {r['error']}"
                         print(
@@ -252,14 +273,17 @@ def main() -> int:
         }
     )
     notes = ["", f"Measured, then exited abnormally (numbers kept): {', '.join(crashed)}."] if crashed else []
-    text = "\n".join([*header, table, *notes, "", "## Targets", "", checks, ""])
+    server = _report.server_cpu_md(results, titles)
+    text = "\n".join([*header, table, *notes, *server, "", "## Targets", "", checks, ""])
     print()
     print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
     failed = [k for k, runs in results.items() if any("error" in r for r in runs)]
+    # A run with a failed row never replaces the last good table: it goes beside it.
+    output = args.output.with_suffix(".failed.md") if failed else args.output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
     if failed:
-        print(f"FAILED: {failed}", file=sys.stderr)
+        print(f"FAILED: {failed}; the table is in {output}, {args.output} is unchanged", file=sys.stderr)
         return 1
     return 0
 

@@ -13,13 +13,16 @@ import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from faultproxy import FaultProxy, Request, Respond, Stall, lose_response
 from servers.azurite import AzuriteServer
 
 import aiobucket
-from aiobucket import config
+from aiobucket import _runtime, config
+from aiobucket.providers.azure._provider import START_FROM_VERSION
 
 pytestmark = pytest.mark.anyio
 
@@ -354,3 +357,56 @@ async def test_versions_on_an_account_with_versioning(
         await aiobucket.aclose()
     proxy.wait_idle()
     assert any(f"versionid={v1.replace(':', '%3A')}" in r.query for r in proxy.requests)
+
+
+# -- start_after as List Blobs' startFrom ----------------------------------------------------
+
+
+def _inner(b: aiobucket.Bucket) -> Any:
+    """The Azure provider under the key-prefix layer."""
+    p = _runtime.provider_for(b.name, b.config)[0]
+    return getattr(p, "inner", p)
+
+
+async def _listed(
+    b: aiobucket.Bucket, prefix: str, start_after: str, delimiter: str | None = None
+) -> list[str]:
+    root = config.resolve(b.name).key_prefix
+    p = _inner(b)
+    entries = p.list(root + prefix, start_after=root + start_after, delimiter=delimiter)
+    return [e.name[len(root) :] async for e in entries]
+
+
+async def test_start_after_is_sent_as_start_from(bucket: aiobucket.Bucket, proxy: FaultProxy) -> None:
+    """Azure lists from startFrom (inclusive) at x-ms-version 2026-02-06; Azurite ignores it
+    (quirk start_from_ignored), and the skip after start_after keeps both answers exact."""
+    for k in ["a/1", "a/2", "a/3", "a/d/x", "a/e", "b"]:
+        await put(bucket, k, b"x")
+    assert await _listed(bucket, "a/", "a/2") == ["a/3", "a/d/x", "a/e"]
+    assert await _listed(bucket, "a/", "a/d/w", "/") == ["a/e"]  # the folder a/d/ sorts before a/d/w
+    proxy.wait_idle()
+    lists = [r for r in proxy.requests if "comp=list" in r.query]
+    root = quote(config.resolve(bucket.name).key_prefix, safe="")
+    assert [r.query.split("startFrom=")[1].split("&")[0] for r in lists] == [root + "a%2F2", root + "a%2Fd"]
+    assert {r.header("x-ms-version") for r in lists} == {START_FROM_VERSION}
+    assert {r.status for r in lists} == {200}
+    assert await _listed(bucket, "b", "a/9") == ["b"]  # start_after outside the prefix: no startFrom
+    proxy.wait_idle()
+    assert "startFrom=" not in proxy.requests[-1].query
+
+
+async def test_a_refused_start_from_lists_from_the_prefix(
+    bucket: aiobucket.Bucket, proxy: FaultProxy
+) -> None:
+    from personas.azure import start_from_refused
+
+    for k in ["a/1", "a/2", "a/3"]:
+        await put(bucket, k, b"x")
+    start_from_refused(proxy)
+    assert await _listed(bucket, "a/", "a/1") == ["a/2", "a/3"]
+    assert await _listed(bucket, "a/", "a/2") == ["a/3"]
+    proxy.wait_idle()
+    lists = [r for r in proxy.requests if "comp=list" in r.query]
+    # Refused once, then resent without it; the next listing does not try again.
+    assert [r.status for r in lists] == [400, 200, 200]
+    assert ["startFrom=" in r.query for r in lists] == [True, False, False]

@@ -11,6 +11,7 @@ times and header overrides.
 from __future__ import annotations
 
 import base64
+import hmac
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiobucket.providers.azure._sign import collation_key, sas_query, shared_key, string_to_sign
+from aiobucket.providers.azure._sign import HmacKey, collation_key, sas_query, shared_key, string_to_sign
 
 azure_blob = pytest.importorskip("azure.storage.blob")
 from azure.core.pipeline import PipelineContext, PipelineRequest  # noqa: E402
@@ -28,6 +29,7 @@ from azure.storage.blob._shared.authentication import SharedKeyCredentialPolicy 
 ACCOUNT = "devstoreaccount1"
 KEY_B64 = base64.b64encode(bytes(range(64))).decode()
 KEY = base64.b64decode(KEY_B64)
+HMAC = HmacKey(KEY)  # what requests are signed with (SharedKeyAuth)
 
 # C# identifiers (Azure's rule for metadata names), biased to the characters that sort
 # differently by bytes and by collation: '_' vs digits, case, and lookalike prefixes.
@@ -81,8 +83,18 @@ def sdk_authorization(method: str, path: str, query: list[tuple[str, str]], head
 @given(requests())
 def test_shared_key_equals_the_sdk(req: tuple[str, str, list[tuple[str, str]], dict[str, str]]) -> None:
     method, path, query, headers = req
-    ours = shared_key(ACCOUNT, KEY, string_to_sign(method, ACCOUNT, path, query, headers))
+    text = string_to_sign(method, ACCOUNT, path, query, headers)
+    ours = shared_key(ACCOUNT, HMAC, text)
     assert ours == sdk_authorization(method, path, query, headers)
+    assert shared_key(ACCOUNT, KEY, text) == ours
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.text(max_size=300))
+def test_precomputed_hmac_equals_the_standard_library(key: bytes, text: str) -> None:
+    """Keys shorter than, equal to and longer than SHA-256's 64-byte block."""
+    expected = base64.b64encode(hmac.digest(key, text.encode(), "sha256")).decode()
+    assert HmacKey(key).b64(text) == expected
 
 
 def test_metadata_names_sort_as_azure_does() -> None:

@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy, Request, Respond
+from faultproxy import FaultProxy, Request, Respond, Stall
 from servers._proc import free_ports
 from servers.seaweedfs import S3Server
 
@@ -221,6 +221,33 @@ async def test_exception_inside_async_with_aborts(s3_server: S3Server) -> None:
             await w.abort()
             assert await open_uploads(raw, s3_server.bucket, prefix_of(bucket)) == []
             assert not await bucket.exists("explicit")
+
+
+async def test_asyncio_timeout_bounds_a_multipart_upload_and_leaves_nothing(s3_server: S3Server) -> None:
+    """``retry_deadline`` bounds one S3 API call; a multipart upload is many of them, and the
+    caller's ``asyncio.timeout`` is the bound on the whole. Part 3 hangs on the wire (the
+    proxy stalls it for good) and the timeout fires then: TimeoutError, the upload aborted
+    on the server, nothing stored, no task left behind."""
+    data = payload(3 * PART + PART // 2, seed=3)  # 4 parts
+    loop = asyncio.get_running_loop()
+    scope: list[asyncio.Timeout] = []
+
+    def expire_now(req: Request) -> bool:  # in the proxy's thread: part 3 is on the wire
+        loop.call_soon_threadsafe(lambda: scope[0].reschedule(loop.time()))
+        return True
+
+    async with raw_client(s3_server) as raw:
+        with through_proxy(s3_server) as (bucket, proxy):
+            proxy.add_rule(Stall(None), method="PUT", query="partNumber=3", when=expire_now, times=None)
+            before = asyncio.all_tasks()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(None) as timeout:
+                    scope.append(timeout)
+                    await put(bucket, "bounded", data, part_size=PART, concurrency=2)
+            assert asyncio.all_tasks() <= before, "a task outlived the timeout"
+            assert [op_of(r) for r in proxy.requests].count("UploadPart") >= 3  # it fired mid-upload
+            assert await open_uploads(raw, s3_server.bucket, prefix_of(bucket)) == []
+            assert not await bucket.exists("bounded")
 
 
 # -- 2. peak memory while streaming 1 GiB up and down, at defaults, no allocator tuning ------

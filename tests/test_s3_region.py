@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from faultproxy import FaultProxy, Request, Respond
+from faultproxy import FaultProxy, Request, Respond, Stall
 from personas import persona
 from personas.aws import BucketInAnotherRegion, aws_error, signing_region
 from servers.seaweedfs import S3Server
@@ -192,6 +192,44 @@ async def test_a_second_redirect_is_not_followed(s3_server: S3Server) -> None:
         proxy.wait_idle()
         assert len(proxy.matching(method="GET")) == 2
         assert "request id PERSONA" in str(info.value)
+
+
+@pytest.mark.parametrize("deadline", [0.2, 30.0])
+async def test_a_re_route_spends_what_is_left_of_the_calls_retry_deadline(
+    s3_server: S3Server, deadline: float
+) -> None:
+    """``retry_deadline`` runs from the start of the API call: a re-route does not reset it.
+
+    The first PUT is held 0.5 s on its way (an outer proxy stalls it), then refused with 301
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html, PermanentRedirect);
+    the PUT re-sent to the bucket's region meets one 503 SlowDown (same page: "Reduce your
+    request rate"). The re-route is made at once either way; with a 0.2 s deadline, already
+    spent, the 503 is not retried; with 30 s it is, and the object is stored.
+    """
+    with (
+        FaultProxy(s3_server.endpoint) as inner,
+        FaultProxy(inner.url) as outer,
+        through(s3_server, outer, retry_deadline=deadline, backoff_base=0.001, backoff_max=0.001) as b,
+    ):
+        who = BucketInAnotherRegion("eu-west-1", "301")
+        who.install(inner)
+        inner.add_rule(
+            aws_error(503, "SlowDown", "Please reduce your request rate."),
+            method="PUT",
+            when=lambda r: signing_region(r) == who.region,
+        )
+        outer.add_rule(Stall(0.5), method="PUT")
+        if deadline < 0.5:
+            with pytest.raises(aiobucket.BackendError, match=r"retry deadline of 0\.2 s would pass"):
+                async with b.upload("a") as w:
+                    await w.write(b"1")
+        else:
+            async with b.upload("a") as w:
+                await w.write(b"1")
+        inner.wait_idle()
+        statuses = [r.status for r in inner.matching(method="PUT")]
+        assert statuses == ([301, 503] if deadline < 0.5 else [301, 503, 200])
+        assert await b.exists("a") is (deadline >= 0.5)
 
 
 async def test_signed_url_and_upload_form_use_the_bucket_region(s3_server: S3Server) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any
 
 import aiohttp
@@ -144,6 +145,20 @@ async def test_no_retry_whose_backoff_would_pass_the_deadline() -> None:
     resp = await policy.call(attempt, "upload")
     assert (calls[0], resp.status) == (1, 503)
     assert "retry deadline of 1e-09 s" in resp.message
+
+
+async def test_the_deadline_runs_from_the_start_of_the_api_call_not_of_the_loop() -> None:
+    """A loop run again for the same API call (a region re-route, a fallback resend) passes
+    when the call began: a deadline already spent there allows no retry, though the loop's
+    first attempt is always made."""
+    policy = RetryPolicy(max_attempts=10, base=0.001, cap=0.001, deadline=5.0)
+    calls, attempt = script((503, "SlowDown"), (200, ""))
+    resp = await policy.call(attempt, "upload", time.monotonic() - 10.0)  # began 10 s ago
+    assert (calls[0], resp.status) == (1, 503)
+    assert "retry deadline of 5 s would pass" in resp.message
+    calls, attempt = script((503, "SlowDown"), (200, ""))
+    resp = await policy.call(attempt, "upload", time.monotonic())  # began now: retried
+    assert (calls[0], resp.status, resp.attempts) == (2, 200, 2)
 
 
 async def test_an_empty_retry_quota_stops_retries_and_successes_refill_it() -> None:

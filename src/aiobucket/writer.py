@@ -446,8 +446,21 @@ class Writer:
                 bucket=self._bucket.name,
                 key=self.key,
             )
-        if self._known_size is not None:
+        largest, problem = caps.max_part_size, ""
+        if largest is not None and part_size > largest:
+            problem = (
+                f"part_size {part_size} is above this backend's largest part ({largest} bytes); "
+                "pass a part_size of at most that"
+            )
+        elif self._known_size is not None:
             part_size = fit_parts(part_size, self._known_size, caps)
+            if largest is not None and part_size > largest:
+                problem = (
+                    f"size {self._known_size} is above this backend's largest object "
+                    f"({caps.max_parts} parts of {largest} bytes)"
+                )
+        if problem:
+            raise InvalidArgument(problem, bucket=self._bucket.name, key=self.key)
         self._caps = caps
         self._part_size = part_size
         self._concurrency = self._concurrency_arg or settings.concurrency or caps.default_concurrency

@@ -64,7 +64,9 @@ async def test_cancel_at_random_points(backend, seed):
         task = asyncio.create_task(_writer_task(b, key, data, ps, closing, committed))
         for _ in range(rng.randrange(0, 12 + trial * 4)):
             await asyncio.sleep(0)
-        if backend.name not in ("memory", "local"):
+        if backend.name not in ("memory", "local") and trial:
+            # Trial 0 cancels within a few loop turns, which no networked upload outlasts, so
+            # a fast server cannot let every trial finish before its cancel.
             await asyncio.sleep(rng.random() * 0.05)
         task.cancel()
         try:

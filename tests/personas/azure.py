@@ -11,6 +11,7 @@ __all__ = [
     "copy_ends",
     "copy_pending",
     "range_past_the_end_is_416",
+    "start_from_refused",
     "user_delegation_key",
     "version_listing",
     "versioned_account",
@@ -129,5 +130,23 @@ def version_listing(proxy: FaultProxy, prefix: str, name: str, versions: list[st
     proxy.add_rule(
         Respond(200, body.encode(), {"Content-Type": "application/xml"}),
         when=lambda r: r.method == "GET" and "include=versions" in r.query,
+        times=None,
+    )
+
+
+def start_from_refused(proxy: FaultProxy) -> None:
+    """A List Blobs with a query parameter the service version does not know answers 400
+    (an older service, a gateway pinned to one: UnsupportedQueryParameter;
+    https://learn.microsoft.com/rest/api/storageservices/common-rest-api-error-codes)."""
+    body = (
+        b'<?xml version="1.0" encoding="utf-8"?><Error><Code>UnsupportedQueryParameter</Code>'
+        b"<Message>One of the query parameters specified in the request URI is not supported.</Message>"
+        b"<QueryParameterName>startFrom</QueryParameterName></Error>"
+    )
+    proxy.add_rule(
+        Respond(
+            400, body, {"Content-Type": "application/xml", "x-ms-error-code": "UnsupportedQueryParameter"}
+        ),
+        when=lambda r: r.method == "GET" and "comp=list" in r.query and "startFrom=" in r.query,
         times=None,
     )

@@ -43,6 +43,10 @@ QUIRKS: dict[str, str] = {
         "Azurite 3.35 lists a page's BlobPrefix entries before its Blob entries instead of merging "
         "them by name (the provider merges each page)"
     ),
+    "start_from_ignored": (
+        "Azurite 3.35 (API 2025-11-05) ignores List Blobs' startFrom (x-ms-version 2026-02-06) and "
+        "lists from the prefix's start; the provider skips the entries up to start_after itself"
+    ),
     "user_delegation_sas_needs_oauth": (
         "Azurite 3.35 issues user-delegation keys only to OAuth (bearer token) requests over HTTPS"
     ),

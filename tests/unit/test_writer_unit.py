@@ -666,6 +666,33 @@ async def test_more_than_max_parts_raises_with_a_hint(fake: FakeProvider, size: 
     assert [c[1] for c in fake.calls if c[0] == "put_part"] == [1, 2, 3]
 
 
+async def test_part_size_above_the_largest_part_is_refused_before_any_io(fake: FakeProvider) -> None:
+    fake.capabilities = Capabilities(max_parts=3, max_part_size=20)
+    w = bucket().upload("k", part_size=21)
+    with pytest.raises(
+        InvalidArgument, match=r"part_size 21 is above this backend.s largest part \(20 bytes\)"
+    ):
+        await w.write(b"x")
+    assert fake.calls == []
+
+
+async def test_a_known_size_grows_parts_up_to_the_largest_part(fake: FakeProvider) -> None:
+    fake.capabilities = Capabilities(max_parts=3, max_part_size=20)
+    async with bucket().upload("k", part_size=10, size=60) as w:
+        for c in chunks(payload(60), 7):
+            await w.write(c)
+    assert fake.calls[-1] == ("complete", [1, 2, 3])
+    assert [len(fake.parts[n]) for n in (1, 2, 3)] == [20, 20, 20]
+
+
+async def test_a_known_size_beyond_parts_times_largest_part_is_refused(fake: FakeProvider) -> None:
+    fake.capabilities = Capabilities(max_parts=3, max_part_size=20)
+    w = bucket().upload("k", part_size=10, size=61)
+    with pytest.raises(InvalidArgument, match="size 61 is above this backend's largest object"):
+        await w.write(b"x")
+    assert fake.calls == []
+
+
 async def test_concurrent_writes_raise_invalid_argument(fake: FakeProvider) -> None:
     fake.gates[1] = asyncio.Event()
     w = bucket().upload("k", part_size=10)

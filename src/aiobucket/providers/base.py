@@ -97,6 +97,9 @@ class Capabilities:
     part_size_multiple: int = 1
     """Part sizes must be a multiple of this (GCS resumable: 256 KiB)."""
     max_parts: int = 10_000
+    max_part_size: int | None = None
+    """Largest part a store takes (Azure Put Block: 4000 MiB); None: no limit of its own.
+    A larger part_size is InvalidArgument, and a known size is fitted below it."""
     default_part_size: int = 8 * MiB
     default_concurrency: int = 8
     delete_batch: int = 1

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, quote
 
 from ...errors import InvalidArgument, NotSupported, PermissionDenied
-from ._sign import DelegationKey, sas_query, shared_key, string_to_sign, user_delegation_sas_query
+from ._sign import DelegationKey, HmacKey, sas_query, shared_key, string_to_sign, user_delegation_sas_query
 
 if TYPE_CHECKING:
     from ._settings import AzureSettings
@@ -67,12 +67,13 @@ class SharedKeyAuth:
                 "account_key is not base64 (copy it from the storage account's keys)"
             ) from None
         self._account = account
+        self._hmac = HmacKey(self._key)
 
     async def authorize(
         self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str]
     ) -> list[tuple[str, str]]:
         headers["authorization"] = shared_key(
-            self._account, self._key, string_to_sign(method, self._account, path, query, headers)
+            self._account, self._hmac, string_to_sign(method, self._account, path, query, headers)
         )
         return query
 

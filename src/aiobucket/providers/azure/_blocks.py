@@ -29,6 +29,7 @@ from urllib.parse import quote
 from ...errors import InvalidArgument
 from ...types import ObjectAttrs
 from ..base import MiB, Part, PutOptions
+from ._provider import MAX_BLOCK
 from ._xml import block_list_body
 
 if TYPE_CHECKING:
@@ -83,6 +84,12 @@ class Upload:
 
     async def put_part(self, number: int, data: bytes | bytearray | memoryview) -> Part:
         view = memoryview(data).cast("B")
+        if view.nbytes > MAX_BLOCK:
+            raise InvalidArgument(
+                f"a block takes at most {MAX_BLOCK} bytes (Put Block), not {view.nbytes}; "
+                "use a smaller part_size",
+                key=self._key,
+            )
         md5 = await self._digest(number, view)
         bid = block_id(self._upload, number)
         resp = await self._provider.send(

@@ -24,6 +24,10 @@ Semantics (what differs from S3 is said here once):
   Azure drops trailing dots and turns '\\' into '/', so such a key would name another
   blob (Capabilities.key_restrictions).
 * Listing: names in UTF-16 code-unit order, Azure's (Capabilities.listing_order).
+  ``start_after`` under the prefix is sent as List Blobs' ``startFrom`` (inclusive,
+  x-ms-version 2026-02-06), and the entries up to it are skipped here too: servers that
+  predate it ignore it (Azurite 3.35), and one that refuses it (400) is listed from the
+  prefix's start from then on.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import re
@@ -76,12 +81,12 @@ from ..s3._wire import (
     BytesBody,
     EmptyBody,
     format_http_date,
-    http_date,
     parse_content_range,
     precondition_headers,
     quote_etag,
     unquote_etag,
 )
+from ..s3._wire import http_date as _parse_http_date
 from ._auth import Auth, make_auth
 from ._errors import error_for
 from ._settings import AzureSettings, parse_settings
@@ -92,10 +97,31 @@ if TYPE_CHECKING:
     from ...config import BucketSettings
     from ._blocks import Upload
 
-__all__ = ["API_VERSION", "CAPABILITIES", "AzureProvider", "check_key", "create"]
+__all__ = [
+    "API_VERSION",
+    "CAPABILITIES",
+    "MAX_BLOCK",
+    "MAX_PUT_BLOB",
+    "START_FROM_VERSION",
+    "AzureProvider",
+    "check_key",
+    "create",
+    "start_from",
+]
 
 API_VERSION = "2025-01-05"
-"""x-ms-version of every request and ``sv`` of every SAS."""
+"""x-ms-version of every request (but a List Blobs with ``startFrom``) and ``sv`` of every SAS."""
+START_FROM_VERSION = "2026-02-06"
+"""The first x-ms-version whose List Blobs takes ``startFrom`` (azure-storage-blob 12.31 sends
+it; Azure SDK for Java 12.33 added it with service version 2026-02-06)."""
+
+MAX_BLOCK = 4000 * MiB
+"""Put Block's largest block (x-ms-version 2019-12-12 and later): 50,000 of them make
+Azure's largest block blob, about 190.7 TiB
+(https://learn.microsoft.com/azure/storage/blobs/scalability-targets)."""
+MAX_PUT_BLOB = 5000 * MiB
+"""Put Blob's largest body (2019-12-12 and later); the writer's single puts are at most
+one part, so below MAX_BLOCK (https://learn.microsoft.com/rest/api/storageservices/put-blob)."""
 
 CAPABILITIES = Capabilities(
     versioning=True,  # where the storage account has blob versioning on (an account setting)
@@ -106,7 +132,8 @@ CAPABILITIES = Capabilities(
     server_side_copy=True,
     parallel_parts=True,
     min_part_size=1,
-    max_parts=50_000,
+    max_parts=50_000,  # blocks in a block blob
+    max_part_size=MAX_BLOCK,
     default_part_size=8 * MiB,
     default_concurrency=8,
     delete_batch=256,  # Blob Batch's limit
@@ -116,6 +143,8 @@ CAPABILITIES = Capabilities(
 
 Query = list[tuple[str, str]]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~/-]*")
+"""Keys that ``quote(key, safe="/~")`` leaves as they are: skip it (most keys)."""
 
 
 def check_key(key: str) -> None:
@@ -126,7 +155,7 @@ def check_key(key: str) -> None:
             "blob; use '/' or another character",
             key=key,
         )
-    if any(seg.endswith(".") for seg in key.split("/")):
+    if key.endswith(".") or "./" in key:  # a path segment ending in '.'
         raise InvalidArgument(
             "Azure Blob Storage drops a '.' at the end of a path segment, so this key would name "
             "another blob; end the segment with another character",
@@ -154,6 +183,10 @@ def check_metadata(metadata: Mapping[str, str]) -> None:
             )
 
 
+http_date = functools.lru_cache(maxsize=256)(_parse_http_date)
+"""Last-Modified parsed once per distinct value (they repeat within a second; datetimes are
+immutable, so a cached one is safe to share)."""
+
 _date_cache: tuple[int, str] = (0, "")
 
 
@@ -164,6 +197,22 @@ def _now_http_date() -> str:
     if _date_cache[0] != now:
         _date_cache = (now, format_datetime(datetime.fromtimestamp(now, UTC), usegmt=True))
     return _date_cache[1]
+
+
+def start_from(prefix: str, start_after: str | None, delimiter: str | None) -> str | None:
+    """Where a listing after ``start_after`` can begin on the server (List Blobs'
+    ``startFrom``, inclusive), or None to list from the prefix's start.
+
+    Only a name under ``prefix``: Azure documents startFrom as a path within the listing.
+    With a delimiter Azure takes one level only, so the name is cut at the first delimiter
+    after the prefix: still at or before ``start_after``, and the provider skips up to it."""
+    if not start_after or not start_after.startswith(prefix):
+        return None
+    if delimiter:
+        cut = start_after.find(delimiter, len(prefix))
+        if cut >= 0:
+            start_after = start_after[:cut]
+    return start_after if len(start_after) > len(prefix) else None
 
 
 def _newest_first(group: list[ListEntry]) -> list[ListEntry]:
@@ -225,6 +274,7 @@ class AzureProvider:
         )
         endpoint = URL(settings.endpoint)
         self._origin = str(endpoint.origin())
+        self._scheme, self._authority = endpoint.scheme, endpoint.raw_authority
         self._base_path = endpoint.raw_path.rstrip("/")
         if not self._base_path and _ip_style(endpoint.host):
             # An emulator at an IP address or localhost (Azurite) names the account in the
@@ -233,13 +283,17 @@ class AzureProvider:
         self.auth: Auth = make_auth(settings)
         self._tls_pending = settings.ca_bundle is not None
         self._delegation: tuple[datetime, datetime, DelegationKey] | None = None
+        self._start_from_taken = True
+        """False once the service refused a List Blobs with startFrom (400)."""
 
     # -- the one request path ------------------------------------------------------------
 
     def path_of(self, key: str | None, container: str | None = None) -> str:
         """The URL path as sent and signed: account path, container, percent-encoded key."""
         path = f"{self._base_path}/{container or self.container}"
-        return path if key is None else path + "/" + quote(key, safe="/~")
+        if key is None:
+            return path
+        return path + "/" + (key if _UNQUOTED.fullmatch(key) else quote(key, safe="/~"))
 
     def url_of(self, key: str) -> str:
         return self._origin + self.path_of(key)
@@ -256,6 +310,7 @@ class AzureProvider:
         stream: bool = False,
         shield: bool = False,
         path: str | None = None,
+        version: str = API_VERSION,
     ) -> Response:
         """Authorise and send one request with retries; returns the final response (any status).
 
@@ -273,13 +328,19 @@ class AzureProvider:
             h = {
                 **base_headers,
                 "x-ms-date": _now_http_date(),
-                "x-ms-version": API_VERSION,
+                "x-ms-version": version,
             }
             if length is not None:
                 h["content-length"] = length
             q = await auth.authorize(method, path, query, h)
-            url = self._origin + path + ("?" + "&".join(f"{k}={v}" for k, v in q) if q else "")
-            resp = await transport.send(method, URL(url, encoded=True), h, body, stream=stream, shield=shield)
+            url = URL.build(
+                scheme=self._scheme,
+                authority=self._authority,
+                path=path,
+                query_string="&".join(f"{k}={v}" for k, v in q) if q else "",
+                encoded=True,
+            )
+            resp = await transport.send(method, url, h, body, stream=stream, shield=shield)
             if resp.status >= 300 and not resp.code:
                 resp.code = resp.headers.get("x-ms-error-code", "")
             return resp
@@ -305,6 +366,12 @@ class AzureProvider:
     async def put(self, key: str, data: bytes, opts: PutOptions) -> ObjectAttrs:
         check_key(key)
         view = memoryview(data).cast("B")
+        if view.nbytes > MAX_PUT_BLOB:
+            raise InvalidArgument(
+                f"a single Put Blob takes at most {MAX_PUT_BLOB} bytes, not {view.nbytes}; "
+                "upload it in parts (a part_size of at most 4000 MiB)",
+                key=key,
+            )
         md5 = hashlib.md5(view, usedforsecurity=False) if view.nbytes < MiB else None
         if md5 is None:
             md5 = await asyncio.to_thread(hashlib.md5, view, usedforsecurity=False)
@@ -552,8 +619,13 @@ class AzureProvider:
         if versions:
             params["include"] = "versions"
         after = utf16_key(start_after) if start_after else None
+        version = API_VERSION
+        start = start_from(prefix, start_after, delimiter)
+        if start is not None:
+            params["startFrom"] = start
+            version = START_FROM_VERSION
         group: builtins.list[ListEntry] = []
-        pending: asyncio.Task[bytes] | None = asyncio.ensure_future(self._page(dict(params)))
+        pending: asyncio.Task[bytes] | None = asyncio.ensure_future(self._page(dict(params), version))
         try:
             while pending is not None:
                 body = await pending
@@ -561,9 +633,10 @@ class AzureProvider:
                 page = parse_list(body, versions=versions)
                 if page.next_marker:
                     params["marker"] = page.next_marker
-                    pending = asyncio.ensure_future(self._page(dict(params)))
+                    pending = asyncio.ensure_future(self._page(dict(params), version))
                 for entry in page.entries:
-                    # Azure has no start-after: the entries up to it are skipped here.
+                    # startFrom is inclusive, and servers that predate it (Azurite 3.35)
+                    # ignore it: the entries up to start_after are skipped here.
                     if after is not None and utf16_key(entry.name) <= after:
                         continue
                     if not versions:
@@ -584,9 +657,17 @@ class AzureProvider:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pending
 
-    async def _page(self, params: dict[str, str]) -> bytes:
+    async def _page(self, params: dict[str, str], version: str = API_VERSION) -> bytes:
+        if "startFrom" in params and not self._start_from_taken:
+            del params["startFrom"]
+            version = API_VERSION
         query = [(k, quote(v, safe="")) for k, v in params.items()]
-        resp = await self.send("list", "GET", None, query=query)
+        resp = await self.send("list", "GET", None, query=query, version=version)
+        if resp.status == 400 and "startFrom" in params:
+            # A service or gateway that refuses startFrom (or its version): list from the
+            # prefix's start, here and from now on; the skip after start_after stays exact.
+            self._start_from_taken = False
+            return await self._page(params)
         if resp.status >= 300:
             raise self.fail(resp, "list", None)
         return resp.body

@@ -34,6 +34,7 @@ from urllib.parse import quote, unquote
 __all__ = [
     "USER_DELEGATION_VERSION",
     "DelegationKey",
+    "HmacKey",
     "collation_key",
     "hmac_b64",
     "sas_query",
@@ -45,20 +46,6 @@ __all__ = [
 USER_DELEGATION_VERSION = "2026-10-06"
 """``sv`` of a user-delegation SAS: its string to sign has the fields of this version (the
 one azure-storage-blob 12.31.1 signs with), whatever x-ms-version requests use."""
-
-_STANDARD = (
-    "content-encoding",
-    "content-language",
-    "content-length",
-    "content-md5",
-    "content-type",
-    "date",
-    "if-modified-since",
-    "if-match",
-    "if-none-match",
-    "if-unmodified-since",
-    "range",
-)
 
 # First-level weights of Windows' invariant collation for printable ASCII (0: ignored at
 # this level). Letters are case-blind; punctuation < digits < letters.
@@ -99,40 +86,72 @@ def _canonical_query(query: Iterable[tuple[str, str]]) -> str:
     return "".join(f"\n{name.lower()}:{','.join(sorted(vals))}" for name, vals in sorted(grouped.items()))
 
 
+@functools.lru_cache(maxsize=1024)  # one entry per header set a provider sends (PUT, GET ...)
+def _ms_order(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``x-ms-*`` names among ``names``, in canonical (collation) order."""
+    return tuple(sorted((n for n in names if n.startswith("x-ms-")), key=collation_key))
+
+
 def string_to_sign(
     method: str, account: str, path: str, query: Iterable[tuple[str, str]], headers: Mapping[str, str]
 ) -> str:
     """The SharedKey string to sign. ``path`` is the URL path as sent; ``query`` the
     parameters as sent (encoded values); ``headers`` with lower-case names."""
-    slots = []
-    for name in _STANDARD:
-        value = headers.get(name) or ""
-        if name == "content-length" and value == "0":
-            value = ""
-        elif name == "range":
-            value = ""  # ranges are sent as x-ms-range
-        slots.append(value)
-    ms = sorted(
-        ((k, v) for k, v in headers.items() if k.startswith("x-ms-")), key=lambda kv: collation_key(kv[0])
-    )
-    canonical_headers = "".join(f"{k}:{v}\n" for k, v in ms)
-    return (
-        f"{method}\n"
-        + "\n".join(slots)
-        + "\n"
-        + canonical_headers
-        + f"/{account}{path}"
-        + _canonical_query(query)
-    )
+    get = headers.get
+    length = get("content-length") or ""
+    lines = [
+        method,
+        get("content-encoding") or "",
+        get("content-language") or "",
+        "" if length == "0" else length,
+        get("content-md5") or "",
+        get("content-type") or "",
+        get("date") or "",
+        get("if-modified-since") or "",
+        get("if-match") or "",
+        get("if-none-match") or "",
+        get("if-unmodified-since") or "",
+        "",  # Range: ranges are sent as x-ms-range
+    ]
+    lines += [f"{k}:{headers[k]}" for k in _ms_order(tuple(headers))]
+    lines.append(f"/{account}{path}" + (_canonical_query(query) if query else ""))
+    return "\n".join(lines)
 
 
 def hmac_b64(key: bytes, text: str) -> str:
-    return base64.b64encode(hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()).decode()
+    return base64.b64encode(hmac.digest(key, text.encode("utf-8"), "sha256")).decode()
 
 
-def shared_key(account: str, key: bytes, text: str) -> str:
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class HmacKey:
+    """HMAC-SHA256 (RFC 2104) with the key's padded inner and outer hashes made once:
+    each request then costs two hash copies, not OpenSSL's per-call HMAC setup (about
+    a third of the time; equal output, tests/test_azure_sign.py)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:  # SHA-256's block size
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def b64(self, text: str) -> str:
+        inner = self._inner.copy()
+        inner.update(text.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return base64.b64encode(outer.digest()).decode()
+
+
+def shared_key(account: str, key: bytes | HmacKey, text: str) -> str:
     """The Authorization header value for a string to sign."""
-    return f"SharedKey {account}:{hmac_b64(key, text)}"
+    signature = key.b64(text) if isinstance(key, HmacKey) else hmac_b64(key, text)
+    return f"SharedKey {account}:{signature}"
 
 
 def _sas_time(when: datetime) -> str:

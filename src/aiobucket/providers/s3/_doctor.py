@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -141,7 +142,9 @@ class _Probe:
             h.setdefault(
                 "content-md5", base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
             )
-        return await self.p._send("doctor", method, tail, h, body, digest, False, False, False, None)
+        return await self.p._send(
+            "doctor", method, tail, h, body, digest, False, False, False, None, time.monotonic()
+        )
 
     def key(self, name: str) -> str:
         return self.prefix + name

@@ -30,6 +30,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -194,14 +195,15 @@ class Upload:
             # 16.2) still refuse outside a race thanks to this check.
             await p.precheck(self._key, pre)
             whole_crc = self._whole_crc32c(ordered)
-            resp = await self._send_complete(ordered, whole_crc)
+            started = time.monotonic()
+            resp = await self._send_complete(ordered, whole_crc, started)
             if whole_crc is not None and resp.status == 400:
                 # Every part's CRC32C was accepted, and the whole one is combined from
                 # them: a refusal of the completion is, first of all, a store that keeps
                 # composite checksums only (MinIO 2022-09..2025-01 answers InvalidPart or
                 # XAmzContentChecksumMismatch, Garage 1.x InvalidDigest). Complete
                 # without it, once: nothing was stored, and any other refusal comes again.
-                retried = await self._send_complete(ordered, None)
+                retried = await self._send_complete(ordered, None, started)  # one deadline
                 if retried.status < 300:
                     learn(p, f"the store refused a FULL_OBJECT CRC32C at completion ({resp.code})",
                           multipart_checksum="composite")  # fmt: skip
@@ -239,7 +241,7 @@ class Upload:
             self._key, self._opts, size, etag, version, http_date(resp.headers.get("date")), crc32c=stored_crc
         )
 
-    async def _send_complete(self, ordered: list[Part], whole_crc: str | None) -> Response:
+    async def _send_complete(self, ordered: list[Part], whole_crc: str | None, started: float) -> Response:
         p = self._p
         crcs = self._crcs if self._declared and len(self._crcs) == len(ordered) else None
         body = complete_body([(x.number, x.etag) for x in ordered], crcs)
@@ -252,6 +254,7 @@ class Upload:
         return await p.send(
             "complete upload", "POST", self._key, query=self._query(), headers=headers, body=body,
             payload_hash=payload_hash, shield=True, check=answered("CompleteMultipartUploadResult"),
+            started=started,
         )  # fmt: skip
 
     def _stored_crc32c(self, resp: Response, ours: str | None) -> str | None:

@@ -60,6 +60,7 @@ import contextlib
 import functools
 import ipaddress
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -345,8 +346,11 @@ class S3Provider:
             endpoint = str((await self.client(region)).meta.endpoint_url).rstrip("/")
         return self._endpoint_at(endpoint, region, like.static, like.source)
 
-    async def _head_bucket(self, ep: _Endpoint) -> Response:
-        """HeadBucket: its answer names the bucket's region (``x-amz-bucket-region``), whatever its status."""
+    async def _head_bucket(self, ep: _Endpoint, started: float | None = None) -> Response:
+        """HeadBucket: its answer names the bucket's region (``x-amz-bucket-region``), whatever its status.
+
+        ``started``: the API call this HeadBucket serves (a re-route) began then, and its
+        retries share that call's deadline; None: a call of its own (discovery)."""
         url = ep.base + "/"
         target = URL(url, encoded=True)
 
@@ -355,16 +359,16 @@ class S3Provider:
             ep.signer.sign("HEAD", url, h, EMPTY_SHA256, ep.static or await ep.credentials())
             return await self.transport.send("HEAD", target, h, None)
 
-        return await self.policy.call(attempt, f"find region (HEAD {self.bucket})")
+        return await self.policy.call(attempt, f"find region (HEAD {self.bucket})", started)
 
-    async def _reroute(self, resp: Response, ep: _Endpoint) -> _Endpoint | None:
+    async def _reroute(self, resp: Response, ep: _Endpoint, started: float) -> _Endpoint | None:
         """After a region redirect to a request sent with ``ep``: where to re-send it (None: nowhere)."""
         async with self.regions.lock:
             current = self._ep
             if current is not None and current.signer.region != ep.signer.region:
                 return current  # a concurrent request has already learned where the bucket is
             region = await self.regions.follow(
-                resp, ep.signer.region, functools.partial(self._head_bucket, ep)
+                resp, ep.signer.region, functools.partial(self._head_bucket, ep, started)
             )
             if region is None:
                 return None
@@ -388,13 +392,21 @@ class S3Provider:
         shield: bool = False,
         expect: bool = False,
         check: Callable[[Response], None] | None = None,
+        started: float | None = None,
     ) -> Response:
-        """Sign and send one request with retries; returns the final response (any status).
+        """Sign and send one S3 API call with retries; returns the final response (any status).
 
+        The call's retry deadline (``retry_deadline``) runs from here: every attempt,
+        a region re-route and a store-profile fallback resend (each made at once, at
+        most once) and their retries spend the one budget, never a fresh one.
         ``shield`` (writes): a cancel while the request is on the wire waits for its
         end. ``check`` may turn a 200 into an error before the retry decision (S3
         answers some failures of CompleteMultipartUpload and CopyObject with 200).
+        ``started``: a resend of a call that began then (a caller's own fallback), which
+        spends what is left of that call's deadline.
         """
+        if started is None:
+            started = time.monotonic()
         tail = "/" + quote_path(key) if key is not None else "/"
         if query:
             tail += "?" + canonical_query(query)
@@ -404,15 +416,16 @@ class S3Provider:
         if self.opt.every:
             base_headers = {**self.opt.every, **base_headers}
         resp = await self._send(
-            op, method, tail, base_headers, body, payload_hash, stream, shield, expect, check
+            op, method, tail, base_headers, body, payload_hash, stream, shield, expect, check, started
         )
         if resp.status in FALLBACK_STATUSES:
             retry_headers = fall_back(self, resp, base_headers, body)
             if retry_headers is not None:  # nothing was stored: resend once, as the store allows
                 first = resp
                 resp = await self._send(
-                    op, method, tail, retry_headers, body, payload_hash, stream, shield, expect, check
-                )
+                    op, method, tail, retry_headers, body, payload_hash, stream, shield, expect, check,
+                    started,
+                )  # fmt: skip
                 after_resend(self, first, base_headers, resp)
         return resp
 
@@ -428,8 +441,10 @@ class S3Provider:
         shield: bool,
         expect: bool,
         check: Callable[[Response], None] | None,
+        started: float,
     ) -> Response:
-        """One request with its retries, and a region redirect followed once (_region.py)."""
+        """One request with its retries, and a region redirect followed once (_region.py),
+        within the deadline of the API call that began at ``started``."""
         ep = self._ep or await self._endpoint()
         url = ep.base + tail
         target = URL(url, encoded=True)
@@ -444,16 +459,16 @@ class S3Provider:
             return resp
 
         what = f"{op} ({method} {self.bucket})"
-        resp = await self.policy.call(attempt, what)
+        resp = await self.policy.call(attempt, what, started)
         if resp.status < 300 or not is_region_redirect(resp, method, ep.signer.region):
             return resp
         # The bucket is in another region (see _region.py): re-sign and re-send at once, once.
-        moved = await self._reroute(resp, ep)
+        moved = await self._reroute(resp, ep, started)
         if moved is None:
             return resp
         ep, url = moved, moved.base + tail
         target = URL(url, encoded=True)
-        again = await self.policy.call(attempt, what)
+        again = await self.policy.call(attempt, what, started)
         again.attempts += resp.attempts
         again.maybe_applied = again.maybe_applied or resp.maybe_applied
         return again
@@ -536,9 +551,10 @@ class S3Provider:
         stored_crc = checksum.get("x-amz-checksum-crc32c")
         # Our MD5 where we made one; else the ETag, vouched for by the same rule a HEAD
         # uses (the store checked the body against its CRC32C).
-        md5 = md5_hex if same_etag(etag, md5_hex) else None
-        if md5_hex is None and self.store.etag_md5:
-            md5 = vouched_md5(etag, h)
+        if md5_hex is not None:
+            md5 = md5_hex if same_etag(etag, md5_hex) else None
+        else:
+            md5 = vouched_md5(etag, h) if self.store.etag_md5 else None
         return put_attrs(
             key, opts, view.nbytes, etag, h.get("x-amz-version-id"), None,
             md5=md5,
@@ -600,9 +616,10 @@ class S3Provider:
         ETag is an MD5 of its bytes). Without kms:Decrypt S3 refuses the checksums of an
         SSE-KMS object with 403: then the attrs without them."""
         headers = {**self.opt.key, "x-amz-checksum-mode": "ENABLED"}
-        resp = await self.send("attrs", "HEAD", key, headers=headers)
-        if resp.status == 403:
-            resp = await self.send("attrs", "HEAD", key, headers=self.opt.key)
+        started = time.monotonic()
+        resp = await self.send("attrs", "HEAD", key, headers=headers, started=started)
+        if resp.status == 403:  # the same question, without the checksums: the same deadline
+            resp = await self.send("attrs", "HEAD", key, headers=self.opt.key, started=started)
         if resp.status == 404:
             return None, False
         if resp.status >= 300:

@@ -20,8 +20,10 @@ So do we:
   AWS's own endpoints, sends it to that region's endpoint) and sends it again at once:
   no backoff, and at most one re-route per request, so two answers naming each other's
   region cannot loop. The re-route is not a failed attempt: it happens around the retry
-  loop (``S3Provider.send`` around ``RetryPolicy.call``), whose budget starts afresh for
-  the re-sent request. The region is kept for the provider's life; every request after
+  loop (``S3Provider.send`` around ``RetryPolicy.call``), whose attempts start afresh for
+  the re-sent request, but whose retry deadline does not: it runs from the start of the
+  API call, and the re-sent request and the HeadBucket a re-route may need spend what
+  is left of it. The region is kept for the provider's life; every request after
   that is signed for it from the start. Concurrent requests that all meet the redirect
   learn it once (a lock), and a request that was sent before the move follows the
   region already learned.

@@ -17,7 +17,12 @@ Every request goes through :meth:`RetryPolicy.call`, which decides attempt by at
   provider then checks against the stored object (see ``_provider.py``).
 * **Bounds**: at most ``max_attempts`` attempts, with full-jitter backoff between them
   (uniform in ``[0, min(cap, base * 2**(n-1))]``, AWS's guidance), and no retry whose
-  backoff would end more than ``deadline`` seconds after the first attempt started.
+  backoff would end more than ``deadline`` seconds after the S3 API call started
+  (``started``: the caller passes the time its call began, so that a region re-route
+  or a fallback resend, which run the loop again, spend the same budget and never
+  reset it; by default, the loop's own first attempt). The deadline decides whether
+  a retry is made; it never cuts an attempt on the wire (the connect and read timeouts
+  do) or a wait for a send slot (a cancel does).
 * **Retry quota** (per provider, after botocore's standard mode): a retry costs
   tokens (5; 10 after a connection failure or timeout), an answer that needed no
   retry gives one back, a retried request that finally succeeds gives its last cost
@@ -183,7 +188,7 @@ class RetryPolicy:
         self.cap = cap
         """No single backoff sleeps longer than this."""
         self.deadline = deadline
-        """Seconds from the first attempt past which no retry's backoff may end."""
+        """Seconds from the start of the API call past which no retry's backoff may end."""
         self.quota = quota if quota is not None else RetryQuota()
         self.rate = rate
         """The adaptive send rate, or None (adaptive retry off)."""
@@ -191,15 +196,22 @@ class RetryPolicy:
     def delay(self, retry: int) -> float:
         return random.uniform(0.0, min(self.cap, self.base * (1 << min(retry - 1, 30))))
 
-    async def call(self, attempt: Callable[[], Awaitable[Response]], what: str) -> Response:
+    async def call(
+        self, attempt: Callable[[], Awaitable[Response]], what: str, started: float | None = None
+    ) -> Response:
         """Run ``attempt`` until it gives a final answer or retrying must stop.
+
+        ``started`` (``time.monotonic()``): when the API call that this loop serves
+        began, the origin of the retry deadline; None: now. The first attempt is always
+        made.
 
         Returns the last response: a success, a non-transient error, or a transient
         error after the last attempt (its ``attempts`` says how many were made, its
         ``message`` why no more were). Raises BackendError for a connection failure
         that is final or steady.
         """
-        started = time.monotonic()
+        if started is None:
+            started = time.monotonic()
         maybe_applied = False
         resent_corrupted = False
         held = 0  # the quota the last retry took, given back if the request succeeds
@@ -226,16 +238,17 @@ class RetryPolicy:
                 reason, cost, last = type(exc).__name__, RetryQuota.TIMEOUT_COST, exc
             else:
                 status, code = resp.status, resp.code
-                throttled = is_throttle(status, code)
+                failed = status >= 300  # a 2xx needs no classifying (the common case)
+                throttled = failed and is_throttle(status, code)
                 if rate is not None:
                     rate.record(sent_at, throttled=throttled)
                 resp.attempts = n
                 resp.maybe_applied = maybe_applied
-                if code in CORRUPTED and not resent_corrupted:
+                if failed and code in CORRUPTED and not resent_corrupted:
                     resent_corrupted = True  # S3 stored nothing: resend at once, once
                     record_retry(None, what, "s3", error_type=code, attempt=n + 1, delay=0.0)
                     continue
-                if not is_transient_status(status, code):
+                if not failed or not is_transient_status(status, code):
                     quota.release(held or RetryQuota.NO_RETRY_REFILL)  # a healthy answer
                     return resp
                 # Any 5xx, even a 503, may come after the request was applied (a

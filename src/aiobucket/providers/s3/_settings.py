@@ -84,7 +84,12 @@ class S3Settings:
     backoff_max: float = 20.0
     """Seconds: no single backoff sleeps longer."""
     retry_deadline: float = 30.0
-    """Seconds: no retry of a request whose backoff would end later than this after its first attempt."""
+    """Seconds from the start of one S3 API call (its first attempt) past which no retry of it
+    starts: a retry whose backoff would end later is not made, and the error says so. It spans
+    the call's every attempt, waits for a send slot, a region re-route (and its HeadBucket) and
+    a fallback resend, and is never reset by them. It never cuts an attempt on the wire (the
+    timeouts do). Each API call has its own: a multipart upload's parts, remove_many's
+    batches, a resumed read's GET; bound a whole operation with ``asyncio.timeout``."""
     retry_quota: int = 500
     """Tokens this provider may spend on retries (5 a retry, 10 after a timeout; see _retry.py)."""
     adaptive_retry: bool = False
