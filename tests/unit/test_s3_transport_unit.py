@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from aiobucket.providers.s3._transport import Transport, _on_wire
+from aiobucket.providers._http.transport import Transport, _on_wire
 
 pytestmark = pytest.mark.anyio
 

@@ -83,6 +83,17 @@ from ...errors import (
     RangeNotSatisfiable,
 )
 from ...types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, UploadForm
+from .._http.body import Body, BytesBody, EmptyBody
+from .._http.headers import (
+    format_http_date,
+    parse_content_range,
+    precondition_headers,
+    quote_etag,
+    unquote_etag,
+)
+from .._http.ratelimit import SendRate
+from .._http.retry import RetryPolicy, RetryQuota
+from .._http.transport import Response, Transport, ssl_context
 from ..base import (
     Capabilities,
     CopyOptions,
@@ -99,28 +110,11 @@ from ..base import (
 from ._errors import error_for, request_ids
 from ._fallback import FALLBACK_STATUSES, after_resend, fall_back, learn
 from ._profiles import StoreProfile, gcs_hint
-from ._ratelimit import SendRate
 from ._region import DEFAULT_REGION, Regions, is_region_redirect
-from ._retry import RetryPolicy, RetryQuota
+from ._retry import S3_RULES
 from ._settings import S3Settings, option_headers, parse_settings
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
-from ._transport import Response, Transport, ssl_context
-from ._wire import (
-    Body,
-    BytesBody,
-    EmptyBody,
-    digests,
-    format_http_date,
-    is_md5,
-    object_attrs,
-    object_headers,
-    parse_content_range,
-    precondition_headers,
-    put_attrs,
-    quote_etag,
-    unquote_etag,
-    vouched_md5,
-)
+from ._wire import digests, is_md5, object_attrs, object_headers, put_attrs, vouched_md5
 from ._xml import next_page, parse_list
 
 if TYPE_CHECKING:
@@ -210,6 +204,7 @@ class S3Provider:
             settings.max_attempts,
             settings.backoff_base,
             settings.backoff_max,
+            rules=S3_RULES,
             deadline=settings.retry_deadline,
             quota=RetryQuota(settings.retry_quota),
             rate=SendRate() if settings.adaptive_retry else None,
