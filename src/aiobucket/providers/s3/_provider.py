@@ -8,23 +8,24 @@ per request).
 
 The data plane (GET, HEAD, PUT, DELETE, DeleteObjects, the listings, the multipart
 calls and the copies) is signed here (SigV4, ``_sigv4.py``) and sent on one aiohttp
-session per provider (``_transport.py``). aiobotocore stays the driver for
+session per provider (``_http/transport.py``, shared with Azure). aiobotocore stays the driver for
 credential, region and endpoint resolution when they are not given explicitly, and
 for presigned URLs (``client()``).
 
-Retries (``_retry.py`` decides, in one place): every request is retried on 5xx,
-throttling and connection errors, up to ``max_attempts`` attempts with full-jitter
-backoff that a cancel ends at once. An unconditional PUT (single object or part),
-DELETE and copy are idempotent and so retried like reads: S3 and GCS behave the
-same here. A conditional write (``not_exists`` / ``if_match`` PUT, copy or
-completion) is retried too, and if a retry after a possibly-applied attempt gets
-412 (or a completion NoSuchUpload), the stored object is compared with ours
-(``resolve``): first by its full-object checksum (the CRC32C we send with every
-write; for a copy, any checksum the source has), then by its ETag (for a PUT our
-MD5; for a completion the multipart ETag of our parts; for a copy the source's
-ETag), which decides "not ours" only where it is an MD5 (not on SSE-KMS or SSE-C
-objects). Ours means success, another means PreconditionFailed, and when neither
-can decide, OutcomeUnknown. A 409 ConditionalRequestConflict is retried (``_retry.py``).
+Retries (``_http/retry.py`` decides, in one place, with S3's codes from
+``_retry.py``): every request is retried on 5xx, throttling and connection errors, up
+to ``max_attempts`` attempts with full-jitter backoff that a cancel ends at once. An
+unconditional PUT (single object or part), DELETE and copy are idempotent and so
+retried like reads: S3 and GCS behave the same here. A conditional write
+(``not_exists`` / ``if_match`` PUT, copy or completion) is retried too, and if a retry
+after a possibly-applied attempt gets 412 (or a completion NoSuchUpload), the stored
+object is compared with ours (``resolve``): first by its full-object checksum (the
+CRC32C we send with every write; for a copy, any checksum the source has), then by its
+ETag (for a PUT our MD5; for a completion the multipart ETag of our parts; for a copy
+the source's ETag), which decides "not ours" only where it is an MD5 (not on SSE-KMS
+or SSE-C objects). Ours means success, another means PreconditionFailed, and when
+neither can decide, OutcomeUnknown. A 409 ConditionalRequestConflict is retried
+(``_retry.py``).
 
 Checksums are asked for (``x-amz-checksum-mode: ENABLED``) only on reads whose
 bytes a whole-object check verifies: a GET of the whole object, and a HEAD with

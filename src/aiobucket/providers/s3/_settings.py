@@ -77,7 +77,7 @@ class S3Settings:
     """Connections kept per provider (made on demand): at least 64, so that many
     concurrent small requests never queue for one; more for wide multipart fan-outs."""
     max_attempts: int = 10
-    """Total attempts per request for transient failures (see providers/s3/_retry.py)."""
+    """Total attempts per request for transient failures (see providers/_http/retry.py)."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     backoff_base: float = 0.1
@@ -92,9 +92,9 @@ class S3Settings:
     timeouts do). Each API call has its own: a multipart upload's parts, remove_many's
     batches, a resumed read's GET; bound a whole operation with ``asyncio.timeout``."""
     retry_quota: int = 500
-    """Tokens this provider may spend on retries (5 a retry, 10 after a timeout; see _retry.py)."""
+    """Tokens this provider may spend on retries (5 a retry, 10 after a timeout; see _http/retry.py)."""
     adaptive_retry: bool = False
-    """Pace the whole provider's requests after a throttle (``_ratelimit.py``); default: on for AWS."""
+    """Pace the whole provider's requests after a throttle (``_http/ratelimit.py``); default: on for AWS."""
     ca_bundle: str | None = None
     """A PEM file of CAs that TLS is verified against instead of the system's (else
     ``AWS_CA_BUNDLE``, else the AWS profile's ``ca_bundle``)."""
