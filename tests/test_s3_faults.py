@@ -155,7 +155,7 @@ async def test_dead_loopback_endpoint_fails_fast_and_says_so(
 ) -> None:
     from servers._proc import free_ports
 
-    from aiobucket.providers.s3._retry import RetryPolicy
+    from aiobucket.providers._http.retry import RetryPolicy
 
     backoffs: list[int] = []  # every retry asks for its backoff first
     delay = RetryPolicy.delay

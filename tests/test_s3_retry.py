@@ -12,9 +12,10 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 import aiobucket
-from aiobucket.providers.s3._ratelimit import SendRate
-from aiobucket.providers.s3._retry import RetryPolicy, RetryQuota, is_transient_status, transport_failure
-from aiobucket.providers.s3._transport import Response
+from aiobucket.providers._http.ratelimit import SendRate
+from aiobucket.providers._http.retry import RetryPolicy, RetryQuota, transport_failure
+from aiobucket.providers._http.transport import Response
+from aiobucket.providers.s3._retry import S3_RULES
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +27,7 @@ def response(status: int, code: str = "") -> Response:
 
 
 def test_full_jitter_backoff_stays_within_its_cap() -> None:
-    policy = RetryPolicy(max_attempts=8, base=0.5, cap=3.0)
+    policy = RetryPolicy(rules=S3_RULES, max_attempts=8, base=0.5, cap=3.0)
     for retry in range(1, 12):
         ceiling = min(3.0, 0.5 * 2 ** (retry - 1))
         delays = [policy.delay(retry) for _ in range(200)]
@@ -48,7 +49,7 @@ def test_full_jitter_backoff_stays_within_its_cap() -> None:
     ],
 )
 def test_which_answers_are_transient(status: int, code: str, transient: bool) -> None:
-    assert is_transient_status(status, code) is transient
+    assert S3_RULES.is_transient(status, code) is transient
 
 
 def test_connection_failures_say_whether_the_request_may_have_been_sent() -> None:
@@ -75,7 +76,7 @@ async def test_steady_failure_ends_after_max_attempts_and_marks_maybe_applied() 
         calls += 1
         return response(500, "InternalError")
 
-    resp = await RetryPolicy(max_attempts=3, base=0.001, cap=0.001).call(attempt, "upload")
+    resp = await RetryPolicy(rules=S3_RULES, max_attempts=3, base=0.001, cap=0.001).call(attempt, "upload")
     assert (calls, resp.status, resp.attempts, resp.maybe_applied) == (3, 500, 3, True)
 
 
@@ -94,7 +95,7 @@ async def test_what_a_retried_answer_says_about_the_first_attempt(
     async def attempt() -> Response:
         return answers.pop(0)
 
-    resp = await RetryPolicy(max_attempts=3, base=0.001, cap=0.001).call(attempt, "upload")
+    resp = await RetryPolicy(rules=S3_RULES, max_attempts=3, base=0.001, cap=0.001).call(attempt, "upload")
     assert (resp.status, resp.attempts, resp.maybe_applied) == (200, 2, maybe_applied)
 
 
@@ -103,7 +104,7 @@ async def test_steady_connection_failure_says_how_many_attempts() -> None:
         raise aiohttp.ServerDisconnectedError()
 
     with pytest.raises(aiobucket.BackendError, match=r"cannot reach S3.*\(4 attempts over"):
-        await RetryPolicy(max_attempts=4, base=0.001, cap=0.001).call(attempt, "download")
+        await RetryPolicy(rules=S3_RULES, max_attempts=4, base=0.001, cap=0.001).call(attempt, "download")
 
 
 async def test_a_cancel_ends_a_backoff_at_once() -> None:
@@ -113,7 +114,9 @@ async def test_a_cancel_ends_a_backoff_at_once() -> None:
         started.set()
         return response(503, "SlowDown")
 
-    policy = RetryPolicy(max_attempts=5, base=1000.0, cap=1000.0, deadline=10_000.0)  # a long sleep
+    policy = RetryPolicy(
+        rules=S3_RULES, max_attempts=5, base=1000.0, cap=1000.0, deadline=10_000.0
+    )  # a long sleep
     task = asyncio.create_task(policy.call(attempt, "upload"))
     await started.wait()
     await asyncio.sleep(0.01)
@@ -141,7 +144,7 @@ def script(*answers: tuple[int, str]) -> tuple[list[int], Any]:
 
 async def test_no_retry_whose_backoff_would_pass_the_deadline() -> None:
     calls, attempt = script((503, "SlowDown"))
-    policy = RetryPolicy(max_attempts=10, base=5.0, cap=5.0, deadline=1e-9)
+    policy = RetryPolicy(rules=S3_RULES, max_attempts=10, base=5.0, cap=5.0, deadline=1e-9)
     resp = await policy.call(attempt, "upload")
     assert (calls[0], resp.status) == (1, 503)
     assert "retry deadline of 1e-09 s" in resp.message
@@ -151,7 +154,7 @@ async def test_the_deadline_runs_from_the_start_of_the_api_call_not_of_the_loop(
     """A loop run again for the same API call (a region re-route, a fallback resend) passes
     when the call began: a deadline already spent there allows no retry, though the loop's
     first attempt is always made."""
-    policy = RetryPolicy(max_attempts=10, base=0.001, cap=0.001, deadline=5.0)
+    policy = RetryPolicy(rules=S3_RULES, max_attempts=10, base=0.001, cap=0.001, deadline=5.0)
     calls, attempt = script((503, "SlowDown"), (200, ""))
     resp = await policy.call(attempt, "upload", time.monotonic() - 10.0)  # began 10 s ago
     assert (calls[0], resp.status) == (1, 503)
@@ -163,7 +166,7 @@ async def test_the_deadline_runs_from_the_start_of_the_api_call_not_of_the_loop(
 
 async def test_an_empty_retry_quota_stops_retries_and_successes_refill_it() -> None:
     quota = RetryQuota(12)  # two retries' worth (5 each)
-    policy = RetryPolicy(max_attempts=10, base=0.001, cap=0.001, quota=quota)
+    policy = RetryPolicy(rules=S3_RULES, max_attempts=10, base=0.001, cap=0.001, quota=quota)
     calls, attempt = script((500, "InternalError"))
     resp = await policy.call(attempt, "upload")
     assert (calls[0], resp.status, quota.tokens) == (3, 500, 2)
@@ -186,17 +189,19 @@ async def test_a_connection_failure_costs_more_quota_than_an_error_answer() -> N
         raise aiohttp.ServerDisconnectedError()
 
     with pytest.raises(aiobucket.BackendError, match=r"\(3 attempts over"):
-        await RetryPolicy(max_attempts=3, base=0.001, cap=0.001, quota=quota).call(attempt, "download")
+        await RetryPolicy(rules=S3_RULES, max_attempts=3, base=0.001, cap=0.001, quota=quota).call(
+            attempt, "download"
+        )
     assert quota.tokens == 100 - 2 * RetryQuota.TIMEOUT_COST
 
 
 async def test_throttles_cost_no_quota_when_the_send_rate_adapts() -> None:
     quota = RetryQuota(500)
-    policy = RetryPolicy(max_attempts=3, base=0.001, cap=0.001, quota=quota, rate=SendRate())
+    policy = RetryPolicy(rules=S3_RULES, max_attempts=3, base=0.001, cap=0.001, quota=quota, rate=SendRate())
     _, attempt = script((503, "SlowDown"), (503, "SlowDown"), (200, ""))
     assert (await policy.call(attempt, "upload")).status == 200
     assert quota.tokens == 500
-    plain = RetryPolicy(max_attempts=3, base=0.001, cap=0.001, quota=RetryQuota(500))
+    plain = RetryPolicy(rules=S3_RULES, max_attempts=3, base=0.001, cap=0.001, quota=RetryQuota(500))
     _, attempt = script((503, "SlowDown"), (503, "SlowDown"))
     await plain.call(attempt, "upload")
     assert plain.quota.tokens == 500 - 2 * RetryQuota.RETRY_COST
@@ -206,7 +211,7 @@ async def test_throttles_cost_no_quota_when_the_send_rate_adapts() -> None:
 async def test_corruption_in_transit_is_resent_once_then_final(code: str) -> None:
     # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html: BadDigest, 400:
     # "The Content-MD5 or checksum value that you specified did not match what the server received."
-    policy = RetryPolicy(max_attempts=10, base=0.001, cap=0.001)
+    policy = RetryPolicy(rules=S3_RULES, max_attempts=10, base=0.001, cap=0.001)
     calls, attempt = script((400, code), (200, ""))
     resp = await policy.call(attempt, "upload")
     assert (calls[0], resp.status, resp.attempts) == (2, 200, 2)

@@ -11,10 +11,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 import aiobucket
 from aiobucket import InvalidArgument
 from aiobucket.config import BucketSettings
+from aiobucket.providers._http.transport import Response
 from aiobucket.providers.s3 import S3Provider, create
 from aiobucket.providers.s3._fallback import fall_back
 from aiobucket.providers.s3._profiles import PROFILES, PROVIDERS, infer
-from aiobucket.providers.s3._transport import Response
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from aiobucket.providers._http.transport import Response, parse_error
 from aiobucket.providers.s3._region import bucket_region, is_region_redirect
-from aiobucket.providers.s3._transport import Response
-from aiobucket.providers.s3._xml import parse_error
 
 
 def answer(status: int, body: bytes = b"", **headers: str) -> Response:

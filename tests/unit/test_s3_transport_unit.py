@@ -1,4 +1,4 @@
-"""The S3 transport: the headers it sends, and its shield for a write on the wire.
+"""The shared HTTP transport (S3, Azure): the headers it sends, and its shield for a write on the wire.
 
 ``_on_wire`` makes the same promise as ``run_to_completion``: a cancel of the caller waits for the
 exchange to end and is then re-raised, delayed and never swallowed; the exchange
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from aiobucket.providers.s3._transport import Transport, _on_wire
+from aiobucket.providers._http.transport import Transport, _on_wire
 
 pytestmark = pytest.mark.anyio
 

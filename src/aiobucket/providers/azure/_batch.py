@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ...errors import BackendError, BucketError
-from ..s3._transport import Response
+from .._http.transport import Response
 from ._errors import error_for
 
 if TYPE_CHECKING:

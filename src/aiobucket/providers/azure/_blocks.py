@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from ...errors import InvalidArgument
 from ...types import ObjectAttrs
+from .._http.headers import precondition_headers
 from ..base import MiB, Part, PutOptions
 from ._provider import MAX_BLOCK
 from ._xml import block_list_body
@@ -106,7 +107,6 @@ class Upload:
         return Part(number, bid, view.nbytes)
 
     async def complete(self, parts: list[Part]) -> ObjectAttrs:
-        from ..s3._wire import precondition_headers
         from ._provider import object_headers
 
         if [p.number for p in parts] != list(range(1, len(parts) + 1)) or self._hashed != len(parts):

@@ -21,9 +21,9 @@ from urllib.parse import quote
 
 from ...errors import BackendError, ObjectChanged
 from ...types import ObjectAttrs
+from .._http.headers import precondition_headers, quote_etag
+from .._http.transport import Response
 from ..base import CopyOptions, PutOptions
-from ..s3._transport import Response
-from ..s3._wire import quote_etag
 
 if TYPE_CHECKING:
     from ._provider import AzureProvider
@@ -37,7 +37,6 @@ async def copy(
     self: AzureProvider, source: AzureProvider, src: str, dst: str, opts: CopyOptions
 ) -> ObjectAttrs:
     """Copy Blob from ``source`` (same account) to ``dst``; see the module docs."""
-    from ..s3._wire import precondition_headers
     from ._provider import check_key
 
     check_key(src)

@@ -1,9 +1,10 @@
 """Azure Blob error answers mapped onto the aiobucket hierarchy.
 
 Azure names the error in the ``x-ms-error-code`` header (always, HEAD included) and
-in the XML body's ``<Code>``. Retry decisions are not made here: 5xx (503
-ServerBusy, 500 OperationTimedOut / InternalError) and 429 are transient for the
-shared retry policy.
+in the XML body's ``<Code>``. Retry decisions are not made here but in the shared
+loop (``_http/retry.py``), whose status rules cover Azure's transient answers: 5xx
+(503 ServerBusy, 500 OperationTimedOut / InternalError) and 429. No Azure code is
+transient at another status, so ``AZURE_RULES`` names no codes.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from ...errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
 )
-from ..s3._transport import Response
+from .._http.retry import RetryRules
+from .._http.transport import Response
 
-__all__ = ["error_for"]
+__all__ = ["AZURE_RULES", "error_for"]
+
+AZURE_RULES = RetryRules("Azure", "azure")
+"""What Azure's error codes mean to the retry loop: nothing beyond their HTTP status."""
 
 _NOT_FOUND = {"BlobNotFound", "ResourceNotFound", "CannotVerifyCopySource"}
 _DENIED = {

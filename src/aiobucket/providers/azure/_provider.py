@@ -1,10 +1,11 @@
 """Azure Blob Storage over our own HTTP path: ``az://<container>?account=NAME[&endpoint=...]``.
 
-The request path is the S3 provider's: one aiohttp session per provider
-(``s3/_transport.py``: no automatic Content-Type, ``auto_decompress`` off, the URL sent
+The request path is the one S3 uses too (``_http/``): one aiohttp session per provider
+(``_http/transport.py``: no automatic Content-Type, ``auto_decompress`` off, the URL sent
 exactly as signed, writes on the wire shielded) and one retry policy
-(``s3/_retry.py``: 5xx, among them 503 ServerBusy and 500 OperationTimedOut, 429 and
-connection errors retried with full-jitter backoff that a cancel ends at once).
+(``_http/retry.py`` with ``AZURE_RULES``: 5xx, among them 503 ServerBusy and 500
+OperationTimedOut, 429 and connection errors retried with full-jitter backoff that a
+cancel ends at once).
 Requests are authorised, in this order, by SharedKey (``_sign.py``, an account key),
 a SAS token appended to the query, or an AAD bearer token from azure-identity's
 ``DefaultAzureCredential`` (``_auth.py``).
@@ -64,6 +65,17 @@ from ...errors import (
     RangeNotSatisfiable,
 )
 from ...types import BucketConfig, ListEntry, ObjectAttrs, UploadForm
+from .._http.body import Body, BytesBody, EmptyBody
+from .._http.headers import (
+    format_http_date,
+    parse_content_range,
+    precondition_headers,
+    quote_etag,
+    unquote_etag,
+)
+from .._http.headers import http_date as _parse_http_date
+from .._http.retry import RetryPolicy
+from .._http.transport import Response, Transport, ssl_context
 from ..base import (
     Capabilities,
     CopyOptions,
@@ -74,21 +86,8 @@ from ..base import (
     PutOptions,
     check_read,
 )
-from ..s3._retry import RetryPolicy
-from ..s3._transport import Response, Transport, ssl_context
-from ..s3._wire import (
-    Body,
-    BytesBody,
-    EmptyBody,
-    format_http_date,
-    parse_content_range,
-    precondition_headers,
-    quote_etag,
-    unquote_etag,
-)
-from ..s3._wire import http_date as _parse_http_date
 from ._auth import Auth, make_auth
-from ._errors import error_for
+from ._errors import AZURE_RULES, error_for
 from ._settings import AzureSettings, parse_settings
 from ._sign import DelegationKey
 from ._xml import md5_hex, parse_delegation_key, parse_list, utf16_key
@@ -266,7 +265,9 @@ class AzureProvider:
     def __init__(self, settings: AzureSettings) -> None:
         self.settings = settings
         self.container = settings.container
-        self.policy = RetryPolicy(settings.max_attempts, settings.backoff_base, settings.backoff_max)
+        self.policy = RetryPolicy(
+            settings.max_attempts, settings.backoff_base, settings.backoff_max, rules=AZURE_RULES
+        )
         self.transport = Transport(
             pool=settings.max_pool_connections,
             connect_timeout=settings.connect_timeout,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import InvalidArgument
-from ..s3._settings import _number, _str
+from .._options import non_empty, positive
 
 if TYPE_CHECKING:
     from ...config import BucketSettings
@@ -94,7 +94,7 @@ def _connection_string(opts: Mapping[str, object], where: str) -> dict[str, str]
     if text is not None and env_name is not None:
         raise InvalidArgument(f"{where}: set connection_string or connection_string_env, not both")
     if env_name is not None:
-        text = os.environ.get(_str("connection_string_env", where, env_name))
+        text = os.environ.get(non_empty("connection_string_env", where, env_name))
         if not text:
             raise InvalidArgument(
                 f"{where}: connection_string_env names {env_name!r}, but that environment variable is not set"
@@ -102,7 +102,7 @@ def _connection_string(opts: Mapping[str, object], where: str) -> dict[str, str]
     if text is None:
         return {}
     fields: dict[str, str] = {}
-    for part in _str("connection_string", where, text).split(";"):
+    for part in non_empty("connection_string", where, text).split(";"):
         if part.strip():
             field, sep, value = part.partition("=")
             if not sep:  # never echo the string: it may hold the key
@@ -169,7 +169,7 @@ def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
         )
     if "account" not in merged:
         raise InvalidArgument(f"{where}: az:// needs the storage account: az://{container}?account=NAME")
-    account = _str("account", where, merged["account"])
+    account = non_empty("account", where, merged["account"])
     if not _ACCOUNT.match(account):
         raise InvalidArgument(
             f"{where}: {account!r} is not a storage account name (3-24 lowercase letters/digits)"
@@ -177,7 +177,7 @@ def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
     endpoint = merged.get("endpoint")
     if endpoint is None:
         endpoint = f"https://{account}.blob.core.windows.net"
-    endpoint = _str("endpoint", where, endpoint).rstrip("/")
+    endpoint = non_empty("endpoint", where, endpoint).rstrip("/")
     if not endpoint.startswith(("http://", "https://")):
         raise InvalidArgument(f"{where}: endpoint {endpoint!r} must start with http:// or https://")
 
@@ -186,7 +186,7 @@ def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
     if key is not None and key_env is not None:
         raise InvalidArgument(f"{where}: set account_key or account_key_env, not both")
     if key_env is not None:
-        env_name = _str("account_key_env", where, key_env)
+        env_name = non_empty("account_key_env", where, key_env)
         key = os.environ.get(env_name)
         if not key:
             raise InvalidArgument(
@@ -198,20 +198,20 @@ def parse_settings(settings: BucketSettings, name: str) -> AzureSettings:
         container=container,
         account=account,
         endpoint=endpoint,
-        account_key=_str("account_key", where, key) if key is not None else None,
-        sas_token=_str("sas_token", where, sas).lstrip("?") if sas is not None else None,
+        account_key=non_empty("account_key", where, key) if key is not None else None,
+        sas_token=non_empty("sas_token", where, sas).lstrip("?") if sas is not None else None,
         max_pool_connections=int(
-            _number(
+            positive(
                 "max_pool_connections",
                 where,
                 opts.get("max_pool_connections", max(64, concurrency * 2 + 10)),
                 int,
             )
         ),
-        max_attempts=int(_number("max_attempts", where, opts.get("max_attempts", 5), int)),
-        connect_timeout=_number("connect_timeout", where, opts.get("connect_timeout", 10.0), float),
-        read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
-        backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
-        backoff_max=_number("backoff_max", where, opts.get("backoff_max", 5.0), float),
-        ca_bundle=_str("ca_bundle", where, opts["ca_bundle"]) if "ca_bundle" in opts else None,
+        max_attempts=int(positive("max_attempts", where, opts.get("max_attempts", 5), int)),
+        connect_timeout=positive("connect_timeout", where, opts.get("connect_timeout", 10.0), float),
+        read_timeout=positive("read_timeout", where, opts.get("read_timeout", 60.0), float),
+        backoff_base=positive("backoff_base", where, opts.get("backoff_base", 0.1), float),
+        backoff_max=positive("backoff_max", where, opts.get("backoff_max", 5.0), float),
+        ca_bundle=non_empty("ca_bundle", where, opts["ca_bundle"]) if "ca_bundle" in opts else None,
     )

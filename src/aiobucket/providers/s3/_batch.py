@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ...errors import BucketError, ObjectNotFound
+from .._http.transport import Response
 from ..base import delete_each
 from ._fallback import learn
 from ._multipart import xml_body
-from ._transport import Response
 from ._xml import delete_body, parse_delete, parse_list
 
 if TYPE_CHECKING:

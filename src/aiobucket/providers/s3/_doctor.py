@@ -33,8 +33,8 @@ from ._sigv4 import EMPTY_SHA256
 from ._xml import complete_body, delete_body, parse_list, parse_upload_id
 
 if TYPE_CHECKING:
+    from .._http.transport import Response
     from ._provider import S3Provider
-    from ._transport import Response
 
 __all__ = ["PROBED", "Diagnosis", "diagnose"]
 

@@ -1,8 +1,7 @@
 """S3 error answers mapped onto the aiobucket hierarchy (the same types and messages as before).
 
-``error_for`` turns a final non-2xx response into an error; ``BODY_ERRORS`` lists the
-exceptions that mean a streamed body was cut. Retry decisions are not made here
-(see ``_retry.py``).
+``error_for`` turns a final non-2xx response into an error. Retry decisions are not
+made here (see ``_retry.py``, and the shared loop in ``_http/retry.py``).
 
 Every error's message ends with S3's request id and host id (``x-amz-request-id`` and
 ``x-amz-id-2``, else the body's ``<RequestId>``/``<HostId>``) when the server sent
@@ -12,10 +11,7 @@ them, since AWS support asks for both; they are also put on the operation's span
 
 from __future__ import annotations
 
-import asyncio
 import xml.etree.ElementTree as ET
-
-import aiohttp
 
 from ... import tracing
 from ...errors import (
@@ -29,9 +25,9 @@ from ...errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
 )
-from ._transport import Response
+from .._http.transport import Response
 
-__all__ = ["BODY_ERRORS", "error_detail", "error_for", "request_ids"]
+__all__ = ["error_detail", "error_for", "request_ids"]
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchVersion", "NotFound"}
 _DENIED = {
@@ -56,14 +52,6 @@ _REJECTED = {
     "InvalidArgument",
     "InvalidRequest",
 }
-
-BODY_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientPayloadError,
-    aiohttp.ClientConnectionError,
-    ConnectionError,
-    asyncio.TimeoutError,
-)
-"""Exceptions that mean the connection dropped in the middle of a body."""
 
 
 def error_detail(body: bytes, name: str) -> str:

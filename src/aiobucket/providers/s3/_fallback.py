@@ -21,7 +21,7 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ._transport import Response
+from .._http.transport import Response
 
 if TYPE_CHECKING:
     from ._profiles import StoreProfile

@@ -39,23 +39,14 @@ from ..._aio import run_to_completion
 from ..._checksum import crc32c_combine
 from ...errors import BackendError, ObjectChanged
 from ...types import ObjectAttrs
+from .._http.headers import http_date, precondition_headers, quote_etag, unquote_etag
+from .._http.transport import Response
 from ..base import CopyOptions, GetOptions, MiB, Part, PutOptions, put_options_from, same_etag
 from ._errors import request_ids
 from ._fallback import learn
 from ._retry import THROTTLED
 from ._sigv4 import UNSIGNED_PAYLOAD, quote_path
-from ._transport import Response
-from ._wire import (
-    http_date,
-    is_md5,
-    multipart_etag,
-    object_headers,
-    precondition_headers,
-    put_attrs,
-    quote_etag,
-    unquote_etag,
-    version_of,
-)
+from ._wire import is_md5, multipart_etag, object_headers, put_attrs, version_of
 from ._xml import (
     complete_body,
     error_in_200,

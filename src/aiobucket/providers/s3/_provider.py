@@ -8,23 +8,24 @@ per request).
 
 The data plane (GET, HEAD, PUT, DELETE, DeleteObjects, the listings, the multipart
 calls and the copies) is signed here (SigV4, ``_sigv4.py``) and sent on one aiohttp
-session per provider (``_transport.py``). aiobotocore stays the driver for
+session per provider (``_http/transport.py``, shared with Azure). aiobotocore stays the driver for
 credential, region and endpoint resolution when they are not given explicitly, and
 for presigned URLs (``client()``).
 
-Retries (``_retry.py`` decides, in one place): every request is retried on 5xx,
-throttling and connection errors, up to ``max_attempts`` attempts with full-jitter
-backoff that a cancel ends at once. An unconditional PUT (single object or part),
-DELETE and copy are idempotent and so retried like reads: S3 and GCS behave the
-same here. A conditional write (``not_exists`` / ``if_match`` PUT, copy or
-completion) is retried too, and if a retry after a possibly-applied attempt gets
-412 (or a completion NoSuchUpload), the stored object is compared with ours
-(``resolve``): first by its full-object checksum (the CRC32C we send with every
-write; for a copy, any checksum the source has), then by its ETag (for a PUT our
-MD5; for a completion the multipart ETag of our parts; for a copy the source's
-ETag), which decides "not ours" only where it is an MD5 (not on SSE-KMS or SSE-C
-objects). Ours means success, another means PreconditionFailed, and when neither
-can decide, OutcomeUnknown. A 409 ConditionalRequestConflict is retried (``_retry.py``).
+Retries (``_http/retry.py`` decides, in one place, with S3's codes from
+``_retry.py``): every request is retried on 5xx, throttling and connection errors, up
+to ``max_attempts`` attempts with full-jitter backoff that a cancel ends at once. An
+unconditional PUT (single object or part), DELETE and copy are idempotent and so
+retried like reads: S3 and GCS behave the same here. A conditional write
+(``not_exists`` / ``if_match`` PUT, copy or completion) is retried too, and if a retry
+after a possibly-applied attempt gets 412 (or a completion NoSuchUpload), the stored
+object is compared with ours (``resolve``): first by its full-object checksum (the
+CRC32C we send with every write; for a copy, any checksum the source has), then by its
+ETag (for a PUT our MD5; for a completion the multipart ETag of our parts; for a copy
+the source's ETag), which decides "not ours" only where it is an MD5 (not on SSE-KMS
+or SSE-C objects). Ours means success, another means PreconditionFailed, and when
+neither can decide, OutcomeUnknown. A 409 ConditionalRequestConflict is retried
+(``_retry.py``).
 
 Checksums are asked for (``x-amz-checksum-mode: ENABLED``) only on reads whose
 bytes a whole-object check verifies: a GET of the whole object, and a HEAD with
@@ -83,6 +84,17 @@ from ...errors import (
     RangeNotSatisfiable,
 )
 from ...types import BucketConfig, ListEntry, ObjectAttrs, Preconditions, UploadForm
+from .._http.body import Body, BytesBody, EmptyBody
+from .._http.headers import (
+    format_http_date,
+    parse_content_range,
+    precondition_headers,
+    quote_etag,
+    unquote_etag,
+)
+from .._http.ratelimit import SendRate
+from .._http.retry import RetryPolicy, RetryQuota
+from .._http.transport import Response, Transport, ssl_context
 from ..base import (
     Capabilities,
     CopyOptions,
@@ -99,28 +111,11 @@ from ..base import (
 from ._errors import error_for, request_ids
 from ._fallback import FALLBACK_STATUSES, after_resend, fall_back, learn
 from ._profiles import StoreProfile, gcs_hint
-from ._ratelimit import SendRate
 from ._region import DEFAULT_REGION, Regions, is_region_redirect
-from ._retry import RetryPolicy, RetryQuota
+from ._retry import S3_RULES
 from ._settings import S3Settings, option_headers, parse_settings
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, Credentials, SigV4Signer, canonical_query, quote_path
-from ._transport import Response, Transport, ssl_context
-from ._wire import (
-    Body,
-    BytesBody,
-    EmptyBody,
-    digests,
-    format_http_date,
-    is_md5,
-    object_attrs,
-    object_headers,
-    parse_content_range,
-    precondition_headers,
-    put_attrs,
-    quote_etag,
-    unquote_etag,
-    vouched_md5,
-)
+from ._wire import digests, is_md5, object_attrs, object_headers, put_attrs, vouched_md5
 from ._xml import next_page, parse_list
 
 if TYPE_CHECKING:
@@ -210,6 +205,7 @@ class S3Provider:
             settings.max_attempts,
             settings.backoff_base,
             settings.backoff_max,
+            rules=S3_RULES,
             deadline=settings.retry_deadline,
             quota=RetryQuota(settings.retry_quota),
             rate=SendRate() if settings.adaptive_retry else None,

@@ -43,8 +43,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from .._http.transport import Response
 from ._errors import error_detail
-from ._transport import Response
 
 __all__ = ["DEFAULT_REGION", "Regions", "bucket_region", "is_region_redirect"]
 

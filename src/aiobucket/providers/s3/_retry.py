@@ -1,73 +1,23 @@
-"""Retry decisions for the S3 data plane: the one place they are made.
+"""What S3's error codes mean to the shared retry loop (``_http/retry.py``).
 
-Every request goes through :meth:`RetryPolicy.call`, which decides attempt by attempt:
+The loop, its bounds (attempts, deadline, quota, adaptive rate) and its status rules
+(5xx but 501, 429) are protocol-neutral and live in ``_http/retry.py``; only S3's codes
+are here, in ``S3_RULES``:
 
-* **Transient** failures are retried: a 5xx answer, a 429, a throttling code
-  (SlowDown, Throttling, ...), S3's RequestTimeout, and connection errors (refused,
-  reset, closed early, timed out). Anything else is final at once and goes back to
-  the caller as the response it is.
-* **Corruption in transit** (BadDigest and the checksum mismatches: S3 computed
-  another digest of the body than the one we sent) is resent once at once, from the
-  same buffered body; a second mismatch is final (IntegrityError above).
-* Every data-plane request is retried on those, writes included: an unconditional
-  PUT, UploadPart, DeleteObject(s) or copy is idempotent (the same bytes land
-  again). What a retry *means* for a conditional write or a completion is the
-  caller's business: ``Response.maybe_applied`` says an earlier attempt may have
-  reached the server, so a 412 or NoSuchUpload may be our own success, which the
-  provider then checks against the stored object (see ``_provider.py``).
-* **Bounds**: at most ``max_attempts`` attempts, with full-jitter backoff between them
-  (uniform in ``[0, min(cap, base * 2**(n-1))]``, AWS's guidance), and no retry whose
-  backoff would end more than ``deadline`` seconds after the S3 API call started
-  (``started``: the caller passes the time its call began, so that a region re-route
-  or a fallback resend, which run the loop again, spend the same budget and never
-  reset it; by default, the loop's own first attempt). The deadline decides whether
-  a retry is made; it never cuts an attempt on the wire (the connect and read timeouts
-  do) or a wait for a send slot (a cancel does).
-* **Retry quota** (per provider, after botocore's standard mode): a retry costs
-  tokens (5; 10 after a connection failure or timeout), an answer that needed no
-  retry gives one back, a retried request that finally succeeds gives its last cost
-  back. An empty quota means no more retries: a dead or overloaded endpoint fails
-  fast instead of multiplying the load. With adaptive rate on, a throttle costs
-  nothing: the send rate (below) is the brake there, and it cannot storm.
-* **Adaptive rate** (``SendRate``, ``_ratelimit.py``), optional: every attempt waits
-  for a provider-wide send slot once the server has throttled us, and every answer
-  is reported to it.
-* Every sleep (backoff or send slot) is a plain ``asyncio.sleep``: a cancel ends it
-  at once. Only the request on the wire is ever shielded (by the transport, for
-  writes), never a wait. Each retry is reported (``tracing.record_retry``: the
-  operation's span and the retries metric) before it sleeps.
-* Connection refused by a loopback endpoint is final at once: nothing listens
-  there, and waiting will not change that. Elsewhere refusals are retried
-  (a restarting server, a load balancer).
-* A steady transient failure ends in a typed error whose message says how many
-  attempts were made over how long, and why retrying stopped; no layer below
-  retries on its own.
+* **Busy** (throttling, overload: SlowDown, Throttling, ...): retried, and a throttle
+  for the adaptive send rate and the retry quota.
+* **Transient** besides: RequestTimeout ("your socket was not read from or written to
+  in time": resend), InternalError, and 409 ConditionalRequestConflict (a concurrent
+  conditional write; AWS says retry).
+* **Corrupted** (BadDigest and the checksum mismatches: S3 computed another digest of
+  the body than the one we sent): resent once at once, from the same buffered body.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import random
-import time
-from collections.abc import Awaitable, Callable
+from .._http.retry import RetryRules
 
-import aiohttp
-
-from ...errors import BackendError
-from ...tracing import record_retry
-from ._ratelimit import SendRate
-from ._transport import Response
-
-__all__ = [
-    "BUSY",
-    "CORRUPTED",
-    "THROTTLED",
-    "RetryPolicy",
-    "RetryQuota",
-    "is_transient_status",
-    "transport_failure",
-]
+__all__ = ["BUSY", "CONFLICT", "CORRUPTED", "S3_RULES", "THROTTLED"]
 
 BUSY = frozenset(
     {
@@ -92,197 +42,9 @@ CORRUPTED = frozenset({"BadDigest", "XAmzContentChecksumMismatch", "XAmzContentS
 """The body S3 received is not the one we hashed: resent once from our buffer."""
 
 
-def is_throttle(status: int, code: str) -> bool:
-    return status == 429 or code in BUSY
-
-
 CONFLICT = "ConditionalRequestConflict"
 """409 to a conditional PUT, completion or copy: "a conflicting operation occurred; retry"
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-requests.html). Nothing
 was written, so a later 412 is not our own write unless an earlier attempt may have been."""
 
-
-def is_transient_status(status: int, code: str) -> bool:
-    # 501 NotImplemented is the store saying it does not do this: final, never retried.
-    return (status >= 500 and status != 501) or status == 429 or code in THROTTLED or code == CONFLICT
-
-
-def _loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def transport_failure(exc: BaseException) -> tuple[bool, bool] | None:
-    """(retryable, maybe_sent) for a connection-level failure; None if it is not one."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return False, False
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return True, False
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        refused = isinstance(exc.os_error, ConnectionRefusedError)
-        return not (refused and _loopback(exc.host)), False
-    if isinstance(
-        exc,
-        aiohttp.ClientConnectionError
-        | aiohttp.ClientPayloadError
-        | aiohttp.ClientResponseError
-        | asyncio.TimeoutError
-        | ConnectionError
-        | OSError,
-    ):
-        return True, True
-    return None
-
-
-_MAX_ATTEMPTS = "the attempts ran out"
-
-
-class RetryQuota:
-    """Tokens a provider spends on retries (botocore's standard-mode quota, same numbers)."""
-
-    __slots__ = ("capacity", "tokens")
-
-    RETRY_COST = 5
-    TIMEOUT_COST = 10
-    """A connection failure or timeout: the costliest kind to retry blindly."""
-    NO_RETRY_REFILL = 1
-
-    def __init__(self, capacity: int = 500) -> None:
-        self.capacity = capacity
-        self.tokens = capacity
-
-    def acquire(self, cost: int) -> bool:
-        if cost > self.tokens:
-            return False
-        self.tokens -= cost
-        return True
-
-    def release(self, amount: int) -> None:
-        self.tokens = min(self.capacity, self.tokens + amount)
-
-
-class RetryPolicy:
-    """One provider's retry decisions (its quota and send rate are shared by all its requests)."""
-
-    __slots__ = ("base", "cap", "deadline", "max_attempts", "quota", "rate")
-
-    def __init__(
-        self,
-        max_attempts: int = 10,
-        base: float = 0.1,
-        cap: float = 20.0,
-        *,
-        deadline: float = 30.0,
-        quota: RetryQuota | None = None,
-        rate: SendRate | None = None,
-    ) -> None:
-        self.max_attempts = max_attempts
-        self.base = base
-        """Backoff scale in seconds: the n-th retry sleeps up to base * 2**(n-1)."""
-        self.cap = cap
-        """No single backoff sleeps longer than this."""
-        self.deadline = deadline
-        """Seconds from the start of the API call past which no retry's backoff may end."""
-        self.quota = quota if quota is not None else RetryQuota()
-        self.rate = rate
-        """The adaptive send rate, or None (adaptive retry off)."""
-
-    def delay(self, retry: int) -> float:
-        return random.uniform(0.0, min(self.cap, self.base * (1 << min(retry - 1, 30))))
-
-    async def call(
-        self, attempt: Callable[[], Awaitable[Response]], what: str, started: float | None = None
-    ) -> Response:
-        """Run ``attempt`` until it gives a final answer or retrying must stop.
-
-        ``started`` (``time.monotonic()``): when the API call that this loop serves
-        began, the origin of the retry deadline; None: now. The first attempt is always
-        made.
-
-        Returns the last response: a success, a non-transient error, or a transient
-        error after the last attempt (its ``attempts`` says how many were made, its
-        ``message`` why no more were). Raises BackendError for a connection failure
-        that is final or steady.
-        """
-        if started is None:
-            started = time.monotonic()
-        maybe_applied = False
-        resent_corrupted = False
-        held = 0  # the quota the last retry took, given back if the request succeeds
-        rate, quota = self.rate, self.quota
-        last: Response | Exception
-        n = 0
-        while True:
-            n += 1
-            sent_at = await rate.acquire() if rate is not None else 0.0
-            try:
-                resp = await attempt()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                kind = transport_failure(exc)
-                if kind is None:
-                    raise
-                if rate is not None:
-                    rate.record(sent_at, throttled=False)
-                retryable, sent = kind
-                if not retryable:
-                    raise self._gave_up(what, exc, n, started, "") from exc
-                maybe_applied = maybe_applied or sent
-                reason, cost, last = type(exc).__name__, RetryQuota.TIMEOUT_COST, exc
-            else:
-                status, code = resp.status, resp.code
-                failed = status >= 300  # a 2xx needs no classifying (the common case)
-                throttled = failed and is_throttle(status, code)
-                if rate is not None:
-                    rate.record(sent_at, throttled=throttled)
-                resp.attempts = n
-                resp.maybe_applied = maybe_applied
-                if failed and code in CORRUPTED and not resent_corrupted:
-                    resent_corrupted = True  # S3 stored nothing: resend at once, once
-                    record_retry(None, what, "s3", error_type=code, attempt=n + 1, delay=0.0)
-                    continue
-                if not failed or not is_transient_status(status, code):
-                    quota.release(held or RetryQuota.NO_RETRY_REFILL)  # a healthy answer
-                    return resp
-                # Any 5xx, even a 503, may come after the request was applied (a
-                # gateway or load balancer in front of the server gave up waiting), so
-                # a later 412 must be checked; a 429 is the server's own refusal.
-                maybe_applied = maybe_applied or status >= 500
-                cost = 0 if throttled and rate is not None else RetryQuota.RETRY_COST
-                reason, last = str(status), resp
-            delay = self.delay(n)
-            stop = self._stop(n, started, delay, cost)
-            if stop:
-                if isinstance(last, Response):
-                    if stop is not _MAX_ATTEMPTS:  # error_for says how many attempts
-                        last.message = f"{last.message or last.code or last.status}; {stop}"
-                    return last
-                raise self._gave_up(what, last, n, started, stop) from last
-            held = cost
-            record_retry(None, what, "s3", error_type=reason, attempt=n + 1, delay=delay)
-            await asyncio.sleep(delay)
-
-    def _stop(self, n: int, started: float, delay: float, cost: int) -> str:
-        """Why there is no retry after attempt ``n`` ("" if there is one: its cost is taken)."""
-        if n >= self.max_attempts:
-            return _MAX_ATTEMPTS
-        if time.monotonic() + delay - started > self.deadline:
-            return f"no retry: the retry deadline of {self.deadline:g} s would pass"
-        if cost and not self.quota.acquire(cost):
-            return "no retry: this provider's retry quota is spent (too many failed requests lately)"
-        return ""
-
-    @staticmethod
-    def _gave_up(what: str, exc: BaseException, attempts: int, started: float, why: str) -> BackendError:
-        took = time.monotonic() - started
-        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts over {took:.1f} s"
-        detail = str(exc) or type(exc).__name__
-        why = f"; {why}" if why and why is not _MAX_ATTEMPTS else ""
-        return BackendError(f"{what}: cannot reach S3: {type(exc).__name__}: {detail} ({tries}){why}")
+S3_RULES = RetryRules("S3", "s3", busy=BUSY, transient=THROTTLED | {CONFLICT}, corrupted=CORRUPTED)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import InvalidArgument
+from .._options import non_empty, positive
 from ._profiles import OVERRIDES, PROFILES, StoreProfile, apply_overrides, infer, profile_for
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class S3Settings:
     """Connections kept per provider (made on demand): at least 64, so that many
     concurrent small requests never queue for one; more for wide multipart fan-outs."""
     max_attempts: int = 10
-    """Total attempts per request for transient failures (see providers/s3/_retry.py)."""
+    """Total attempts per request for transient failures (see providers/_http/retry.py)."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     backoff_base: float = 0.1
@@ -91,9 +92,9 @@ class S3Settings:
     timeouts do). Each API call has its own: a multipart upload's parts, remove_many's
     batches, a resumed read's GET; bound a whole operation with ``asyncio.timeout``."""
     retry_quota: int = 500
-    """Tokens this provider may spend on retries (5 a retry, 10 after a timeout; see _retry.py)."""
+    """Tokens this provider may spend on retries (5 a retry, 10 after a timeout; see _http/retry.py)."""
     adaptive_retry: bool = False
-    """Pace the whole provider's requests after a throttle (``_ratelimit.py``); default: on for AWS."""
+    """Pace the whole provider's requests after a throttle (``_http/ratelimit.py``); default: on for AWS."""
     ca_bundle: str | None = None
     """A PEM file of CAs that TLS is verified against instead of the system's (else
     ``AWS_CA_BUNDLE``, else the AWS profile's ``ca_bundle``)."""
@@ -133,24 +134,6 @@ def _bool(name: str, where: str, value: object) -> bool:
     raise InvalidArgument(f"{where}: {name} must be true or false, got {value!r}")
 
 
-def _number(name: str, where: str, value: object, kind: type[int] | type[float]) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise InvalidArgument(f"{where}: {name} must be a positive number, got {value!r}")
-    try:
-        n = kind(value)
-    except ValueError:
-        raise InvalidArgument(f"{where}: {name} must be a positive number, got {value!r}") from None
-    if n <= 0:
-        raise InvalidArgument(f"{where}: {name} must be a positive number, got {value!r}")
-    return n
-
-
-def _str(name: str, where: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{where}: {name} must be a non-empty string")
-    return value
-
-
 def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
     where = f"bucket {name!r}"
     parts = urlsplit(settings.url)
@@ -171,11 +154,11 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
 
     endpoint = merged.get("endpoint")
     if endpoint is not None:
-        endpoint = _str("endpoint", where, endpoint).rstrip("/")
+        endpoint = non_empty("endpoint", where, endpoint).rstrip("/")
         if not endpoint.startswith(("http://", "https://")):
             raise InvalidArgument(f"{where}: endpoint {endpoint!r} must start with http:// or https://")
     region = merged.get("region")
-    region = _str("region", where, region) if region is not None else None
+    region = non_empty("region", where, region) if region is not None else None
     store = profile_for(merged.get("provider"), endpoint, where)
     store = apply_overrides(store, merged, where)
     if "path_style" in merged:  # the older spelling of addressing=path|virtual
@@ -189,7 +172,7 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
     if secret is not None and secret_env is not None:
         raise InvalidArgument(f"{where}: set secret_access_key or secret_access_key_env, not both")
     if secret_env is not None:
-        env_name = _str("secret_access_key_env", where, secret_env)
+        env_name = non_empty("secret_access_key_env", where, secret_env)
         secret = os.environ.get(env_name)
         if not secret:
             raise InvalidArgument(
@@ -212,22 +195,22 @@ def parse_settings(settings: BucketSettings, name: str) -> S3Settings:
         region=region,
         endpoint=endpoint,
         path_style=path_style,
-        access_key_id=_str("access_key_id", where, key_id) if key_id is not None else None,
-        secret_access_key=_str("secret_access_key", where, secret) if secret is not None else None,
-        session_token=_str("session_token", where, token) if token is not None else None,
-        profile=_str("profile", where, opts["profile"]) if "profile" in opts else None,
+        access_key_id=non_empty("access_key_id", where, key_id) if key_id is not None else None,
+        secret_access_key=non_empty("secret_access_key", where, secret) if secret is not None else None,
+        session_token=non_empty("session_token", where, token) if token is not None else None,
+        profile=non_empty("profile", where, opts["profile"]) if "profile" in opts else None,
         max_pool_connections=int(
-            _number("max_pool_connections", where, opts.get("max_pool_connections", pool_default), int)
+            positive("max_pool_connections", where, opts.get("max_pool_connections", pool_default), int)
         ),
-        max_attempts=int(_number(attempts_from, where, attempts, int)),
-        connect_timeout=_number("connect_timeout", where, opts.get("connect_timeout", 10.0), float),
-        read_timeout=_number("read_timeout", where, opts.get("read_timeout", 60.0), float),
-        backoff_base=_number("backoff_base", where, opts.get("backoff_base", 0.1), float),
-        backoff_max=_number("backoff_max", where, opts.get("backoff_max", 20.0), float),
-        retry_deadline=_number("retry_deadline", where, opts.get("retry_deadline", 30.0), float),
-        retry_quota=int(_number("retry_quota", where, opts.get("retry_quota", 500), int)),
+        max_attempts=int(positive(attempts_from, where, attempts, int)),
+        connect_timeout=positive("connect_timeout", where, opts.get("connect_timeout", 10.0), float),
+        read_timeout=positive("read_timeout", where, opts.get("read_timeout", 60.0), float),
+        backoff_base=positive("backoff_base", where, opts.get("backoff_base", 0.1), float),
+        backoff_max=positive("backoff_max", where, opts.get("backoff_max", 20.0), float),
+        retry_deadline=positive("retry_deadline", where, opts.get("retry_deadline", 30.0), float),
+        retry_quota=int(positive("retry_quota", where, opts.get("retry_quota", 500), int)),
         adaptive_retry=is_aws(endpoint) if adaptive is None else adaptive,
-        ca_bundle=_str("ca_bundle", where, opts["ca_bundle"]) if "ca_bundle" in opts else None,
+        ca_bundle=non_empty("ca_bundle", where, opts["ca_bundle"]) if "ca_bundle" in opts else None,
         store=store,
         **_bucket_options(opts, where),
     )
@@ -258,7 +241,7 @@ def _bucket_options(opts: Mapping[str, object], where: str) -> _BucketOptions:
     if sse is not None:
         sse = out["sse"] = _choice("sse", where, sse, SSE_VALUES)
     if "sse_kms_key_id" in opts:
-        out["sse_kms_key_id"] = _str("sse_kms_key_id", where, opts["sse_kms_key_id"])
+        out["sse_kms_key_id"] = non_empty("sse_kms_key_id", where, opts["sse_kms_key_id"])
         if sse is None:
             sse = out["sse"] = "aws:kms"  # a KMS key means KMS encryption
     if "bucket_key" in opts:
@@ -289,7 +272,7 @@ def _customer_key(opts: Mapping[str, object], where: str) -> bytes | None:
     if value is not None and env is not None:
         raise InvalidArgument(f"{where}: set sse_customer_key or sse_customer_key_env, not both")
     if env is not None:
-        env_name = _str("sse_customer_key_env", where, env)
+        env_name = non_empty("sse_customer_key_env", where, env)
         value = os.environ.get(env_name)
         if not value:
             raise InvalidArgument(
@@ -298,7 +281,7 @@ def _customer_key(opts: Mapping[str, object], where: str) -> bytes | None:
     if value is None:
         return None
     try:
-        key = base64.b64decode(_str("sse_customer_key", where, value), validate=True)
+        key = base64.b64decode(non_empty("sse_customer_key", where, value), validate=True)
     except binascii.Error:
         key = b""
     if len(key) != 32:

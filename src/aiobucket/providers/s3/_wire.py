@@ -1,8 +1,10 @@
-"""S3 wire details: headers in and out, digests, ranges, and streamed response bodies.
+"""S3 wire details: object headers in and out, digests, ETags of multipart uploads.
+
+The HTTP header values S3 shares with Azure (ETag quoting, dates, ranges, preconditions)
+are in ``_http/headers.py``, streamed response bodies in ``_http/body.py``.
 
 Invariants:
 
-* ETags are unquoted on the way in and quoted on the way out.
 * ``ObjectAttrs.md5`` is set only when the ETag is an MD5 we can vouch for: 32 hex
   digits (a single-part upload) and no SSE-KMS / SSE-C encryption, whose ETags are
   not MD5s. ``crc32c``, ``crc32`` and ``crc64nvme`` only from a full-object
@@ -10,9 +12,6 @@ Invariants:
   (a multipart object's untyped checksum may be COMPOSITE, a checksum of its parts'
   checksums: moto 5.2 sends those without "-N" or a type).
 * ETags compare case-insensitively (``base.same_etag``).
-* A streamed body is counted: a body that ends before its Content-Length is
-  ConnectionLost, never a short object, and ``aclose()`` always releases the
-  connection (back to the pool after EOF, dropped otherwise).
 """
 
 from __future__ import annotations
@@ -21,50 +20,26 @@ import asyncio
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
-
-import aiohttp
 
 from ..._checksum import Crc32c, crc32c_b64
-from ...errors import BackendError, ConnectionLost
-from ...types import ObjectAttrs, Preconditions
+from ...types import ObjectAttrs
+from .._http.headers import HEX_DIGITS, http_date, unquote_etag
 from ..base import PutOptions
-from ._errors import BODY_ERRORS
 
 __all__ = [
-    "Body",
-    "BytesBody",
-    "EmptyBody",
     "digests",
+    "is_md5",
+    "multipart_etag",
     "object_attrs",
     "object_headers",
-    "parse_content_range",
-    "precondition_headers",
     "put_attrs",
-    "quote_etag",
-    "unquote_etag",
+    "version_of",
     "vouched_md5",
 ]
 
 CHUNK = 1024 * 1024
+"""Bytes hashed per slice of a large body (one slice stays in the CPU cache for every digest)."""
 _HASH_IN_THREAD = 1024 * 1024  # hashlib releases the GIL; below this a thread hop costs more
-_HEX = frozenset("0123456789abcdef")
-_HEX_ANY_CASE = frozenset("0123456789abcdefABCDEF-")
-_MONTH_NAMES = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec"
-_MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES.split(), 1)}
-
-
-def quote_etag(etag: str) -> str:
-    """The ETag as a header value: quoted, and a hex ETag ("-N" suffix allowed) in lower
-    case, as S3 makes them and compares them (byte for byte)."""
-    bare = etag.strip('"')
-    if not _HEX.issuperset(bare) and _HEX_ANY_CASE.issuperset(bare):
-        bare = bare.lower()
-    return f'"{bare}"'
-
-
-def unquote_etag(etag: object) -> str:
-    return str(etag or "").strip('"')
 
 
 def version_of(v: str | None) -> str | None:
@@ -72,26 +47,7 @@ def version_of(v: str | None) -> str | None:
 
 
 def is_md5(etag: str) -> bool:
-    return len(etag) == 32 and _HEX.issuperset(etag)
-
-
-def http_date(raw: str | None) -> datetime | None:
-    """An IMF-fixdate ("Wed, 21 Oct 2015 07:28:00 GMT") without email.utils' slow path."""
-    if not raw:
-        return None
-    try:
-        if len(raw) == 29 and raw.endswith(" GMT"):
-            return datetime(
-                int(raw[12:16]), _MONTHS[raw[8:11]], int(raw[5:7]),
-                int(raw[17:19]), int(raw[20:22]), int(raw[23:25]), tzinfo=UTC,
-            )  # fmt: skip
-        return parsedate_to_datetime(raw).astimezone(UTC)
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
-def format_http_date(when: datetime) -> str:
-    return format_datetime(when.astimezone(UTC), usegmt=True)
+    return len(etag) == 32 and HEX_DIGITS.issuperset(etag)
 
 
 def object_headers(opts: PutOptions) -> dict[str, str]:
@@ -105,14 +61,6 @@ def object_headers(opts: PutOptions) -> dict[str, str]:
     for k, v in opts.metadata.items():
         headers["x-amz-meta-" + k.lower()] = v
     return headers
-
-
-def precondition_headers(pre: Preconditions) -> dict[str, str]:
-    if pre.not_exists:
-        return {"if-none-match": "*"}
-    if pre.if_match is not None:
-        return {"if-match": quote_etag(pre.if_match)}
-    return {}
 
 
 async def digests(
@@ -232,109 +180,3 @@ def put_attrs(
         crc32c=crc32c,
         content_encoding=opts.content_encoding,
     )
-
-
-def parse_content_range(raw: str | None) -> tuple[int, int, int] | None:
-    """(first, last, total) of "bytes first-last/total"; None when absent or malformed."""
-    if not raw or not raw.startswith("bytes "):
-        return None
-    span, _, total = raw[6:].partition("/")
-    first, _, last = span.partition("-")
-    try:
-        return int(first), int(last), int(total)
-    except ValueError:
-        return None
-
-
-class Body:
-    """Streams a GET body in chunks of up to 1 MiB, counting them against ``expected``.
-
-    ``limit`` stops early (a server that ignored ``Range: bytes=0-N`` sends it all).
-    """
-
-    __slots__ = ("_closed", "_expected", "_key", "_limit", "_raw", "_received")
-
-    def __init__(
-        self, raw: aiohttp.ClientResponse, key: str, expected: int | None, limit: int | None
-    ) -> None:
-        self._raw = raw
-        self._key = key
-        self._expected = expected
-        self._limit = limit
-        self._received = 0
-        self._closed = False
-
-    def __aiter__(self) -> Body:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._closed:
-            raise StopAsyncIteration
-        want = CHUNK if self._limit is None else min(CHUNK, self._limit - self._received)
-        try:
-            chunk = await self._raw.content.read(want) if want > 0 else b""
-        except BODY_ERRORS as exc:
-            await self.aclose()
-            raise ConnectionLost(
-                f"connection lost while reading the object ({type(exc).__name__}: {exc})", key=self._key
-            ) from exc
-        except BaseException:
-            await self.aclose()
-            raise
-        if not chunk:
-            if self._limit is None and self._expected is not None and self._received != self._expected:
-                await self.aclose()
-                raise ConnectionLost(
-                    f"the body ended after {self._received} of {self._expected} bytes", key=self._key
-                )
-            await self.aclose()
-            raise StopAsyncIteration
-        self._received += len(chunk)
-        if self._expected is not None and self._received > self._expected:
-            await self.aclose()
-            raise BackendError(
-                f"the server sent more than the {self._expected} bytes it announced", key=self._key
-            )
-        return chunk
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        raw = self._raw
-        if raw.content.at_eof():
-            raw.release()  # read to the end: the connection goes back to the pool
-        else:
-            raw.close()  # unread bytes on it: drop the connection
-
-
-class BytesBody:
-    """A small GET body that was read whole (and checked against its Content-Length)."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def __aiter__(self) -> BytesBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        data, self._data = self._data, b""
-        if not data:
-            raise StopAsyncIteration
-        return data
-
-    async def aclose(self) -> None:
-        self._data = b""
-
-
-class EmptyBody:
-    def __aiter__(self) -> EmptyBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        raise StopAsyncIteration
-
-    async def aclose(self) -> None:
-        return None

@@ -2,9 +2,10 @@
 
 Listings are the hot path: one ``fromstring`` per page (C), then a fixed number of
 C-level ``findtext`` calls per entry and one ``datetime.fromisoformat``; no
-per-entry namespace handling or dict building. Error bodies and the few small
-responses (CreateMultipartUpload, CompleteMultipartUpload, CopyObject,
-DeleteObjects) use the same helpers. Request bodies (CompleteMultipartUpload,
+per-entry namespace handling or dict building. The few small responses
+(CreateMultipartUpload, CompleteMultipartUpload, CopyObject, DeleteObjects) use the
+same helpers; ``<Error>`` bodies are parsed by the shared transport
+(``_http/transport.py``, ``parse_error``). Request bodies (CompleteMultipartUpload,
 DeleteObjects) are short and escaped with ``xml.sax.saxutils.escape``.
 """
 
@@ -33,7 +34,6 @@ __all__ = [
     "parse_complete_crc32c",
     "parse_copy",
     "parse_delete",
-    "parse_error",
     "parse_list",
     "parse_upload_id",
     "next_page",
@@ -61,18 +61,6 @@ def _time(raw: str | None) -> datetime | None:
     except ValueError:
         return None
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-
-
-def parse_error(body: bytes) -> tuple[str, str]:
-    """(Code, Message) of an S3 error body; ("", "") when it is not one."""
-    if not body:
-        return "", ""
-    try:
-        root = _root(body)
-    except ET.ParseError:
-        return "", body[:200].decode("utf-8", "replace")
-    ns = NS if root.tag.startswith(NS) else ""
-    return root.findtext(ns + "Code") or "", root.findtext(ns + "Message") or ""
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""The S3 provider's HTTP transport: one aiohttp session per provider, nothing retried below us.
+"""The HTTP transport of the S3 and Azure providers: one aiohttp session per provider,
+nothing retried below us.
 
 Invariants:
 
@@ -6,7 +7,7 @@ Invariants:
   one provider per loop), created lazily on the running loop and closed by
   ``aclose()``. Its pool holds ``max_pool_connections`` connections.
 * aiohttp's own retry of idempotent requests on a dropped keep-alive connection is
-  off: every retry decision is made in ``_retry.py``. Redirects are not followed.
+  off: every retry decision is made in ``retry.py``. Redirects are not followed.
 * Timeouts: ``sock_connect`` and ``sock_read``, never a total, so a long stream is
   never cut for its length, only for a stall.
 * Request bodies are sent from their start on every attempt (``_View``), in 256 KiB
@@ -21,14 +22,17 @@ Invariants:
 * Networks that companies run: ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` are honoured
   as aiohttp's ``trust_env`` reads them (credentials in the proxy URL or ``.netrc``),
   looked up once per endpoint host for the session's life, not on every request. TLS is
-  verified against ``ca_bundle`` (the option, else ``AWS_CA_BUNDLE``, else the AWS
-  profile's ``ca_bundle``) when one is named, else against the system's store, which
+  verified against ``ca_bundle`` (the option; for S3, else ``AWS_CA_BUNDLE``, else the
+  AWS profile's ``ca_bundle``) when one is named, else against the system's store, which
   ``SSL_CERT_FILE``/``SSL_CERT_DIR`` redirect (``ssl_context``).
 * ``expect=True`` (large single PUTs) sends ``Expect: 100-continue`` and the body only
   after the server's 100: a refusal (403, a region redirect) costs no upload, and its
   connection is closed, never reused with a body half-sent. A 417 (an HTTP/1.0 proxy)
   sends the request again at once without it; no answer within ``CONTINUE_WAIT`` (1 s,
   as botocore) sends the body anyway, since aiohttp would wait with no timeout at all.
+* An error answer's ``<Error>`` body (S3's and Azure Blob's shape) is parsed here into
+  ``Response.code`` and ``.message`` (``parse_error``); what a code means is the
+  provider's business (its ``_errors.py``) and the retry policy's rules.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import functools
 import os
 import ssl
 import weakref
+import xml.etree.ElementTree as ET
 from collections.abc import Coroutine
 from typing import Any
 
@@ -49,9 +54,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..._aio import run_to_completion
-from ._xml import parse_error
 
-__all__ = ["Response", "Transport", "ssl_context"]
+__all__ = ["Response", "Transport", "parse_error", "ssl_context"]
 
 _SEND_SLICE = 256 * 1024
 _READ_WHOLE = 64 * 1024  # a streamed GET this small is read whole (fewer awaits per object)
@@ -81,6 +85,19 @@ class Response:
         self.message = ""
         self.attempts = 1
         self.maybe_applied = False
+
+
+def parse_error(body: bytes) -> tuple[str, str]:
+    """(Code, Message) of an XML ``<Error>`` body, in its own namespace or none (S3 uses one,
+    Azure and some S3-compatible servers none); ("", "") when the body is empty."""
+    if not body:
+        return "", ""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return "", body[:200].decode("utf-8", "replace")
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    return root.findtext(ns + "Code") or "", root.findtext(ns + "Message") or ""
 
 
 class _View(aiohttp_payload.Payload):
@@ -183,7 +200,7 @@ def _close_quietly(connector: aiohttp.BaseConnector) -> None:
 
 
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | None:
-    """The TLS context for S3 endpoints; None: aiohttp's default (the system's store).
+    """The TLS context for the endpoint; None: aiohttp's default (the system's store).
 
     A CA bundle replaces the system's store, as in botocore (``verify=<path>``).
     ``SSL_CERT_FILE``/``SSL_CERT_DIR`` are read by OpenSSL when a default context is
@@ -234,7 +251,7 @@ class Transport:
             skip_auto_headers=_SKIP_AUTO,
             request_class=_Request,
             read_bufsize=256 * 1024,
-            cookie_jar=aiohttp.DummyCookieJar(),  # S3 sets no cookies; skip the jar's work
+            cookie_jar=aiohttp.DummyCookieJar(),  # object stores set no cookies; skip the jar's work
         )
         # aiohttp resends an idempotent request once on a dropped keep-alive
         # connection; our retry layer decides that (and counts the attempt).
@@ -309,7 +326,7 @@ class Transport:
         proxy, proxy_headers = self.proxy_for(url) if self._proxied else _NO_PROXY
         if proxy_headers is not None and url.scheme == "http":
             # A plain-HTTP proxy reads its credentials on the request itself (a CONNECT
-            # proxy on the CONNECT); SigV4 never signs Proxy-Authorization.
+            # proxy on the CONNECT); no request signature covers Proxy-Authorization.
             headers = {**headers, **proxy_headers}
             proxy_headers = None
         resp = await session.request(
