@@ -208,7 +208,10 @@ def _otel_attrs(attributes: Mapping[str, object]) -> dict[str, Any]:
 
 
 def start_span(operation: str, bucket: str, key: str | None = None, **attributes: object) -> Span:
-    return Span(operation, bucket, key, {k: v for k, v in attributes.items() if v is not None})
+    """A span with the attributes that are not None (the keyword dict is the caller's own copy)."""
+    if None in attributes.values():
+        attributes = {k: v for k, v in attributes.items() if v is not None}
+    return Span(operation, bucket, key, attributes)
 
 
 def _live_span(bucket: str | None) -> Span | None:
