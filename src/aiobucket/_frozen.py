@@ -14,9 +14,9 @@ which CPython allows between classes of identical layout. Invariants:
   compares the two). Positional and keyword use, defaults, default factories and
   ``__post_init__`` behave as the dataclass's: the signature is generated from its fields.
 * Only the class itself takes the twin route; a subclass (whose layout may differ) sets
-  fields as the dataclass does. So does any interpreter other than CPython with the GIL:
-  the free-threaded build stops every thread to change an object's class, so there the
-  class keeps the dataclass's own ``__init__``.
+  fields as the dataclass does. Any interpreter other than CPython with the GIL keeps the
+  dataclass's own ``__init__`` (the free-threaded build may pause every thread to change an
+  object's class; other implementations lay objects out differently).
 * The instance is a twin only inside ``__init__``, before anyone else can see it.
 """
 
