@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from aiobucket import ListEntry, ObjectAttrs, Preconditions
-from aiobucket._frozen import ENABLED, fast_init
+from aiobucket._frozen import _COPY, ENABLED, fast_init, replace
 from aiobucket.providers.base import GetOptions, Part, PutOptions
 
 WHEN = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
@@ -147,3 +147,39 @@ def test_refuses_what_it_cannot_rebuild() -> None:
     for cls in (NoSlots, NotFrozen):
         with pytest.raises(TypeError, match="frozen, slotted"):
             fast_init(cls)
+
+
+@pytest.mark.parametrize(
+    ("cls", "args", "kwargs"), [c for c in CASES if c[0] in (ObjectAttrs, ListEntry, Part)]
+)
+def test_replace_makes_what_dataclasses_replace_makes(
+    cls: type[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    obj = cls(*args, **kwargs)
+    first = dataclasses.fields(cls)[0].name
+    for changes in (
+        {},
+        {first: "renamed" if cls is not Part else 9},
+        {f.name: None for f in dataclasses.fields(cls)[1:3]},
+    ):
+        fast, slow = replace(obj, **changes), dataclasses.replace(obj, **changes)
+        assert type(fast) is cls and fast == slow and repr(fast) == repr(slow)
+        for f in dataclasses.fields(cls):
+            assert getattr(fast, f.name) is getattr(slow, f.name)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast.__setattr__(first, None)
+    assert cls in _COPY  # the fast route was the one taken
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nonsense'"):
+        replace(obj, nonsense=1)
+
+
+def test_replace_of_other_values_is_dataclasses_replace() -> None:
+    a = Preconditions(if_match='"e"')  # has __post_init__: not copied, rebuilt
+    assert replace(a, if_match='"f"') == dataclasses.replace(a, if_match='"f"') == Preconditions(if_match="f")
+    assert type(a) not in _COPY
+
+    class Sub(ObjectAttrs):
+        pass
+
+    sub = Sub("k", 1, "e")
+    assert type(replace(sub, name="x")) is Sub and replace(sub, name="x").name == "x"
