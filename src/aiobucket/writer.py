@@ -333,12 +333,9 @@ class Writer:
         try:
             self._start()
             assert self._provider is not None
-            # A cancellation already pending must abort, not race the commit: a loop turn
-            # delivers it. Only a task that was asked to cancel can have one pending, so
-            # the others skip the turn (a noticeable share of a small upload's CPU).
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                await asyncio.sleep(0)
+            # A cancellation already pending, or requested right as close() starts (by a task
+            # that runs in this loop turn), must abort, not race the commit.
+            await asyncio.sleep(0)
             if self._upload is None:
                 refuse_unhonoured(self._caps, self._pre, "put", self._bucket.name, self.key)
                 data = bytes(memoryview(self._buf)[: self._fill])

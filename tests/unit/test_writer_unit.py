@@ -559,25 +559,6 @@ async def test_cancel_pending_before_close_aborts_instead_of_committing(fake: Fa
         await w.close()
 
 
-async def test_small_upload_takes_no_loop_turn_unless_asked_to_cancel(fake: FakeProvider) -> None:
-    """Only a task asked to cancel can have a cancel pending, so only it pays the loop turn
-    that delivers one before the commit (test above); a small upload whose provider answers
-    at once runs from write to commit without suspending."""
-    w = bucket().upload("k")
-    await w.write(b"abc")
-    closing = w.close()
-    try:
-        closing.send(None)  # one step, in this (never cancelled) task
-    except StopIteration as done:
-        assert done.value.size == 3  # finished, never suspended
-    else:  # it yielded to the loop: run it to its end (nothing here waits on I/O), then fail
-        with pytest.raises(StopIteration):
-            while True:
-                closing.send(None)
-        pytest.fail("close() gave the loop a turn before committing")
-    assert fake.names() == ["put"]
-
-
 async def test_cancel_during_complete_lets_the_commit_on_the_wire_finish(fake: FakeProvider) -> None:
     fake.complete_gate = asyncio.Event()
     w = bucket().upload("k", part_size=10)
