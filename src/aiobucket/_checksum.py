@@ -153,6 +153,7 @@ _RUNNING: dict[str, type[Crc32c | Crc32 | Crc64Nvme]] = {
     "crc32": Crc32,
     "crc64nvme": Crc64Nvme,
 }
+_CRCS = (Crc32c, Crc32, Crc64Nvme)
 
 
 class WholeObjectCheck:
@@ -166,8 +167,8 @@ class WholeObjectCheck:
 
     __slots__ = ("_attrs", "_digest", "_done", "_name", "_seen", "_stored")
 
-    def __init__(self, attrs: ObjectAttrs) -> None:
-        name = attrs.verified_by
+    def __init__(self, attrs: ObjectAttrs, name: str | None = None) -> None:
+        name = name or attrs.verified_by  # ``name``: the attrs' verified_by, where already known
         if name is None:
             raise ValueError("the object has no stored checksum to check against")
         self._attrs = attrs
@@ -183,8 +184,10 @@ class WholeObjectCheck:
     def for_read(cls, attrs: ObjectAttrs, offset: int, length: int | None) -> WholeObjectCheck | None:
         """A check for a read of ``length`` bytes at ``offset``, when it covers the whole
         object and the object has a stored checksum; None otherwise."""
-        whole = offset == 0 and (length is None or length >= attrs.size)
-        return cls(attrs) if whole and attrs.verified_by is not None else None
+        if offset != 0 or (length is not None and length < attrs.size):
+            return None
+        name = attrs.verified_by
+        return None if name is None else cls(attrs, name)
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
         self._seen += len(chunk)
@@ -204,7 +207,7 @@ class WholeObjectCheck:
     def _finish(self) -> None:
         self._done = True
         name, stored, digest = self._name, self._stored, self._digest
-        if isinstance(digest, Crc32c | Crc32 | Crc64Nvme):
+        if isinstance(digest, _CRCS):
             got = digest.b64()
         else:
             got, stored = digest.hexdigest(), stored.lower()

@@ -71,6 +71,12 @@ _UNKNOWN = object()
 def _get() -> _Instruments | None:
     """The instruments; None without opentelemetry-api, or while no meter provider is set."""
     global _instruments, _checked, _otel_global, _env_provider
+    if (
+        _otel_global is not None
+        and not _env_provider
+        and getattr(_otel_global, "_METER_PROVIDER", _UNKNOWN) is None
+    ):
+        return None  # _idle's first answer, without its call (on every operation while OTel is idle)
     if not _checked:
         _checked = True
         try:

@@ -26,9 +26,11 @@ from .tracing import Span, start_span
 from .types import BucketConfig
 
 _Key = tuple[str, int, BucketConfig]
-_by_loop: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[_Key, tuple[Provider, BucketSettings]]
-] = weakref.WeakKeyDictionary()
+_Cache = dict[_Key, tuple[Provider, BucketSettings]]
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Cache] = weakref.WeakKeyDictionary()
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], _Cache] | None = None
+"""The loop provider_for saw last and its entry of ``_by_loop`` (a WeakKeyDictionary lookup
+costs more than the rest of finding a provider); aclose() forgets it with the entry."""
 
 
 def provider_for(name: str, bucket_config: BucketConfig) -> tuple[Provider, config.BucketSettings]:
@@ -37,9 +39,13 @@ def provider_for(name: str, bucket_config: BucketConfig) -> tuple[Provider, conf
         loop = asyncio.get_running_loop()
     except RuntimeError:
         raise InvalidArgument(f"bucket {name!r}: operations must run inside an asyncio event loop") from None
-    cache = _by_loop.get(loop)
-    if cache is None:
-        cache = _by_loop.setdefault(loop, {})
+    global _last
+    last = _last
+    if last is not None and last[0]() is loop:  # the common case: the same loop as last time
+        cache = last[1]
+    else:
+        cache = _by_loop.get(loop) or _by_loop.setdefault(loop, {})
+        _last = (weakref.ref(loop, _forget_last), cache)
     # The settings are cached with the provider: both change only with the generation.
     cache_key = (name, config.generation(), bucket_config)
     found = cache.get(cache_key)
@@ -52,9 +58,18 @@ def provider_for(name: str, bucket_config: BucketConfig) -> tuple[Provider, conf
     return found
 
 
+def _forget_last(ref: weakref.ref[asyncio.AbstractEventLoop]) -> None:
+    """The last loop is gone: let its providers go with its entry of ``_by_loop``."""
+    global _last
+    if _last is not None and _last[0] is ref:
+        _last = None
+
+
 async def aclose() -> None:
     """Close every client and file handle aiobucket opened on this loop."""
+    global _last
     loop = asyncio.get_running_loop()
+    _last = None
     providers = [p for p, _ in _by_loop.pop(loop, {}).values()]
     errors: list[BaseException] = []
     for p in providers:

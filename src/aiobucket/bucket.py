@@ -140,10 +140,10 @@ class Bucket:
         """
         key = self._key(key)
         version = self._version(version, key)
-        for name, value, low in (("offset", offset, 0), ("length", length, 0)):
-            if value is None and name == "length":
-                continue
-            self._int(name, value, low, key)
+        if offset != 0 or type(offset) is not int:  # the default needs no check (False is refused)
+            self._int("offset", offset, 0, key)
+        if length is not None:
+            self._int("length", length, 0, key)
         cache = self._cache(if_none_match, if_modified_since, key)
         if not isinstance(decompress, bool):
             raise InvalidArgument(

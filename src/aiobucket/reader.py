@@ -83,10 +83,10 @@ class ChunkReader:
                 f"read() takes an int, got {type(n).__name__}", bucket=self._bucket.name, key=self.key
             )
         if n < 0:
-            parts = [self._take(-1)]
+            parts = [self._take(-1)] if self._pending else []
             while (chunk := await self._next_chunk()) != b"":
                 parts.append(chunk)
-            return b"".join(parts)
+            return parts[0] if len(parts) == 1 else b"".join(parts)  # one chunk: no copy
         if n == 0:
             return b""
         if not self._pending:
@@ -207,9 +207,12 @@ class Reader(ChunkReader):
             )
         if self._body is not None:
             return
-        self._span = start_span(
-            "download", self._bucket.name, self.key, version=self._version, offset=self._offset or None
-        )
+        if self._version is None and not self._offset:  # most reads: no attribute to filter
+            self._span = start_span("download", self._bucket.name, self.key)
+        else:
+            self._span = start_span(
+                "download", self._bucket.name, self.key, version=self._version, offset=self._offset or None
+            )
         try:
             self._provider, _ = self._bucket.provider()
             if self._version is None and not self._offset and self._length is None:

@@ -75,6 +75,9 @@ def remove_listener(listener: Listener) -> None:
 
 def _tracer() -> Any:
     global _otel_tracer, _otel_checked, _otel_api, _otel_env_provider
+    api = _otel_api
+    if api is not None and not _otel_env_provider and getattr(api, "_TRACER_PROVIDER", _UNKNOWN) is None:
+        return None  # _otel_idle's first answer, without its call (on every span while OTel is idle)
     if not _otel_checked:
         _otel_checked = True
         try:
@@ -208,7 +211,10 @@ def _otel_attrs(attributes: Mapping[str, object]) -> dict[str, Any]:
 
 
 def start_span(operation: str, bucket: str, key: str | None = None, **attributes: object) -> Span:
-    return Span(operation, bucket, key, {k: v for k, v in attributes.items() if v is not None})
+    """A span with the attributes that are not None (the keyword dict is the caller's own copy)."""
+    if None in attributes.values():
+        attributes = {k: v for k, v in attributes.items() if v is not None}
+    return Span(operation, bucket, key, attributes)
 
 
 def _live_span(bucket: str | None) -> Span | None:

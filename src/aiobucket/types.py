@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
 
+from ._frozen import fast_init
 from .errors import InvalidArgument
 
 __all__ = [
@@ -171,6 +172,7 @@ _READ_CHECKS = ("crc32c", "crc64nvme", "crc32", "md5")
 """The whole-object checksums a download may be verified against, in order of preference."""
 
 
+@fast_init  # built on every read and write: see _frozen.py
 @dataclass(frozen=True, slots=True)
 class ObjectAttrs:
     name: str
@@ -236,6 +238,7 @@ class UploadForm:
         return {"url": self.url, "fields": dict(self.fields)}
 
 
+@fast_init  # built for every entry of a listing
 @dataclass(frozen=True, slots=True)
 class ListEntry:
     name: str

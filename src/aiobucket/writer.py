@@ -53,12 +53,18 @@ __all__ = ["PendingWrite", "Writer"]
 TASK_NAME = "aiobucket-upload"  # every task the writer starts, so tests can prove none leak
 _NO_ATTRS = UploadAttrs()  # frozen: one shared default instead of one per upload
 _NO_PRECONDITIONS = Preconditions()
+_BYTES_LIKE = (bytes, bytearray, memoryview)  # a tuple: ``A | B`` would build a union per call
+_NO_CAPS = Capabilities()  # until the first I/O; frozen, and building one costs more than a Writer
 
 
 class _State(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
     ABORTED = "aborted"
+
+
+# Read as module globals: on Python 3.11 each _State.X goes through EnumType.__getattr__.
+_OPEN, _CLOSED, _ABORTED = _State.OPEN, _State.CLOSED, _State.ABORTED
 
 
 def _guess_type(key: str) -> str:
@@ -213,6 +219,28 @@ class PendingWrite(Coroutine[Any, Any, int]):
 class Writer:
     """Returned by ``Bucket.upload``. Does no I/O until the first write or close."""
 
+    # The state every writer starts in: immutable values, read from the class until a
+    # writer sets its own (a store per field per upload is a noticeable share of a small
+    # upload's CPU). The mutable state is made per writer, in __init__.
+    _state = _OPEN
+    _result: ObjectAttrs | None = None
+    _error: BaseException | None = None
+    _user_aborted = False
+    _busy = False
+    _fill = 0  # bytes of _buf in use
+    _buffers = 1  # part buffers allocated so far, the growing first one included
+    _size = 0
+    _writes = 0  # write() calls so far: each PendingWrite's sequence number
+    # Set up on first I/O:
+    _provider: Provider | None = None
+    _caps = _NO_CAPS
+    _part_size = 0
+    _concurrency = 1
+    _span: Span | None = None
+    _upload: MultipartUpload | None = None
+    _next_part = 1
+    _cleanup: asyncio.Future[None] | None = None
+
     def __init__(
         self,
         bucket: Handle,
@@ -231,37 +259,19 @@ class Writer:
         self._part_size_arg = _positive("part_size", part_size, bucket.name, key)
         self._concurrency_arg = _positive("concurrency", concurrency, bucket.name, key)
         self._known_size = None if size is None else _non_negative("size", size, bucket.name, key)
-        self._state = _State.OPEN
-        self._result: ObjectAttrs | None = None
-        self._error: BaseException | None = None
-        self._user_aborted = False
-        self._busy = False
         self._buf = bytearray()
-        self._fill = 0  # bytes of _buf in use
         self._free: list[bytearray] = []  # part buffers whose upload finished, for reuse
-        self._buffers = 1  # part buffers allocated so far, the growing first one included
         self._owner: dict[asyncio.Task[Part], bytearray] = {}
-        self._size = 0
-        self._writes = 0  # write() calls so far: each PendingWrite's sequence number
         self._unstarted: dict[int, PendingWrite] = {}  # write() calls not yet awaited
-        # Set up on first I/O:
-        self._provider: Provider | None = None
-        self._caps = Capabilities()
-        self._part_size = 0
-        self._concurrency = 1
-        self._span: Span | None = None
-        self._upload: MultipartUpload | None = None
-        self._next_part = 1
         self._parts: list[Part] = []
         self._tasks: set[asyncio.Task[Part]] = set()
-        self._cleanup: asyncio.Future[None] | None = None
 
     # -- public API ---------------------------------------------------------
 
     @property
     def closed(self) -> bool:
         """True once the upload was committed or aborted."""
-        return self._state is not _State.OPEN
+        return self._state is not _OPEN
 
     @property
     def bytes_written(self) -> int:
@@ -273,7 +283,7 @@ class Writer:
         A write must be awaited before the next one and before close(): one that
         never runs makes close() raise InvalidArgument and abort the upload.
         """
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if not isinstance(data, _BYTES_LIKE):
             raise InvalidArgument(
                 f"write() takes bytes, bytearray or memoryview, got {type(data).__name__}; encode str first",
                 bucket=self._bucket.name,
@@ -281,30 +291,31 @@ class Writer:
             )
         self._writes += 1
         pending = PendingWrite(self, data, self._writes)
-        if self._state is _State.OPEN:
+        if self._state is _OPEN:
             self._unstarted[self._writes] = pending
         return pending
 
     async def _write(self, data: bytes | bytearray | memoryview, seq: int) -> int:
         # (While another call runs, _enter refuses this one and leaves the writer alone.)
-        if self._state is _State.OPEN and not self._busy and self._unstarted and min(self._unstarted) < seq:
+        if self._state is _OPEN and not self._busy and self._unstarted and min(self._unstarted) < seq:
             await self._refuse_unawaited()
         view = _byte_view(data, self._bucket.name, self.key)  # bad input: raised, nothing aborted
         self._enter("write")
         try:
-            async with _runtime.mapped_errors(self._bucket.name, self.key, self._fail):
-                self._start()
-                n, pos, ps = len(view), 0, self._part_size
-                while pos < n:
-                    if self._fill == ps:
-                        # Ship a full buffer only once more data follows it, so a
-                        # stream of exactly one part still goes out as a single put.
-                        await self._send_part()
-                    take = min(ps - self._fill, n - pos)
-                    self._copy_in(view[pos : pos + take])
-                    pos += take
-                    self._size += take
-                return n
+            self._start()
+            n, pos, ps = len(view), 0, self._part_size
+            while pos < n:
+                if self._fill == ps:
+                    # Ship a full buffer only once more data follows it, so a
+                    # stream of exactly one part still goes out as a single put.
+                    await self._send_part()
+                take = min(ps - self._fill, n - pos)
+                self._copy_in(view[pos : pos + take])
+                pos += take
+                self._size += take
+            return n
+        except BaseException as exc:  # _runtime.mapped_errors, without its cost when nothing fails
+            await _runtime.mapped_errors(self._bucket.name, self.key, self._fail).reraise(exc)
         finally:
             self._busy = False
 
@@ -314,36 +325,38 @@ class Writer:
         Calling it again returns the same attributes; after an abort it raises
         the abort's error.
         """
-        if self._state is _State.CLOSED and self._result is not None:
+        if self._state is _CLOSED and self._result is not None:
             return self._result
-        if self._state is _State.OPEN and not self._busy and self._unstarted:
+        if self._state is _OPEN and not self._busy and self._unstarted:
             await self._refuse_unawaited()
         self._enter("close")
         try:
-            async with _runtime.mapped_errors(self._bucket.name, self.key, self._fail):
-                self._start()
-                assert self._provider is not None
-                # A cancellation already pending must abort, not race the commit.
-                await asyncio.sleep(0)
-                if self._upload is None:
-                    refuse_unhonoured(self._caps, self._pre, "put", self._bucket.name, self.key)
-                    data = bytes(memoryview(self._buf)[: self._fill])
-                    self._buf, self._fill = bytearray(), 0
-                    commit = self._provider.put(self.key, data, self._opts())
-                else:
-                    if self._fill:
-                        await self._send_part()
-                    await self._drain(0)
-                    self._parts.sort(key=lambda p: p.number)
-                    commit = self._upload.complete(self._parts)
-                # Awaited in this task, so a cancel reaches the commit itself (see the
-                # module docs): the provider decides what is on the wire.
-                return self._committed(await commit)
+            self._start()
+            assert self._provider is not None
+            # A cancellation already pending, or requested right as close() starts (by a task
+            # that runs in this loop turn), must abort, not race the commit.
+            await asyncio.sleep(0)
+            if self._upload is None:
+                refuse_unhonoured(self._caps, self._pre, "put", self._bucket.name, self.key)
+                data = bytes(memoryview(self._buf)[: self._fill])
+                self._buf, self._fill = bytearray(), 0
+                commit = self._provider.put(self.key, data, self._opts())
+            else:
+                if self._fill:
+                    await self._send_part()
+                await self._drain(0)
+                self._parts.sort(key=lambda p: p.number)
+                commit = self._upload.complete(self._parts)
+            # Awaited in this task, so a cancel reaches the commit itself (see the
+            # module docs): the provider decides what is on the wire.
+            return self._committed(await commit)
+        except BaseException as exc:  # _runtime.mapped_errors, without its cost when nothing fails
+            await _runtime.mapped_errors(self._bucket.name, self.key, self._fail).reraise(exc)
         finally:
             self._busy = False
 
     def _committed(self, result: ObjectAttrs) -> ObjectAttrs:
-        self._state = _State.CLOSED
+        self._state = _CLOSED
         self._result = result
         self._upload = None
         if self._span is not None:
@@ -353,13 +366,13 @@ class Writer:
 
     async def abort(self, error: BaseException | None = None) -> None:
         """Discard the upload. Later write() and close() raise ``error`` (or UploadAborted)."""
-        if self._state is _State.CLOSED:
+        if self._state is _CLOSED:
             raise WriterClosed(
                 "cannot abort: the upload was already committed; use remove() to delete it",
                 bucket=self._bucket.name,
                 key=self.key,
             )
-        if self._state is _State.OPEN:
+        if self._state is _OPEN:
             self._user_aborted = True
             self._error = error or UploadAborted(
                 "upload aborted by abort()", bucket=self._bucket.name, key=self.key
@@ -373,15 +386,15 @@ class Writer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc is None:
-            if not (self._state is _State.ABORTED and self._user_aborted):
+            if not (self._state is _ABORTED and self._user_aborted):
                 await self.close()
             return
-        if self._state is _State.OPEN:
+        if self._state is _OPEN:
             await self._fail(exc, in_user_code=True)
 
     def __del__(self) -> None:
         # getattr: __init__ may have raised before setting anything.
-        if getattr(self, "_state", None) is not _State.OPEN:
+        if getattr(self, "_state", None) is not _OPEN:
             return
         if getattr(self, "_unstarted", None):  # no coroutine exists to warn, so the writer does
             warnings.warn(
@@ -414,10 +427,10 @@ class Writer:
         raise err
 
     def _enter(self, op: str) -> None:
-        if self._state is _State.ABORTED:
+        if self._state is _ABORTED:
             assert self._error is not None
             raise self._error
-        if self._state is _State.CLOSED:
+        if self._state is _CLOSED:
             raise WriterClosed(
                 f"cannot {op}: the upload was already closed; start a new upload",
                 bucket=self._bucket.name,
@@ -558,7 +571,7 @@ class Writer:
         A failure of our own write/close is re-raised as itself; an exception from
         the user's ``async with`` body or a cancellation becomes UploadAborted.
         """
-        if self._state is not _State.OPEN:
+        if self._state is not _OPEN:
             return
         if isinstance(exc, Exception) and not in_user_code:
             # The same error write()/close() raise now, so one except clause catches both.
@@ -574,7 +587,7 @@ class Writer:
         await self._abort_shielded(exc)
 
     async def _abort_shielded(self, cause: BaseException | None = None) -> None:
-        self._state = _State.ABORTED
+        self._state = _ABORTED
         self._buf, self._fill, self._free = bytearray(), 0, []
         self._unstarted.clear()  # they raise the abort's error if awaited later
         if self._cleanup is None:

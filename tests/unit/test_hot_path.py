@@ -169,3 +169,30 @@ async def test_reraise_maps_as_the_async_with_block_does() -> None:
         assert type(seen[-1]) is type(seen[-2])  # on_error saw the same mapped error
     assert isinstance(seen[2], BackendError) and seen[2].__cause__ is not None  # a ValueError, wrapped
     assert [type(e) for e in seen[4:]] == [asyncio.CancelledError] * 2  # control flow, as itself
+
+
+def test_the_remembered_provider_follows_the_loop_and_aclose() -> None:
+    """provider_for remembers the last loop's providers: the same provider on one loop, a new
+    one after aclose() and on another loop, and nothing kept once a loop is gone."""
+    import asyncio
+    import gc
+
+    import aiobucket
+    from aiobucket import Bucket, _runtime
+
+    aiobucket.configure({"remembered": "memory://"})
+    handle = Bucket("remembered")._handle
+
+    async def on_one_loop() -> object:
+        first, _ = handle.provider()
+        assert handle.provider()[0] is first
+        await aiobucket.aclose()
+        again, _ = handle.provider()
+        assert again is not first  # aclose() closed the first one: never handed out again
+        return again
+
+    one, other = asyncio.run(on_one_loop()), asyncio.run(on_one_loop())
+    assert one is not other
+    del one, other
+    gc.collect()  # both loops are gone (a memory provider holds none)
+    assert _runtime._last is None

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import anyio
 
+from .._frozen import fast_init
 from ..errors import (
     BucketError,
     InvalidArgument,
@@ -119,6 +120,7 @@ class Capabilities:
     """Where one backend speaks to many stores, the store's profile name (S3: ``provider=``)."""
 
 
+@fast_init  # one per write
 @dataclass(frozen=True, slots=True)
 class PutOptions:
     """Everything about a write except the bytes. Attributes are already resolved."""
@@ -132,6 +134,7 @@ class PutOptions:
     """Stored as the object's Content-Encoding; the bytes are stored as given."""
 
 
+@fast_init  # one per ranged or conditional read
 @dataclass(frozen=True, slots=True)
 class GetOptions:
     version: str | None = None
@@ -174,6 +177,7 @@ class PostPolicy:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+@fast_init  # one per part
 @dataclass(frozen=True, slots=True)
 class Part:
     number: int

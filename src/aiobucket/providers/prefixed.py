@@ -10,11 +10,11 @@ first into the second), so a prefix is applied in exactly one place. Invariants:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import timedelta
 from typing import Literal, TypeVar
 
+from .._frozen import replace
 from ..errors import BucketError, InvalidArgument
 from ..keys import MAX_KEY_BYTES
 from ..types import ListEntry, ObjectAttrs, UploadForm
@@ -92,7 +92,7 @@ class PrefixedProvider:
         return name[len(self.prefix) :] if name.startswith(self.prefix) else name
 
     def _strip_attrs(self, attrs: ObjectAttrs) -> ObjectAttrs:
-        return dataclasses.replace(attrs, name=self._strip(attrs.name))
+        return replace(attrs, name=self._strip(attrs.name))
 
     def _fix(self, exc: BucketError, key: str | None) -> BucketError:
         if exc.key is not None:
@@ -150,7 +150,7 @@ class PrefixedProvider:
         )
         try:
             async for entry in entries:
-                yield dataclasses.replace(entry, name=self._strip(entry.name))
+                yield replace(entry, name=self._strip(entry.name))
         except BucketError as exc:
             raise self._fix(exc, None) from exc.__cause__
 
