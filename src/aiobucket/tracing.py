@@ -76,7 +76,12 @@ def remove_listener(listener: Listener) -> None:
 def _tracer() -> Any:
     global _otel_tracer, _otel_checked, _otel_api, _otel_env_provider
     api = _otel_api
-    if api is not None and not _otel_env_provider and getattr(api, "_TRACER_PROVIDER", _UNKNOWN) is None:
+    if (
+        api is not None
+        and not _otel_env_provider
+        and getattr(api, "_TRACER_PROVIDER", _UNKNOWN) is None
+        and isinstance(_otel_tracer, api.ProxyTracer)
+    ):
         return None  # _otel_idle's first answer, without its call (on every span while OTel is idle)
     if not _otel_checked:
         _otel_checked = True

@@ -77,6 +77,23 @@ def test_no_otel_span_while_no_sdk_is_set_up(monkeypatch: pytest.MonkeyPatch) ->
     assert tracing._otel_api is None
 
 
+def test_a_tracer_that_is_not_otels_proxy_is_used_while_the_global_provider_is_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The idle shortcut holds only for OTel's proxy tracer: a real SDK tracer given directly
+    # (as tests and embedders do) makes spans even while OTel's global provider is unset.
+    api = _fake_api(trace.ProxyTracerProvider())
+    api._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+    sdk = TracerProvider().get_tracer("aiobucket")
+    monkeypatch.setattr(tracing, "_otel_checked", True)
+    monkeypatch.setattr(tracing, "_otel_env_provider", False)
+    monkeypatch.setattr(tracing, "_otel_api", api)
+    monkeypatch.setattr(tracing, "_otel_tracer", trace.ProxyTracer("aiobucket"))
+    assert tracing._tracer() is None
+    monkeypatch.setattr(tracing, "_otel_tracer", sdk)
+    assert tracing._tracer() is sdk
+
+
 def test_otel_idle_through_the_public_call_when_the_environment_names_a_provider(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
