@@ -791,14 +791,21 @@ async def test_large_copy_uses_upload_part_copy(s3_server: S3Server) -> None:
 
 
 async def test_client_is_closed_by_aclose(s3_server: S3Server) -> None:
+    """Both clients' connections: the lean one's (small requests) and aiohttp's (a body
+    over ``h1.SMALL_BODY``)."""
+    from aiobucket.providers._http import h1
+
     with bucket_on(s3_server) as bucket:
         await put(bucket, "c", b"c")
+        await put(bucket, "big", b"b" * (h1.SMALL_BODY + 1))
         provider = s3_provider(bucket)
-        session = provider.transport._session
+        session, pool = provider.transport._session, provider.transport._pool_h1
         assert session is not None and not session.closed
+        assert pool is not None and pool._open > 0
         await aiobucket.aclose()
-        assert provider.transport._session is None
+        assert provider.transport._session is None and provider.transport._pool_h1 is None
         assert session.closed
+        assert pool.closed and pool._open == 0
 
 
 def test_import_stays_cheap() -> None:

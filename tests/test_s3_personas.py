@@ -5,7 +5,6 @@ what ``aiobucket doctor`` sees, match the persona's source.
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import uuid
@@ -14,8 +13,6 @@ from contextlib import aclosing, contextmanager
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
-import aiohttp.abc
 import pytest
 from faultproxy import FaultProxy
 from personas.stores import OSS_HOST, PERSONAS, Persona
@@ -371,27 +368,25 @@ async def test_upper_case_etags_are_compared_without_case(case: tuple[Persona, S
         assert await get(bucket, "k") == b"mine" and attrs.size == 4
 
 
-class _Loopback(aiohttp.abc.AbstractResolver):
-    """Resolves the OSS persona's names (``*.oss-persona.test``) to 127.0.0.1, for this
-    test's clients only: bucket subdomains of 127.0.0.1 cannot be addressed."""
+def _loopback_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resolve the OSS persona's names (``*.oss-persona.test``) to 127.0.0.1 for this test:
+    bucket subdomains of 127.0.0.1 cannot be addressed. Every client of the event loop
+    resolves through ``socket.getaddrinfo`` (in the loop's executor)."""
+    real = socket.getaddrinfo
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[Any]:
-        assert host == OSS_HOST or host.endswith("." + OSS_HOST), host
-        return [
-            {"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET}
-            | {"proto": 0, "flags": socket.AI_NUMERICHOST}
-        ]
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and (host == OSS_HOST or host.endswith("." + OSS_HOST)):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
 
-    async def close(self) -> None:
-        pass
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @contextmanager
 def through_oss(
     server: S3Server, monkeypatch: pytest.MonkeyPatch, provider: str
 ) -> Iterator[tuple[aiobucket.Bucket, FaultProxy]]:
-    loopback = functools.partial(aiohttp.TCPConnector, resolver=_Loopback())
-    monkeypatch.setattr(aiohttp, "TCPConnector", loopback)
+    _loopback_names(monkeypatch)
     name = f"t-{uuid.uuid4().hex[:12]}"
     with FaultProxy(server.endpoint) as proxy:
         PERSONAS["oss"].rules(proxy)

@@ -11,12 +11,13 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Protocol
 
 import aiohttp
 
 from ...errors import BackendError, ConnectionLost
 
-__all__ = ["BODY_ERRORS", "CHUNK", "Body", "BytesBody", "EmptyBody"]
+__all__ = ["BODY_ERRORS", "CHUNK", "Body", "BytesBody", "EmptyBody", "RawBody"]
 
 CHUNK = 1024 * 1024
 """The most bytes one step of a streamed body returns."""
@@ -30,6 +31,24 @@ BODY_ERRORS: tuple[type[BaseException], ...] = (
 """Exceptions that mean the connection dropped in the middle of a body."""
 
 
+class _Content(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+    def at_eof(self) -> bool: ...
+
+
+class RawBody(Protocol):
+    """A streamed answer's body as the transport hands it over: aiohttp's
+    ``ClientResponse`` or the lean client's ``h1.Reply``."""
+
+    @property
+    def content(self) -> _Content: ...
+
+    def release(self) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
 class Body:
     """Streams a GET body in chunks of up to 1 MiB, counting them against ``expected``.
 
@@ -38,9 +57,7 @@ class Body:
 
     __slots__ = ("_closed", "_expected", "_key", "_limit", "_raw", "_received")
 
-    def __init__(
-        self, raw: aiohttp.ClientResponse, key: str, expected: int | None, limit: int | None
-    ) -> None:
+    def __init__(self, raw: RawBody, key: str, expected: int | None, limit: int | None) -> None:
         self._raw = raw
         self._key = key
         self._expected = expected

@@ -54,6 +54,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..._aio import run_to_completion
+from . import h1
+from .body import RawBody
 
 __all__ = ["Response", "Transport", "parse_error", "ssl_context"]
 
@@ -75,7 +77,7 @@ class Response:
         status: int,
         headers: CIMultiDictProxy[str],
         body: bytes,
-        raw: aiohttp.ClientResponse | None = None,
+        raw: RawBody | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
@@ -193,6 +195,11 @@ async def _on_wire(work: Coroutine[Any, Any, Response]) -> Response:
     return task.result()
 
 
+def _close_pool_quietly(pool: h1.Pool) -> None:
+    with contextlib.suppress(Exception):  # best effort, at garbage collection or exit
+        pool.close()
+
+
 def _close_quietly(connector: aiohttp.BaseConnector) -> None:
     """Drop the pool's connections without awaiting (the loop may be gone)."""
     with contextlib.suppress(Exception):  # best effort, at garbage collection or exit
@@ -218,20 +225,58 @@ _NO_PROXY: tuple[None, None] = (None, None)
 """(proxy URL, proxy headers) when no proxy applies."""
 
 
+async def _answer(resp: aiohttp.ClientResponse | h1.Reply, stream: bool) -> Response:
+    """The ``Response`` for an answer from either client: its body read whole and the
+    connection released, unless it is a streamed success of more than ``_READ_WHOLE``
+    bytes (or of unknown length), whose body is handed over as ``raw``."""
+    handed_over = False
+    try:
+        if stream and resp.status < 300:
+            length = resp.content_length
+            if length is None or length > _READ_WHOLE:
+                handed_over = True
+                return Response(resp.status, resp.headers, b"", resp)
+            # A small body is read here: the connection goes back to the pool at once.
+        out = Response(resp.status, resp.headers, await resp.read())
+        if resp.status >= 300:
+            out.code, out.message = parse_error(out.body)
+        return out
+    finally:
+        if not handed_over:
+            resp.release()
+
+
 class Transport:
     def __init__(self, *, pool: int, connect_timeout: float, read_timeout: float) -> None:
         self.ssl: ssl.SSLContext | None = None
         """Set before the first request (``ssl_context``); None: aiohttp's default."""
         self._proxies: dict[tuple[str, str | None], tuple[URL | None, dict[str, str] | None]] = {}
-        self._proxied = False
-        """The environment names a proxy (read when the session is made): only then look one up."""
+        self._proxied: bool | None = None
+        """The environment names a proxy (read at the first request): only then look one up."""
         self._pool = pool
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._session: aiohttp.ClientSession | None = None
+        self._pool_h1: h1.Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._pool_finalizer: weakref.finalize[Any, Any] | None = None
+
+    def pool(self) -> h1.Pool:
+        """The lean client's connections (``h1.py``), for requests that need nothing more."""
+        pool = self._pool_h1
+        if pool is None or pool.closed:
+            pool = self._pool_h1 = h1.Pool(
+                limit=self._pool,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+                ssl_context=self.ssl,
+            )
+            self._pool_finalizer = weakref.finalize(self, _close_pool_quietly, pool)
+        return pool
 
     def session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -256,7 +301,6 @@ class Transport:
         # aiohttp resends an idempotent request once on a dropped keep-alive
         # connection; our retry layer decides that (and counts the attempt).
         session._retry_connection = False
-        self._proxied = bool(proxies_from_env())
         self._session, self._loop = session, loop
         self._finalizer = weakref.finalize(self, _close_quietly, connector)
         return session
@@ -319,11 +363,15 @@ class Transport:
         stream: bool,
         expect: bool,
     ) -> Response:
+        if self._proxied is None:
+            self._proxied = bool(proxies_from_env())
+        proxy, proxy_headers = self.proxy_for(url) if self._proxied else _NO_PROXY
+        if proxy is None and not expect and (body is None or len(body) <= h1.SMALL_BODY):
+            return await _answer(await self.pool().request(method, url, headers, body), stream)
         data: Any = None
         if body is not None:
             data = _View(body) if isinstance(body, memoryview) else aiohttp_payload.BytesPayload(body)
         session = self.session()
-        proxy, proxy_headers = self.proxy_for(url) if self._proxied else _NO_PROXY
         if proxy_headers is not None and url.scheme == "http":
             # A plain-HTTP proxy reads its credentials on the request itself (a CONNECT
             # proxy on the CONNECT); no request signature covers Proxy-Authorization.
@@ -339,27 +387,18 @@ class Transport:
             proxy_headers=proxy_headers,
             expect100=expect,
         )
-        handed_over = False
-        try:
-            if stream and resp.status < 300:
-                length = resp.content_length
-                if length is None or length > _READ_WHOLE:
-                    handed_over = True
-                    return Response(resp.status, resp.headers, b"", resp)
-                # A small body is read here: the connection goes back to the pool at once.
-            out = Response(resp.status, resp.headers, await resp.read())
-            if resp.status >= 300:
-                out.code, out.message = parse_error(out.body)
-            return out
-        finally:
-            if not handed_over:
-                resp.release()
+        return await _answer(resp, stream)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
+        pool, self._pool_h1 = self._pool_h1, None
         self._proxies.clear()
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
+        for finalizer in (self._finalizer, self._pool_finalizer):
+            if finalizer is not None:
+                finalizer.detach()
+        self._finalizer = self._pool_finalizer = None
+        if pool is not None:
+            pool.close()
+            await asyncio.sleep(0)  # the closed connections' sockets close on this turn
         if session is not None and not session.closed:
             await session.close()
