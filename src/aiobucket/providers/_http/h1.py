@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import re
 import socket
 import ssl
 
@@ -53,6 +54,8 @@ SMALL_BODY = 256 * 1024
 KEEPALIVE = 15.0
 HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 1024 * 1024
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Control characters but TAB, CR and LF (those two are counted): aiohttp's rule (RFC 9110, 5.5)."""
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
@@ -448,8 +451,8 @@ def _serialize(method: str, url: URL, headers: dict[str, str], body: bytes | mem
             lines.append("Content-Length: 0\r\n")
     lines.append("\r\n")
     text = "".join(lines)
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-        # aiohttp refuses these too: a CR or LF in a header would split it (request smuggling)
-        raise ValueError("Newline or carriage return character detected in HTTP status message or header")
+    if _CONTROL.search(text) or text.count("\n") != len(lines) or text.count("\r") != len(lines):
+        # aiohttp refuses these too: a CR or LF would split a header (request smuggling)
+        raise ValueError("Forbidden control character detected in headers. Potential header injection attack.")
     head = text.encode("utf-8")
     return head + body if body else head
