@@ -170,12 +170,12 @@ async def test_a_control_character_in_a_header_is_refused_as_aiohttp_refuses_it(
 
 
 ANSWERS = {
-    "content-length": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\nhello",
+    "content-length": b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: "e"\r\n\r\nhello',
     "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
     "repeated headers": b"HTTP/1.1 200 OK\r\nx-amz-meta-a: 1\r\nX-Amz-Meta-A: 2\r\nContent-Length: 0\r\n\r\n",
     "utf-8 header": "HTTP/1.1 200 OK\r\nx-amz-meta-n: café\r\nContent-Length: 0\r\n\r\n".encode(),
     "no content": b"HTTP/1.1 204 No Content\r\nx-ms-request-id: 1\r\n\r\n",
-    "not modified": b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n",
+    "not modified": b'HTTP/1.1 304 Not Modified\r\nETag: "e"\r\n\r\n',
     "error": b"HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\nContent-Length: 42\r\n\r\n"
     b"<Error><Code>NoSuchKey</Code></Error>\n\n\n\n\n",
     "interim 100": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -296,7 +296,7 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(server: S
         reply = await pool.request("GET", server.url, {}, None)
         assert await reply.read() == b"ok"
         reply.release()
-        while pool._open:  # the server's close reaches the idle connection
+        while pool._open:  # noqa: ASYNC110 - the server's close reaches the idle connection
             await asyncio.sleep(0.01)
         reply = await pool.request("GET", server.url, {}, None)
         assert await reply.read() == b"ok"
@@ -336,7 +336,7 @@ async def test_the_limit_holds_and_a_cancelled_waiter_passes_its_turn(server: Se
 
     try:
         tasks = [asyncio.create_task(one()) for _ in range(6)]
-        while len(server.requests) < 2 or len(pool._waiters) < 4:
+        while len(server.requests) < 2 or len(pool._waiters) < 4:  # noqa: ASYNC110 - a polled state
             await asyncio.sleep(0.01)
         tasks[2].cancel()  # a waiter gives up
         await asyncio.gather(tasks[2], return_exceptions=True)
@@ -353,7 +353,7 @@ async def test_a_cancel_during_the_exchange_closes_the_connection(server: Server
     pool = lean_pool()
     try:
         task = asyncio.create_task(pool.request("GET", server.url, {}, None))
-        while not server.requests:
+        while not server.requests:  # noqa: ASYNC110 - a polled state
             await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -56,6 +56,7 @@ HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """Control characters but TAB, CR and LF (those two are counted): aiohttp's rule (RFC 9110, 5.5)."""
+_FORBIDDEN = "Forbidden control character detected in headers. Potential header injection attack."
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
@@ -453,6 +454,6 @@ def _serialize(method: str, url: URL, headers: dict[str, str], body: bytes | mem
     text = "".join(lines)
     if _CONTROL.search(text) or text.count("\n") != len(lines) or text.count("\r") != len(lines):
         # aiohttp refuses these too: a CR or LF would split a header (request smuggling)
-        raise ValueError("Forbidden control character detected in headers. Potential header injection attack.")
+        raise ValueError(_FORBIDDEN)
     head = text.encode("utf-8")
     return head + body if body else head

@@ -1,11 +1,14 @@
-"""The HTTP transport of the S3 and Azure providers: one aiohttp session per provider,
-nothing retried below us.
+"""The HTTP transport of the S3 and Azure providers: two clients per provider, nothing
+retried below us.
 
 Invariants:
 
-* One ``ClientSession`` per provider (and so per event loop: the bucket layer makes
-  one provider per loop), created lazily on the running loop and closed by
-  ``aclose()``. Its pool holds ``max_pool_connections`` connections.
+* A request with no proxy, no ``Expect`` and a body of at most ``h1.SMALL_BODY`` bytes
+  goes through the lean client (``h1.Pool``); every other through one aiohttp
+  ``ClientSession``. Both are per provider (and so per event loop: the bucket layer makes
+  one provider per loop), created lazily on the running loop and closed by ``aclose()``;
+  each pool holds up to ``max_pool_connections`` connections. Both answer through
+  ``_answer``, so what a caller sees does not depend on which one sent the request.
 * aiohttp's own retry of idempotent requests on a dropped keep-alive connection is
   off: every retry decision is made in ``retry.py``. Redirects are not followed.
 * Timeouts: ``sock_connect`` and ``sock_read``, never a total, so a long stream is
@@ -17,7 +20,7 @@ Invariants:
 * A write (``shield=True``) that is on the wire runs to its end even if the caller
   is cancelled; the cancel is re-raised afterwards (``_on_wire``). Nothing else is
   shielded.
-* A provider dropped without ``aclose()`` closes its connections quietly when it is
+* A provider dropped without ``aclose()`` closes both clients' connections quietly when it is
   collected (or at exit): no "Unclosed client session" noise after an error.
 * Networks that companies run: ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` are honoured
   as aiohttp's ``trust_env`` reads them (credentials in the proxy URL or ``.netrc``),
