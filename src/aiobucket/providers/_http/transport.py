@@ -5,7 +5,8 @@ Invariants:
 
 * One ``ClientSession`` per provider (and so per event loop: the bucket layer makes
   one provider per loop), created lazily on the running loop and closed by
-  ``aclose()``. Its pool holds ``max_pool_connections`` connections.
+  ``aclose()`` (which the bucket layer calls as the loop shuts down, if the user did
+  not). Its pool holds ``max_pool_connections`` connections.
 * aiohttp's own retry of idempotent requests on a dropped keep-alive connection is
   off: every retry decision is made in ``retry.py``. Redirects are not followed.
 * Timeouts: ``sock_connect`` and ``sock_read``, never a total, so a long stream is
@@ -55,7 +56,7 @@ from yarl import URL
 
 from ..._aio import run_to_completion
 
-__all__ = ["Response", "Transport", "parse_error", "ssl_context"]
+__all__ = ["Response", "Transport", "close_quietly", "parse_error", "ssl_context"]
 
 _SEND_SLICE = 256 * 1024
 _READ_WHOLE = 64 * 1024  # a streamed GET this small is read whole (fewer awaits per object)
@@ -193,8 +194,9 @@ async def _on_wire(work: Coroutine[Any, Any, Response]) -> Response:
     return task.result()
 
 
-def _close_quietly(connector: aiohttp.BaseConnector) -> None:
-    """Drop the pool's connections without awaiting (the loop may be gone)."""
+def close_quietly(connector: aiohttp.BaseConnector) -> None:
+    """Drop the pool's connections without awaiting (the loop may be gone); GCS's transport
+    uses it too."""
     with contextlib.suppress(Exception):  # best effort, at garbage collection or exit
         connector._close()
 
@@ -258,7 +260,7 @@ class Transport:
         session._retry_connection = False
         self._proxied = bool(proxies_from_env())
         self._session, self._loop = session, loop
-        self._finalizer = weakref.finalize(self, _close_quietly, connector)
+        self._finalizer = weakref.finalize(self, close_quietly, connector)
         return session
 
     async def send(
