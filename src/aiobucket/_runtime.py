@@ -2,16 +2,32 @@
 
 Drivers bind clients to the loop they were made on, so a provider made under
 one ``asyncio.run`` must not be reused under the next; keying by loop makes
-that impossible. ``aclose()`` closes the current loop's providers.
+that impossible.
+
+Invariants:
+
+* A loop's providers are closed by ``aclose()``, or else when the loop shuts its
+  async generators down (``asyncio.run``, ``asyncio.Runner`` and pytest-asyncio
+  do, before closing it): each loop's cache comes with one async generator,
+  suspended from the loop's first use, whose ``finally`` closes the cache's
+  providers (``_closes_with_loop``). Their sessions, sockets and files are
+  closed while the loop can still run the close, and nothing here keeps the
+  finished loop: a cache is dropped from ``_by_loop`` as it closes.
+* Nothing else lets a loop go: its providers' clients (aiohttp sessions, locks)
+  and its closer hold it, so a weak key would never die; ``_by_loop`` is a plain
+  dict. A loop closed without that shutdown (``loop.close()`` alone) is dropped
+  when the next new loop first uses a bucket; its providers cannot be closed
+  (a closed loop runs nothing): their sessions close quietly as they are
+  collected (the transports' finalisers), their sockets with asyncio's warning.
+* Finding a provider is two dict lookups (the loop's cache, then the bucket's entry).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NoReturn
@@ -27,10 +43,9 @@ from .types import BucketConfig
 
 _Key = tuple[str, int, BucketConfig]
 _Cache = dict[_Key, tuple[Provider, BucketSettings]]
-_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Cache] = weakref.WeakKeyDictionary()
-_last: tuple[weakref.ref[asyncio.AbstractEventLoop], _Cache] | None = None
-"""The loop provider_for saw last and its entry of ``_by_loop`` (a WeakKeyDictionary lookup
-costs more than the rest of finding a provider); aclose() forgets it with the entry."""
+_by_loop: dict[asyncio.AbstractEventLoop, tuple[_Cache, AsyncGenerator[None, None]]] = {}
+"""Each loop's providers and their closer. Loops may run in threads: each changes only
+its own entry, or drops another's once that loop is closed."""
 
 
 def provider_for(name: str, bucket_config: BucketConfig) -> tuple[Provider, config.BucketSettings]:
@@ -39,13 +54,8 @@ def provider_for(name: str, bucket_config: BucketConfig) -> tuple[Provider, conf
         loop = asyncio.get_running_loop()
     except RuntimeError:
         raise InvalidArgument(f"bucket {name!r}: operations must run inside an asyncio event loop") from None
-    global _last
-    last = _last
-    if last is not None and last[0]() is loop:  # the common case: the same loop as last time
-        cache = last[1]
-    else:
-        cache = _by_loop.get(loop) or _by_loop.setdefault(loop, {})
-        _last = (weakref.ref(loop, _forget_last), cache)
+    entry = _by_loop.get(loop)
+    cache = entry[0] if entry is not None else _first_use(loop)
     # The settings are cached with the provider: both change only with the generation.
     cache_key = (name, config.generation(), bucket_config)
     found = cache.get(cache_key)
@@ -58,19 +68,38 @@ def provider_for(name: str, bucket_config: BucketConfig) -> tuple[Provider, conf
     return found
 
 
-def _forget_last(ref: weakref.ref[asyncio.AbstractEventLoop]) -> None:
-    """The last loop is gone: let its providers go with its entry of ``_by_loop``."""
-    global _last
-    if _last is not None and _last[0] is ref:
-        _last = None
+def _first_use(loop: asyncio.AbstractEventLoop) -> _Cache:
+    """A new cache for ``loop``, with its closer started; loops closed without a shutdown are let go."""
+    cache: _Cache = {}
+    closer = _closes_with_loop(cache)
+    # Its first step, run here: the loop's hook registers it for the shutdown, and it waits at its yield.
+    with suppress(StopIteration):  # it yielded
+        closer.asend(None).send(None)
+    # list() copies the keys in one step, which another thread's loop cannot interleave with.
+    for old in list(_by_loop):
+        if old.is_closed():
+            _by_loop.pop(old, None)
+    _by_loop[loop] = (cache, closer)
+    return cache
 
 
-async def aclose() -> None:
-    """Close every client and file handle aiobucket opened on this loop."""
-    global _last
+async def _closes_with_loop(cache: _Cache) -> AsyncGenerator[None, None]:
+    """Suspended until the loop shuts its async generators down (or ``aclose()``), then
+    closes the providers of ``cache``."""
+    try:
+        yield
+    finally:
+        await _close(cache)
+
+
+async def _close(cache: _Cache) -> None:
+    """Forget ``cache`` (before any await: one close per cache) and close its providers."""
     loop = asyncio.get_running_loop()
-    _last = None
-    providers = [p for p, _ in _by_loop.pop(loop, {}).values()]
+    entry = _by_loop.get(loop)
+    if entry is not None and entry[0] is cache:  # only this loop's thread replaces it
+        del _by_loop[loop]
+    providers = [p for p, _ in cache.values()]
+    cache.clear()
     errors: list[BaseException] = []
     for p in providers:
         try:
@@ -79,6 +108,20 @@ async def aclose() -> None:
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+async def aclose() -> None:
+    """Close every client and file handle aiobucket opened on this loop."""
+    entry = _by_loop.get(asyncio.get_running_loop())
+    if entry is None:
+        return
+    cache, closer = entry
+    try:
+        await _close(cache)
+    finally:
+        # Its own close finds nothing left (and nothing running, were the loop shutting
+        # down meanwhile); closed here, it is not left for the loop to finalise in a task.
+        await closer.aclose()
 
 
 def map_error(exc: BaseException, bucket: str, key: str | None) -> BaseException:

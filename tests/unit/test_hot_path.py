@@ -189,18 +189,21 @@ async def test_reraise_maps_as_the_async_with_block_does() -> None:
 
 
 def test_the_remembered_provider_follows_the_loop_and_aclose() -> None:
-    """provider_for remembers the last loop's providers: the same provider on one loop, a new
+    """provider_for remembers each loop's providers: the same provider on one loop, a new
     one after aclose() and on another loop, and nothing kept once a loop is gone."""
     import asyncio
     import gc
+    import weakref
 
     import aiobucket
-    from aiobucket import Bucket, _runtime
+    from aiobucket import Bucket
 
     aiobucket.configure({"remembered": "memory://"})
     handle = Bucket("remembered")._handle
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
 
     async def on_one_loop() -> object:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
         first, _ = handle.provider()
         assert handle.provider()[0] is first
         await aiobucket.aclose()
@@ -211,5 +214,5 @@ def test_the_remembered_provider_follows_the_loop_and_aclose() -> None:
     one, other = asyncio.run(on_one_loop()), asyncio.run(on_one_loop())
     assert one is not other
     del one, other
-    gc.collect()  # both loops are gone (a memory provider holds none)
-    assert _runtime._last is None
+    gc.collect()  # both loops are gone: asyncio.run closed their providers
+    assert [r() for r in loops] == [None, None]

@@ -6,9 +6,10 @@ Invariants:
 * A request with no proxy, no ``Expect`` and a body of at most ``h1.SMALL_BODY`` bytes
   goes through the lean client (``h1.Pool``); every other through one aiohttp
   ``ClientSession``. Both are per provider (and so per event loop: the bucket layer makes
-  one provider per loop), created lazily on the running loop and closed by ``aclose()``;
-  each pool holds up to ``max_pool_connections`` connections. Both answer through
-  ``_answer``, so what a caller sees does not depend on which one sent the request.
+  one provider per loop), created lazily on the running loop and closed by ``aclose()``
+  (which the bucket layer calls as the loop shuts down, if the user did not); each pool
+  holds up to ``max_pool_connections`` connections. Both answer through ``_answer``, so
+  what a caller sees does not depend on which one sent the request.
 * aiohttp's own retry of idempotent requests on a dropped keep-alive connection is
   off: every retry decision is made in ``retry.py``. Redirects are not followed.
 * Timeouts: ``sock_connect`` and ``sock_read``, never a total, so a long stream is
@@ -60,7 +61,7 @@ from ..._aio import run_to_completion
 from . import h1
 from .body import RawBody
 
-__all__ = ["Response", "Transport", "parse_error", "ssl_context"]
+__all__ = ["Response", "Transport", "close_pool_quietly", "close_quietly", "parse_error", "ssl_context"]
 
 _SEND_SLICE = 256 * 1024
 _READ_WHOLE = 64 * 1024  # a streamed GET this small is read whole (fewer awaits per object)
@@ -198,13 +199,16 @@ async def _on_wire(work: Coroutine[Any, Any, Response]) -> Response:
     return task.result()
 
 
-def _close_pool_quietly(pool: h1.Pool) -> None:
+def close_pool_quietly(pool: h1.Pool) -> None:
+    """Close the lean client's connections without awaiting (the loop may be gone); GCS's
+    transport uses it too."""
     with contextlib.suppress(Exception):  # best effort, at garbage collection or exit
         pool.close()
 
 
-def _close_quietly(connector: aiohttp.BaseConnector) -> None:
-    """Drop the pool's connections without awaiting (the loop may be gone)."""
+def close_quietly(connector: aiohttp.BaseConnector) -> None:
+    """Drop the pool's connections without awaiting (the loop may be gone); GCS's transport
+    uses it too."""
     with contextlib.suppress(Exception):  # best effort, at garbage collection or exit
         connector._close()
 
@@ -278,7 +282,7 @@ class Transport:
                 read_timeout=self._read_timeout,
                 ssl_context=self.ssl,
             )
-            self._pool_finalizer = weakref.finalize(self, _close_pool_quietly, pool)
+            self._pool_finalizer = weakref.finalize(self, close_pool_quietly, pool)
         return pool
 
     def session(self) -> aiohttp.ClientSession:
@@ -305,7 +309,7 @@ class Transport:
         # connection; our retry layer decides that (and counts the attempt).
         session._retry_connection = False
         self._session, self._loop = session, loop
-        self._finalizer = weakref.finalize(self, _close_quietly, connector)
+        self._finalizer = weakref.finalize(self, close_quietly, connector)
         return session
 
     async def send(

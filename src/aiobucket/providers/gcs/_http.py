@@ -21,6 +21,8 @@ Invariants:
   never shielded.
 * Every failure leaves here as an ``aiobucket.errors`` type, or as
   :class:`HttpError` for the caller to map (it knows what a 404 means).
+* A provider dropped without ``aclose()`` closes its session's connections quietly
+  when it is collected (or at exit), as S3's and Azure's transport does.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import base64
 import hashlib
 import json
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -49,6 +52,7 @@ from ...errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
 )
+from .._http.transport import close_quietly
 from ._gcloud import Auth, EnvProxies, TokenUnavailable, make_session
 from ._retry import Kind, RetryPolicy, never_sent
 
@@ -199,6 +203,7 @@ class GcsHttp:
         self._proxies = EnvProxies()
         self._auth: Auth | None = None
         self._closed = False
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         s = settings
         self._root = (s.endpoint or f"https://storage.{s.universe_domain}").rstrip("/")
         self._small = aiohttp.ClientTimeout(
@@ -223,7 +228,9 @@ class GcsHttp:
         if self._session is None:
             s = self.settings
             # The session holds no connection yet; if Auth fails, aclose() closes it.
-            self._session = make_session(self._long, list(s.trace_configs))
+            session = self._session = make_session(self._long, list(s.trace_configs))
+            if session.connector is not None:  # None only once closed
+                self._finalizer = weakref.finalize(self, close_quietly, session.connector)
         if self._auth is None:
             s = self.settings
             self._auth = Auth(
@@ -374,6 +381,9 @@ class GcsHttp:
         if auth is not None:
             await auth.aclose()
         session, self._session = self._session, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         if session is not None and not session.closed:
             await session.close()
 
