@@ -38,6 +38,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -46,6 +47,9 @@ from ...errors import BackendError, ConnectionLost, IntegrityError, ObjectChange
 from ...types import ObjectAttrs
 from ..base import GetOptions, check_read
 from ._resource import md5_hex
+
+if TYPE_CHECKING:
+    from ._http import Streamed
 
 __all__ = ["MediaBody", "MediaCheck", "media_attrs", "range_header", "served_hashes"]
 
@@ -217,7 +221,7 @@ class MediaCheck:
         self._status = 0
         self._range: tuple[int, int, int] | None = None
 
-    def __call__(self, resp: aiohttp.ClientResponse) -> None:
+    def __call__(self, resp: Streamed) -> None:
         key, opts, h = self.key, self.opts, resp.headers
         self.generation = h.get("X-Goog-Generation")
         if opts.version is not None and self.generation not in (None, opts.version):
@@ -288,7 +292,7 @@ class MediaBody:
 
     def __init__(
         self,
-        resp: aiohttp.ClientResponse | None,
+        resp: Streamed | None,
         expected: int | None,
         key: str,
         *,

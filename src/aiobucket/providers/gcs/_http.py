@@ -21,8 +21,10 @@ Invariants:
   never shielded.
 * Every failure leaves here as an ``aiobucket.errors`` type, or as
   :class:`HttpError` for the caller to map (it knows what a 404 means).
-* A provider dropped without ``aclose()`` closes its session's connections quietly
-  when it is collected (or at exit), as S3's and Azure's transport does.
+* A provider dropped without ``aclose()`` closes its session's and the lean client's
+  connections quietly when it is collected (or at exit), as S3's and Azure's transport does.
+* Streamed reads (``open``) go through the lean client (``_http/h1.py``) unless a proxy
+  applies or the user traces aiohttp's requests; everything else through the session.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ from ...errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
 )
-from .._http.transport import close_quietly
-from ._gcloud import Auth, EnvProxies, TokenUnavailable, make_session
+from .._http import h1
+from .._http.transport import close_pool_quietly, close_quietly
+from ._gcloud import Auth, EnvProxies, TokenUnavailable, env_ssl_context, make_session
 from ._retry import Kind, RetryPolicy, never_sent
 
 __all__ = [
@@ -63,8 +66,26 @@ __all__ = [
     "Kind",
     "Reply",
     "RetryPolicy",
+    "Streamed",
     "error_for_status",
 ]
+
+Streamed = aiohttp.ClientResponse | h1.Reply
+"""A streamed answer from either client: ``status``, ``headers``, ``content``, ``release``, ``close``."""
+_POOL = 100
+"""Connections the lean client keeps, as many as aiohttp's session (its default connector)."""
+_AIOHTTP_DEFAULTS: dict[str, str] = {
+    **{str(name): value for name, value in aiohttp.ClientRequest.DEFAULT_HEADERS.items()},
+    "User-Agent": aiohttp.http.SERVER_SOFTWARE,
+}
+"""The headers aiohttp's session adds to every request (GCS sees the same request either way)."""
+
+
+def _with_defaults(headers: dict[str, str]) -> dict[str, str]:
+    """``headers``, then the defaults of aiohttp's that they do not name, in aiohttp's order."""
+    named = {name.lower() for name in headers}
+    return headers | {name: value for name, value in _AIOHTTP_DEFAULTS.items() if name.lower() not in named}
+
 
 # A 408 or 429 is a refusal before any work; a 5xx may come after the write was applied.
 _MAYBE_APPLIED_STATUS = frozenset({500, 502, 503, 504})
@@ -200,10 +221,12 @@ class GcsHttp:
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
+        self._pool_h1: h1.Pool | None = None
         self._proxies = EnvProxies()
         self._auth: Auth | None = None
         self._closed = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._pool_finalizer: weakref.finalize[Any, Any] | None = None
         s = settings
         self._root = (s.endpoint or f"https://storage.{s.universe_domain}").rstrip("/")
         self._small = aiohttp.ClientTimeout(
@@ -380,12 +403,35 @@ class GcsHttp:
         auth, self._auth = self._auth, None
         if auth is not None:
             await auth.aclose()
+        pool, self._pool_h1 = self._pool_h1, None
+        if self._pool_finalizer is not None:
+            self._pool_finalizer.detach()
+            self._pool_finalizer = None
+        if pool is not None:
+            pool.close()
         session, self._session = self._session, None
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
         if session is not None and not session.closed:
             await session.close()
+
+    def _lean(self, url: str) -> h1.Pool | None:
+        """The lean client (``_http/h1.py``) for a streamed GET of ``url``, or None when it
+        must go through aiohttp: a proxy applies, or the user traces aiohttp's requests."""
+        if self.settings.trace_configs or self._proxies(url):
+            return None
+        pool = self._pool_h1
+        if pool is None:
+            s = self.settings
+            pool = self._pool_h1 = h1.Pool(
+                limit=_POOL,
+                connect_timeout=s.connect_timeout,
+                read_timeout=s.read_timeout,
+                ssl_context=env_ssl_context(),
+            )
+            self._pool_finalizer = weakref.finalize(self, close_pool_quietly, pool)
+        return pool
 
     # -- requests --------------------------------------------------------------
 
@@ -507,9 +553,13 @@ class GcsHttp:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Sequence[int] = (200, 206),
-        accept: Callable[[aiohttp.ClientResponse], None] | None = None,
-    ) -> aiohttp.ClientResponse:
+        accept: Callable[[Streamed], None] | None = None,
+    ) -> Streamed:
         """A streamed GET with retries; the caller owns (and must release) the response.
+
+        Sent by the lean client when no proxy applies and no aiohttp trace is configured,
+        with the headers aiohttp's session would add (``_with_defaults``), so the bytes
+        on the wire do not depend on the client.
 
         ``accept`` validates an ok response's status and headers; it raises
         (a typed error, never retried) after closing the response. A ``URL`` is one
@@ -528,14 +578,25 @@ class GcsHttp:
                 found = self._authorized(auth, headers, False)
                 hdrs = found if found is not None else await self._authorize(auth, headers, started, False)
                 # The bytes as served: a gzip-encoded object stays compressed (see _download.py).
-                resp = await session.get(
-                    url,
-                    params=params,
-                    headers=hdrs,
-                    timeout=self._long,
-                    auto_decompress=False,
-                    **self._proxies(text),
-                )
+                lean = self._lean(text)
+                resp: Streamed
+                if lean is not None:
+                    target = url if isinstance(url, URL) else URL(url)
+                    resp = await lean.request(
+                        "GET",
+                        target.extend_query(params) if params else target,
+                        _with_defaults(hdrs),
+                        None,
+                    )
+                else:
+                    resp = await session.get(
+                        url,
+                        params=params,
+                        headers=hdrs,
+                        timeout=self._long,
+                        auto_decompress=False,
+                        **self._proxies(text),
+                    )
             except asyncio.CancelledError:
                 raise
             except TokenUnavailable as exc:
