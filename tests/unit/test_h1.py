@@ -398,3 +398,26 @@ async def test_the_transport_sends_small_requests_through_h1_and_large_ones_thro
         await transport.aclose()
     assert [len(r) for r in server.requests][1] > h1.SMALL_BODY
     assert CIMultiDict(small.headers)["Content-Length"] == "2"
+
+
+async def test_a_gcs_read_sends_the_same_bytes_through_either_client(server: Server) -> None:
+    """GCS's streamed reads go through the lean client unless aiohttp must send them (a proxy,
+    or a user's aiohttp trace): the request GCS sees is the same either way."""
+    from aiobucket.providers.gcs._http import GcsHttp, HttpSettings
+
+    server.answer = b"HTTP/1.1 200 OK\r\nX-Goog-Generation: 1\r\nContent-Length: 2\r\n\r\nok"
+    root = f"http://127.0.0.1:{server.port}"
+    bodies = []
+    for traces in ((), (aiohttp.TraceConfig(),)):
+        http = GcsHttp(HttpSettings(endpoint=root, emulator=True, trace_configs=traces))
+        try:
+            url = http.media_url("b", "dir/k", "alt=media")
+            resp = await http.open(url, key="dir/k", what="download", headers={"Accept-Encoding": "gzip"})
+            assert isinstance(resp, h1.Reply) is not bool(traces)
+            bodies.append((resp.status, resp.headers["X-Goog-Generation"], await resp.content.read(10)))
+            resp.release()
+        finally:
+            await http.aclose()
+    theirs, ours = server.requests[1], server.requests[0]
+    assert ours == theirs and b"Accept-Encoding: gzip" in ours
+    assert bodies == [(200, "1", b"ok")] * 2
