@@ -10,6 +10,7 @@ answers from a script (bytes as a server would send them)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -421,3 +422,16 @@ async def test_a_gcs_read_sends_the_same_bytes_through_either_client(server: Ser
     theirs, ours = server.requests[1], server.requests[0]
     assert ours == theirs and b"Accept-Encoding: gzip" in ours
     assert bodies == [(200, "1", b"ok")] * 2
+
+
+def test_a_read_joins_what_the_socket_delivered_in_pieces() -> None:
+    """A consumer slower than the socket gets up to ``n`` bytes per read, joined across
+    socket reads (as aiohttp's ``read(n)``), and never more than ``n``."""
+    conn: Any = h1._Conn.__new__(h1._Conn)
+    conn.chunks = collections.deque([b"a" * 10, b"b" * 10, b"c" * 10])
+    conn.buffered, conn.paused, conn.transport = 30, False, None
+    assert conn.take(25) == b"a" * 10 + b"b" * 10 + b"c" * 5
+    assert conn.take(25) == b"c" * 5 and conn.buffered == 0
+    conn.chunks.append(b"d" * 10)
+    conn.buffered = 10
+    assert conn.take(4) == b"dddd" and list(conn.chunks) == [b"d" * 6]

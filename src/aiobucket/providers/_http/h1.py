@@ -193,10 +193,26 @@ class _Conn(asyncio.Protocol):
             raise self.error
 
     def take(self, limit: int) -> bytes:
-        chunk = self.chunks.popleft()
-        if len(chunk) > limit > 0:
-            self.chunks.appendleft(chunk[limit:])
-            chunk = chunk[:limit]
+        """Up to ``limit`` of the buffered bytes, joined across socket reads: a consumer
+        slower than the socket gets fewer, larger pieces (as aiohttp's ``read(n)`` does),
+        not one per read of the socket."""
+        chunks = self.chunks
+        chunk = chunks.popleft()
+        if len(chunk) >= limit:
+            if len(chunk) > limit:
+                chunks.appendleft(chunk[limit:])
+                chunk = chunk[:limit]
+        elif chunks:
+            parts, size = [chunk], len(chunk)
+            while chunks and size < limit:
+                piece = chunks.popleft()
+                room = limit - size
+                if len(piece) > room:
+                    chunks.appendleft(piece[room:])
+                    piece = piece[:room]
+                parts.append(piece)
+                size += len(piece)
+            chunk = b"".join(parts)
         self.buffered -= len(chunk)
         if self.paused and self.buffered < LOW_WATER and self.transport is not None:
             self.paused = False
@@ -260,6 +276,8 @@ class Reply:
             conn.chunks.clear()
             conn.buffered = 0
             return data
+        if n == 0:
+            return b""
         while not conn.chunks:
             if conn.done:
                 return b""
