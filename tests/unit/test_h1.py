@@ -435,3 +435,24 @@ def test_a_read_joins_what_the_socket_delivered_in_pieces() -> None:
     conn.chunks.append(b"d" * 10)
     conn.buffered = 10
     assert conn.take(4) == b"dddd" and list(conn.chunks) == [b"d" * 6]
+
+
+async def test_an_answer_read_whole_is_never_held_by_flow_control(server: Server) -> None:
+    """A listing or an error body is read whole: one larger than ``HIGH_WATER`` must not
+    pause the socket for good (that would end in a stall timeout), even after a streamed
+    read of part of it paused it."""
+    size = h1.HIGH_WATER * 2
+    server.answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"w" * size
+    pool = h1.Pool(limit=2, connect_timeout=5.0, read_timeout=3.0, ssl_context=None)
+    try:
+        reply = await pool.request("GET", server.url, {}, None)
+        assert len(await reply.read()) == size
+        reply.release()
+        reply = await pool.request("GET", server.url, {}, None)
+        first = await reply.content.read(10)
+        while not reply._conn.paused:  # type: ignore[union-attr]  # noqa: ASYNC110 - a polled state
+            await asyncio.sleep(0.01)
+        assert len(first) + len(await reply.read()) == size
+        reply.release()
+    finally:
+        pool.close()

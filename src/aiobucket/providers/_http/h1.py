@@ -81,6 +81,8 @@ class _Conn(asyncio.Protocol):
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.paused = False
+        self.whole = False
+        """The answer is being read whole (``read()``): reading never pauses for it."""
         self.lost = False
         self.error: BaseException | None = None
         self.idle_since = 0.0
@@ -137,7 +139,7 @@ class _Conn(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
+        if self.buffered > HIGH_WATER and not self.paused and not self.whole and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
         self._wake()
@@ -153,7 +155,7 @@ class _Conn(asyncio.Protocol):
     # the exchange
 
     def start(self, request: bytes, head: bool) -> None:
-        self.busy, self.head = True, head
+        self.busy, self.head, self.whole = True, head, False
         self.status, self.fields, self.headers_done, self.done = 0, [], False, False
         assert self.transport is not None
         self.transport.write(request)
@@ -270,6 +272,10 @@ class Reply:
         if conn is None:
             return b""
         if n < 0:
+            conn.whole = True  # all of it is wanted: what is buffered is not a reason to stop reading
+            if conn.paused and conn.transport is not None:
+                conn.paused = False
+                conn.transport.resume_reading()
             while not conn.done:
                 await conn.wait()
             data = b"".join(conn.chunks)
