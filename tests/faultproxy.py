@@ -772,6 +772,13 @@ class FaultProxy:
             if not self._idle.wait_for(lambda: self._active == 0, timeout):
                 raise TimeoutError(f"faultproxy still has {self._active} exchange(s) in flight")
 
+    def wait_closed(self, timeout: float = 10.0) -> None:
+        """Block until the proxy holds no client connection (``wait_idle`` only waits for the
+        exchanges: a connection closes after its last one ends)."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._open == 0, timeout):
+                raise TimeoutError(f"faultproxy still holds {self._open} client connection(s)")
+
     async def settled(self) -> None:
         """``wait_idle`` for async tests (does not block the caller's loop)."""
         await asyncio.to_thread(self.wait_idle)
@@ -862,8 +869,9 @@ class FaultProxy:
             try:
                 await conn.close(rst)
             finally:
-                with self._lock:
+                with self._idle:
                     self._open -= 1
+                    self._idle.notify_all()
 
     async def _exchange(self, conn: _Conn, raw: bytes) -> bool:
         """One request and its response. Returns whether the connection stays open."""

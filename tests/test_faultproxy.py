@@ -500,6 +500,7 @@ async def test_errors_are_recorded_and_rules_can_fire_forever(
     assert rule.hits == 3 and upstream.store["k"] == b"abc"
     await proxy.settled()
     assert {r.error for r in proxy.requests} == {"_Closed: response reset by fault"}
+    await asyncio.to_thread(proxy.wait_closed)  # each reset connection closes (raises if one stays)
     assert proxy.open_connections == 0
     proxy.clear()
     assert proxy.requests == []
