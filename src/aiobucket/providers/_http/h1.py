@@ -2,8 +2,8 @@
 
 Why it exists: aiohttp's ``ClientSession.request`` costs about 412k instructions per
 4 KiB GET with GCS's 17 answer headers on CPython 3.11, this client about 200k (callgrind,
-client only, the server of ``benchmarks/gcs_read_instructions.py``). Per small request that is most of the client's
-CPU, and on a machine shared with the server, throughput. It does only what those
+client only, the server of ``benchmarks/gcs_read_instructions.py``). Per small request
+that is most of the client's CPU, and on a machine shared with the server, throughput. It does only what those
 requests need; ``transport.py`` sends everything else through aiohttp (a proxy,
 ``Expect: 100-continue``, a body over ``SMALL_BODY`` bytes).
 
