@@ -456,3 +456,96 @@ async def test_an_answer_read_whole_is_never_held_by_flow_control(server: Server
         reply.release()
     finally:
         pool.close()
+
+
+GCS_CALLS: list[tuple[str, str, dict[str, str] | None, dict[str, str], bytes | memoryview | None]] = [
+    ("GET", "/storage/v1/b/b/o/dir%2Fk", {"fields": "name,generation"}, {}, None),
+    ("GET", "/storage/v1/b/b/o", {"prefix": "a b/é", "delimiter": "/"}, {}, None),
+    ("DELETE", "/storage/v1/b/b/o/k", {"ifGenerationMatch": "7"}, {}, None),
+    (
+        "POST",
+        "/upload/storage/v1/b/b/o",
+        {"uploadType": "multipart"},
+        {"Content-Type": "multipart/related; boundary=x"},
+        b"--x--",
+    ),
+    ("POST", "/storage/v1/b/b/o/k/rewriteTo/b/o/k2", None, {}, None),
+    (
+        "PUT",
+        "/upload/storage/v1/b/b/o",
+        {"upload_id": "u1"},
+        {"Content-Range": "bytes 0-2/3"},
+        memoryview(b"abc"),
+    ),
+    ("PATCH", "/storage/v1/b/b/o/k", None, {"Content-Type": "application/json"}, b'{"metadata":{}}'),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "params", "headers", "data"), GCS_CALLS)
+async def test_a_gcs_call_sends_the_same_bytes_through_either_client(
+    server: Server,
+    method: str,
+    path: str,
+    params: dict[str, str] | None,
+    headers: dict[str, str],
+    data: bytes | memoryview | None,
+) -> None:
+    """GCS's whole-answer requests (metadata, listings, small uploads) go through the lean
+    client unless aiohttp must send them: the request is the same, and so is the answer,
+    a gzip-encoded one decoded as aiohttp's session decodes it."""
+    import gzip
+
+    from aiobucket.providers.gcs._http import GcsHttp, HttpSettings, Kind
+
+    packed = gzip.compress(b'{"name": "k"}')
+    server.answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        + f"Content-Length: {len(packed)}\r\n\r\n".encode()
+        + packed
+    )
+    root = f"http://127.0.0.1:{server.port}"
+    answers = []
+    for traces in ((), (aiohttp.TraceConfig(),)):
+        http = GcsHttp(HttpSettings(endpoint=root, emulator=True, trace_configs=traces))
+        try:
+            reply = await http.call(
+                method,
+                root + path,
+                kind=Kind.READ,
+                key="k",
+                what="t",
+                params=params,
+                headers=headers,
+                data=data,
+            )
+            assert (http._pool_h1 is None) is bool(traces)
+            answers.append((reply.status, reply.body, reply.headers["Content-Encoding"]))
+        finally:
+            await http.aclose()
+    ours, theirs = server.requests
+    assert ours == theirs
+    assert answers == [(200, b'{"name": "k"}', "gzip")] * 2
+
+
+async def test_a_gcs_call_ends_at_its_total_limit_through_either_client(server: Server) -> None:
+    """A small GCS request has a total limit (``request_timeout``): an answer that never
+    comes ends as TimeoutError after the configured attempts, through either client."""
+    from aiobucket.errors import BackendError
+    from aiobucket.providers.gcs._http import GcsHttp, HttpSettings, Kind, RetryPolicy
+
+    server.hold = asyncio.Event()
+    root = f"http://127.0.0.1:{server.port}"
+    policy = RetryPolicy(initial=0.01, cap=0.01, attempts=2)
+    for traces in ((), (aiohttp.TraceConfig(),)):
+        settings = HttpSettings(
+            endpoint=root, emulator=True, trace_configs=traces, request_timeout=0.2, retry=policy
+        )
+        http = GcsHttp(settings)
+        try:
+            with pytest.raises(BackendError) as failed:
+                await http.call("GET", root + "/storage/v1/b/b/o/k", kind=Kind.READ, key="k", what="t")
+            assert isinstance(failed.value.__cause__, TimeoutError)
+        finally:
+            await http.aclose()
+    server.hold.set()
+    assert len(server.requests) == 4  # 2 attempts each

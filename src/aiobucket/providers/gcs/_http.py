@@ -13,9 +13,9 @@ Invariants:
   PermissionDenied. A 401 refreshes the token once and tries again.
 * Requests to the storage API carry the bucket-wide extras in one place
   (:meth:`GcsHttp.extras`): ``userProject`` and customer-supplied key headers.
-* Every request carries an explicit ``ClientTimeout``: small ones a total limit,
-  streamed ones (``long=True``) only ``sock_connect`` and ``sock_read``, so a
-  stream never waits forever and never dies of its length.
+* Every request has explicit timeouts: small ones a total limit (``request_timeout``),
+  streamed ones (``long=True``) only the connect and socket-read limits, so a stream
+  never waits forever and never dies of its length. Both clients apply the same ones.
 * A write marked ``shield=True`` (a commit) is awaited to its answer even if the
   caller is cancelled (it may be on the wire); the backoff between attempts is
   never shielded.
@@ -23,8 +23,11 @@ Invariants:
   :class:`HttpError` for the caller to map (it knows what a 404 means).
 * A provider dropped without ``aclose()`` closes its session's and the lean client's
   connections quietly when it is collected (or at exit), as S3's and Azure's transport does.
-* Streamed reads (``open``) go through the lean client (``_http/h1.py``) unless a proxy
-  applies or the user traces aiohttp's requests; everything else through the session.
+* Streamed reads (``open``) and requests with a body of at most ``h1.SMALL_BODY`` bytes
+  (metadata, listings, small uploads, commits) go through the lean client (``_http/h1.py``)
+  unless a proxy applies or the user traces aiohttp's requests; everything else (a resumable
+  upload's chunks) through the session. Either way the same bytes go on the wire, and an
+  answer reads the same (``_exchange_lean``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import hashlib
 import json
 import re
 import weakref
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -81,10 +85,45 @@ _AIOHTTP_DEFAULTS: dict[str, str] = {
 """The headers aiohttp's session adds to every request (GCS sees the same request either way)."""
 
 
-def _with_defaults(headers: dict[str, str]) -> dict[str, str]:
-    """``headers``, then the defaults of aiohttp's that they do not name, in aiohttp's order."""
+def _with_defaults(
+    headers: Mapping[str, str], method: str = "GET", data: bytes | memoryview | None = None
+) -> dict[str, str]:
+    """The headers aiohttp's session sends for ``headers``, in its order: theirs, then its
+    defaults that they do not name, then Content-Length (a body's, or 0 for a body-less
+    method that may carry one) and the Content-Type it gives bytes or an empty POST, PUT
+    or PATCH (``ClientRequest.update_body_from_data`` and ``send``)."""
     named = {name.lower() for name in headers}
-    return headers | {name: value for name, value in _AIOHTTP_DEFAULTS.items() if name.lower() not in named}
+    out = dict(headers) | {
+        name: value for name, value in _AIOHTTP_DEFAULTS.items() if name.lower() not in named
+    }
+    if "content-length" not in named:
+        if data is not None:
+            out["Content-Length"] = str(_size(data))
+        elif method not in aiohttp.ClientRequest.GET_METHODS:
+            out["Content-Length"] = "0"
+    if "content-type" not in named and (data is not None or method in aiohttp.ClientRequest.POST_METHODS):
+        out["Content-Type"] = "application/octet-stream"
+    return out
+
+
+def _decoded(body: bytes, headers: Mapping[str, str]) -> bytes:
+    """The body as aiohttp's session hands it over (``auto_decompress``): a gzip or deflate
+    Content-Encoding (what ``Accept-Encoding: gzip, deflate`` allows) undone."""
+    encoding = headers.get("Content-Encoding")
+    if not body or encoding is None or encoding == "identity":
+        return body
+    encoding = encoding.strip().lower()
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        if encoding == "deflate":
+            try:
+                return zlib.decompress(body)
+            except zlib.error:
+                return zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send
+    except zlib.error as exc:
+        raise aiohttp.ClientPayloadError(f"Can not decode content-encoding: {encoding}") from exc
+    return body
 
 
 # A 408 or 429 is a refusal before any work; a 5xx may come after the write was applied.
@@ -417,8 +456,8 @@ class GcsHttp:
             await session.close()
 
     def _lean(self, url: str) -> h1.Pool | None:
-        """The lean client (``_http/h1.py``) for a streamed GET of ``url``, or None when it
-        must go through aiohttp: a proxy applies, or the user traces aiohttp's requests."""
+        """The lean client (``_http/h1.py``) for a request to ``url``, or None when it must
+        go through aiohttp: a proxy applies, or the user traces aiohttp's requests."""
         if self.settings.trace_configs or self._proxies(url):
             return None
         pool = self._pool_h1
@@ -472,7 +511,14 @@ class GcsHttp:
             try:
                 found = self._authorized(auth, headers, signing)
                 hdrs = found if found is not None else await self._authorize(auth, headers, started, signing)
-                once = self._exchange(session, method, url, params, hdrs, data, timeout, self._proxies(url))
+                lean = self._lean(url) if data is None or _size(data) <= h1.SMALL_BODY else None
+                if lean is not None:
+                    total = None if long else self.settings.request_timeout
+                    once = _exchange_lean(lean, method, url, params, hdrs, data, total)
+                else:
+                    once = self._exchange(
+                        session, method, url, params, hdrs, data, timeout, self._proxies(url)
+                    )
                 status, rheaders, body = await (run_to_completion(once) if shield else once)
                 if status in ok and check is not None:
                     try:
@@ -670,6 +716,39 @@ class GcsHttp:
 # Characters quote(safe="") leaves as they are, and "/": a key made of these is quoted by
 # replacing "/" alone (a regex match costs a fraction of quote() on every request).
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
+def _size(data: bytes | memoryview) -> int:
+    return data.nbytes if isinstance(data, memoryview) else len(data)
+
+
+async def _exchange_lean(
+    pool: h1.Pool,
+    method: str,
+    url: str,
+    params: Mapping[str, str] | None,
+    headers: Mapping[str, str],
+    data: bytes | memoryview | None,
+    total: float | None,
+) -> tuple[int, Mapping[str, str], bytes]:
+    """``GcsHttp._exchange`` through the lean client: the request aiohttp's session would send
+    (its URL parsing, its default headers), the same total limit (``TimeoutError`` at the
+    end of it, as aiohttp raises), and the answer decoded as the session decodes it."""
+    target = URL(url)
+    if params:
+        target = target.extend_query(params)
+    async with asyncio.timeout(total):
+        reply = await pool.request(method, target, _with_defaults(headers, method, data), data)
+        try:
+            try:
+                body = await reply.read()
+            except (aiohttp.ClientError, OSError):
+                if reply.status < 400:
+                    raise
+                body = b""  # an error status says enough without its body
+        finally:
+            reply.release()
+    return reply.status, reply.headers, _decoded(body, reply.headers)
 
 
 def quote_key(key: str) -> str:
