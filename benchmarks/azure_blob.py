@@ -14,19 +14,21 @@ SDK's ``upload_blob``/``download_blob().chunks()``, obstore's ``put_async``/``ge
 Libraries are interleaved round after round; the table shows medians.
 
 Azurite bounds every client's throughput here (a single-threaded Node process that spends
-2-3 ms of CPU per small PUT and 1.5-2 ms per GET, more than any of the three clients), so the
+2-3 ms of CPU per small PUT and 1.5-2 ms per GET: four to five times aiobucket's), so the
 server is made as cheap as it fairly can be, the same for every client: the small-operation
 scenarios run on an Azurite whose ``--location`` is on tmpfs (``/dev/shm``, where it exists:
-its extent files' open/write/fdatasync cost no disk I/O; about 15-20% less Azurite CPU per
-operation than on disk) and whose Node has a bigger young generation (``SMALL_OPS_NODE``),
-warmed up by one untimed round of all three libraries first (Azurite's cost per operation
-falls by a third over its first thousands of requests, as Node compiles its hot code; the
-measured runs then all meet a warm server). The big-object scenarios keep an Azurite on disk
-with Node's defaults, so 256 MiB objects never sit in memory. ``--inMemoryPersistence`` was
-measured too and not taken: it saves about as much at first, but every PUT leaves an extent
-record that its in-memory store searches linearly until the extent GC (every 10 minutes),
-so its cost per PUT grows over a run. ``--silent``, ``--loose``, ``--skipApiVersionCheck``
-and ``--disableTelemetry`` are on, and no debug log.
+its extent files' open/write/fdatasync cost no disk I/O; about 20% less Azurite CPU per PUT
+than on disk in the quietest paired run; the disk's file calls were about 8% of
+its main thread's profile), warmed up by one untimed round of all three libraries first
+(Azurite's cost per operation falls by about a third over its first thousand requests, as
+Node compiles its hot code; the measured runs then all meet a warm server). The big-object
+scenarios keep an Azurite on disk, so 256 MiB objects never sit in memory. Node's
+``--max-semi-space-size=64`` (fewer scavenges; GC was about 7% of the profile) was measured
+and not taken: paired runs disagreed on its sign. ``--inMemoryPersistence`` was
+measured too and not taken: it saves about as much at first, but its cost per PUT grew
+round after round (LokiJS's ``Resultset.find`` took 18% of its profile, 7.6% on disk; the
+in-memory extent records seem to pile up until the 10-minute extent GC). ``--silent``,
+``--loose``, ``--skipApiVersionCheck`` and ``--disableTelemetry`` are on, and no debug log.
 """
 
 from __future__ import annotations
@@ -52,9 +54,6 @@ KiB, MiB = 1024, 1024 * 1024
 LIBS = ("aiobucket", "azure-sdk", "obstore")
 SCENARIOS = ("put_small", "get_small", "upload_big", "download_big")
 SMALL = 4 * KiB
-SMALL_OPS_NODE = "--max-semi-space-size=64"
-"""Node's young generation for the small-operation Azurite, in MiB (default 16 on 64-bit):
-fewer scavenges, about 15-25% less Azurite CPU per operation in paired runs here."""
 CONCURRENCY = 32
 
 
@@ -265,16 +264,7 @@ def main() -> None:
     ]
     for scenarios, where in [g for g in groups if g[0]]:
         base = Path(tempfile.mkdtemp(prefix="azurite-bench-", dir=where))
-        node_options = os.environ.get("NODE_OPTIONS")
-        if where is not None:  # Azurite's Node, not the workers: a bigger young generation
-            os.environ["NODE_OPTIONS"] = f"{node_options or ''} {SMALL_OPS_NODE}".strip()
-        try:
-            proc, server = start(base, binary)
-        finally:
-            if node_options is None:
-                os.environ.pop("NODE_OPTIONS", None)
-            else:
-                os.environ["NODE_OPTIONS"] = node_options
+        proc, server = start(base, binary)
         env = {
             "url": f"az://{server.container}?account={ACCOUNT}&endpoint={server.endpoint}",
             "endpoint": server.endpoint,
@@ -303,7 +293,7 @@ def main() -> None:
                 shutil.rmtree(base, ignore_errors=True)
     print(
         f"Azurite 3.35 on loopback, {n} x 4 KiB at concurrency {CONCURRENCY} (data on "
-        f"{tmpfs or 'disk'}, {SMALL_OPS_NODE}, warmed up), {big // MiB} MiB (data on disk); {rounds} round(s)"
+        f"{tmpfs or 'disk'}, warmed up), {big // MiB} MiB (data on disk); {rounds} round(s)"
     )
     print("| library | scenario | rate | client CPU |")
     print("|---|---|---|---|")
