@@ -12,6 +12,23 @@ a big upload streamed from 1 MiB chunks and its download into a discarding sink.
 Each library is driven as its docs show: aiobucket's ``upload()``/``download()``, the
 SDK's ``upload_blob``/``download_blob().chunks()``, obstore's ``put_async``/``get_async``.
 Libraries are interleaved round after round; the table shows medians.
+
+Azurite bounds every client's throughput here (a single-threaded Node process that spends
+2-3 ms of CPU per small PUT and 1.5-2 ms per GET: four to five times aiobucket's), so the
+server is made as cheap as it fairly can be, the same for every client: the small-operation
+scenarios run on an Azurite whose ``--location`` is on tmpfs (``/dev/shm``, where it exists:
+its extent files' open/write/fdatasync cost no disk I/O; about 20% less Azurite CPU per PUT
+than on disk in the quietest paired run; the disk's file calls were about 8% of
+its main thread's profile), warmed up by one untimed round of all three libraries first
+(Azurite's cost per operation falls by about a third over its first thousand requests, as
+Node compiles its hot code; the measured runs then all meet a warm server). The big-object
+scenarios keep an Azurite on disk, so 256 MiB objects never sit in memory. Node's
+``--max-semi-space-size=64`` (fewer scavenges; GC was about 7% of the profile) was measured
+and not taken: paired runs disagreed on its sign. ``--inMemoryPersistence`` was
+measured too and not taken: it saves about as much at first, but its cost per PUT grew
+round after round (LokiJS's ``Resultset.find`` took 18% of its profile, 7.6% on disk; the
+in-memory extent records seem to pile up until the 10-minute extent GC). ``--silent``,
+``--loose``, ``--skipApiVersionCheck`` and ``--disableTelemetry`` are on, and no debug log.
 """
 
 from __future__ import annotations
@@ -20,6 +37,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -220,45 +238,66 @@ def main() -> None:
     if binary is None:
         sys.exit("Azurite is not installed: run .ci/run once (npm install under .tools/azurite)")
     rounds = args.rounds or (1 if args.quick else 3)
-    proc, server = start(Path(tempfile.mkdtemp(prefix="azurite-bench-")), binary)
-    env = {
-        "url": f"az://{server.container}?account={ACCOUNT}&endpoint={server.endpoint}",
-        "endpoint": server.endpoint,
-        "account_url": f"{server.endpoint}/{ACCOUNT}",
-        "account": ACCOUNT,
-        "key": ACCOUNT_KEY,
-        "container": server.container,
-        "n": 50 if args.quick else 500,
-        "size": 16 * MiB if args.quick else 256 * MiB,
-    }
+    wanted = [x for x in SCENARIOS if x in args.only.split(",")]
+    n, big = (50, 16 * MiB) if args.quick else (500, 256 * MiB)
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     crashes: dict[str, int] = {}
-    try:
-        for r in range(rounds):
-            for scenario in [x for x in SCENARIOS if x in args.only.split(",")]:
-                order = LIBS[r % len(LIBS) :] + LIBS[: r % len(LIBS)]
-                for lib in order:
-                    out = subprocess.run(
-                        [sys.executable, __file__, "--worker", lib, scenario, json.dumps(env)],
-                        capture_output=True, text=True, check=False, timeout=900,
-                    )  # fmt: skip
-                    lines = out.stdout.splitlines()
-                    if out.returncode != 0:
-                        tail = (out.stderr or out.stdout)[-2000:]
-                        print(f"{lib} {scenario} exited with {out.returncode}:\n{tail}", file=sys.stderr)
-                        crashes[lib] = crashes.get(lib, 0) + 1
-                    if lines and lines[-1].startswith("{"):  # measured before any crash at exit
-                        results.setdefault((lib, scenario), []).append(json.loads(lines[-1]))
-    finally:
-        stop(proc)
-    size = f"{env['size'] // MiB} MiB"
+
+    def worker(lib: str, scenario: str, env: dict[str, Any]) -> None:
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", lib, scenario, json.dumps(env)],
+            capture_output=True, text=True, check=False, timeout=900,
+        )  # fmt: skip
+        lines = out.stdout.splitlines()
+        if out.returncode != 0:
+            tail = (out.stderr or out.stdout)[-2000:]
+            print(f"{lib} {scenario} exited with {out.returncode}:\n{tail}", file=sys.stderr)
+            crashes[lib] = crashes.get(lib, 0) + 1
+        if lines and lines[-1].startswith("{"):  # measured before any crash at exit
+            results.setdefault((lib, scenario), []).append(json.loads(lines[-1]))
+
+    tmpfs = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    # (scenarios, where Azurite keeps its data): small ones on tmpfs, big ones on disk.
+    groups = [
+        ([x for x in wanted if x.endswith("small")], tmpfs),
+        ([x for x in wanted if x.endswith("big")], None),
+    ]
+    for scenarios, where in [g for g in groups if g[0]]:
+        base = Path(tempfile.mkdtemp(prefix="azurite-bench-", dir=where))
+        proc, server = start(base, binary)
+        env = {
+            "url": f"az://{server.container}?account={ACCOUNT}&endpoint={server.endpoint}",
+            "endpoint": server.endpoint,
+            "account_url": f"{server.endpoint}/{ACCOUNT}",
+            "account": ACCOUNT,
+            "key": ACCOUNT_KEY,
+            "container": server.container,
+            "n": n,
+            "size": big,
+        }
+        try:
+            if where is not None:  # warm Azurite up: one untimed round of every library
+                for scenario in scenarios:
+                    for lib in LIBS:
+                        worker(lib, scenario, env)
+                results.clear()
+                crashes.clear()
+            for r in range(rounds):
+                for scenario in scenarios:
+                    order = LIBS[r % len(LIBS) :] + LIBS[: r % len(LIBS)]
+                    for lib in order:
+                        worker(lib, scenario, env)
+        finally:
+            stop(proc)
+            if where is not None:
+                shutil.rmtree(base, ignore_errors=True)
     print(
-        f"Azurite 3.35 on loopback, {env['n']} x 4 KiB at concurrency {CONCURRENCY}, "
-        f"{size}; {rounds} round(s)"
+        f"Azurite 3.35 on loopback, {n} x 4 KiB at concurrency {CONCURRENCY} (data on "
+        f"{tmpfs or 'disk'}, warmed up), {big // MiB} MiB (data on disk); {rounds} round(s)"
     )
     print("| library | scenario | rate | client CPU |")
     print("|---|---|---|---|")
-    for scenario in [x for x in SCENARIOS if x in args.only.split(",")]:
+    for scenario in wanted:
         for lib in LIBS:
             runs = results.get((lib, scenario))
             if not runs:

@@ -69,13 +69,19 @@ class SharedKeyAuth:
         self._account = account
         self._hmac = HmacKey(self._key)
 
-    async def authorize(
+    def sign(
         self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str]
     ) -> list[tuple[str, str]]:
+        """``authorize`` without a coroutine: SharedKey needs no I/O (the provider's fast path)."""
         headers["authorization"] = shared_key(
             self._account, self._hmac, string_to_sign(method, self._account, path, query, headers)
         )
         return query
+
+    async def authorize(
+        self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str]
+    ) -> list[tuple[str, str]]:
+        return self.sign(method, path, query, headers)
 
     async def sas(
         self, container: str, key: str, permission: str, ttl: timedelta, version: str, fetch: KeyFetcher

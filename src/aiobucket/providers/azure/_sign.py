@@ -23,6 +23,7 @@ the same fields in the same order as ``generate_blob_sas``, for a blob resource.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import hmac
@@ -145,7 +146,7 @@ class HmacKey:
         inner.update(text.encode("utf-8"))
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return base64.b64encode(outer.digest()).decode()
+        return binascii.b2a_base64(outer.digest(), newline=False).decode()
 
 
 def shared_key(account: str, key: bytes | HmacKey, text: str) -> str:

@@ -10,7 +10,6 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ def md5_hex(b64: str | None) -> str | None:
     if not b64:
         return None
     try:
-        raw = base64.b64decode(b64, validate=True)
+        raw = binascii.a2b_base64(b64, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
     return raw.hex() if len(raw) == 16 else None
