@@ -40,7 +40,6 @@ import asyncio
 import json
 import os
 import re
-import ssl
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -50,6 +49,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ...errors import BackendError, NotSupported, PermissionDenied
+from .._http.transport import ssl_context
 
 __all__ = [
     "SIGNING_SCOPES",
@@ -87,22 +87,12 @@ class TokenUnavailable(BackendError):
 def make_session(
     timeout: aiohttp.ClientTimeout, trace_configs: list[aiohttp.TraceConfig]
 ) -> aiohttp.ClientSession:
-    tls = env_ssl_context()
+    tls = ssl_context(None)  # SSL_CERT_FILE/SSL_CERT_DIR, if set
     connector = aiohttp.TCPConnector(ssl=tls) if tls is not None else None
     session = aiohttp.ClientSession(timeout=timeout, trace_configs=trace_configs or None, connector=connector)
     if hasattr(session, "_retry_connection"):
         session._retry_connection = False  # see the module docstring
     return session
-
-
-def env_ssl_context() -> ssl.SSLContext | None:
-    """A TLS context that honours ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when either is set (None:
-    aiohttp's default). OpenSSL reads them when a context is made, and aiohttp made its own at
-    its import, so a process that sets them later (a corporate CA) needs a new one. Made once
-    per provider, when its session is."""
-    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
-        return ssl.create_default_context()
-    return None
 
 
 class EnvProxies:

@@ -59,8 +59,8 @@ from ...errors import (
     RangeNotSatisfiable,
 )
 from .._http import h1
-from .._http.transport import close_pool_quietly, close_quietly
-from ._gcloud import Auth, EnvProxies, TokenUnavailable, env_ssl_context, make_session
+from .._http.transport import close_pool_quietly, close_quietly, ssl_context
+from ._gcloud import Auth, EnvProxies, TokenUnavailable, make_session
 from ._retry import Kind, RetryPolicy, never_sent
 
 __all__ = [
@@ -467,7 +467,7 @@ class GcsHttp:
                 limit=_POOL,
                 connect_timeout=s.connect_timeout,
                 read_timeout=s.read_timeout,
-                ssl_context=env_ssl_context(),
+                ssl_context=ssl_context(None),
             )
             self._pool_finalizer = weakref.finalize(self, close_pool_quietly, pool)
         return pool
