@@ -137,3 +137,49 @@ def test_loops_in_threads_keep_nothing(backend: Backend, complaints: list[str]) 
     assert kept == []
     assert not any(loop.is_closed() for loop in _runtime._by_loop), "a finished loop was kept"
     assert complaints == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_reconfiguring_on_one_loop_keeps_only_the_current_providers(
+    backend: Backend, complaints: list[str]
+) -> None:
+    """A loop that outlives many ``configure()`` calls (a server reloading its settings, a
+    test session on one loop) keeps the current configuration's provider only: the ones
+    before it go, with their connections, and quietly, once nothing uses them."""
+    bucket = backend.bucket()
+    refs: list[weakref.ref[Any]] = []
+
+    async def main() -> tuple[int, int]:
+        async def once(i: int) -> None:
+            aiobucket.configure({f"unrelated-{i}": "memory://"})  # a new configuration generation
+            refs.append(weakref.ref(_runtime.provider_for(bucket.name, bucket.config)[0]))
+            async with bucket.upload(f"k{i}") as w:
+                await w.write(b"x" * 1000)
+            assert await bucket.download(f"k{i}").read() == b"x" * 1000
+            # The collector runs between configurations, as it would over a server's life
+            # (SQLite holds a closed connection's descriptor until the next open reuses it).
+            gc.collect()
+
+        # Lazy imports, the servers' clients and one replaced configuration settle first.
+        await once(-2)
+        await once(-1)
+        before = len(_open_fds())  # the current provider's connections among them
+        for i in range(RUNS):
+            await once(i)
+        await asyncio.sleep(0)  # the dropped connections' close callbacks run
+        gc.collect()
+        await asyncio.sleep(0)
+        after = len(_open_fds())  # the last provider's connections, none of the earlier ones'
+        cache = _runtime._by_loop[asyncio.get_running_loop()][0]
+        assert len(cache) == 1, f"providers kept on the loop: {list(cache)}"
+        await aiobucket.aclose()
+        return before, after
+
+    try:
+        before, after = asyncio.run(main())
+    finally:
+        aiobucket.config.reset()
+    alive = [r() for r in refs[:-1] if r() is not None]
+    assert alive == [], f"earlier configurations' providers kept: {alive}"
+    assert after <= before, f"{after - before} more descriptors open after {RUNS} configurations"
+    assert complaints == []

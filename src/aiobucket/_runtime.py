@@ -20,6 +20,9 @@ Invariants:
   (a closed loop runs nothing): their sessions close quietly as they are
   collected (the transports' finalisers), their sockets with asyncio's warning.
 * Finding a provider is two dict lookups (the loop's cache, then the bucket's entry).
+* A cache holds the current configuration's providers only: a new ``configure()``
+  generation drops the older ones at the next lookup (``_forget_older``), and each closes
+  its clients quietly when the last operation using it lets it go.
 """
 
 from __future__ import annotations
@@ -57,15 +60,26 @@ def provider_for(name: str, bucket_config: BucketConfig) -> tuple[Provider, conf
     entry = _by_loop.get(loop)
     cache = entry[0] if entry is not None else _first_use(loop)
     # The settings are cached with the provider: both change only with the generation.
-    cache_key = (name, config.generation(), bucket_config)
+    generation = config.generation()
+    cache_key = (name, generation, bucket_config)
     found = cache.get(cache_key)
     if found is None:
+        _forget_older(cache, generation)
         settings = config.resolve(name)
         provider = config.build_provider(name, settings, bucket_config)
         if settings.key_prefix:
             provider = PrefixedProvider(provider, settings.key_prefix)
         found = cache[cache_key] = (provider, settings)
     return found
+
+
+def _forget_older(cache: _Cache, generation: int) -> None:
+    """Drop the providers of earlier configurations, so a loop that outlives many
+    ``configure()`` calls (a server that reloads its settings, a test session on one loop)
+    does not keep a client per call. They are not closed here: an operation that began
+    before the change may still be using one. It closes its clients quietly once collected."""
+    for key in [k for k in cache if k[1] != generation]:
+        del cache[key]
 
 
 def _first_use(loop: asyncio.AbstractEventLoop) -> _Cache:

@@ -244,7 +244,8 @@ def _parse_tables(
 
 
 def configure(buckets: Mapping[str, object] | None = None, *, default: str | None = None) -> None:
-    """Set bucket locations from code, replacing any earlier ``configure`` call.
+    """Set bucket locations from code, replacing any earlier ``configure`` call (the
+    clients made for that one are dropped at the next operation: ``_runtime``).
 
     ``buckets`` maps names to a URL, a mapping as in the TOML file, or a
     BucketSettings. ``default`` is where unlisted buckets live.
