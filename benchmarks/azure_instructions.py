@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._callgrind import canned_server, instructions
 
 MODES = ["put", "get"]
 KEYS = 2000
@@ -125,20 +126,7 @@ async def client(mode: str, ops: int, root: str, profile: bool = False) -> float
 
 def count(mode: str, ops: int, root: str, src: str | None) -> int:
     """Instructions of a whole client run with ``ops`` operations (callgrind's total)."""
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    if src:
-        env["PYTHONPATH"] = src
-    out = subprocess.run(
-        [
-            "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-            sys.executable, __file__, "--client", mode, "--ops", str(ops), "--root", root,
-        ],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if found is None:
-        raise RuntimeError(f"no callgrind total in: {out.stderr[-500:]}")
-    return int(found.group(1))
+    return instructions(__file__, ["--client", mode, "--ops", str(ops), "--root", root], src)
 
 
 def main() -> None:
@@ -160,20 +148,8 @@ def main() -> None:
         print(f"{cpu * 1e6:.1f}", file=sys.stderr)
         return
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from servers._proc import free_ports, http_status, wait_until
-
-    (port,) = free_ports(1)
-    root = f"http://127.0.0.1:{port}"
-    log = Path(tempfile.mkdtemp(prefix="azure-ops-")) / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(port)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
-        )
     env = {**os.environ, **({"PYTHONPATH": args.src} if args.src else {})}
-    try:
-        probe = f"{root}/{ACCOUNT}/bench/x"
-        wait_until(lambda: http_status(probe) == 200, server, 30, "the Azurite-like server", log)
+    with canned_server(__file__, f"/{ACCOUNT}/bench/x", "the Azurite-like server") as root:
         if args.profile:
             cmd = [sys.executable, __file__, "--client", args.profile, "--ops", "20000", "--root", root]
             cmd += ["--profile", "x"]
@@ -188,9 +164,6 @@ def main() -> None:
             short = count(mode, args.ops, root, args.src)
             long = count(mode, args.ops + 1000, root, args.src)
             print(f"{mode:4} {(long - short) // 1000:>9,} instructions per operation")
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":

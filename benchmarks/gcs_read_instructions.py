@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._callgrind import canned_server, instructions
 
 MODES = ["aiobucket", "aiobucket-provider", "gcloud-aio-storage", "aiohttp"]
 KEYS = 2000
@@ -126,21 +127,7 @@ async def client(mode: str, reads: int, root: str) -> float:
 
 def count(mode: str, reads: int, root: str, src: str | None) -> int:
     """Instructions of a whole client run with ``reads`` reads (callgrind's total)."""
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    args = ["--client", mode, "--reads", str(reads), "--root", root]
-    if src:
-        env["PYTHONPATH"] = src
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if found is None:
-        raise RuntimeError(f"no callgrind total in: {out.stderr[-500:]}")
-    return int(found.group(1))
+    return instructions(__file__, ["--client", mode, "--reads", str(reads), "--root", root], src)
 
 
 def main() -> None:
@@ -164,19 +151,7 @@ def main() -> None:
         print(f"{asyncio.run(client(args.client, args.reads, args.root)) * 1e6:.1f}", file=sys.stderr)
         return
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from servers._proc import free_ports, http_status, wait_until
-
-    (port,) = free_ports(1)
-    root = f"http://127.0.0.1:{port}"
-    log = Path(tempfile.mkdtemp(prefix="gcs-read-")) / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(port)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
-        )
-    try:
-        probe = f"{root}/storage/v1/b/bench/o/x?alt=media"
-        wait_until(lambda: http_status(probe) == 200, server, 30, "the GCS-like server", log)
+    with canned_server(__file__, "/storage/v1/b/bench/o/x?alt=media", "the GCS-like server") as root:
         for mode in args.only.split(",") if args.only else MODES:
             if args.plain:
                 env = {**os.environ, **({"PYTHONPATH": args.src} if args.src else {})}
@@ -187,9 +162,6 @@ def main() -> None:
             short = count(mode, args.reads, root, args.src)
             long = count(mode, args.reads + 100, root, args.src)
             print(f"{mode:20} {(long - short) // 100:>9,} instructions per read")
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":
