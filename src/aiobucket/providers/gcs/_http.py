@@ -582,13 +582,7 @@ class GcsHttp:
         async with session.request(
             method, url, params=params, headers=headers, data=data, timeout=limits, **proxy
         ) as resp:
-            try:
-                body = await resp.read()
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                if resp.status < 400:
-                    raise
-                body = b""  # an error status says enough without its body
-            return resp.status, resp.headers, body
+            return resp.status, resp.headers, await _whole_body(resp)
 
     async def open(
         self,
@@ -718,6 +712,16 @@ class GcsHttp:
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.~/-]*")
 
 
+async def _whole_body(resp: Streamed) -> bytes:
+    """An answer's whole body; an error status whose body cannot be read says enough without it."""
+    try:
+        return await resp.read()
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        if resp.status < 400:
+            raise
+        return b""
+
+
 def _size(data: bytes | memoryview) -> int:
     return data.nbytes if isinstance(data, memoryview) else len(data)
 
@@ -740,12 +744,7 @@ async def _exchange_lean(
     async with asyncio.timeout(total):
         reply = await pool.request(method, target, _with_defaults(headers, method, data), data)
         try:
-            try:
-                body = await reply.read()
-            except (aiohttp.ClientError, OSError):
-                if reply.status < 400:
-                    raise
-                body = b""  # an error status says enough without its body
+            body = await _whole_body(reply)
         finally:
             reply.release()
     return reply.status, reply.headers, _decoded(body, reply.headers)
