@@ -497,6 +497,8 @@ async def test_a_gcs_call_sends_the_same_bytes_through_either_client(
 
     from aiobucket.providers.gcs._http import GcsHttp, HttpSettings, Kind
 
+    # Google's APIs gzip an answer for a client that accepts it (aiohttp's session sends
+    # "Accept-Encoding: gzip, deflate"): https://cloud.google.com/storage/docs/json_api/v1/how-tos/performance#gzip
     packed = gzip.compress(b'{"name": "k"}')
     server.answer = (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
